@@ -1,0 +1,110 @@
+//! `berth run`: create + start, then (in the foreground) supervise, wait and delete.
+
+use berth_runtime_core::Runtime;
+use nix::errno::Errno;
+
+use super::lifecycle::{check_console, config_wants_terminal};
+use super::{Ctx, create_options, one_id};
+use crate::args::Parsed;
+use crate::console::{ConsoleSocket, RawTty};
+use crate::error::CliError;
+use crate::foreground::{Signals, supervise};
+use crate::logging::Logger;
+
+/// How long to wait for the runtime to hand over the console, per step (milliseconds).
+const CONSOLE_TIMEOUT_MS: u16 = 10_000;
+
+/// Force-deletes the container on drop unless disarmed: a `run` that fails half-way leaves
+/// nothing behind.
+struct DeleteGuard<'a> {
+    runtime: &'a Runtime,
+    id: &'a str,
+    log: &'a Logger,
+    armed: bool,
+}
+
+impl Drop for DeleteGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            if let Err(e) = self.runtime.delete(self.id, true) {
+                self.log
+                    .error(&format!("clean up container {:?}: {e}", self.id));
+            }
+        }
+    }
+}
+
+/// `berth run ID`
+pub(crate) fn run(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
+    let id = one_id("run", p)?;
+    let mut opts = create_options(p)?;
+    let detach = p.flag("detach");
+    let keep = p.flag("keep");
+    if detach && keep {
+        return Err(CliError::InvalidValue {
+            flag: "keep",
+            value: "true".into(),
+            expected: "only meaningful in the foreground: not together with --detach",
+        });
+    }
+    let terminal = config_wants_terminal(&opts.bundle)?;
+    check_console(id, terminal, detach, opts.console_socket.as_deref())?;
+
+    if !detach && !p.flag("no-subreaper") {
+        // Orphans of the container (without a pid namespace) are re-parented to us and
+        // reaped by the supervision loop.
+        // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer flag and touches no memory of ours.
+        let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        Errno::result(r).map_err(|e| CliError::sys("prctl(PR_SET_CHILD_SUBREAPER)", e))?;
+    }
+    let console = if terminal && !detach && opts.console_socket.is_none() {
+        let sock = ConsoleSocket::bind()?;
+        opts.console_socket = Some(sock.path().to_path_buf());
+        Some(sock)
+    } else {
+        None
+    };
+
+    ctx.log
+        .debug(|| format!("run {id:?}: {opts:?}, detach: {detach}"));
+    let container = ctx.runtime.create(id, &opts)?;
+    let mut guard = DeleteGuard {
+        runtime: &ctx.runtime,
+        id,
+        log: &ctx.log,
+        armed: true,
+    };
+    // Blocked only now: the init was cloned with our original signal mask.
+    let signals = if detach {
+        None
+    } else {
+        Some(Signals::block()?)
+    };
+    ctx.runtime.start(id)?;
+    let Some(signals) = signals else {
+        guard.armed = false;
+        return Ok(0);
+    };
+
+    let master = console
+        .as_ref()
+        .map(|c| c.receive(CONSOLE_TIMEOUT_MS))
+        .transpose()?;
+    drop(console);
+    let raw = match master {
+        Some(_) => RawTty::enable()?,
+        None => None,
+    };
+    let code = supervise(&container, &signals, master, &ctx.log);
+    drop(raw);
+    let code = code?;
+
+    guard.armed = false;
+    if !keep {
+        if let Err(e) = ctx.runtime.delete(id, true) {
+            // The exit code of the container matters more to the caller; report and go on.
+            ctx.log.error(&format!("delete container {id:?}: {e}"));
+        }
+    }
+    Ok(code)
+}

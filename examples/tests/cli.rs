@@ -1,0 +1,865 @@
+//! End-to-end tests of the `berth` binary: real containers from a busybox bundle.
+//!
+//! Needs root and Debian's busybox-static at /bin/busybox. Every test uses its own `--root`
+//! and bundle in fresh temporary directories and unique container ids; a guard force-deletes
+//! the containers and removes the directories even when the test fails.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use rstest::rstest;
+use serde_json::Value;
+
+const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+const BUSYBOX: &str = "/bin/busybox";
+const APPLETS: &[&str] = &[
+    "sh", "echo", "cat", "sleep", "ls", "hostname", "id", "true", "false", "kill", "env", "read",
+    "test", "pwd", "tty", "stty",
+];
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A test's private world: `--root`, a busybox bundle, and the ids it hands out.
+struct World {
+    dir: PathBuf,
+    root: PathBuf,
+    bundle: PathBuf,
+    ids: Vec<String>,
+}
+
+impl World {
+    /// A fresh world whose bundle runs `args` (process.terminal false).
+    fn new(args: &[&str]) -> World {
+        let dir = std::env::temp_dir().join(unique("berth-cli-test"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let world = World {
+            root: dir.join("root"),
+            bundle: dir.join("bundle"),
+            dir,
+            ids: Vec::new(),
+        };
+        make_rootfs(&world.bundle.join("rootfs"));
+        let out = world.berth(&["spec", "--bundle", world.bundle.to_str().unwrap()]);
+        assert_ok(&out);
+        world.edit_config(|c| {
+            c["process"]["terminal"] = Value::Bool(false);
+            c["process"]["args"] = args.iter().map(|a| Value::from(*a)).collect();
+            c["hostname"] = Value::from("berth-test");
+        });
+        world
+    }
+
+    /// A new unique container id, deleted by the guard at the end.
+    fn id(&mut self) -> String {
+        let id = unique("c");
+        self.ids.push(id.clone());
+        id
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.bundle.join("config.json")
+    }
+
+    fn edit_config(&self, f: impl FnOnce(&mut Value)) {
+        let path = self.config_path();
+        let mut cfg: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        f(&mut cfg);
+        std::fs::write(&path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BERTH);
+        c.arg("--root").arg(&self.root).args(args);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `berth --root ROOT args...` to completion.
+    fn berth(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn bundle_str(&self) -> &str {
+        self.bundle.to_str().unwrap()
+    }
+
+    /// `berth state ID` as JSON.
+    fn state(&self, id: &str) -> Value {
+        let out = self.berth(&["state", id]);
+        assert_ok(&out);
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Polls the state until its status is `want`.
+    fn wait_status(&self, id: &str, want: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = self.berth(&["state", id]);
+            if out.status.success() {
+                let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+                if s["status"] == want {
+                    return s;
+                }
+            }
+            assert!(Instant::now() < deadline, "{id} never became {want}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Entries left in `--root` (none when it does not exist).
+    fn root_entries(&self) -> Vec<String> {
+        match std::fs::read_dir(&self.root) {
+            Ok(rd) => rd
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            let _ = Command::new(BERTH)
+                .arg("--root")
+                .arg(&self.root)
+                .args(["delete", "--force", id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn make_rootfs(rootfs: &Path) {
+    for d in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
+    for applet in APPLETS {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "status {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// A failure: exit status 1 and exactly one line on stderr, which is returned.
+fn assert_fails_with_one_line(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "stderr: {err:?}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+fn pid_alive(pid: i64) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Waits until `pid` no longer runs (gone, or a zombie waiting for its parent).
+fn wait_gone(pid: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Field 3 (after the parenthesised command name) is the state.
+        let state = stat.rsplit(") ").next().and_then(|r| r.chars().next());
+        if stat.is_empty() || state == Some('Z') {
+            return;
+        }
+        assert!(Instant::now() < deadline, "pid {pid} still running: {stat}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for a child with a deadline; kills it if the deadline passes.
+fn wait_child(child: &mut Child, secs: u64) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("berth did not exit within {secs}s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn run_prints_what_the_container_sees() {
+    let mut w = World::new(&["sh", "-c", "hostname; echo hello from $(id -u)"]);
+    let id = w.id();
+    let out = w.berth(&["run", "--bundle", w.bundle_str(), &id]);
+    assert_ok(&out);
+    assert_eq!(text(&out.stdout), "berth-test\nhello from 0\n");
+    // Deleted after the foreground run.
+    let st = w.berth(&["state", &id]);
+    assert_eq!(st.status.code(), Some(1));
+    assert!(w.root_entries().is_empty(), "{:?}", w.root_entries());
+}
+
+#[rstest]
+#[case("exit 0", 0)]
+#[case("exit 3", 3)]
+#[case("exit 255", 255)]
+fn run_propagates_the_exit_code(#[case] script: &str, #[case] code: i32) {
+    let mut w = World::new(&["sh", "-c", script]);
+    let id = w.id();
+    let out = w.berth(&["run", "-b", w.bundle_str(), &id]);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stderr: {}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn run_exit_code_is_128_plus_signal_when_init_is_killed() {
+    let mut w = World::new(&["sleep", "60"]);
+    let id = w.id();
+    let mut child = w
+        .cmd(&["run", "--bundle", w.bundle_str(), &id])
+        .spawn()
+        .unwrap();
+    w.wait_status(&id, "running");
+    assert_ok(&w.berth(&["kill", &id, "KILL"]));
+    let st = wait_child(&mut child, 20);
+    assert_eq!(st.code(), Some(128 + 9));
+}
+
+#[test]
+fn run_forwards_signals_to_the_init() {
+    let mut w = World::new(&[
+        "sh",
+        "-c",
+        "trap 'exit 42' TERM; echo ready; while true; do sleep 0.05; done",
+    ]);
+    let id = w.id();
+    let mut child = w
+        .cmd(&["run", "--bundle", w.bundle_str(), &id])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the trap is installed (the script printed "ready").
+    let mut stdout = child.stdout.take().unwrap();
+    let mut buf = [0u8; 6];
+    stdout.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ready\n");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let st = wait_child(&mut child, 20);
+    assert_eq!(st.code(), Some(42));
+    assert!(w.root_entries().is_empty(), "{:?}", w.root_entries());
+}
+
+#[test]
+fn run_keep_leaves_the_stopped_container() {
+    let mut w = World::new(&["true"]);
+    let id = w.id();
+    assert_ok(&w.berth(&["run", "--keep", "-b", w.bundle_str(), &id]));
+    let s = w.state(&id);
+    assert_eq!(s["status"], "stopped");
+    assert_eq!(s["pid"], 0);
+    assert_ok(&w.berth(&["delete", &id]));
+}
+
+#[test]
+fn run_detached_returns_while_the_container_runs() {
+    let mut w = World::new(&["sleep", "60"]);
+    let id = w.id();
+    let start = Instant::now();
+    assert_ok(&w.berth(&["run", "-d", "-b", w.bundle_str(), &id]));
+    assert!(start.elapsed() < Duration::from_secs(30));
+    let s = w.state(&id);
+    assert_eq!(s["status"], "running");
+    assert!(pid_alive(s["pid"].as_i64().unwrap()));
+    let err = assert_fails_with_one_line(&w.berth(&["run", "-d", "-b", w.bundle_str(), &id]));
+    assert!(err.contains(&id), "{err}");
+}
+
+#[test]
+fn lifecycle_create_start_kill_delete() {
+    let mut w = World::new(&["sleep", "60"]);
+    let id = w.id();
+    let pid_file = w.dir.join("init.pid");
+    let out = w.berth(&[
+        "create",
+        "--bundle",
+        w.bundle_str(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+    ]);
+    assert_ok(&out);
+    assert!(out.stdout.is_empty());
+
+    let raw = w.berth(&["state", &id]);
+    assert_ok(&raw);
+    // runc prints the state indented by two spaces, without a trailing newline.
+    let raw_text = text(&raw.stdout);
+    assert!(raw_text.starts_with("{\n  \"ociVersion\": "), "{raw_text}");
+    assert!(raw_text.ends_with('}'), "{raw_text:?}");
+    let s: Value = serde_json::from_str(&raw_text).unwrap();
+    let mut keys: Vec<&str> = s.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort();
+    let mut want = vec![
+        "ociVersion",
+        "id",
+        "pid",
+        "status",
+        "bundle",
+        "rootfs",
+        "created",
+        "owner",
+    ];
+    if s.get("annotations").is_some() {
+        want.push("annotations");
+    }
+    want.sort();
+    assert_eq!(keys, want);
+    assert_eq!(s["id"], id.as_str());
+    assert_eq!(s["status"], "created");
+    assert_eq!(s["bundle"], w.bundle_str());
+    assert_eq!(s["rootfs"], w.bundle.join("rootfs").to_str().unwrap());
+    assert_eq!(s["owner"], "");
+    assert!(s["created"].as_str().unwrap().ends_with('Z'));
+    let pid = s["pid"].as_i64().unwrap();
+    assert!(pid > 0 && pid_alive(pid));
+    let written = std::fs::read_to_string(&pid_file).unwrap();
+    assert_eq!(written.trim().parse::<i64>().unwrap(), pid);
+
+    assert_ok(&w.berth(&["start", &id]));
+    let s = w.wait_status(&id, "running");
+    assert_eq!(s["pid"].as_i64().unwrap(), pid);
+
+    assert_ok(&w.berth(&["kill", &id, "SIGKILL"]));
+    let s = w.wait_status(&id, "stopped");
+    assert_eq!(s["pid"], 0);
+
+    assert_ok(&w.berth(&["delete", &id]));
+    let err = assert_fails_with_one_line(&w.berth(&["state", &id]));
+    assert!(err.contains(&id), "{err}");
+    assert!(w.root_entries().is_empty(), "{:?}", w.root_entries());
+}
+
+#[test]
+fn kill_defaults_to_sigterm_and_accepts_numbers() {
+    let mut w = World::new(&[
+        "sh",
+        "-c",
+        "trap 'exit 7' TERM; while true; do sleep 0.05; done",
+    ]);
+    let id = w.id();
+    assert_ok(&w.berth(&["run", "-d", "-b", w.bundle_str(), &id]));
+    w.wait_status(&id, "running");
+    // Give the shell a moment to install its trap before signalling.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_ok(&w.berth(&["kill", &id]));
+    w.wait_status(&id, "stopped");
+
+    let id2 = w.id();
+    w.edit_config(|c| c["process"]["args"] = serde_json::json!(["sleep", "60"]));
+    assert_ok(&w.berth(&["run", "-d", "-b", w.bundle_str(), &id2]));
+    assert_ok(&w.berth(&["kill", &id2, "9"]));
+    w.wait_status(&id2, "stopped");
+
+    let err = assert_fails_with_one_line(&w.berth(&["kill", &id2, "NOTASIGNAL"]));
+    assert!(err.contains("NOTASIGNAL"), "{err}");
+}
+
+#[test]
+fn delete_refuses_a_running_container_without_force() {
+    let mut w = World::new(&["sleep", "60"]);
+    let id = w.id();
+    assert_ok(&w.berth(&["run", "-d", "-b", w.bundle_str(), &id]));
+    let before = w.wait_status(&id, "running");
+    let err = assert_fails_with_one_line(&w.berth(&["delete", &id]));
+    assert!(err.contains(&id), "{err}");
+    let after = w.state(&id);
+    assert_eq!(before, after);
+    assert!(pid_alive(after["pid"].as_i64().unwrap()));
+
+    assert_ok(&w.berth(&["delete", "--force", &id]));
+    assert_eq!(w.berth(&["state", &id]).status.code(), Some(1));
+    wait_gone(after["pid"].as_i64().unwrap());
+    // --force on a container that does not exist is not an error (as runc).
+    assert_ok(&w.berth(&["delete", "-f", &id]));
+    assert_fails_with_one_line(&w.berth(&["delete", &id]));
+}
+
+#[test]
+fn operations_not_allowed_in_a_state_change_nothing() {
+    let mut w = World::new(&["sleep", "60"]);
+    let id = w.id();
+    assert_ok(&w.berth(&["create", "-b", w.bundle_str(), &id]));
+    assert_ok(&w.berth(&["start", &id]));
+    let before = w.wait_status(&id, "running");
+    let err = assert_fails_with_one_line(&w.berth(&["start", &id]));
+    assert!(err.contains(&id), "{err}");
+    assert_eq!(w.state(&id), before);
+
+    // Creating the same id again fails and keeps the running one.
+    let out = w.berth(&["create", "-b", w.bundle_str(), &id]);
+    assert_fails_with_one_line(&out);
+    assert_eq!(w.state(&id), before);
+}
+
+#[test]
+fn list_table_json_and_quiet() {
+    let mut w = World::new(&["sleep", "60"]);
+    let empty = w.berth(&["list"]);
+    assert_ok(&empty);
+    assert_eq!(
+        text(&empty.stdout),
+        "ID          PID         STATUS      BUNDLE      CREATED     OWNER\n"
+    );
+    let a = w.id();
+    let b = w.id();
+    assert_ok(&w.berth(&["create", "-b", w.bundle_str(), &a]));
+    assert_ok(&w.berth(&["run", "-d", "-b", w.bundle_str(), &b]));
+
+    let table = w.berth(&["list"]);
+    assert_ok(&table);
+    let table = text(&table.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    let header_cols: Vec<usize> = ["PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+        .iter()
+        .map(|h| lines[0].find(h).unwrap())
+        .collect();
+    // Sorted by id; every column starts at the header's offset.
+    let (first, second) = if a < b { (&a, &b) } else { (&b, &a) };
+    assert!(lines[1].starts_with(first.as_str()));
+    assert!(lines[2].starts_with(second.as_str()));
+    for line in &lines[1..] {
+        for &col in &header_cols {
+            assert_eq!(&line[col - 1..col], " ", "{line:?}");
+            assert_ne!(&line[col..col + 1], " ", "{line:?}");
+        }
+        assert!(line.contains(w.bundle_str()));
+        assert!(line.ends_with("root"), "{line:?}");
+    }
+    let row_a = lines.iter().find(|l| l.starts_with(a.as_str())).unwrap();
+    let row_b = lines.iter().find(|l| l.starts_with(b.as_str())).unwrap();
+    assert!(row_a.contains(" created "), "{row_a}");
+    assert!(row_b.contains(" running "), "{row_b}");
+
+    let json = w.berth(&["list", "--format", "json"]);
+    assert_ok(&json);
+    let v: Value = serde_json::from_slice(&json.stdout).unwrap();
+    let items = v.as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    for item in items {
+        assert_eq!(item["owner"], "root");
+        assert_eq!(item["bundle"], w.bundle_str());
+        let s = w.state(item["id"].as_str().unwrap());
+        assert_eq!(item["pid"], s["pid"]);
+        assert_eq!(item["status"], s["status"]);
+    }
+
+    let quiet = w.berth(&["list", "-q"]);
+    assert_ok(&quiet);
+    assert_eq!(text(&quiet.stdout), format!("{first}\n{second}\n"));
+
+    let err = assert_fails_with_one_line(&w.berth(&["list", "--format", "yaml"]));
+    assert!(err.contains("yaml"), "{err}");
+}
+
+#[rstest]
+#[case::missing_config(&["create", "--bundle", "EMPTY", "ID"], "config.json")]
+#[case::bad_id(&["create", "--bundle", "BUNDLE", "a/b"], "a/b")]
+#[case::bad_id_run(&["run", "--bundle", "BUNDLE", "../x"], "../x")]
+#[case::unknown_flag(&["create", "--bogus", "ID"], "--bogus")]
+#[case::unknown_global_flag_after(&["--nope", "list"], "--nope")]
+#[case::missing_id(&["create", "--bundle", "BUNDLE"], "create")]
+#[case::unknown_command(&["frobnicate"], "frobnicate")]
+#[case::not_implemented(&["ps", "ID"], "not implemented")]
+#[case::bad_log_format(&["--log-format", "xml", "list"], "xml")]
+#[case::bad_rootless(&["--rootless", "maybe", "list"], "maybe")]
+#[case::bad_preserve_fds(&["create", "--preserve-fds", "lots", "ID"], "preserve-fds")]
+#[case::value_missing(&["create", "ID", "--bundle"], "--bundle")]
+#[case::tty_detached(&["run", "-d", "--bundle", "TTYBUNDLE", "ID"], "console-socket")]
+fn bad_input_fails_cleanly(#[case] args: &[&str], #[case] needle: &str) {
+    let mut w = World::new(&["true"]);
+    let id = w.id();
+    let empty = w.dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let tty_bundle = w.dir.join("tty");
+    std::fs::create_dir_all(&tty_bundle).unwrap();
+    std::os::unix::fs::symlink(w.bundle.join("rootfs"), tty_bundle.join("rootfs")).unwrap();
+    let mut cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(w.config_path()).unwrap()).unwrap();
+    cfg["process"]["terminal"] = Value::Bool(true);
+    std::fs::write(tty_bundle.join("config.json"), cfg.to_string()).unwrap();
+
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| match *a {
+            "ID" => id.clone(),
+            "EMPTY" => empty.to_str().unwrap().to_string(),
+            "BUNDLE" => w.bundle_str().to_string(),
+            "TTYBUNDLE" => tty_bundle.to_str().unwrap().to_string(),
+            other => other.to_string(),
+        })
+        .collect();
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = w.berth(&argv);
+    let err = assert_fails_with_one_line(&out);
+    assert!(err.contains(needle), "{needle:?} not in {err:?}");
+    assert!(
+        w.root_entries().is_empty(),
+        "left in --root: {:?}",
+        w.root_entries()
+    );
+}
+
+#[test]
+fn usage_errors_print_incorrect_usage_and_help_on_stdout() {
+    let w = World::new(&["true"]);
+    let out = w.berth(&["list", "--bogus"]);
+    assert_fails_with_one_line(&out);
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("Incorrect Usage: flag provided but not defined: --bogus"));
+    assert!(stdout.contains("berth list"));
+}
+
+#[test]
+fn errors_go_to_the_log_file_as_json_lines() {
+    let w = World::new(&["true"]);
+    let log = w.dir.join("berth.log");
+    let log_s = log.to_str().unwrap();
+    for _ in 0..2 {
+        let out = w.berth(&[
+            "--log",
+            log_s,
+            "--log-format",
+            "json",
+            "state",
+            "no-such-ctr",
+        ]);
+        let err = assert_fails_with_one_line(&out);
+        // With a log file, stderr carries the bare message.
+        assert!(!err.starts_with('{') && !err.starts_with("time="), "{err}");
+        assert!(err.contains("no-such-ctr"));
+    }
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for line in &lines {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let obj = v.as_object().unwrap();
+        let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, ["level", "msg", "time"]);
+        assert_eq!(v["level"], "error");
+        assert!(v["msg"].as_str().unwrap().contains("no-such-ctr"));
+        let t = v["time"].as_str().unwrap();
+        assert_eq!(t.len(), "2026-11-27T21:05:16Z".len(), "{t}");
+        assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T', "{t}");
+    }
+}
+
+#[test]
+fn text_log_and_debug_lines() {
+    let mut w = World::new(&["true"]);
+    let id = w.id();
+    let log = w.dir.join("text.log");
+    let log_s = log.to_str().unwrap();
+    let out = w.berth(&[
+        "--debug",
+        "--systemd-cgroup",
+        "--log",
+        log_s,
+        "run",
+        "-b",
+        w.bundle_str(),
+        &id,
+    ]);
+    assert_ok(&out);
+    let content = std::fs::read_to_string(&log).unwrap();
+    assert!(content.lines().count() >= 2, "{content}");
+    for line in content.lines() {
+        assert!(line.starts_with("time=\""), "{line}");
+        assert!(line.contains(" level="), "{line}");
+        assert!(line.contains(" msg="), "{line}");
+    }
+    assert!(content.contains("level=debug"), "{content}");
+    assert!(content.contains("level=warning"), "{content}");
+    assert!(content.contains("systemd"), "{content}");
+
+    // Without --log, the error line on stderr is the text log line itself (as runc).
+    let out = w.berth(&["state", "no-such-ctr"]);
+    let err = assert_fails_with_one_line(&out);
+    assert!(
+        err.starts_with("time=\"") && err.contains("level=error"),
+        "{err}"
+    );
+}
+
+#[test]
+fn spec_writes_config_and_refuses_to_overwrite() {
+    let w = World::new(&["true"]);
+    let dir = w.dir.join("spec");
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.to_str().unwrap();
+    assert_ok(&w.berth(&["spec", "-b", d]));
+    let path = dir.join("config.json");
+    let first = std::fs::read_to_string(&path).unwrap();
+    let v: Value = serde_json::from_str(&first).unwrap();
+    assert!(v["ociVersion"].is_string());
+    assert!(v["process"]["args"].is_array());
+    assert!(
+        first.contains("\n\t\"ociVersion\""),
+        "tab indentation like runc"
+    );
+
+    let out = w.berth(&["spec", "--bundle", d]);
+    let err = assert_fails_with_one_line(&out);
+    assert!(
+        err.contains("exists") && err.contains("Remove it first"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), first);
+
+    // The rootless variant gets a user namespace.
+    let rl = w.dir.join("rootless");
+    std::fs::create_dir_all(&rl).unwrap();
+    assert_ok(&w.berth(&["spec", "--rootless", "--bundle", rl.to_str().unwrap()]));
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(rl.join("config.json")).unwrap()).unwrap();
+    let namespaces = v["linux"]["namespaces"].as_array().unwrap();
+    assert!(
+        namespaces.iter().any(|n| n["type"] == "user"),
+        "{namespaces:?}"
+    );
+
+    let missing = w.dir.join("does-not-exist");
+    let err = assert_fails_with_one_line(&w.berth(&["spec", "-b", missing.to_str().unwrap()]));
+    assert!(err.contains("does-not-exist"), "{err}");
+}
+
+#[test]
+fn features_is_valid_json() {
+    let w = World::new(&["true"]);
+    let out = w.berth(&["features"]);
+    assert_ok(&out);
+    let s = text(&out.stdout);
+    assert!(s.ends_with("}\n"));
+    assert!(s.contains("\n    \""), "four-space indentation like runc");
+    let v: Value = serde_json::from_str(&s).unwrap();
+    assert!(v["ociVersionMin"].is_string(), "{v}");
+    assert!(v["ociVersionMax"].is_string(), "{v}");
+}
+
+#[test]
+fn help_and_version() {
+    let w = World::new(&["true"]);
+    for args in [&["--help"][..], &["-h"], &["help"], &[]] {
+        let out = w.berth(args);
+        assert_ok(&out);
+        assert!(text(&out.stdout).contains("COMMANDS:"));
+    }
+    for args in [&["run", "--help"][..], &["help", "run"], &["run", "-h"]] {
+        let out = w.berth(args);
+        assert_ok(&out);
+        let s = text(&out.stdout);
+        assert!(s.contains("berth run") && s.contains("--detach"), "{s}");
+    }
+    for flag in ["-v", "--version"] {
+        let out = w.berth(&[flag]);
+        assert_ok(&out);
+        assert!(text(&out.stdout).starts_with("berth version "));
+    }
+}
+
+/// Reads from `fd` (non-blocking) until `needle` shows up.
+fn read_until(fd: &OwnedFd, acc: &mut Vec<u8>, needle: &str, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !text(acc).contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} never seen; got {:?}",
+            text(acc)
+        );
+        let mut fds = [nix::poll::PollFd::new(
+            fd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16));
+        let mut buf = [0u8; 4096];
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(n) => acc.extend_from_slice(&buf[..n]),
+            Err(nix::errno::Errno::EAGAIN) => {}
+            Err(e) => panic!("read pty: {e}"),
+        }
+    }
+}
+
+#[test]
+fn run_with_terminal_proxies_the_console_and_restores_the_tty() {
+    use nix::sys::termios::{LocalFlags, tcgetattr};
+    let mut w = World::new(&[
+        "sh",
+        "-c",
+        "tty; echo ready; read line; echo got:$line; exit 7",
+    ]);
+    w.edit_config(|c| c["process"]["terminal"] = Value::Bool(true));
+    let id = w.id();
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let before = tcgetattr(&pty.slave).unwrap();
+    assert!(before.local_flags.contains(LocalFlags::ICANON));
+    let flags = nix::fcntl::fcntl(&pty.master, nix::fcntl::FcntlArg::F_GETFL).unwrap();
+    nix::fcntl::fcntl(
+        &pty.master,
+        nix::fcntl::FcntlArg::F_SETFL(
+            nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK,
+        ),
+    )
+    .unwrap();
+
+    let mut child = w
+        .cmd(&["run", "--bundle", w.bundle_str(), &id])
+        .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut acc = Vec::new();
+    read_until(&pty.master, &mut acc, "ready", 20);
+    // The container got a terminal of its own...
+    assert!(text(&acc).contains("/dev/pts/"), "{:?}", text(&acc));
+    // ...and berth put ours in raw mode while proxying.
+    let during = tcgetattr(&pty.slave).unwrap();
+    assert!(!during.local_flags.contains(LocalFlags::ICANON));
+    assert!(!during.local_flags.contains(LocalFlags::ECHO));
+
+    nix::unistd::write(&pty.master, b"abc\r").unwrap();
+    read_until(&pty.master, &mut acc, "got:abc", 20);
+    let st = wait_child(&mut child, 20);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(st.code(), Some(7), "stderr: {stderr}");
+
+    let after = tcgetattr(&pty.slave).unwrap();
+    assert_eq!(after.local_flags, before.local_flags);
+    assert_eq!(after.input_flags, before.input_flags);
+    assert_eq!(after.output_flags, before.output_flags);
+    // The private console socket directory is gone.
+    let leftover: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("berth-console-{}-", child.id()))
+        })
+        .collect();
+    assert!(leftover.is_empty(), "{leftover:?}");
+    assert!(w.root_entries().is_empty(), "{:?}", w.root_entries());
+}
+
+#[test]
+fn run_with_terminal_and_piped_stdin() {
+    let mut w = World::new(&["sh"]);
+    w.edit_config(|c| c["process"]["terminal"] = Value::Bool(true));
+    let id = w.id();
+    let mut child = w
+        .cmd(&["run", "--bundle", w.bundle_str(), &id])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"echo $((6*7)); exit 5\n")
+        .unwrap();
+    let st = wait_child(&mut child, 30);
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(st.code(), Some(5), "stdout: {out}");
+    assert!(out.contains("42"), "{out}");
+}
+
+#[test]
+fn preserve_fds_passes_descriptors() {
+    let mut w = World::new(&["sh", "-c", "cat <&3"]);
+    let id = w.id();
+    let data = w.dir.join("data.txt");
+    std::fs::write(&data, "through fd 3\n").unwrap();
+    let file = std::fs::File::open(&data).unwrap();
+    let raw = file.as_raw_fd();
+    let mut cmd = w.cmd(&["run", "--preserve-fds", "1", "-b", w.bundle_str(), &id]);
+    // SAFETY: the closure only calls dup2/fcntl, which are async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            // Put the file at fd 3 without FD_CLOEXEC (dup2 onto itself would keep the flag).
+            let r = if raw == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw, 3)
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert_ok(&out);
+    assert_eq!(text(&out.stdout), "through fd 3\n");
+}

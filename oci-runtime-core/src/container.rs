@@ -1,0 +1,829 @@
+//! The lifecycle operations: [`Runtime::create`], `start`, `state`, `kill`, `delete`.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::fs;
+use std::io::{Read, Write};
+use std::cell::Cell;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use berth_namespaces::{NamespaceKind, NamespacePlan};
+use berth_rootfs::{RootfsOptions, RootfsPlan};
+use oci_spec::runtime::{Hook, Hooks, Spec};
+
+use crate::error::Error;
+use crate::hooks::{self, ChildHook};
+use crate::init::{self, ChildFailure, InitContext, FAILURE_LEN};
+use crate::process::ProcessPlan;
+use crate::state::{self, ContainerDir, Record, State, Status};
+use crate::sys;
+use crate::validate::{self, ConfigError};
+
+/// How to create a container (the flags of `runc create`).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// The bundle directory (relative paths are taken against the current directory).
+    pub bundle: PathBuf,
+    /// Where to write the init's pid (atomically: temp file + rename).
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket to which the pty master is sent when `process.terminal` is set.
+    pub console_socket: Option<PathBuf>,
+    /// Use `MS_MOVE` + `chroot` instead of `pivot_root` (for ramdisk roots).
+    pub no_pivot: bool,
+    /// Keep the caller's session keyring instead of creating one for the container.
+    pub no_new_keyring: bool,
+    /// Pass this many fds after stdio (3, 4, ...) into the container.
+    pub preserve_fds: u32,
+}
+
+/// A runtime: a state root directory under which containers live.
+///
+/// ```no_run
+/// use berth_runtime_core::{CreateOptions, Runtime};
+/// let rt = Runtime::new("/run/berth");
+/// let c = rt.create("demo", &CreateOptions { bundle: "/tmp/bundle".into(), ..Default::default() })?;
+/// rt.start("demo")?;
+/// let code = c.wait()?;
+/// rt.delete("demo", false)?;
+/// # Ok::<(), berth_runtime_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    root: PathBuf,
+}
+
+/// A container created by this process: its init is our child, so we can wait for it.
+#[derive(Debug)]
+pub struct Container {
+    id: String,
+    pid: i32,
+    warnings: Vec<String>,
+}
+
+impl Container {
+    /// The container id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Host pid of the container init.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// What `create` adjusted in the config rather than failing (e.g. ambient capabilities
+    /// the kernel can't raise because they are not also permitted and inheritable).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Waits for the init to exit and returns its exit code as a shell reports it (128 + N
+    /// when killed by signal N). Only the process that created the container can wait.
+    pub fn wait(&self) -> Result<i32, Error> {
+        loop {
+            let mut status = 0;
+            // SAFETY: status is a valid out-pointer.
+            let r = unsafe { libc::waitpid(self.pid, &mut status, libc::__WALL) };
+            if r == self.pid {
+                if libc::WIFEXITED(status) {
+                    return Ok(libc::WEXITSTATUS(status));
+                }
+                if libc::WIFSIGNALED(status) {
+                    return Ok(128 + libc::WTERMSIG(status));
+                }
+                continue;
+            }
+            let e = nix::Error::last();
+            if e != nix::Error::EINTR {
+                return Err(Error::sys(format!("waitpid({})", self.pid), e));
+            }
+        }
+    }
+}
+
+/// Runs `f` unless dropped after `disarm`.
+struct Cleanup<F: FnMut()>(Option<F>);
+impl<F: FnMut()> Cleanup<F> {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+impl<F: FnMut()> Drop for Cleanup<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.as_mut() {
+            f();
+        }
+    }
+}
+
+fn abs_path(p: &Path) -> Result<PathBuf, Error> {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| Error::io("get current dir", ".", e))?
+            .join(p)
+    };
+    // Normalise `.` and `..` lexically, as runc does for the bundle path.
+    let mut out = PathBuf::from("/");
+    for c in joined.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn state_json(record: &Record, status: Status) -> Vec<u8> {
+    // The spec's state for hooks: ociVersion, id, status, pid, bundle, annotations.
+    let s = record.to_state(status);
+    let mut v = serde_json::json!({
+        "ociVersion": s.oci_version,
+        "id": s.id,
+        "status": s.status,
+        "pid": record.pid,
+        "bundle": s.bundle,
+    });
+    if !s.annotations.is_empty() {
+        v["annotations"] = serde_json::json!(s.annotations);
+    }
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
+    let path = abs_path(path)?;
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&tmp)
+        .map_err(|e| Error::io("write pid file", &tmp, e))?;
+    f.write_all(pid.to_string().as_bytes())
+        .map_err(|e| Error::io("write pid file", &tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Error::io("rename pid file", &path, e)
+    })
+}
+
+fn kill_and_reap(pid: i32) {
+    if pid > 0 {
+        // SAFETY: signalling and reaping our own child.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            let mut st = 0;
+            while libc::waitpid(pid, &mut st, libc::__WALL) < 0 && sys::errno() == libc::EINTR {}
+        }
+    }
+}
+
+fn hooks_of(spec: &Spec) -> Hooks {
+    spec.hooks().clone().unwrap_or_default()
+}
+
+fn list<'a>(h: &'a Option<Vec<Hook>>) -> &'a [Hook] {
+    h.as_deref().unwrap_or(&[])
+}
+
+impl Runtime {
+    /// A runtime keeping container state under `root` (created on first use, mode 0700).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Runtime { root: root.into() }
+    }
+
+    /// The state root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Creates a container from a bundle: validates the config, sets up namespaces, mounts,
+    /// devices, the process' credentials and runs the create-time hooks, leaving the init
+    /// waiting before `execve` until [`Runtime::start`]. On any error nothing is left behind.
+    pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<Container, Error> {
+        state::validate_id(id)?;
+        let bundle = abs_path(&opts.bundle)?;
+        let spec = validate::load_bundle_config(&bundle)?;
+        validate::validate(&spec, &bundle)?;
+        let dir = ContainerDir::create(&self.root, id)?;
+        let dir_path = dir.path.clone();
+        let mut remove_dir = Cleanup(Some(move || {
+            let _ = fs::remove_dir_all(&dir_path);
+        }));
+        let c = self.create_in(&dir, &spec, &bundle, opts)?;
+        remove_dir.disarm();
+        Ok(c)
+    }
+
+    fn create_in(
+        &self,
+        dir: &ContainerDir,
+        spec: &Spec,
+        bundle: &Path,
+        opts: &CreateOptions,
+    ) -> Result<Container, Error> {
+        let id = dir.id.as_str();
+        let cfg_err = |field: &str, reason: &str| {
+            Error::Config(ConfigError {
+                field: field.into(),
+                reason: reason.into(),
+            })
+        };
+        let linux = spec
+            .linux()
+            .clone()
+            .ok_or_else(|| cfg_err("linux", "is missing"))?;
+        let process = spec
+            .process()
+            .clone()
+            .ok_or_else(|| cfg_err("process", "is missing"))?;
+        let root = spec.root().clone().ok_or_else(|| cfg_err("root", "is missing"))?;
+        let rootfs_path = abs_path(&bundle.join(root.path()))?;
+
+        let ns = NamespacePlan::prepare(&linux)?;
+        if !ns.creates(NamespaceKind::Mount) && !ns.joins(NamespaceKind::Mount) {
+            return Err(cfg_err(
+                "linux.namespaces",
+                "must include a mount namespace (berth never mounts in the host's)",
+            ));
+        }
+        let mounts = spec.mounts().clone().unwrap_or_default();
+        let devices = linux.devices().clone().unwrap_or_default();
+        let masked = linux.masked_paths().clone().unwrap_or_default();
+        let readonly = linux.readonly_paths().clone().unwrap_or_default();
+        let sysctl = linux.sysctl().clone().unwrap_or_default();
+        let rootfs = RootfsPlan::prepare(&RootfsOptions {
+            rootfs: &rootfs_path,
+            bundle,
+            readonly: root.readonly().unwrap_or(false),
+            mounts: &mounts,
+            rootfs_propagation: linux.rootfs_propagation().as_deref(),
+            devices: &devices,
+            masked_paths: &masked,
+            readonly_paths: &readonly,
+            sysctl: &sysctl,
+            no_pivot: opts.no_pivot,
+            new_user_ns: ns.creates(NamespaceKind::User),
+            new_cgroup_ns: ns.creates(NamespaceKind::Cgroup),
+        })?;
+
+        // Socket activation: fds 3.. of ours named by LISTEN_FDS go through too, as runc does.
+        let mut extra_env = Vec::new();
+        let mut preserve = opts.preserve_fds;
+        if let Some(n) = std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse::<u32>().ok()) {
+            if n > 0 {
+                extra_env.push(format!("LISTEN_FDS={n}"));
+                extra_env.push("LISTEN_PID=1".to_string());
+                preserve += n;
+            }
+        }
+        let mut warnings = not_yet_applied(spec);
+        let pplan = ProcessPlan::prepare(&process, &extra_env, preserve, &mut warnings)?;
+
+        let all_hooks = hooks_of(spec);
+        let cc_hooks = ChildHook::prepare(list(all_hooks.create_container()), "hooks.createContainer")?;
+        let sc_hooks = ChildHook::prepare(list(all_hooks.start_container()), "hooks.startContainer")?;
+        let hooks_sync = !list(all_hooks.prestart()).is_empty()
+            || !list(all_hooks.create_runtime()).is_empty()
+            || !cc_hooks.is_empty()
+            || !sc_hooks.is_empty();
+
+        let hostname = spec
+            .hostname()
+            .as_deref()
+            .map(|h| CString::new(h).map_err(|_| cfg_err("hostname", "contains a NUL byte")))
+            .transpose()?;
+        let domainname = spec
+            .domainname()
+            .as_deref()
+            .map(|h| CString::new(h).map_err(|_| cfg_err("domainname", "contains a NUL byte")))
+            .transpose()?;
+        let keyring = if opts.no_new_keyring {
+            None
+        } else {
+            Some(CString::new(format!("_ses.{id}")).map_err(|_| cfg_err("id", "contains NUL"))?)
+        };
+
+        // The start barrier: a fifo any uid can open for writing (the init may have dropped
+        // privileges by the time it opens it through the O_PATH fd of the state dir).
+        let fifo = dir.fifo_path();
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+            .map_err(|e| Error::sys(format!("mkfifo {}", fifo.display()), e))?;
+        fs::set_permissions(&fifo, fs::Permissions::from_mode(0o622))
+            .map_err(|e| Error::io("chmod", &fifo, e))?;
+        let state_dir = nix::fcntl::open(
+            &dir.path,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Error::sys(format!("open {}", dir.path.display()), e))?;
+
+        let console = if pplan.terminal {
+            let path = opts.console_socket.as_ref().ok_or_else(|| {
+                cfg_err(
+                    "process.terminal",
+                    "is set but no console socket was given (--console-socket)",
+                )
+            })?;
+            Some(UnixStream::connect(path).map_err(|e| Error::io("connect console socket", path, e))?)
+        } else {
+            None
+        };
+
+        let (parent_sock, child_sock) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::SeqPacket,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| Error::sys("socketpair", e))?;
+
+        let mut record = Record {
+            oci_version: spec.version().clone(),
+            id: id.to_owned(),
+            pid: 0,
+            start_time: 0,
+            bundle: bundle.to_string_lossy().into_owned(),
+            rootfs: rootfs_path.to_string_lossy().into_owned(),
+            created: state::now_rfc3339(),
+            annotations: spec
+                .annotations()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect::<BTreeMap<_, _>>(),
+            hooks: Some(all_hooks.clone()),
+            own_pid_ns: ns.creates(NamespaceKind::Pid) || ns.joins(NamespaceKind::Pid),
+        };
+        let mut state_buf = vec![0u8; 2 * state_json(&record, Status::Creating).len() + 64];
+
+        let ctx = InitContext {
+            ns: &ns,
+            rootfs: &rootfs,
+            process: &pplan,
+            create_container_hooks: &cc_hooks,
+            start_container_hooks: &sc_hooks,
+            sock: child_sock.as_raw_fd(),
+            parent_sock: parent_sock.as_raw_fd(),
+            state_dir: state_dir.as_raw_fd(),
+            close_early: dir.lock.as_raw_fd(),
+            console_socket: console.as_ref().map_or(-1, |c| c.as_raw_fd()),
+            hostname: hostname.as_deref(),
+            domainname: domainname.as_deref(),
+            keyring: keyring.as_deref(),
+            hooks_sync,
+            state_buf: state_buf.as_mut_ptr(),
+            state_buf_len: state_buf.len(),
+            intermediate: ns.needs_intermediate(),
+            new_user_ns: ns.creates(NamespaceKind::User),
+            setgroups_allowed: true,
+        };
+        let flags = if ctx.intermediate {
+            libc::SIGCHLD
+        } else {
+            ns.clone_flags() | libc::SIGCHLD
+        };
+        // SAFETY: the child runs only init_main, which follows the fragile-child rules.
+        let child = unsafe { sys::raw_clone(flags as libc::c_ulong) }
+            .map_err(|e| Error::sys("clone", nix::Error::from_raw(e)))?;
+        if child == 0 {
+            init::init_main(&ctx);
+        }
+        drop(child_sock);
+        drop(state_dir);
+        drop(console);
+        ns.close_fds();
+
+        let mut init_pid = if ctx.intermediate { 0 } else { child };
+        // Whom to kill if anything below fails: the child, then (slow path) the init.
+        let guard_pid = Cell::new(child);
+        let mut kill_guard = Cleanup(Some(|| kill_and_reap(guard_pid.get())));
+        let describe = |f| init::describe(f, &ns, &rootfs, &pplan);
+        let mut sock = UnixStream::from(OwnedFd::from(parent_sock));
+        if !ctx.intermediate && ctx.new_user_ns {
+            ns.write_id_mappings(child)?;
+            sock.write_all(b"G").map_err(|e| Error::io("sync", &dir.path, e))?;
+        }
+        let mut msg = vec![0u8; 64];
+        loop {
+            let n = match sock.read(&mut msg) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("sync with init", &dir.path, e)),
+            };
+            if n == 0 {
+                return Err(Error::Protocol(exit_reason(guard_pid.get())));
+            }
+            match msg[0] {
+                b'M' => {
+                    ns.write_id_mappings(child)?;
+                    sock.write_all(b"G").map_err(|e| Error::io("sync", &dir.path, e))?;
+                }
+                b'P' if n >= 5 => {
+                    init_pid = i32::from_le_bytes([msg[1], msg[2], msg[3], msg[4]]);
+                    // The intermediate exits right after: reap it; the init is our child too
+                    // (CLONE_PARENT), so it becomes the one to clean up on failure.
+                    let mut st = 0;
+                    // SAFETY: reaping our own child.
+                    unsafe { libc::waitpid(child, &mut st, 0) };
+                    guard_pid.set(init_pid);
+                }
+                b'H' => {
+                    record.pid = init_pid;
+                    let creating = state_json(&record, Status::Creating);
+                    hooks::run_hooks("prestart", list(all_hooks.prestart()), &creating)?;
+                    hooks::run_hooks("createRuntime", list(all_hooks.create_runtime()), &creating)?;
+                    let created = state_json(&record, Status::Created);
+                    let mut s = Vec::with_capacity(creating.len() + created.len() + 2);
+                    s.push(b'S');
+                    s.extend_from_slice(&creating);
+                    s.push(0);
+                    s.extend_from_slice(&created);
+                    if s.len() > state_buf.len() {
+                        return Err(Error::Protocol("state JSON larger than its buffer".into()));
+                    }
+                    sock.write_all(&s).map_err(|e| Error::io("sync", &dir.path, e))?;
+                }
+                b'R' => break,
+                b'E' if n >= FAILURE_LEN => {
+                    let err = ChildFailure::decode(&msg[..n])
+                        .map(describe)
+                        .unwrap_or_else(|| Error::Protocol("undecodable error record".into()));
+                    return Err(fill_hook_path(err, &all_hooks));
+                }
+                other => {
+                    return Err(Error::Protocol(format!("unexpected message {other:#x}")));
+                }
+            }
+        }
+        let (start_time, _) = state::process_start_time(init_pid)
+            .ok_or_else(|| Error::Protocol(format!("init {init_pid} vanished")))?;
+        record.pid = init_pid;
+        record.start_time = start_time;
+        dir.write_record(&record)?;
+        if let Some(p) = &opts.pid_file {
+            write_pid_file(p, init_pid)?;
+        }
+        kill_guard.disarm();
+        Ok(Container {
+            id: id.to_owned(),
+            pid: init_pid,
+            warnings,
+        })
+    }
+
+    /// Starts a created container: releases its init to `execve` the user process, then runs
+    /// the poststart hooks (their failures are returned as warnings on stderr only).
+    pub fn start(&self, id: &str) -> Result<(), Error> {
+        let dir = ContainerDir::open(&self.root, id)?;
+        let record = dir.read_record()?.ok_or_else(|| Error::InvalidState {
+            id: id.to_owned(),
+            status: Status::Creating,
+            op: "start",
+        })?;
+        let status = state::live_status(&dir.path, &record);
+        if status != Status::Created {
+            return Err(Error::InvalidState {
+                id: id.to_owned(),
+                status,
+                op: "start",
+            });
+        }
+        let fifo_path = dir.fifo_path();
+        let fifo = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&fifo_path)
+            .map_err(|e| Error::io("open", &fifo_path, e))?;
+        let report = read_barrier(&fifo, record.pid, record.start_time)
+            .map_err(|e| Error::io("read", &fifo_path, e))?;
+        let _ = fs::remove_file(&fifo_path);
+        if !report.is_empty() {
+            let reason = match ChildFailure::decode(&report) {
+                Some(ChildFailure::Init(e)) => {
+                    fill_hook_path(init::describe_init(e, None), record.hooks.as_ref().unwrap_or(&Hooks::default()))
+                        .to_string()
+                }
+                _ => "the container init failed before exec".to_string(),
+            };
+            return Err(Error::Start {
+                id: id.to_owned(),
+                reason,
+            });
+        }
+        if let Some(h) = &record.hooks {
+            let running = state_json(&record, Status::Running);
+            for w in hooks::run_hooks_warn("poststart", list(h.poststart()), &running) {
+                eprintln!("berth: warning: {w}");
+            }
+        }
+        Ok(())
+    }
+
+    /// The state of a container, with the status checked against the live process.
+    pub fn state(&self, id: &str) -> Result<State, Error> {
+        state::validate_id(id)?;
+        let path = self.root.join(id);
+        match state::read_record(&path, id)? {
+            Some(r) => Ok(r.to_state(state::live_status(&path, &r))),
+            None => Ok(State {
+                oci_version: String::new(),
+                id: id.to_owned(),
+                pid: 0,
+                status: Status::Creating,
+                bundle: String::new(),
+                rootfs: String::new(),
+                created: String::new(),
+                annotations: BTreeMap::new(),
+                owner: String::new(),
+            }),
+        }
+    }
+
+    /// The states of all containers under the root, sorted by id.
+    pub fn list(&self) -> Result<Vec<State>, Error> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("list", &self.root, e)),
+        };
+        let mut out: Vec<State> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .filter_map(|id| {
+                let path = self.root.join(&id);
+                state::read_record(&path, &id)
+                    .ok()
+                    .flatten()
+                    .map(|r| r.to_state(state::live_status(&path, &r)))
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// Sends `signal` to the container's init, or with `all` to every process of the
+    /// container (its pid namespace). Refused for a stopped container.
+    pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), Error> {
+        let dir = ContainerDir::open(&self.root, id)?;
+        let record = dir.read_record()?.ok_or_else(|| Error::InvalidState {
+            id: id.to_owned(),
+            status: Status::Creating,
+            op: "kill",
+        })?;
+        let status = state::live_status(&dir.path, &record);
+        if status == Status::Stopped {
+            return Err(Error::InvalidState {
+                id: id.to_owned(),
+                status,
+                op: "kill",
+            });
+        }
+        if all && record.own_pid_ns {
+            signal_pid_ns(record.pid, signal)?;
+        }
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(record.pid),
+            nix::sys::signal::Signal::try_from(signal).ok(),
+        )
+        .or_else(|e| if signal > 31 { raw_kill(record.pid, signal) } else { Err(e) })
+        .map_err(|e| Error::sys(format!("kill({}, {signal})", record.pid), e))
+    }
+
+    /// Deletes a container: refused while it runs unless `force` (then it is killed with
+    /// SIGKILL and waited for). Runs the poststop hooks and removes all its state.
+    pub fn delete(&self, id: &str, force: bool) -> Result<(), Error> {
+        let dir = ContainerDir::open(&self.root, id)?;
+        let record = match dir.read_record()? {
+            Some(r) => r,
+            // A create that died before writing its record: nothing runs, just clean up.
+            None => return dir.remove(),
+        };
+        let status = state::live_status(&dir.path, &record);
+        match status {
+            Status::Stopped => {}
+            Status::Created => kill_and_wait(&record)?,
+            _ if force => kill_and_wait(&record)?,
+            _ => {
+                return Err(Error::InvalidState {
+                    id: id.to_owned(),
+                    status,
+                    op: "delete",
+                });
+            }
+        }
+        let warnings = record
+            .hooks
+            .as_ref()
+            .map(|h| hooks::run_hooks_warn("poststop", list(h.poststop()), &state_json(&record, Status::Stopped)))
+            .unwrap_or_default();
+        for w in warnings {
+            eprintln!("berth: warning: {w}");
+        }
+        dir.remove()
+    }
+}
+
+/// Config fields this version of berth does not apply yet (cgroups, seccomp and LSMs come
+/// with their own crates): said out loud rather than silently ignored.
+fn not_yet_applied(spec: &Spec) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut note = |field: &str| out.push(format!("{field} is not applied by this version of berth"));
+    if let Some(linux) = spec.linux() {
+        if linux.resources().is_some() {
+            note("linux.resources");
+        }
+        if linux.cgroups_path().is_some() {
+            note("linux.cgroupsPath");
+        }
+        if linux.seccomp().is_some() {
+            note("linux.seccomp");
+        }
+        if linux.intel_rdt().is_some() {
+            note("linux.intelRdt");
+        }
+        if linux.personality().is_some() {
+            note("linux.personality");
+        }
+        if linux.mount_label().is_some() {
+            note("linux.mountLabel");
+        }
+    }
+    if let Some(p) = spec.process() {
+        if p.apparmor_profile().as_deref().is_some_and(|s| !s.is_empty()) {
+            note("process.apparmorProfile");
+        }
+        if p.selinux_label().as_deref().is_some_and(|s| !s.is_empty()) {
+            note("process.selinuxLabel");
+        }
+        if p.scheduler().is_some() {
+            note("process.scheduler");
+        }
+        if p.io_priority().is_some() {
+            note("process.ioPriority");
+        }
+    }
+    out
+}
+
+fn raw_kill(pid: i32, sig: i32) -> Result<(), nix::Error> {
+    // SAFETY: kill with integer arguments (real-time signals nix has no enum value for).
+    if unsafe { libc::kill(pid, sig) } == 0 {
+        Ok(())
+    } else {
+        Err(nix::Error::last())
+    }
+}
+
+/// Sends `sig` to every process in the pid namespace of `init` (except init itself, which the
+/// caller signals).
+fn signal_pid_ns(init: i32, sig: i32) -> Result<(), Error> {
+    let ns_of = |pid: &str| fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let Some(target) = ns_of(&init.to_string()) else {
+        return Ok(());
+    };
+    let entries = fs::read_dir("/proc").map_err(|e| Error::io("list", "/proc", e))?;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid != init && ns_of(&pid.to_string()).as_ref() == Some(&target) {
+            let _ = raw_kill(pid, sig);
+        }
+    }
+    Ok(())
+}
+
+/// SIGKILLs the container (its whole pid namespace) and waits until the init is gone.
+fn kill_and_wait(record: &Record) -> Result<(), Error> {
+    if record.own_pid_ns {
+        signal_pid_ns(record.pid, libc::SIGKILL)?;
+    }
+    let _ = raw_kill(record.pid, libc::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut nap = Duration::from_micros(100);
+    loop {
+        match state::process_start_time(record.pid) {
+            Some((start, st)) if start == record.start_time && st != 'Z' && st != 'X' => {}
+            _ => return Ok(()),
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Protocol(format!(
+                "init {} did not die within 10 s of SIGKILL",
+                record.pid
+            )));
+        }
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(10));
+    }
+}
+
+/// Reads the start barrier until EOF: empty means the init exec'd; anything else is its
+/// failure record. Waits for the init to open the fifo (it may not have yet) and gives up if
+/// the init dies first.
+fn read_barrier(fifo: &fs::File, pid: i32, start_time: u64) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut seen_writer = false;
+    let mut buf = [0u8; 256];
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: fifo.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: pfd is a valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, 100) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if r == 0 {
+            // No writer yet (or a slow one): is the init still there?
+            match state::process_start_time(pid) {
+                Some((s, st)) if s == start_time && st != 'Z' => continue,
+                _ => {
+                    if seen_writer {
+                        return Ok(out);
+                    }
+                    return Ok(b"init died".to_vec());
+                }
+            }
+        }
+        if pfd.revents & libc::POLLIN != 0 {
+            seen_writer = true;
+            // SAFETY: buf is valid for its length.
+            let n = unsafe { libc::read(fifo.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                out.extend_from_slice(&buf[..n as usize]);
+                continue;
+            }
+            if n == 0 {
+                return Ok(out);
+            }
+        }
+        if pfd.revents & libc::POLLHUP != 0 {
+            // Writer connected and closed: drain what is left.
+            let _ = (&*fifo).read_to_end(&mut out);
+            return Ok(out);
+        }
+    }
+}
+
+fn fill_hook_path(err: Error, hooks: &Hooks) -> Error {
+    match err {
+        Error::Hook {
+            kind,
+            index,
+            path,
+            reason,
+        } if path.as_os_str().is_empty() => {
+            let list = match kind {
+                "createContainer" => hooks.create_container(),
+                _ => hooks.start_container(),
+            };
+            let path = list
+                .as_ref()
+                .and_then(|l| l.get(index))
+                .map(|h| h.path().clone())
+                .unwrap_or_default();
+            Error::Hook {
+                kind,
+                index,
+                path,
+                reason,
+            }
+        }
+        e => e,
+    }
+}
+
+fn exit_reason(pid: i32) -> String {
+    let mut st = 0;
+    // SAFETY: reaping our own child.
+    let r = unsafe { libc::waitpid(pid, &mut st, libc::__WALL) };
+    if r != pid {
+        return "init exited during setup".into();
+    }
+    if libc::WIFSIGNALED(st) {
+        format!("init was killed by signal {} during setup", libc::WTERMSIG(st))
+    } else {
+        format!("init exited with status {} during setup", libc::WEXITSTATUS(st))
+    }
+}
+

@@ -1,0 +1,563 @@
+//! The container init: what the cloned child does between `clone` and `execve`.
+//!
+//! Everything here is fragile-child code (docs/DESIGN.md): it runs in a copy of one thread of a
+//! possibly multi-threaded parent, so it only reads the plans the parent prepared, makes raw
+//! syscalls and uses stack buffers. It never allocates, locks, unwinds or touches Rust's stdio.
+//!
+//! ## Sync protocol (SOCK_SEQPACKET pair, one message per read)
+//! child -> parent: `M` write my id maps (slow path), `P`+pid (slow path: the init's pid),
+//! `H` mounts done, run the runtime-namespace hooks, `R` ready (about to block on exec.fifo),
+//! `E`+error record (then the child exits).
+//! parent -> child: `G` go on (maps written), `S`+state JSONs (hooks ran; creating NUL created).
+//! After `R`, errors go to exec.fifo instead, where `start` reads them.
+
+use std::ffi::CStr;
+use std::os::fd::RawFd;
+
+use berth_namespaces::NamespacePlan;
+use berth_rootfs::RootfsPlan;
+
+use crate::hooks::ChildHook;
+use crate::process::ProcessPlan;
+use crate::sys::{self, PathBuf4k};
+
+/// What the init was doing when it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum InitStep {
+    Sync = 1,
+    Clone,
+    BecomeRoot,
+    Keyring,
+    OomScoreAdj,
+    Rlimit,
+    Chdir,
+    KeepCaps,
+    BoundingSet,
+    Setgroups,
+    Setgid,
+    Setuid,
+    Capset,
+    Ambient,
+    NoNewPrivs,
+    FindProgram,
+    SealFds,
+    Exec,
+    Console,
+    ConsoleSocket,
+    OpenFifo,
+    CreateContainerHook,
+    StartContainerHook,
+    Chroot,
+    SignalMask,
+}
+
+impl InitStep {
+    fn from_u8(v: u8) -> Option<Self> {
+        use InitStep::*;
+        const ALL: [InitStep; 25] = [
+            Sync,
+            Clone,
+            BecomeRoot,
+            Keyring,
+            OomScoreAdj,
+            Rlimit,
+            Chdir,
+            KeepCaps,
+            BoundingSet,
+            Setgroups,
+            Setgid,
+            Setuid,
+            Capset,
+            Ambient,
+            NoNewPrivs,
+            FindProgram,
+            SealFds,
+            Exec,
+            Console,
+            ConsoleSocket,
+            OpenFifo,
+            CreateContainerHook,
+            StartContainerHook,
+            Chroot,
+            SignalMask,
+        ];
+        ALL.into_iter().find(|s| *s as u8 == v)
+    }
+}
+
+/// A failure of the init's own steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct InitError {
+    pub step: InitStep,
+    pub index: u32,
+    pub errno: i32,
+}
+
+impl InitError {
+    pub(crate) fn new(step: InitStep, index: u32, errno: i32) -> Self {
+        InitError { step, index, errno }
+    }
+}
+
+/// Any failure in the child, tagged by the crate that knows how to describe it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ChildFailure {
+    Init(InitError),
+    Rootfs(berth_rootfs::ApplyError),
+    Namespaces(berth_namespaces::ChildError),
+}
+
+impl From<InitError> for ChildFailure {
+    fn from(e: InitError) -> Self {
+        ChildFailure::Init(e)
+    }
+}
+impl From<berth_rootfs::ApplyError> for ChildFailure {
+    fn from(e: berth_rootfs::ApplyError) -> Self {
+        ChildFailure::Rootfs(e)
+    }
+}
+impl From<berth_namespaces::ChildError> for ChildFailure {
+    fn from(e: berth_namespaces::ChildError) -> Self {
+        ChildFailure::Namespaces(e)
+    }
+}
+
+/// Wire size of an encoded failure: tag, source, then up to 12 payload bytes.
+pub(crate) const FAILURE_LEN: usize = 14;
+
+impl ChildFailure {
+    pub(crate) fn encode(&self) -> [u8; FAILURE_LEN] {
+        let mut out = [0u8; FAILURE_LEN];
+        out[0] = b'E';
+        match self {
+            ChildFailure::Init(e) => {
+                out[1] = 0;
+                out[2] = e.step as u8;
+                out[3..7].copy_from_slice(&e.index.to_le_bytes());
+                out[7..11].copy_from_slice(&e.errno.to_le_bytes());
+            }
+            ChildFailure::Rootfs(e) => {
+                out[1] = 1;
+                out[2..14].copy_from_slice(&e.to_bytes());
+            }
+            ChildFailure::Namespaces(e) => {
+                out[1] = 2;
+                out[2..10].copy_from_slice(&e.to_bytes());
+            }
+        }
+        out
+    }
+
+    pub(crate) fn decode(msg: &[u8]) -> Option<Self> {
+        if msg.len() < FAILURE_LEN || msg[0] != b'E' {
+            return None;
+        }
+        let word = |at: usize| -> Option<[u8; 4]> { msg.get(at..at + 4)?.try_into().ok() };
+        match msg[1] {
+            0 => Some(ChildFailure::Init(InitError {
+                step: InitStep::from_u8(msg[2])?,
+                index: u32::from_le_bytes(word(3)?),
+                errno: i32::from_le_bytes(word(7)?),
+            })),
+            1 => berth_rootfs::ApplyError::from_bytes(msg.get(2..14)?.try_into().ok()?)
+                .map(ChildFailure::Rootfs),
+            2 => berth_namespaces::ChildError::from_bytes(msg.get(2..10)?.try_into().ok()?)
+                .map(ChildFailure::Namespaces),
+            _ => None,
+        }
+    }
+}
+
+/// Everything the init needs, prepared by the parent before the clone.
+pub(crate) struct InitContext<'a> {
+    pub ns: &'a NamespacePlan,
+    pub rootfs: &'a RootfsPlan,
+    pub process: &'a ProcessPlan,
+    pub create_container_hooks: &'a [ChildHook],
+    pub start_container_hooks: &'a [ChildHook],
+    /// Our end of the sync socket pair, and the parent's end (closed at once).
+    pub sock: RawFd,
+    pub parent_sock: RawFd,
+    /// O_PATH fd of the container's state dir, for opening exec.fifo.
+    pub state_dir: RawFd,
+    /// Fds of the parent that must not stay open in a waiting init (the state dir lock).
+    pub close_early: RawFd,
+    /// Connected console socket, when process.terminal is set.
+    pub console_socket: RawFd,
+    pub hostname: Option<&'a CStr>,
+    pub domainname: Option<&'a CStr>,
+    /// Name of the session keyring to join, unless --no-new-keyring.
+    pub keyring: Option<&'a CStr>,
+    /// Whether the parent runs the runtime-namespace hooks (prestart, createRuntime) or the
+    /// init needs the state JSON for its own hooks: enables the `H`/`S` exchange.
+    pub hooks_sync: bool,
+    /// Buffer for the `S` message (allocated by the parent before the clone).
+    pub state_buf: *mut u8,
+    pub state_buf_len: usize,
+    /// Slow path: clone a plain intermediate that joins/unshares, then forks the init.
+    pub intermediate: bool,
+    /// Whether a user namespace is created (maps must be written before we go on).
+    pub new_user_ns: bool,
+    /// setgroups(2) is possible in the container's user namespace.
+    pub setgroups_allowed: bool,
+}
+
+/// The entry point of the cloned child. Never returns.
+pub(crate) fn init_main(ctx: &InitContext<'_>) -> ! {
+    // Report to the sync socket (or, after `R`, to exec.fifo) and exit.
+    let mut report_fd = ctx.sock;
+    match run(ctx, &mut report_fd) {
+        Ok(never) => match never {},
+        Err(f) => {
+            let _ = sys::write_all(report_fd, &f.encode());
+            sys::exit_now(1)
+        }
+    }
+}
+
+fn recv(fd: RawFd, buf: &mut [u8]) -> Result<usize, InitError> {
+    match sys::read_once(fd, buf) {
+        Ok(0) => Err(InitError::new(InitStep::Sync, 0, libc::EPIPE)),
+        Ok(n) => Ok(n),
+        Err(e) => Err(InitError::new(InitStep::Sync, 0, e)),
+    }
+}
+
+fn send(fd: RawFd, msg: &[u8]) -> Result<(), InitError> {
+    sys::write_all(fd, msg).map_err(|e| InitError::new(InitStep::Sync, 1, e))
+}
+
+fn wait_go(fd: RawFd) -> Result<(), InitError> {
+    let mut b = [0u8; 1];
+    recv(fd, &mut b)?;
+    if b[0] == b'G' {
+        Ok(())
+    } else {
+        Err(InitError::new(InitStep::Sync, 2, libc::EPROTO))
+    }
+}
+
+fn reset_signals() -> Result<(), InitError> {
+    // Handlers of the parent point at its code and ignored signals stay ignored across exec
+    // (Rust ignores SIGPIPE): give the container default dispositions and an empty mask.
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: a zeroed sigaction is SIG_DFL with an empty mask; errors (EINVAL for
+        // signals the C library reserves) are irrelevant.
+        unsafe {
+            let act: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(sig, &act, std::ptr::null_mut());
+        }
+    }
+    // SAFETY: set is a valid sigset_t.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        sys::check(libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()))
+            .map_err(|e| InitError::new(InitStep::SignalMask, 0, e))
+    }
+}
+
+fn run(ctx: &InitContext<'_>, report_fd: &mut RawFd) -> Result<std::convert::Infallible, ChildFailure> {
+    sys::close(ctx.parent_sock);
+    sys::close(ctx.close_early);
+    reset_signals()?;
+    // SAFETY: PR_SET_PDEATHSIG with an integer: if `create` dies before we are ready, die too
+    // instead of lingering half set up. Cleared once ready.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+
+    if ctx.intermediate {
+        ctx.ns.join_all()?;
+        ctx.ns.close_fds();
+        if ctx.new_user_ns {
+            ctx.ns.unshare_user()?;
+            send(ctx.sock, b"M")?;
+            wait_go(ctx.sock)?;
+        }
+        ctx.ns.unshare_rest()?;
+        ctx.ns.write_time_offsets()?;
+        // SAFETY: the init child continues with fragile-child code only.
+        let pid = unsafe { sys::raw_clone((libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong) }
+            .map_err(|e| InitError::new(InitStep::Clone, 0, e))?;
+        if pid > 0 {
+            let mut msg = [0u8; 5];
+            msg[0] = b'P';
+            msg[1..5].copy_from_slice(&pid.to_le_bytes());
+            send(ctx.sock, &msg)?;
+            sys::exit_now(0);
+        }
+        // SAFETY: as above; the new parent is `create`.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    } else {
+        ctx.ns.close_fds();
+        if ctx.new_user_ns {
+            wait_go(ctx.sock)?;
+        }
+    }
+
+    if ctx.new_user_ns {
+        // Become root of the new user namespace (the maps are written now).
+        sys::set_ids(0, 0).map_err(|(_, e)| InitError::new(InitStep::BecomeRoot, 0, e))?;
+    }
+    if let Some(h) = ctx.hostname {
+        berth_namespaces::set_hostname(h.to_bytes())?;
+    }
+    if let Some(d) = ctx.domainname {
+        berth_namespaces::set_domainname(d.to_bytes())?;
+    }
+    if let Some(name) = ctx.keyring {
+        // KEYCTL_JOIN_SESSION_KEYRING = 1. A kernel without keyrings (ENOSYS) or a policy that
+        // forbids it (EACCES in some user namespaces) is not an error, as with runc.
+        // SAFETY: name is a valid C string.
+        let r = unsafe { libc::syscall(libc::SYS_keyctl, 1, name.as_ptr()) };
+        if r < 0 && !matches!(sys::errno(), libc::ENOSYS | libc::EACCES | libc::EPERM) {
+            return Err(InitError::new(InitStep::Keyring, 0, sys::errno()).into());
+        }
+    }
+    ctx.process.apply_oom_score_adj()?;
+    ctx.rootfs.mount_all()?;
+
+    // Runtime-namespace hooks (parent) then createContainer hooks (here), before pivot_root.
+    let mut creating: &[u8] = &[];
+    let mut created: &[u8] = &[];
+    if ctx.hooks_sync {
+        send(ctx.sock, b"H")?;
+        // SAFETY: the parent allocated state_buf with state_buf_len bytes before the clone;
+        // this process is the only user of its copy.
+        let buf = unsafe { std::slice::from_raw_parts_mut(ctx.state_buf, ctx.state_buf_len) };
+        let n = recv(ctx.sock, buf)?;
+        let msg = buf.get(..n).unwrap_or(&[]);
+        if msg.first() != Some(&b'S') {
+            return Err(InitError::new(InitStep::Sync, 3, libc::EPROTO).into());
+        }
+        let body = &msg[1..];
+        let split = body.iter().position(|b| *b == 0).unwrap_or(body.len());
+        creating = &body[..split];
+        created = body.get(split + 1..).unwrap_or(&[]);
+        for (i, hook) in ctx.create_container_hooks.iter().enumerate() {
+            hook.run(creating)
+                .map_err(|e| InitError::new(InitStep::CreateContainerHook, i as u32, e))?;
+        }
+    }
+    let _ = creating;
+
+    ctx.rootfs.pivot()?;
+    if ctx.process.terminal {
+        setup_console(ctx)?;
+    }
+    ctx.rootfs.finish()?;
+    ctx.process.apply_credentials(ctx.setgroups_allowed)?;
+    let mut program = PathBuf4k::new();
+    ctx.process.resolve_program(&mut program)?;
+
+    // Ready: from here on the parent is gone and errors go to exec.fifo.
+    // SAFETY: clearing the parent-death signal; plain prctl.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    send(ctx.sock, b"R")?;
+    // SAFETY: state_dir is an O_PATH fd of a directory; the name is a C string literal.
+    let fifo = unsafe {
+        libc::openat(
+            ctx.state_dir,
+            c"exec.fifo".as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fifo < 0 {
+        return Err(InitError::new(InitStep::OpenFifo, 0, sys::errno()).into());
+    }
+    *report_fd = fifo;
+    sys::close(ctx.state_dir);
+    sys::close(ctx.sock);
+
+    for (i, hook) in ctx.start_container_hooks.iter().enumerate() {
+        hook.run(created)
+            .map_err(|e| InitError::new(InitStep::StartContainerHook, i as u32, e))?;
+    }
+    ctx.process.seal_fds()?;
+    Err(ctx.process.exec(&program).into())
+}
+
+/// Opens a pty in the container's devpts, makes it our controlling terminal and stdio, binds
+/// it on /dev/console and sends the master to the console socket (SCM_RIGHTS, the payload is
+/// the pty's path), as runc does.
+fn setup_console(ctx: &InitContext<'_>) -> Result<(), ChildFailure> {
+    let err = |i, e| ChildFailure::Init(InitError::new(InitStep::Console, i, e));
+    let master = sys::open(c"/dev/ptmx", libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC, 0)
+        .map_err(|e| err(0, e))?;
+    let mut unlock: libc::c_int = 0;
+    let mut n: libc::c_uint = 0;
+    // SAFETY: ioctls on our pty master with valid out-pointers.
+    let r = unsafe {
+        if libc::ioctl(master, libc::TIOCSPTLCK, &mut unlock) < 0 {
+            -1
+        } else {
+            libc::ioctl(master, libc::TIOCGPTN, &mut n)
+        }
+    };
+    if r < 0 {
+        let e = sys::errno();
+        sys::close(master);
+        return Err(err(1, e));
+    }
+    let mut path = PathBuf4k::new();
+    let mut digits = [0u8; 20];
+    path.push(b"/dev/pts/").map_err(|e| err(2, e))?;
+    path.push(sys::fmt_u64(u64::from(n), &mut digits))
+        .map_err(|e| err(2, e))?;
+    // SAFETY: TIOCGPTPEER opens the slave of this master without a path lookup.
+    let slave = unsafe {
+        libc::ioctl(
+            master,
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if slave < 0 {
+        let e = sys::errno();
+        sys::close(master);
+        return Err(err(3, e));
+    }
+    // SAFETY: path holds a NUL-terminated string.
+    let cpath = unsafe { CStr::from_ptr(path.as_ptr()) };
+    ctx.rootfs.mount_console(cpath)?;
+    if let Some((rows, cols)) = ctx.process.console_size {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: ws is a valid winsize.
+        unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
+    }
+    send_fd(ctx.console_socket, master, path.as_bytes())
+        .map_err(|e| ChildFailure::Init(InitError::new(InitStep::ConsoleSocket, 0, e)))?;
+    sys::close(master);
+    sys::close(ctx.console_socket);
+    // SAFETY: session and terminal setup on fds we own.
+    unsafe {
+        if libc::setsid() < 0 {
+            return Err(err(4, sys::errno()));
+        }
+        if libc::ioctl(slave, libc::TIOCSCTTY, 0) < 0 {
+            return Err(err(5, sys::errno()));
+        }
+        for fd in 0..3 {
+            if libc::dup2(slave, fd) < 0 {
+                return Err(err(6, sys::errno()));
+            }
+        }
+    }
+    if slave > 2 {
+        sys::close(slave);
+    }
+    Ok(())
+}
+
+/// Sends `fd` over a unix socket with SCM_RIGHTS, `payload` as the data.
+fn send_fd(sock: RawFd, fd: RawFd, payload: &[u8]) -> Result<(), i32> {
+    // Room for one cmsghdr carrying one int, aligned as cmsg needs.
+    #[repr(C, align(8))]
+    struct CmsgBuf([u8; 64]);
+    let mut cbuf = CmsgBuf([0; 64]);
+    let mut iov = libc::iovec {
+        iov_base: payload.as_ptr() as *mut libc::c_void,
+        iov_len: payload.len(),
+    };
+    // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the sendmsg call, and
+    // CMSG_* compute offsets inside cbuf, which is large and aligned enough for one fd.
+    unsafe {
+        let space = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.0.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null() {
+            return Err(libc::EINVAL);
+        }
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
+        loop {
+            let r = libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL);
+            if r >= 0 {
+                return Ok(());
+            }
+            let e = sys::errno();
+            if e != libc::EINTR {
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Turns a failure record into a rich error, using the plans to name paths and fields.
+pub(crate) fn describe(
+    f: ChildFailure,
+    ns: &NamespacePlan,
+    rootfs: &RootfsPlan,
+    process: &ProcessPlan,
+) -> crate::Error {
+    match f {
+        ChildFailure::Rootfs(e) => crate::Error::Rootfs(e.describe(rootfs)),
+        ChildFailure::Namespaces(e) => crate::Error::Namespaces(e.describe(ns)),
+        ChildFailure::Init(e) => describe_init(e, Some(process)),
+    }
+}
+
+pub(crate) fn describe_init(e: InitError, process: Option<&ProcessPlan>) -> crate::Error {
+    use InitStep::*;
+    let source = nix::Error::from_raw(e.errno.max(0));
+    let what = match e.step {
+        Sync => "sync with runtime".to_string(),
+        Clone => "clone the container init".into(),
+        BecomeRoot => "become root in the new user namespace".into(),
+        Keyring => "join a new session keyring".into(),
+        OomScoreAdj => "write process.oomScoreAdj".into(),
+        Rlimit => format!("set process.rlimits[{}]", e.index),
+        Chdir => "chdir to process.cwd".into(),
+        KeepCaps => "prctl(PR_SET_KEEPCAPS)".into(),
+        BoundingSet => format!("drop capability {} from the bounding set", e.index),
+        Setgroups => "setgroups(process.user.additionalGids)".into(),
+        Setgid => format!("setresgid({})", e.index),
+        Setuid => format!("setresuid({})", e.index),
+        Capset => "capset(process.capabilities)".into(),
+        Ambient => format!("raise ambient capability {}", e.index),
+        NoNewPrivs => "prctl(PR_SET_NO_NEW_PRIVS)".into(),
+        FindProgram => match process {
+            Some(p) => format!(
+                "exec: {:?}: executable file not found in $PATH or not executable",
+                p.program_name()
+            ),
+            None => "find process.args[0]".into(),
+        },
+        SealFds => "close_range(CLOSE_RANGE_CLOEXEC)".into(),
+        Exec => "execve(process.args)".into(),
+        Console => format!("set up the console (step {})", e.index),
+        ConsoleSocket => "send the pty master to --console-socket".into(),
+        OpenFifo => "open exec.fifo".into(),
+        CreateContainerHook | StartContainerHook => {
+            let kind = if e.step == CreateContainerHook {
+                "createContainer"
+            } else {
+                "startContainer"
+            };
+            return crate::Error::Hook {
+                kind,
+                index: e.index as usize,
+                path: Default::default(),
+                reason: crate::hooks::describe_child_hook_failure(e.errno),
+            };
+        }
+        Chroot => "chroot".into(),
+        SignalMask => "reset the signal mask".into(),
+    };
+    crate::Error::Init { what, source }
+}

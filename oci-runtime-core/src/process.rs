@@ -1,0 +1,419 @@
+//! The container process: everything of `process` in config.json, prepared in the parent as a
+//! [`ProcessPlan`] and applied by the fragile child right before `execve`.
+
+use std::ffi::{CStr, CString};
+use std::os::fd::RawFd;
+use std::str::FromStr;
+
+use oci_spec::runtime::{Capabilities, Process};
+
+use crate::init::{InitError, InitStep};
+use crate::sys::{self, PathBuf4k};
+use crate::validate::ConfigError;
+
+/// Capability sets as 64-bit masks (bit n = capability number n).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct CapSets {
+    pub bounding: u64,
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+    pub ambient: u64,
+}
+
+/// A NULL-terminated array of C strings for execve, owning its strings.
+pub(crate) struct CStrArray {
+    _strings: Vec<CString>,
+    ptrs: Vec<*const libc::c_char>,
+}
+
+impl CStrArray {
+    pub(crate) fn new(items: &[String], field: &str) -> Result<Self, ConfigError> {
+        let strings = items
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                CString::new(s.as_bytes()).map_err(|_| ConfigError {
+                    field: format!("{field}[{i}]"),
+                    reason: "contains a NUL byte".into(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut ptrs: Vec<_> = strings.iter().map(|s| s.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        Ok(CStrArray {
+            _strings: strings,
+            ptrs,
+        })
+    }
+
+    pub(crate) fn as_ptr(&self) -> *const *const libc::c_char {
+        self.ptrs.as_ptr()
+    }
+}
+
+/// `process` of the config, ready for the fragile child.
+pub(crate) struct ProcessPlan {
+    pub argv: CStrArray,
+    pub envp: CStrArray,
+    arg0: CString,
+    /// PATH entries of the container env, when args[0] has no '/'.
+    search_dirs: Vec<CString>,
+    cwd: CString,
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    groups: Vec<libc::gid_t>,
+    umask: Option<libc::mode_t>,
+    rlimits: Vec<(libc::c_int, libc::rlimit)>,
+    caps: Option<CapSets>,
+    last_cap: u32,
+    no_new_privs: bool,
+    oom_score_adj: Option<Vec<u8>>,
+    pub terminal: bool,
+    pub console_size: Option<(u16, u16)>,
+    pub preserve_fds: u32,
+}
+
+fn cstring(s: &str, field: &str) -> Result<CString, ConfigError> {
+    CString::new(s).map_err(|_| ConfigError {
+        field: field.into(),
+        reason: "contains a NUL byte".into(),
+    })
+}
+
+/// Capability name ("CAP_KILL") to its number, for the caps this build knows.
+fn cap_mask(set: &Option<Capabilities>, field: &str) -> Result<u64, ConfigError> {
+    let mut mask = 0u64;
+    for cap in set.iter().flatten() {
+        let name = format!("CAP_{cap}");
+        let c = caps::Capability::from_str(&name).map_err(|_| ConfigError {
+            field: field.into(),
+            reason: format!("unknown capability {name}"),
+        })?;
+        mask |= 1u64 << c.index();
+    }
+    Ok(mask)
+}
+
+/// The highest capability number the running kernel knows.
+fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+}
+
+fn rlimit_resource(name: &str) -> Option<libc::c_int> {
+    Some(match name {
+        "RLIMIT_CPU" => libc::RLIMIT_CPU,
+        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+        "RLIMIT_DATA" => libc::RLIMIT_DATA,
+        "RLIMIT_STACK" => libc::RLIMIT_STACK,
+        "RLIMIT_CORE" => libc::RLIMIT_CORE,
+        "RLIMIT_RSS" => libc::RLIMIT_RSS,
+        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+        "RLIMIT_AS" => libc::RLIMIT_AS,
+        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => libc::RLIMIT_NICE,
+        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+        _ => return None,
+    } as libc::c_int)
+}
+
+impl ProcessPlan {
+    /// Prepares `process`, with `extra_env` appended (e.g. LISTEN_FDS) and `preserve_fds`
+    /// descriptors after stdio passed through.
+    pub(crate) fn prepare(
+        process: &Process,
+        extra_env: &[String],
+        preserve_fds: u32,
+        warnings: &mut Vec<String>,
+    ) -> Result<Self, ConfigError> {
+        let args = process.args().clone().unwrap_or_default();
+        let first = args.first().ok_or_else(|| ConfigError {
+            field: "process.args".into(),
+            reason: "is empty".into(),
+        })?;
+        let mut env = process.env().clone().unwrap_or_default();
+        env.extend(extra_env.iter().cloned());
+        let search_dirs = if first.contains('/') {
+            Vec::new()
+        } else {
+            let path = env
+                .iter()
+                .rev()
+                .find_map(|e| e.strip_prefix("PATH="))
+                .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+            path.split(':')
+                .map(|d| if d.is_empty() { "." } else { d })
+                .map(|d| cstring(d, "process.env PATH"))
+                .collect::<Result<_, _>>()?
+        };
+        let user = process.user();
+        let mut rlimits = Vec::new();
+        for (i, r) in process.rlimits().iter().flatten().enumerate() {
+            let name = r.typ().to_string();
+            let res = rlimit_resource(&name).ok_or_else(|| ConfigError {
+                field: format!("process.rlimits[{i}].type"),
+                reason: format!("unknown rlimit {name}"),
+            })?;
+            rlimits.push((
+                res,
+                libc::rlimit {
+                    rlim_cur: r.soft(),
+                    rlim_max: r.hard(),
+                },
+            ));
+        }
+        let caps = match process.capabilities() {
+            None => None,
+            Some(c) => {
+                let mut sets = CapSets {
+                    bounding: cap_mask(c.bounding(), "process.capabilities.bounding")?,
+                    effective: cap_mask(c.effective(), "process.capabilities.effective")?,
+                    permitted: cap_mask(c.permitted(), "process.capabilities.permitted")?,
+                    inheritable: cap_mask(c.inheritable(), "process.capabilities.inheritable")?,
+                    ambient: cap_mask(c.ambient(), "process.capabilities.ambient")?,
+                };
+                // The kernel only lets a capability into the ambient set if it is both
+                // permitted and inheritable; runc skips the others with a warning.
+                let raisable = sets.permitted & sets.inheritable;
+                if sets.ambient & !raisable != 0 {
+                    warnings.push(format!(
+                        "process.capabilities.ambient: dropping capabilities not in both \
+                         permitted and inheritable (mask {:#x})",
+                        sets.ambient & !raisable
+                    ));
+                    sets.ambient &= raisable;
+                }
+                Some(sets)
+            }
+        };
+        Ok(ProcessPlan {
+            argv: CStrArray::new(&args, "process.args")?,
+            envp: CStrArray::new(&env, "process.env")?,
+            arg0: cstring(first, "process.args[0]")?,
+            search_dirs,
+            cwd: cstring(&process.cwd().to_string_lossy(), "process.cwd")?,
+            uid: user.uid(),
+            gid: user.gid(),
+            groups: user.additional_gids().clone().unwrap_or_default(),
+            umask: user.umask().map(|m| m as libc::mode_t),
+            rlimits,
+            caps,
+            last_cap: last_cap(),
+            no_new_privs: process.no_new_privileges().unwrap_or(false),
+            oom_score_adj: process
+                .oom_score_adj()
+                .map(|v| v.to_string().into_bytes()),
+            terminal: process.terminal().unwrap_or(false),
+            console_size: process
+                .console_size()
+                .map(|b| (b.height() as u16, b.width() as u16)),
+            preserve_fds,
+        })
+    }
+
+    /// # Fragile child
+    /// Writes oom_score_adj through the host's /proc (call before pivot_root).
+    pub(crate) fn apply_oom_score_adj(&self) -> Result<(), InitError> {
+        let Some(v) = &self.oom_score_adj else {
+            return Ok(());
+        };
+        let err = |errno| InitError::new(InitStep::OomScoreAdj, 0, errno);
+        let fd = sys::open(
+            c"/proc/self/oom_score_adj",
+            libc::O_WRONLY | libc::O_CLOEXEC,
+            0,
+        )
+        .map_err(err)?;
+        let r = sys::write_all(fd, v);
+        sys::close(fd);
+        r.map_err(err)
+    }
+
+    /// # Fragile child
+    /// rlimits, cwd, no_new_privs, groups/gid/uid, capabilities and umask, in the order the
+    /// kernel needs: everything needing privilege before the uid change, the capability sets
+    /// after it (PR_SET_KEEPCAPS keeps the permitted set across setresuid).
+    pub(crate) fn apply_credentials(&self, setgroups_allowed: bool) -> Result<(), InitError> {
+        for (i, (res, lim)) in self.rlimits.iter().enumerate() {
+            // SAFETY: lim is a valid rlimit struct.
+            sys::check(unsafe { libc::setrlimit(*res as _, lim) })
+                .map_err(|e| InitError::new(InitStep::Rlimit, i as u32, e))?;
+        }
+        // SAFETY: cwd is a valid C string.
+        sys::check(unsafe { libc::chdir(self.cwd.as_ptr()) })
+            .map_err(|e| InitError::new(InitStep::Chdir, 0, e))?;
+        if let Some(caps) = &self.caps {
+            // SAFETY: plain prctl with integer arguments.
+            sys::check(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) })
+                .map_err(|e| InitError::new(InitStep::KeepCaps, 0, e))?;
+            for cap in 0..=self.last_cap.min(63) {
+                if caps.bounding & (1u64 << cap) == 0 {
+                    // SAFETY: plain prctl with integer arguments.
+                    let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+                    // EINVAL: the kernel doesn't know this capability; nothing to drop.
+                    if r < 0 && sys::errno() != libc::EINVAL {
+                        return Err(InitError::new(InitStep::BoundingSet, cap, sys::errno()));
+                    }
+                }
+            }
+        }
+        if setgroups_allowed {
+            // SAFETY: groups points to groups.len() valid gid_t values. The raw syscall, not
+            // glibc's wrapper: glibc broadcasts id changes to the threads it believes exist,
+            // which in a clone of a multi-threaded parent are not there (it would hang).
+            sys::check(unsafe {
+                libc::syscall(libc::SYS_setgroups, self.groups.len(), self.groups.as_ptr()) as libc::c_int
+            })
+                .map_err(|e| InitError::new(InitStep::Setgroups, 0, e))?;
+        }
+        sys::set_ids(self.uid, self.gid).map_err(|(is_uid, e)| {
+            if is_uid {
+                InitError::new(InitStep::Setuid, self.uid, e)
+            } else {
+                InitError::new(InitStep::Setgid, self.gid, e)
+            }
+        })?;
+        if let Some(caps) = &self.caps {
+            // SAFETY: plain prctl with integer arguments.
+            sys::check(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) })
+                .map_err(|e| InitError::new(InitStep::KeepCaps, 0, e))?;
+            capset(caps).map_err(|e| InitError::new(InitStep::Capset, 0, e))?;
+            for cap in 0..=self.last_cap.min(63) {
+                if caps.ambient & (1u64 << cap) != 0 {
+                    // SAFETY: plain prctl with integer arguments.
+                    let r = unsafe {
+                        libc::prctl(
+                            libc::PR_CAP_AMBIENT,
+                            libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                            cap as libc::c_ulong,
+                            0,
+                            0,
+                        )
+                    };
+                    sys::check(r).map_err(|e| InitError::new(InitStep::Ambient, cap, e))?;
+                }
+            }
+        }
+        if self.no_new_privs {
+            // SAFETY: plain prctl with integer arguments.
+            sys::check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
+                .map_err(|e| InitError::new(InitStep::NoNewPrivs, 0, e))?;
+        }
+        if let Some(m) = self.umask {
+            // SAFETY: umask cannot fail.
+            unsafe { libc::umask(m) };
+        }
+        Ok(())
+    }
+
+    /// # Fragile child
+    /// Finds the program to exec as execvp would, with the container's PATH, into `out`.
+    /// Call after pivot_root and chdir. Fails with ENOENT/EACCES like a shell would.
+    pub(crate) fn resolve_program(&self, out: &mut PathBuf4k) -> Result<(), InitError> {
+        let err = |e| InitError::new(InitStep::FindProgram, 0, e);
+        let arg0 = self.arg0.to_bytes();
+        if self.search_dirs.is_empty() {
+            out.clear();
+            out.push(arg0).map_err(err)?;
+            return executable(out.as_ptr()).map_err(err);
+        }
+        let mut last = libc::ENOENT;
+        for dir in &self.search_dirs {
+            out.clear();
+            out.push(dir.to_bytes()).map_err(err)?;
+            out.push(b"/").map_err(err)?;
+            out.push(arg0).map_err(err)?;
+            match executable(out.as_ptr()) {
+                Ok(()) => return Ok(()),
+                Err(libc::ENOENT) | Err(libc::ENOTDIR) => {}
+                Err(e) => last = e,
+            }
+        }
+        Err(err(last))
+    }
+
+    /// # Fragile child
+    /// Marks every fd from 3 + preserve_fds up close-on-exec, and clears close-on-exec on the
+    /// preserved ones, so that exactly stdio and the preserved fds reach the container.
+    pub(crate) fn seal_fds(&self) -> Result<(), InitError> {
+        let first_closed = 3 + self.preserve_fds;
+        // SAFETY: close_range with the CLOEXEC flag only changes fd flags.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                first_closed as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+            )
+        };
+        if r < 0 {
+            return Err(InitError::new(InitStep::SealFds, 0, sys::errno()));
+        }
+        for fd in 3..first_closed as RawFd {
+            // SAFETY: fcntl on an fd number; EBADF (not open) is ignored.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        }
+        Ok(())
+    }
+
+    /// # Fragile child
+    /// Replaces the process image. Returns only on failure.
+    pub(crate) fn exec(&self, program: &PathBuf4k) -> InitError {
+        // SAFETY: program is NUL-terminated; argv/envp are NULL-terminated arrays of valid C
+        // strings owned by self.
+        unsafe { libc::execve(program.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr()) };
+        InitError::new(InitStep::Exec, 0, sys::errno())
+    }
+
+    pub(crate) fn program_name(&self) -> &CStr {
+        &self.arg0
+    }
+}
+
+fn executable(path: *const libc::c_char) -> Result<(), i32> {
+    // SAFETY: path is NUL-terminated; st is a valid out-buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    sys::check(unsafe { libc::stat(path, &mut st) })?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(libc::EACCES);
+    }
+    // SAFETY: path is NUL-terminated.
+    sys::check(unsafe { libc::access(path, libc::X_OK) })
+}
+
+fn capset(c: &CapSets) -> Result<(), i32> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let hdr = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let word = |m: u64, i: u32| (m >> (32 * i)) as u32;
+    let data = [0, 1].map(|i| Data {
+        effective: word(c.effective, i),
+        permitted: word(c.permitted, i),
+        inheritable: word(c.inheritable, i),
+    });
+    // SAFETY: hdr and data are valid for the v3 layout (one header, two data structs).
+    let r = unsafe { libc::syscall(libc::SYS_capset, &hdr, data.as_ptr()) };
+    if r < 0 { Err(sys::errno()) } else { Ok(()) }
+}

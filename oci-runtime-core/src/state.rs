@@ -1,0 +1,408 @@
+//! Container state: the JSON `state` prints and the on-disk record behind it.
+//!
+//! Each container owns one directory `<root>/<id>` (mode 0711 so that a container init
+//! running as any uid can open the start barrier by name). It holds:
+//! - `state.json`: the [`Record`], replaced atomically (write to a temp name, fsync, rename);
+//! - `exec.fifo`: the start barrier; its existence is what "created" means.
+//!
+//! Commands on one id are serialised by an exclusive `flock` on the directory itself; a
+//! command that obtains the lock after the directory was deleted sees `st_nlink == 0` and
+//! reports the container as gone.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use oci_spec::runtime::Hooks;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// File name of the record inside a container directory.
+pub(crate) const STATE_FILE: &str = "state.json";
+/// File name of the start barrier inside a container directory.
+pub(crate) const FIFO_FILE: &str = "exec.fifo";
+
+/// The lifecycle status of a container, as the OCI runtime spec names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// `create` is still setting the container up.
+    Creating,
+    /// Set up, waiting for `start`.
+    Created,
+    /// The user process runs.
+    Running,
+    /// The container's init has exited.
+    Stopped,
+    /// Frozen (cgroup freezer).
+    Paused,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Stopped => "stopped",
+            Status::Paused => "paused",
+        })
+    }
+}
+
+/// The state of a container, serialised exactly as `runc state` prints it.
+///
+/// ```
+/// use berth_runtime_core::{State, Status};
+/// let s = State {
+///     oci_version: "1.2.0".into(), id: "web".into(), pid: 0, status: Status::Stopped,
+///     bundle: "/b".into(), rootfs: "/b/rootfs".into(),
+///     created: "2026-11-27T21:05:16.123456789Z".into(),
+///     annotations: Default::default(), owner: String::new(),
+/// };
+/// let json = serde_json::to_string(&s).unwrap();
+/// assert!(json.contains("\"ociVersion\":\"1.2.0\""));
+/// assert!(!json.contains("annotations"));
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct State {
+    /// The runtime spec version of the config.
+    #[serde(rename = "ociVersion")]
+    pub oci_version: String,
+    /// The container id.
+    pub id: String,
+    /// Host pid of the init process; 0 once stopped.
+    pub pid: i32,
+    /// The lifecycle status.
+    pub status: Status,
+    /// Absolute path of the bundle.
+    pub bundle: String,
+    /// Absolute path of the root filesystem.
+    pub rootfs: String,
+    /// Creation time, RFC 3339 with nanoseconds, UTC.
+    pub created: String,
+    /// The config's annotations (omitted when empty).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// The owner of the container ("" as runc).
+    pub owner: String,
+}
+
+/// What berth keeps about a container between commands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Record {
+    pub oci_version: String,
+    pub id: String,
+    pub pid: i32,
+    /// `starttime` of the init in /proc/<pid>/stat: tells a recycled pid from ours.
+    pub start_time: u64,
+    pub bundle: String,
+    pub rootfs: String,
+    pub created: String,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// The hooks that run after create (poststart, poststop).
+    #[serde(default)]
+    pub hooks: Option<Hooks>,
+    /// Whether the container has its own pid namespace (kill --all scans it).
+    #[serde(default)]
+    pub own_pid_ns: bool,
+}
+
+impl Record {
+    /// The public state for a given status.
+    pub fn to_state(&self, status: Status) -> State {
+        State {
+            oci_version: self.oci_version.clone(),
+            id: self.id.clone(),
+            pid: if status == Status::Stopped { 0 } else { self.pid },
+            status,
+            bundle: self.bundle.clone(),
+            rootfs: self.rootfs.clone(),
+            created: self.created.clone(),
+            annotations: self.annotations.clone(),
+            owner: String::new(),
+        }
+    }
+}
+
+/// Checks a container id: non-empty, at most 1024 bytes, only `[A-Za-z0-9_+.-]`, and not `.`
+/// or `..` (so it is always exactly one path component).
+pub(crate) fn validate_id(id: &str) -> Result<(), Error> {
+    let bad = |reason| Error::InvalidId {
+        id: id.to_owned(),
+        reason,
+    };
+    if id.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if id.len() > 1024 {
+        return Err(bad("it is longer than 1024 bytes"));
+    }
+    if id == "." || id == ".." {
+        return Err(bad("it is a relative path component"));
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'-' | b'.'))
+    {
+        return Err(bad("only letters, digits and _ + - . are allowed"));
+    }
+    Ok(())
+}
+
+/// An exclusively locked container directory.
+pub(crate) struct ContainerDir {
+    pub path: PathBuf,
+    pub id: String,
+    /// Holds the flock; closing it releases the lock.
+    pub lock: File,
+}
+
+impl ContainerDir {
+    /// Makes a new container directory and locks it. Fails with `AlreadyExists` if the id is
+    /// taken.
+    pub fn create(root: &Path, id: &str) -> Result<Self, Error> {
+        validate_id(id)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .map_err(|e| Error::io("create root dir", root, e))?;
+        let path = root.join(id);
+        match fs::DirBuilder::new().mode(0o711).create(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::AlreadyExists { id: id.to_owned() });
+            }
+            Err(e) => return Err(Error::io("create state dir", &path, e)),
+        }
+        // The mode given to mkdir is filtered by the umask: set it explicitly.
+        if let Err(e) = fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o711))
+        {
+            let _ = fs::remove_dir(&path);
+            return Err(Error::io("chmod state dir", &path, e));
+        }
+        let lock = match open_dir(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = fs::remove_dir(&path);
+                return Err(e);
+            }
+        };
+        flock(&lock, &path)?;
+        Ok(ContainerDir {
+            path,
+            id: id.to_owned(),
+            lock,
+        })
+    }
+
+    /// Opens and locks an existing container directory, waiting for other commands on it.
+    pub fn open(root: &Path, id: &str) -> Result<Self, Error> {
+        validate_id(id)?;
+        let path = root.join(id);
+        let lock = match open_dir(&path) {
+            Ok(f) => f,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound { id: id.to_owned() });
+            }
+            Err(e) => return Err(e),
+        };
+        flock(&lock, &path)?;
+        // Deleted while we waited for the lock?
+        let meta = lock
+            .metadata()
+            .map_err(|e| Error::io("stat state dir", &path, e))?;
+        if std::os::unix::fs::MetadataExt::nlink(&meta) == 0 {
+            return Err(Error::NotFound { id: id.to_owned() });
+        }
+        Ok(ContainerDir {
+            path,
+            id: id.to_owned(),
+            lock,
+        })
+    }
+
+    pub fn fifo_path(&self) -> PathBuf {
+        self.path.join(FIFO_FILE)
+    }
+
+    /// Reads the record; `None` while `create` has not written it yet.
+    pub fn read_record(&self) -> Result<Option<Record>, Error> {
+        read_record(&self.path, &self.id)
+    }
+
+    /// Atomically replaces the record.
+    pub fn write_record(&self, record: &Record) -> Result<(), Error> {
+        let tmp = self.path.join(".state.json.tmp");
+        let final_path = self.path.join(STATE_FILE);
+        let data = serde_json::to_vec(record).map_err(|e| Error::CorruptState {
+            id: self.id.clone(),
+            source: e,
+        })?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| Error::io("write state", &tmp, e))?;
+        f.write_all(&data)
+            .map_err(|e| Error::io("write state", &tmp, e))?;
+        fs::rename(&tmp, &final_path).map_err(|e| Error::io("rename state", &final_path, e))
+    }
+
+    /// Removes the directory and everything in it.
+    pub fn remove(self) -> Result<(), Error> {
+        fs::remove_dir_all(&self.path).map_err(|e| Error::io("remove state dir", &self.path, e))
+    }
+}
+
+fn open_dir(path: &Path) -> Result<File, Error> {
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::io("open state dir", path, e))
+}
+
+fn flock(f: &File, path: &Path) -> Result<(), Error> {
+    loop {
+        // SAFETY: flock on a valid, owned fd.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        if r == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(Error::io("lock state dir", path, err));
+        }
+    }
+}
+
+/// Reads `<dir>/state.json` without taking the lock (the file is replaced atomically).
+pub(crate) fn read_record(dir: &Path, id: &str) -> Result<Option<Record>, Error> {
+    let path = dir.join(STATE_FILE);
+    match fs::read(&path) {
+        Ok(data) => serde_json::from_slice(&data)
+            .map(Some)
+            .map_err(|e| Error::CorruptState {
+                id: id.to_owned(),
+                source: e,
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if dir.is_dir() {
+                Ok(None)
+            } else {
+                Err(Error::NotFound { id: id.to_owned() })
+            }
+        }
+        Err(e) => Err(Error::io("read state", &path, e)),
+    }
+}
+
+/// What /proc says about a pid: alive (not a zombie) with this start time?
+pub(crate) fn process_start_time(pid: i32) -> Option<(u64, char)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let state = fields.next()?.chars().next()?;
+    // starttime is field 22 of the whole line, i.e. the 20th after the state field (field 3).
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((start, state))
+}
+
+/// The live status of a recorded container.
+pub(crate) fn live_status(dir: &Path, record: &Record) -> Status {
+    match process_start_time(record.pid) {
+        Some((start, state)) if start == record.start_time && state != 'Z' && state != 'X' => {
+            if dir.join(FIFO_FILE).exists() {
+                Status::Created
+            } else {
+                Status::Running
+            }
+        }
+        _ => Status::Stopped,
+    }
+}
+
+/// Now, as RFC 3339 with nanoseconds in UTC, e.g. `2026-11-27T21:05:16.123456789Z`.
+pub(crate) fn now_rfc3339() -> String {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format_rfc3339(d.as_secs() as i64, d.subsec_nanos())
+}
+
+fn format_rfc3339(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian), after H. Hinnant's
+    // well-known days_from_civil inverse.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(0, 0, "1970-01-01T00:00:00.000000000Z")]
+    #[case(951_782_400, 5, "2000-02-29T00:00:00.000000005Z")]
+    #[case(1_795_813_516, 123_456_789, "2026-11-27T21:05:16.123456789Z")]
+    #[case(4_107_542_399, 999_999_999, "2100-02-28T23:59:59.999999999Z")]
+    fn rfc3339(#[case] secs: i64, #[case] nanos: u32, #[case] want: &str) {
+        assert_eq!(format_rfc3339(secs, nanos), want);
+    }
+
+    #[rstest]
+    #[case("a")]
+    #[case("web-1.prod_x+y")]
+    fn good_ids(#[case] id: &str) {
+        assert!(validate_id(id).is_ok());
+    }
+
+    #[rstest]
+    #[case("", "it is empty")]
+    #[case("a/b", "only letters, digits and _ + - . are allowed")]
+    #[case("..", "it is a relative path component")]
+    #[case(".", "it is a relative path component")]
+    #[case("a b", "only letters, digits and _ + - . are allowed")]
+    fn bad_ids(#[case] id: &str, #[case] why: &str) {
+        match validate_id(id) {
+            Err(Error::InvalidId { reason, .. }) => assert_eq!(reason, why),
+            other => panic!("{id:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn own_start_time_is_found() {
+        let me = std::process::id() as i32;
+        let (start, state) = process_start_time(me).expect("own stat");
+        assert!(start > 0);
+        assert_eq!(state, 'R');
+        assert!(process_start_time(i32::MAX).is_none());
+    }
+}

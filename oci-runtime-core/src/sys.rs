@@ -1,0 +1,181 @@
+//! Raw system-call helpers that are safe to use in the fragile child (see docs/DESIGN.md):
+//! no allocation, no locks, no panics. Errors are plain errno values.
+
+use std::ffi::CStr;
+use std::os::fd::RawFd;
+
+/// The calling thread's errno.
+pub(crate) fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// `Ok(())` if a syscall's return value is not negative, else the errno.
+pub(crate) fn check(r: libc::c_int) -> Result<(), i32> {
+    if r < 0 { Err(errno()) } else { Ok(()) }
+}
+
+/// Writes all of `buf`, retrying on EINTR and short writes.
+pub(crate) fn write_all(fd: RawFd, mut buf: &[u8]) -> Result<(), i32> {
+    while !buf.is_empty() {
+        // SAFETY: buf is a valid slice for its length.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            let e = errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        buf = buf.get(n as usize..).unwrap_or(&[]);
+    }
+    Ok(())
+}
+
+/// One `read(2)` into `buf`, retrying on EINTR. Returns the byte count (0 at EOF).
+pub(crate) fn read_once(fd: RawFd, buf: &mut [u8]) -> Result<usize, i32> {
+    loop {
+        // SAFETY: buf is a valid, writable slice for its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = errno();
+        if e != libc::EINTR {
+            return Err(e);
+        }
+    }
+}
+
+/// Formats `n` in decimal into `buf`, returning the digits.
+pub(crate) fn fmt_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+/// A NUL-terminated path built in a fixed stack buffer.
+pub(crate) struct PathBuf4k {
+    buf: [u8; 4096],
+    len: usize,
+}
+
+impl PathBuf4k {
+    pub(crate) const fn new() -> Self {
+        PathBuf4k {
+            buf: [0; 4096],
+            len: 0,
+        }
+    }
+
+    /// Appends bytes; `Err(ENAMETOOLONG)` if they (plus the final NUL) don't fit.
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> Result<(), i32> {
+        let end = self.len + bytes.len();
+        if end >= self.buf.len() {
+            return Err(libc::ENAMETOOLONG);
+        }
+        self.buf[self.len..end].copy_from_slice(bytes);
+        self.len = end;
+        self.buf[end] = 0;
+        Ok(())
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+        self.buf[0] = 0;
+    }
+
+    pub(crate) fn as_ptr(&self) -> *const libc::c_char {
+        self.buf.as_ptr().cast()
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// A raw `clone(2)` with fork semantics (no new stack): returns 0 in the child, the child's
+/// pid in the parent.
+///
+/// # Safety
+/// The child must only run fragile-child-safe code (see docs/DESIGN.md) until it execs or
+/// `_exit`s, because it is a copy of one thread of a possibly multi-threaded process.
+pub(crate) unsafe fn raw_clone(flags: libc::c_ulong) -> Result<libc::pid_t, i32> {
+    // SAFETY: clone without CLONE_VM and with a NULL stack behaves like fork(2); the caller
+    // guarantees the child's code respects the fragile-child rules.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    if r < 0 { Err(errno()) } else { Ok(r as libc::pid_t) }
+}
+
+/// setresgid(gid) then setresuid(uid) with the raw syscalls. glibc's wrappers broadcast the
+/// change to every thread glibc believes the process has; in a raw clone of a multi-threaded
+/// parent those threads don't exist and the broadcast waits forever. `Err((is_uid, errno))`.
+pub(crate) fn set_ids(uid: libc::uid_t, gid: libc::gid_t) -> Result<(), (bool, i32)> {
+    // SAFETY: plain syscalls with integer arguments.
+    if unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) } < 0 {
+        return Err((false, errno()));
+    }
+    // SAFETY: as above.
+    if unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) } < 0 {
+        return Err((true, errno()));
+    }
+    Ok(())
+}
+
+/// Ends the calling (child) process at once, without running atexit handlers or destructors.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and is async-signal-safe.
+    unsafe { libc::_exit(code) }
+}
+
+/// `open(2)` with a C path.
+pub(crate) fn open(path: &CStr, flags: libc::c_int, mode: libc::mode_t) -> Result<RawFd, i32> {
+    // SAFETY: path is a valid NUL-terminated string.
+    let fd = unsafe { libc::open(path.as_ptr(), flags, mode as libc::c_uint) };
+    if fd < 0 { Err(errno()) } else { Ok(fd) }
+}
+
+/// Closes an fd, ignoring errors (used on cleanup paths).
+pub(crate) fn close(fd: RawFd) {
+    if fd >= 0 {
+        // SAFETY: closing an fd we own; errors are irrelevant on these paths.
+        unsafe { libc::close(fd) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_numbers() {
+        let mut b = [0u8; 20];
+        assert_eq!(fmt_u64(0, &mut b), b"0");
+        assert_eq!(fmt_u64(1234567, &mut b), b"1234567");
+        assert_eq!(fmt_u64(u64::MAX, &mut b), b"18446744073709551615");
+    }
+
+    #[test]
+    fn path_buffer_bounds() {
+        let mut p = PathBuf4k::new();
+        p.push(b"/proc/self/fd/").unwrap();
+        p.push(b"42").unwrap();
+        assert_eq!(p.as_bytes(), b"/proc/self/fd/42");
+        assert_eq!(p.push(&[b'a'; 5000]), Err(libc::ENAMETOOLONG));
+    }
+}

@@ -1,0 +1,364 @@
+//! The lifecycle of real containers: create, state, start, kill, delete, and the errors of
+//! each step, seen from the outside (state JSON, /proc, files the container writes).
+
+mod common;
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use berth_runtime_core::validate::ConfigError;
+use berth_runtime_core::{CreateOptions, Error, Status, parse_signal};
+use common::Bundle;
+use support::*;
+
+/// Waits until the container wrote `/out/<name>`.
+fn await_file(out: &common::TempDir, name: &str) {
+    let p = out.path().join(name);
+    assert!(
+        wait_until(Duration::from_secs(10), || p.exists()),
+        "the container did not write {}",
+        p.display()
+    );
+}
+
+#[test]
+fn create_start_exit_delete() {
+    let (mut b, out) = sh_bundle(
+        "while [ ! -e /out/go ]; do sleep 0.01; done; echo ran > /out/ran; exit 7",
+    );
+    b.spec
+        .set_annotations(Some(HashMap::from([("org.berth.test".to_string(), "yes".to_string())])));
+    let h = Harness::new();
+    let id = h.id("life");
+
+    let c = h.create(&id, &b).expect("create");
+    assert_eq!(c.id(), id);
+    let pid = c.pid();
+    assert!(pid > 0);
+    assert!(PathBuf::from(format!("/proc/{pid}")).exists());
+    assert!(h.state_dir(&id).is_dir());
+
+    // created: the init waits before exec, so the program has not run.
+    let st = h.rt.state(&id).expect("state");
+    assert_eq!(st.status, Status::Created);
+    assert_eq!(st.pid, pid);
+    assert_eq!(st.id, id);
+    assert_eq!(PathBuf::from(&st.bundle), b.path());
+    assert_eq!(PathBuf::from(&st.rootfs), b.rootfs());
+    assert_eq!(&st.oci_version, b.spec.version());
+    let json = serde_json::to_value(&st).expect("state to json");
+    let keys: BTreeSet<&str> = json.as_object().expect("object").keys().map(|k| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from([
+            "ociVersion", "id", "status", "pid", "bundle", "rootfs", "created", "annotations", "owner"
+        ])
+    );
+    assert_eq!(json["status"], "created");
+    assert_eq!(json["pid"], pid);
+    assert_eq!(json["annotations"]["org.berth.test"], "yes");
+    let created = json["created"].as_str().expect("created");
+    assert!(
+        created.len() == 30 && created.ends_with('Z') && created.as_bytes()[10] == b'T',
+        "created is not RFC 3339 with nanoseconds: {created}"
+    );
+    assert!(!out.path().join("ran").exists());
+    let comm_before = fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
+    assert_ne!(comm_before.trim(), "sh", "the program ran before start");
+
+    let listed = h.rt.list().expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0], st);
+
+    h.rt.start(&id).expect("start");
+    let st = h.rt.state(&id).expect("state");
+    assert_eq!(st.status, Status::Running);
+    assert_eq!(st.pid, pid);
+    assert_eq!(read(format!("/proc/{pid}/comm")), "sh");
+    assert_eq!(serde_json::to_value(&st).expect("json")["status"], "running");
+
+    fs::write(out.path().join("go"), "").expect("write go");
+    assert_eq!(h.wait(&c), 7);
+    assert_eq!(read(out.path().join("ran")), "ran");
+
+    let st = h.rt.state(&id).expect("state");
+    assert_eq!(st.status, Status::Stopped);
+    assert_eq!(st.pid, 0);
+    assert_eq!(serde_json::to_value(&st).expect("json")["status"], "stopped");
+
+    h.rt.delete(&id, false).expect("delete");
+    assert!(!h.state_dir(&id).exists());
+    assert!(matches!(h.rt.state(&id), Err(Error::NotFound { .. })));
+    assert!(h.rt.list().expect("list").is_empty());
+}
+
+#[test]
+fn start_twice_fails_and_changes_nothing() {
+    let (b, out) = sh_bundle("echo x >> /out/runs; exec sleep 1000");
+    let h = Harness::new();
+    let id = h.id("twice");
+    let c = h.create(&id, &b).expect("create");
+    h.rt.start(&id).expect("first start");
+    await_file(&out, "runs");
+    let before = h.rt.state(&id).expect("state");
+    assert_eq!(before.status, Status::Running);
+
+    match h.rt.start(&id) {
+        Err(Error::InvalidState { status: Status::Running, op: "start", .. }) => {}
+        other => panic!("second start: {other:?}"),
+    }
+    assert_eq!(h.rt.state(&id).expect("state"), before);
+    assert!(alive(c.pid()));
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(read(out.path().join("runs")), "x", "the program ran twice");
+
+    h.rt.kill(&id, libc::SIGKILL, false).expect("kill");
+    assert_eq!(h.wait(&c), 128 + libc::SIGKILL);
+    match h.rt.start(&id) {
+        Err(Error::InvalidState { status: Status::Stopped, .. }) => {}
+        other => panic!("start of a stopped container: {other:?}"),
+    }
+    h.rt.delete(&id, false).expect("delete");
+}
+
+#[test]
+fn delete_running_requires_force() {
+    let (b, out) = sh_bundle("sleep 1000 & echo up > /out/up; exec sleep 1000");
+    let h = Harness::new();
+    let id = h.id("del");
+    let c = h.create(&id, &b).expect("create");
+    h.rt.start(&id).expect("start");
+    await_file(&out, "up");
+    let pids = pids_in_pidns_of(c.pid());
+    assert_eq!(pids.len(), 2, "init and one background sleep: {pids:?}");
+
+    match h.rt.delete(&id, false) {
+        Err(Error::InvalidState { status: Status::Running, op: "delete", .. }) => {}
+        other => panic!("delete without force: {other:?}"),
+    }
+    assert!(h.state_dir(&id).is_dir());
+    assert!(pids.iter().all(|p| alive(*p)));
+    assert_eq!(h.rt.state(&id).expect("state").status, Status::Running);
+
+    h.rt.delete(&id, true).expect("delete --force");
+    assert!(!h.state_dir(&id).exists());
+    assert_eq!(h.wait(&c), 128 + libc::SIGKILL);
+    assert!(pids.iter().all(|p| !alive(*p)), "processes survived: {pids:?}");
+    assert!(matches!(h.rt.state(&id), Err(Error::NotFound { .. })));
+}
+
+#[test]
+fn delete_created_container_kills_it_before_exec() {
+    let (b, out) = sh_bundle("echo ran > /out/ran");
+    let h = Harness::new();
+    let id = h.id("delcreated");
+    let c = h.create(&id, &b).expect("create");
+    h.rt.delete(&id, false).expect("delete of a created container");
+    assert!(!h.state_dir(&id).exists());
+    assert_eq!(h.wait(&c), 128 + libc::SIGKILL);
+    assert!(!out.path().join("ran").exists(), "the program ran although never started");
+}
+
+#[test]
+fn kill_delivers_the_signal_to_init() {
+    let (b, out) = sh_bundle(
+        "trap 'echo term > /out/sig; exit 3' TERM; echo up > /out/up; while :; do sleep 0.02; done",
+    );
+    let h = Harness::new();
+    let id = h.id("kill");
+    let c = h.create(&id, &b).expect("create");
+    h.rt.start(&id).expect("start");
+    await_file(&out, "up");
+    h.rt.kill(&id, parse_signal("TERM").expect("TERM"), false).expect("kill");
+    assert_eq!(h.wait(&c), 3);
+    assert_eq!(read(out.path().join("sig")), "term");
+    match h.rt.kill(&id, libc::SIGKILL, false) {
+        Err(Error::InvalidState { status: Status::Stopped, op: "kill", .. }) => {}
+        other => panic!("kill of a stopped container: {other:?}"),
+    }
+    h.rt.delete(&id, false).expect("delete");
+}
+
+#[test]
+fn parse_signal_names_and_numbers() {
+    for s in ["TERM", "SIGTERM", "15", "term"] {
+        match parse_signal(s) {
+            Ok(n) => assert_eq!(n, libc::SIGTERM, "{s}"),
+            Err(e) if s == "term" => assert!(matches!(e, Error::InvalidSignal(_))),
+            Err(e) => panic!("{s}: {e}"),
+        }
+    }
+    assert_eq!(parse_signal("KILL").expect("KILL"), libc::SIGKILL);
+    assert_eq!(parse_signal("SIGUSR1").expect("USR1"), libc::SIGUSR1);
+    for bad in ["", "0", "-1", "100000", "SIGNOPE", "1.5"] {
+        match parse_signal(bad) {
+            Err(Error::InvalidSignal(s)) => assert_eq!(s, bad),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn kill_all_reaches_every_process_of_the_container() {
+    let (b, out) = sh_bundle(
+        "sleep 1000 & sleep 1000 & echo up > /out/up; wait; echo done > /out/done",
+    );
+    let h = Harness::new();
+    let id = h.id("killall");
+    let c = h.create(&id, &b).expect("create");
+    h.rt.start(&id).expect("start");
+    await_file(&out, "up");
+    let mut pids = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            pids = pids_in_pidns_of(c.pid());
+            pids.len() == 3
+        }),
+        "expected init and two sleeps: {pids:?}"
+    );
+
+    // Without --all only the init is signalled, and an init ignores signals it has no
+    // handler for: nothing changes.
+    h.rt.kill(&id, libc::SIGTERM, false).expect("kill");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(pids.iter().all(|p| alive(*p)), "kill without --all killed something");
+    assert_eq!(h.rt.state(&id).expect("state").status, Status::Running);
+
+    h.rt.kill(&id, libc::SIGTERM, true).expect("kill --all");
+    assert_eq!(h.wait(&c), 0, "the init's wait should return once the sleeps died");
+    assert_eq!(read(out.path().join("done")), "done");
+    assert!(pids.iter().all(|p| !alive(*p)), "processes survived kill --all: {pids:?}");
+    h.rt.delete(&id, false).expect("delete");
+}
+
+#[test]
+fn unknown_id_is_not_found() {
+    let h = Harness::new();
+    let id = h.id("ghost");
+    assert!(matches!(h.rt.state(&id), Err(Error::NotFound { id: i }) if i == id));
+    assert!(matches!(h.rt.start(&id), Err(Error::NotFound { .. })));
+    assert!(matches!(h.rt.kill(&id, libc::SIGKILL, false), Err(Error::NotFound { .. })));
+    assert!(matches!(h.rt.delete(&id, true), Err(Error::NotFound { .. })));
+    let msg = h.rt.state(&id).unwrap_err().to_string();
+    assert!(msg.contains(&id), "{msg}");
+    assert!(h.rt.list().expect("list of a missing root").is_empty());
+}
+
+#[test]
+fn create_with_existing_id_fails_and_leaves_the_first_alone() {
+    let (b1, out1) = sh_bundle("echo first > /out/who");
+    let (b2, out2) = sh_bundle("echo second > /out/who");
+    let h = Harness::new();
+    let id = h.id("dup");
+    let c = h.create(&id, &b1).expect("create");
+    let before = h.rt.state(&id).expect("state");
+
+    match h.create(&id, &b2) {
+        Err(Error::AlreadyExists { id: i }) => assert_eq!(i, id),
+        other => panic!("second create: {other:?}"),
+    }
+    assert_eq!(h.rt.state(&id).expect("state"), before);
+    assert!(alive(c.pid()));
+
+    h.rt.start(&id).expect("start the first");
+    assert_eq!(h.wait(&c), 0);
+    assert_eq!(read(out1.path().join("who")), "first");
+    assert!(!out2.path().join("who").exists());
+    h.rt.delete(&id, false).expect("delete");
+}
+
+#[test]
+fn invalid_ids_are_rejected() {
+    let mut b = Bundle::new();
+    b.write();
+    let h = Harness::new();
+    let long = "a".repeat(1025);
+    let opts = CreateOptions {
+        bundle: b.path().to_path_buf(),
+        ..Default::default()
+    };
+    for id in ["", ".", "..", "../escape", "a/b", "/abs", "a b", "x\ny", "é", long.as_str()] {
+        match h.rt.create(id, &opts) {
+            Err(Error::InvalidId { id: i, .. }) => assert_eq!(i, id),
+            Ok(c) => {
+                let _ = h.rt.delete(id, true);
+                let _ = c.wait();
+                panic!("create accepted id {id:?}");
+            }
+            Err(e) => panic!("{id:?}: unexpected error {e}"),
+        }
+        assert!(matches!(h.rt.state(id), Err(Error::InvalidId { .. })), "state {id:?}");
+        assert!(matches!(h.rt.start(id), Err(Error::InvalidId { .. })), "start {id:?}");
+        assert!(matches!(h.rt.kill(id, 9, false), Err(Error::InvalidId { .. })), "kill {id:?}");
+        assert!(matches!(h.rt.delete(id, true), Err(Error::InvalidId { .. })), "delete {id:?}");
+    }
+    assert!(h.leftover_state().is_empty());
+    let parent = h.state_root().parent().expect("parent");
+    assert!(!parent.join("escape").exists());
+    b.args(&["/bin/true"]);
+}
+
+/// Creates `b` under a fresh id expecting a config error naming `field`.
+fn expect_config_error(h: &Harness, b: &Bundle, field: &str, reason: &str) {
+    let id = h.id("badcfg");
+    match h.create(&id, b) {
+        Err(e @ Error::Config(ConfigError { .. })) => {
+            assert_err_contains(&e, &[field, reason]);
+            let Error::Config(ce) = &e else { unreachable!() };
+            assert_eq!(ce.field, field);
+        }
+        Err(e) => panic!("expected a config error about {field}, got {e:?}"),
+        Ok(_) => panic!("create accepted a config with a bad {field}"),
+    }
+    assert!(!h.state_dir(&id).exists(), "state dir left after a config error");
+    assert!(h.leftover_state().is_empty());
+}
+
+#[test]
+fn bad_configs_name_the_field_and_leave_nothing() {
+    let mut b = Bundle::new();
+    let h = Harness::new();
+
+    b.args(&[]);
+    expect_config_error(&h, &b, "process.args", "is empty");
+
+    b.args(&["/bin/true"]);
+    let n = b.spec.mounts().as_ref().map_or(0, |m| m.len());
+    add_mount(&mut b.spec, mount("relative/dir", "tmpfs", "tmpfs", &[]));
+    expect_config_error(&h, &b, &format!("mounts[{n}].destination"), "must be absolute");
+
+    // Missing config.json.
+    fs::remove_file(b.path().join("config.json")).expect("rm config");
+    let id = h.id("nocfg");
+    let err = h
+        .create_opts(&id, &CreateOptions { bundle: b.path().to_path_buf(), ..Default::default() })
+        .expect_err("create without config.json");
+    assert_err_contains(&err, &["config.json"]);
+    assert!(h.leftover_state().is_empty());
+}
+
+#[test]
+fn missing_program_fails_at_create_and_leaves_nothing() {
+    let mut b = Bundle::new();
+    b.args(&["/bin/does-not-exist", "x"]);
+    let mut b2 = Bundle::new();
+    b2.args(&["no-such-program-in-path"]);
+    let h = Harness::exclusive();
+    let before = children();
+
+    let id = h.id("noprog");
+    let err = h.create(&id, &b).expect_err("create of a missing program");
+    assert_err_contains(&err, &["does-not-exist"]);
+    assert!(!h.state_dir(&id).exists());
+
+    let id2 = h.id("noprog");
+    let err = h.create(&id2, &b2).expect_err("create of a program not in PATH");
+    assert_err_contains(&err, &["no-such-program-in-path"]);
+    assert!(!h.state_dir(&id2).exists());
+
+    assert!(h.leftover_state().is_empty());
+    assert_eq!(children(), before, "create left a process (or zombie) behind");
+}

@@ -1,0 +1,388 @@
+//! The container process: args, env, cwd, user, umask, rlimits, capabilities,
+//! no_new_privs, oom score, pid file and console, each checked from what the kernel shows
+//! the process (/proc/self/*) or what it prints.
+
+mod common;
+mod support;
+
+use std::fs;
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use berth_runtime_core::oci_spec::runtime::{
+    Capabilities, Capability, LinuxCapabilities, PosixRlimit, PosixRlimitBuilder, PosixRlimitType,
+};
+use berth_runtime_core::{CreateOptions, Error};
+use common::{Bundle, TempDir};
+use support::*;
+
+fn mask(caps: &[Capability]) -> u64 {
+    caps.iter().fold(0u64, |m, c| {
+        let bit = match c {
+            Capability::Chown => 0,
+            Capability::Kill => 5,
+            Capability::NetBindService => 10,
+            Capability::NetRaw => 13,
+            Capability::AuditWrite => 29,
+            other => panic!("no bit known for {other:?}"),
+        };
+        m | 1 << bit
+    })
+}
+
+fn cap_field(status: &str, key: &str) -> u64 {
+    let v = status_field(status, key).unwrap_or_else(|| panic!("{key} missing in status"));
+    u64::from_str_radix(&v, 16).unwrap_or_else(|e| panic!("{key}: {v:?}: {e}"))
+}
+
+fn set(caps: &[Capability]) -> Option<Capabilities> {
+    Some(caps.iter().cloned().collect())
+}
+
+#[test]
+fn args_env_and_cwd() {
+    let mut b = Bundle::new();
+    let out = bind_out(&mut b);
+    b.args(&[
+        "sh",
+        "-c",
+        "printf '%s|' \"$0\" \"$1\" \"$2\" > /out/args; env > /out/env; pwd > /out/cwd",
+        "zero",
+        "one two",
+        "  three ",
+    ]);
+    let p = b.spec.process_mut().as_mut().expect("process");
+    p.set_env(Some(vec![
+        "PATH=/usr/bin:/bin".into(),
+        "FOO=bar baz".into(),
+        "EMPTY=".into(),
+        "EQ=a=b".into(),
+    ]));
+    p.set_cwd(PathBuf::from("/tmp"));
+    let h = Harness::new();
+    assert_eq!(h.run(&b), 0);
+
+    assert_eq!(read(out.path().join("args")), "zero|one two|  three |");
+    let env = read(out.path().join("env"));
+    let lines: Vec<&str> = env.lines().collect();
+    for want in ["PATH=/usr/bin:/bin", "FOO=bar baz", "EMPTY=", "EQ=a=b"] {
+        assert!(lines.contains(&want), "{want:?} missing in env:\n{env}");
+    }
+    // Nothing of the runtime's environment (cargo sets plenty for tests) gets in: only the
+    // config's variables and what sh itself exports.
+    let allowed = ["PATH", "FOO", "EMPTY", "EQ", "PWD", "SHLVL", "OLDPWD", "_"];
+    for l in &lines {
+        let key = l.split('=').next().unwrap_or_default();
+        assert!(allowed.contains(&key), "unexpected variable {l:?} in env:\n{env}");
+    }
+    assert!(std::env::vars().count() > 3, "the test process should have an environment");
+    assert_eq!(read(out.path().join("cwd")), "/tmp");
+}
+
+#[test]
+fn user_uid_gid_and_additional_gids() {
+    let (mut b, out) = sh_bundle(
+        "cat /proc/self/status > /out/status; id -u > /out/uid; id -g > /out/gid; id -G > /out/groups; touch /out/file",
+    );
+    let p = b.spec.process_mut().as_mut().expect("process");
+    let mut user = p.user().clone();
+    user.set_uid(1000);
+    user.set_gid(1001);
+    user.set_additional_gids(Some(vec![2000, 3000]));
+    p.set_user(user);
+    let h = Harness::new();
+    assert_eq!(h.run(&b), 0);
+
+    let status = read(out.path().join("status"));
+    assert_eq!(status_field(&status, "Uid").as_deref(), Some("1000\t1000\t1000\t1000"));
+    assert_eq!(status_field(&status, "Gid").as_deref(), Some("1001\t1001\t1001\t1001"));
+    assert_eq!(status_field(&status, "Groups").as_deref(), Some("2000 3000"));
+    assert_eq!(read(out.path().join("uid")), "1000");
+    assert_eq!(read(out.path().join("gid")), "1001");
+    let groups: Vec<String> = read(out.path().join("groups")).split(' ').map(str::to_string).collect();
+    assert!(groups.contains(&"2000".to_string()) && groups.contains(&"3000".to_string()), "{groups:?}");
+    let meta = fs::metadata(out.path().join("file")).expect("stat file");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((meta.uid(), meta.gid()), (1000, 1001));
+}
+
+#[test]
+fn umask_applies() {
+    let (mut b, out) = sh_bundle("umask > /out/umask; touch /out/f; mkdir /out/d");
+    let p = b.spec.process_mut().as_mut().expect("process");
+    let mut user = p.user().clone();
+    user.set_umask(Some(0o027));
+    p.set_user(user);
+    let h = Harness::new();
+    assert_eq!(h.run(&b), 0);
+    assert_eq!(read(out.path().join("umask")), "0027");
+    let mode = |n: &str| fs::metadata(out.path().join(n)).expect("stat").permissions().mode() & 0o7777;
+    assert_eq!(mode("f"), 0o640);
+    assert_eq!(mode("d"), 0o750);
+}
+
+#[test]
+fn rlimits_apply() {
+    let (mut b, out) = sh_bundle(
+        "ulimit -n > /out/soft; ulimit -H -n > /out/hard; cat /proc/self/limits > /out/limits",
+    );
+    let rlimit = |typ, soft, hard| -> PosixRlimit {
+        PosixRlimitBuilder::default()
+            .typ(typ)
+            .soft(soft)
+            .hard(hard)
+            .build()
+            .expect("rlimit")
+    };
+    let nofile = rlimit(PosixRlimitType::RlimitNofile, 123u64, 456u64);
+    let core = rlimit(PosixRlimitType::RlimitCore, 4096u64, 8192u64);
+    b.spec
+        .process_mut()
+        .as_mut()
+        .expect("process")
+        .set_rlimits(Some(vec![nofile, core]));
+    let h = Harness::new();
+    assert_eq!(h.run(&b), 0);
+    assert_eq!(read(out.path().join("soft")), "123");
+    assert_eq!(read(out.path().join("hard")), "456");
+    let limits = read(out.path().join("limits"));
+    let row = |name: &str| -> Vec<String> {
+        let l = limits
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing:\n{limits}"));
+        l[name.len()..].split_whitespace().take(2).map(str::to_string).collect()
+    };
+    assert_eq!(row("Max open files"), ["123", "456"]);
+    assert_eq!(row("Max core file size"), ["4096", "8192"]);
+}
+
+#[test]
+fn default_capabilities_of_root() {
+    // The default config: bounding = effective = permitted = ambient = {AUDIT_WRITE, KILL,
+    // NET_BIND_SERVICE}, no inheritable. The ambient set can't be raised without
+    // inheritable: create says so in a warning and the set stays empty.
+    let (b, out) = sh_bundle("cat /proc/self/status > /out/status");
+    let h = Harness::new();
+    let id = h.id("caps");
+    let c = h.create(&id, &b).expect("create");
+    assert!(
+        c.warnings().iter().any(|w| w.contains("process.capabilities.ambient")),
+        "no warning about the ambient set: {:?}",
+        c.warnings()
+    );
+    h.rt.start(&id).expect("start");
+    assert_eq!(h.wait(&c), 0);
+    h.rt.delete(&id, false).expect("delete");
+
+    let want = mask(&[Capability::AuditWrite, Capability::Kill, Capability::NetBindService]);
+    let status = read(out.path().join("status"));
+    assert_eq!(cap_field(&status, "CapBnd"), want, "CapBnd");
+    assert_eq!(cap_field(&status, "CapPrm"), want, "CapPrm");
+    assert_eq!(cap_field(&status, "CapEff"), want, "CapEff");
+    assert_eq!(cap_field(&status, "CapInh"), 0, "CapInh");
+    assert_eq!(cap_field(&status, "CapAmb"), 0, "CapAmb");
+}
+
+#[test]
+fn capabilities_of_a_non_root_user_with_ambient_set() {
+    // For a non-root user without file capabilities the kernel computes, at execve,
+    // permitted = effective = ambient: a config with equal sets must come out unchanged.
+    let (mut b, out) = sh_bundle("cat /proc/self/status > /out/status");
+    let bounding = [Capability::Chown, Capability::Kill, Capability::NetBindService, Capability::NetRaw];
+    let kept = [Capability::Kill, Capability::NetBindService];
+    let mut caps = LinuxCapabilities::default();
+    caps.set_bounding(set(&bounding));
+    caps.set_effective(set(&kept));
+    caps.set_permitted(set(&kept));
+    caps.set_inheritable(set(&kept));
+    caps.set_ambient(set(&kept));
+    let p = b.spec.process_mut().as_mut().expect("process");
+    p.set_capabilities(Some(caps));
+    let mut user = p.user().clone();
+    user.set_uid(1000);
+    user.set_gid(1000);
+    p.set_user(user);
+    let h = Harness::new();
+    let id = h.id("caps");
+    let c = h.create(&id, &b).expect("create");
+    assert!(c.warnings().is_empty(), "unexpected warnings: {:?}", c.warnings());
+    h.rt.start(&id).expect("start");
+    assert_eq!(h.wait(&c), 0);
+    h.rt.delete(&id, false).expect("delete");
+
+    let status = read(out.path().join("status"));
+    assert_eq!(cap_field(&status, "CapBnd"), mask(&bounding), "CapBnd");
+    assert_eq!(cap_field(&status, "CapPrm"), mask(&kept), "CapPrm");
+    assert_eq!(cap_field(&status, "CapEff"), mask(&kept), "CapEff");
+    assert_eq!(cap_field(&status, "CapInh"), mask(&kept), "CapInh");
+    assert_eq!(cap_field(&status, "CapAmb"), mask(&kept), "CapAmb");
+}
+
+#[test]
+fn no_new_privileges_on_and_off() {
+    for (nnp, want) in [(true, "1"), (false, "0")] {
+        let (mut b, out) = sh_bundle("cat /proc/self/status > /out/status");
+        b.spec
+            .process_mut()
+            .as_mut()
+            .expect("process")
+            .set_no_new_privileges(Some(nnp));
+        let h = Harness::new();
+        assert_eq!(h.run(&b), 0);
+        let status = read(out.path().join("status"));
+        assert_eq!(status_field(&status, "NoNewPrivs").as_deref(), Some(want), "noNewPrivileges={nnp}");
+    }
+}
+
+#[test]
+fn oom_score_adj_applies_to_the_container_only() {
+    let (mut b, out) = sh_bundle("cat /proc/self/oom_score_adj > /out/oom");
+    b.spec
+        .process_mut()
+        .as_mut()
+        .expect("process")
+        .set_oom_score_adj(Some(321));
+    let mine = read("/proc/self/oom_score_adj");
+    let h = Harness::new();
+    assert_eq!(h.run(&b), 0);
+    assert_eq!(read(out.path().join("oom")), "321");
+    assert_eq!(read("/proc/self/oom_score_adj"), mine, "the runtime's own score changed");
+}
+
+#[test]
+fn pid_file_holds_the_init_pid() {
+    let b = Bundle::new();
+    b.write();
+    let dir = TempDir::new("berth-pidfile");
+    let pid_file = dir.path().join("init.pid");
+    let h = Harness::new();
+    let id = h.id("pidfile");
+    let c = h
+        .create_opts(
+            &id,
+            &CreateOptions {
+                bundle: b.path().to_path_buf(),
+                pid_file: Some(pid_file.clone()),
+                ..Default::default()
+            },
+        )
+        .expect("create");
+    assert_eq!(read(&pid_file), c.pid().to_string());
+    assert_eq!(h.rt.state(&id).expect("state").pid, c.pid());
+    let leftovers: Vec<_> = fs::read_dir(dir.path()).expect("ls").map(|e| e.expect("entry").file_name()).collect();
+    assert_eq!(leftovers.len(), 1, "temp files left next to the pid file: {leftovers:?}");
+    h.rt.delete(&id, false).expect("delete");
+    assert_eq!(h.wait(&c), 128 + libc::SIGKILL);
+}
+
+/// Receives one fd (and the payload) from an accepted console socket connection.
+fn recv_fd(conn: &std::os::unix::net::UnixStream) -> (OwnedFd, Vec<u8>) {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut buf = [0u8; 4096];
+    let mut cmsg = nix::cmsg_space!(std::os::fd::RawFd);
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
+        .expect("recvmsg");
+    let n = msg.bytes;
+    let mut fd = None;
+    for c in msg.cmsgs().expect("cmsgs") {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for f in fds {
+                // SAFETY: the kernel just installed this fd in our table for us.
+                let owned = unsafe { OwnedFd::from_raw_fd(f) };
+                fd.get_or_insert(owned);
+            }
+        }
+    }
+    (fd.expect("no fd in the console message"), buf[..n].to_vec())
+}
+
+/// Reads a pty master until the slave side is gone (EIO) or `limit` passes.
+fn read_master(master: &OwnedFd, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "console output did not end: {:?}", String::from_utf8_lossy(&out));
+        let mut pfd = libc::pollfd { fd: master.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: pfd is a valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) };
+        if r <= 0 {
+            continue;
+        }
+        // SAFETY: buf is valid for its length.
+        let n = unsafe { libc::read(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+    }
+    String::from_utf8_lossy(&out).replace('\r', "")
+}
+
+#[test]
+fn console_socket_receives_the_pty_master() {
+    let mut b = Bundle::new();
+    b.args(&[
+        "/bin/sh",
+        "-c",
+        "echo tty=$(tty); test -t 0 && echo stdin-is-tty; test -t 1 && echo stdout-is-tty; echo bye",
+    ]);
+    b.spec.process_mut().as_mut().expect("process").set_terminal(Some(true));
+    b.write();
+    let sock_dir = TempDir::new("berth-console");
+    let sock_path = sock_dir.path().join("console.sock");
+    let listener = UnixListener::bind(&sock_path).expect("bind console socket");
+    let h = Harness::new();
+
+    // terminal without a socket is a config error naming the field.
+    let id0 = h.id("console");
+    let err = h
+        .create_opts(&id0, &CreateOptions { bundle: b.path().to_path_buf(), ..Default::default() })
+        .expect_err("terminal without console socket");
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert_err_contains(&err, &["process.terminal"]);
+    assert!(h.leftover_state().is_empty());
+
+    let id = h.id("console");
+    let c = h
+        .create_opts(
+            &id,
+            &CreateOptions {
+                bundle: b.path().to_path_buf(),
+                console_socket: Some(sock_path.clone()),
+                ..Default::default()
+            },
+        )
+        .expect("create with console");
+    let (conn, _) = listener.accept().expect("accept");
+    let (master, payload) = recv_fd(&conn);
+    assert!(
+        String::from_utf8_lossy(&payload).starts_with("/dev/pts/"),
+        "payload {:?}",
+        String::from_utf8_lossy(&payload)
+    );
+    // It is a pty master: it has a slave number.
+    let mut ptn: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN with a valid out-pointer on an fd we own.
+    assert_eq!(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut ptn) }, 0, "not a pty master");
+
+    h.rt.start(&id).expect("start");
+    let text = read_master(&master, Duration::from_secs(20));
+    assert_eq!(h.wait(&c), 0, "output: {text}");
+    h.rt.delete(&id, false).expect("delete");
+    let tty = text
+        .lines()
+        .find_map(|l| l.strip_prefix("tty="))
+        .unwrap_or_else(|| panic!("no tty line in {text:?}"));
+    assert!(tty == "/dev/console" || tty == "/dev/pts/0", "tty is {tty:?}");
+    assert!(text.contains("stdin-is-tty"), "{text:?}");
+    assert!(text.contains("stdout-is-tty"), "{text:?}");
+    assert!(text.contains("bye"), "{text:?}");
+}
