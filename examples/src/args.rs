@@ -138,6 +138,21 @@ fn parse_bool(s: &str) -> Option<bool> {
 ///
 /// Errors name the flag as the user wrote it: unknown flag, missing value, bad boolean value,
 /// bad syntax (`---x`, `-=x`).
+///
+/// ```
+/// use berth_cli::args::{parse, Flag, Mode};
+///
+/// const GLOBAL: &[Flag] = &[Flag::value(&["root"], "DIR", "state directory")];
+/// let argv: Vec<String> = ["-root", "/run/x", "kill", "--all", "web", "KILL"]
+///     .iter().map(|s| s.to_string()).collect();
+/// // Global flags stop at the command; the rest is left for the command's own flags.
+/// let global = parse(GLOBAL, &argv, Mode::StopAtFirstPositional).unwrap();
+/// assert_eq!(global.value("root"), Some("/run/x"));
+/// assert_eq!(global.positionals, ["kill", "--all", "web", "KILL"]);
+///
+/// let err = parse(GLOBAL, &["--bogus".to_string()], Mode::Interspersed).unwrap_err();
+/// assert_eq!(err.to_string(), "flag provided but not defined: --bogus");
+/// ```
 pub fn parse(flags: &[Flag], args: &[String], mode: Mode) -> Result<Parsed, CliError> {
     let mut out = Parsed::default();
     let mut i = 0;

@@ -224,13 +224,6 @@ pub(crate) fn supervise(
     let init = Pid::from_raw(container.pid());
     let mut proxy = master.map(Proxy::new).transpose()?;
     let stdin = std::io::stdin();
-    if let Some(p) = &proxy {
-        if nix::unistd::isatty(stdin.as_fd()).unwrap_or(false) {
-            if let Err(e) = copy_winsize(stdin.as_fd(), p.master.as_fd()) {
-                log.debug(|| format!("initial console size: {e}"));
-            }
-        }
-    }
     let mut exited = reap_others(init)?;
     while !exited {
         let mut fds: Vec<PollFd<'_>> = vec![PollFd::new(signals.fd.as_fd(), PollFlags::POLLIN)];

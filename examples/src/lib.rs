@@ -10,7 +10,7 @@
 //! stderr without it; with a log file the bare message is also printed on stderr. Every error
 //! exits with status 1; `run` in the foreground exits with the container's exit code.
 //!
-//! The modules [`args`], [`logging`] and [`format`] are the reusable pieces: the flag parser,
+//! The modules [`args`], [`logging`] and [`format`](mod@format) are the reusable pieces: the flag parser,
 //! the log line formats and the `list`/`state` output formats.
 //!
 //! ```no_run
@@ -109,6 +109,10 @@ fn fail(log: &Logger, err: &CliError, help: Option<String>) -> i32 {
 
 /// Runs the `berth` command line on `args` (including the program name, as from
 /// [`std::env::args_os`]) and returns the process exit status.
+///
+/// It first resets SIGPIPE to its default action (Rust programs start with it ignored, and
+/// containers would inherit that). `run` in the foreground also makes the process a child
+/// subreaper (unless `--no-subreaper`) and blocks the signals it forwards.
 ///
 /// ```no_run
 /// // berth --root /tmp/state list --format json
@@ -209,7 +213,15 @@ fn dispatch(global: &Parsed, log: Logger) -> Result<i32, Failure> {
     if let Some(criu) = global.value("criu") {
         log.debug(|| format!("--criu {criu} ignored: checkpoint/restore is not implemented"));
     }
+    if let Some(v) = global.value("rootless") {
+        log.debug(|| format!("--rootless {v} accepted; it has no effect yet"));
+    }
     let root = PathBuf::from(global.value("root").unwrap_or(DEFAULT_ROOT));
+    // A relative --root is taken against the current directory, once, here.
+    let root = match std::path::absolute(&root) {
+        Ok(r) => r,
+        Err(e) => return Err((log, CliError::io("resolve --root", root, e), None)),
+    };
     log.debug(|| format!("berth {name}: root {}", root.display()));
     let ctx = commands::Ctx {
         runtime: Runtime::new(root),
@@ -218,7 +230,9 @@ fn dispatch(global: &Parsed, log: Logger) -> Result<i32, Failure> {
     match handler(&ctx, &parsed) {
         Ok(code) => Ok(code),
         Err(e) => {
-            let help = e.is_usage().then(|| commands::command_help(cmd));
+            // Like runc, a wrong number of arguments shows the command's help; a bad flag
+            // value found by the command (--format xml) is reported alone.
+            let help = matches!(e, CliError::ArgCount { .. }).then(|| commands::command_help(cmd));
             Err((ctx.log, e, help))
         }
     }

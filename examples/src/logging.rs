@@ -165,6 +165,15 @@ enum Dest {
 }
 
 /// Where and how `berth` logs.
+///
+/// ```no_run
+/// use berth_cli::logging::{Logger, LogFormat};
+///
+/// let log = Logger::file("/var/log/berth.json".as_ref(), LogFormat::Json, false)?;
+/// log.debug(|| "not written: --debug is off".to_string());
+/// log.error("container \"web\" does not exist");
+/// # Ok::<(), berth_cli::CliError>(())
+/// ```
 #[derive(Debug)]
 pub struct Logger {
     dest: Dest,

@@ -88,8 +88,27 @@ impl World {
     }
 
     /// Runs `berth --root ROOT args...` to completion.
+    ///
+    /// stdout and stderr go to files, not pipes: a container started by `create` or `run -d`
+    /// inherits them (as with runc) and would keep a pipe open long after berth exited.
     fn berth(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
+        let n = unique("out");
+        let out_path = self.dir.join(format!("{n}.stdout"));
+        let err_path = self.dir.join(format!("{n}.stderr"));
+        let status = self
+            .cmd(args)
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .status()
+            .unwrap();
+        let out = Output {
+            status,
+            stdout: std::fs::read(&out_path).unwrap(),
+            stderr: std::fs::read(&err_path).unwrap(),
+        };
+        let _ = std::fs::remove_file(out_path);
+        let _ = std::fs::remove_file(err_path);
+        out
     }
 
     fn bundle_str(&self) -> &str {
@@ -187,6 +206,27 @@ fn assert_fails_with_one_line(out: &Output) -> String {
 
 fn pid_alive(pid: i64) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Waits until `pid` has a handler for `signo` (the shell installed its trap).
+fn wait_catches(pid: i64, signo: i32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            .unwrap_or(0);
+        if caught & (1 << (signo - 1)) != 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pid {pid} never caught signal {signo}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Waits until `pid` no longer runs (gone, or a zombie waiting for its parent).
@@ -390,9 +430,8 @@ fn kill_defaults_to_sigterm_and_accepts_numbers() {
     ]);
     let id = w.id();
     assert_ok(&w.berth(&["run", "-d", "-b", w.bundle_str(), &id]));
-    w.wait_status(&id, "running");
-    // Give the shell a moment to install its trap before signalling.
-    std::thread::sleep(Duration::from_millis(300));
+    let s = w.wait_status(&id, "running");
+    wait_catches(s["pid"].as_i64().unwrap(), libc::SIGTERM);
     assert_ok(&w.berth(&["kill", &id]));
     w.wait_status(&id, "stopped");
 
@@ -500,8 +539,10 @@ fn list_table_json_and_quiet() {
     assert_ok(&quiet);
     assert_eq!(text(&quiet.stdout), format!("{first}\n{second}\n"));
 
-    let err = assert_fails_with_one_line(&w.berth(&["list", "--format", "yaml"]));
+    let bad = w.berth(&["list", "--format", "yaml"]);
+    let err = assert_fails_with_one_line(&bad);
     assert!(err.contains("yaml"), "{err}");
+    assert!(bad.stdout.is_empty(), "{}", text(&bad.stdout));
 }
 
 #[rstest]
@@ -743,11 +784,18 @@ fn run_with_terminal_proxies_the_console_and_restores_the_tty() {
     let mut w = World::new(&[
         "sh",
         "-c",
-        "tty; echo ready; read line; echo got:$line; exit 7",
+        "tty; stty size; echo ready; read line; echo got:$line; \
+         while [ \"$(stty size)\" != '50 120' ]; do sleep 0.05; done; echo resized; exit 7",
     ]);
     w.edit_config(|c| c["process"]["terminal"] = Value::Bool(true));
     let id = w.id();
-    let pty = nix::pty::openpty(None, None).unwrap();
+    let size = |rows: u16, cols: u16| libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size(40, 100)), None).unwrap();
     let before = tcgetattr(&pty.slave).unwrap();
     assert!(before.local_flags.contains(LocalFlags::ICANON));
     let flags = nix::fcntl::fcntl(&pty.master, nix::fcntl::FcntlArg::F_GETFL).unwrap();
@@ -768,8 +816,9 @@ fn run_with_terminal_proxies_the_console_and_restores_the_tty() {
         .unwrap();
     let mut acc = Vec::new();
     read_until(&pty.master, &mut acc, "ready", 20);
-    // The container got a terminal of its own...
+    // The container got a terminal of its own, as large as ours...
     assert!(text(&acc).contains("/dev/pts/"), "{:?}", text(&acc));
+    assert!(text(&acc).contains("40 100"), "{:?}", text(&acc));
     // ...and berth put ours in raw mode while proxying.
     let during = tcgetattr(&pty.slave).unwrap();
     assert!(!during.local_flags.contains(LocalFlags::ICANON));
@@ -777,6 +826,16 @@ fn run_with_terminal_proxies_the_console_and_restores_the_tty() {
 
     nix::unistd::write(&pty.master, b"abc\r").unwrap();
     read_until(&pty.master, &mut acc, "got:abc", 20);
+    // Resizing our terminal and signalling SIGWINCH resizes the container's.
+    // SAFETY: TIOCSWINSZ reads one live local winsize.
+    let r = unsafe { libc::ioctl(pty.master.as_raw_fd(), libc::TIOCSWINSZ, &size(50, 120)) };
+    assert_eq!(r, 0);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGWINCH,
+    )
+    .unwrap();
+    read_until(&pty.master, &mut acc, "resized", 20);
     let st = wait_child(&mut child, 20);
     let mut stderr = String::new();
     child
@@ -862,4 +921,57 @@ fn preserve_fds_passes_descriptors() {
     let out = cmd.output().unwrap();
     assert_ok(&out);
     assert_eq!(text(&out.stdout), "through fd 3\n");
+}
+
+/// Children of `pid` (all its threads), from /proc.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.filter_map(Result::ok) {
+            let list = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            out.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    out
+}
+
+/// Without a pid namespace, an orphan of the container is re-parented to `berth run` (the
+/// child subreaper), which reaps it; with `--no-subreaper` it goes elsewhere.
+#[rstest]
+#[case::subreaper(false)]
+#[case::no_subreaper(true)]
+fn run_adopts_and_reaps_orphans_unless_no_subreaper(#[case] no_subreaper: bool) {
+    let mut w = World::new(&["sh", "-c", "(sleep 0.8 &); echo ready; sleep 2; exit 4"]);
+    w.edit_config(|c| {
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "pid");
+    });
+    let id = w.id();
+    let mut args = vec!["run", "--bundle", w.bundle_str()];
+    if no_subreaper {
+        args.push("--no-subreaper");
+    }
+    args.push(&id);
+    let mut child = w.cmd(&args).stdout(Stdio::piped()).spawn().unwrap();
+    let mut buf = [0u8; 6];
+    child.stdout.take().unwrap().read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ready\n");
+    // The subshell has exited: its `sleep 0.8` is an orphan by now.
+    let kids = children_of(child.id());
+    if no_subreaper {
+        assert_eq!(kids.len(), 1, "only the init: {kids:?}");
+    } else {
+        assert_eq!(kids.len(), 2, "the init and the adopted orphan: {kids:?}");
+        // Once the orphan exits, berth reaps it while the init still runs.
+        let deadline = Instant::now() + Duration::from_millis(1800);
+        while children_of(child.id()).len() != 1 {
+            assert!(Instant::now() < deadline, "orphan never reaped");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let st = wait_child(&mut child, 20);
+    assert_eq!(st.code(), Some(4));
 }

@@ -377,7 +377,7 @@ fn run(ctx: &InitContext<'_>, report_fd: &mut RawFd) -> Result<std::convert::Inf
         hook.run(created)
             .map_err(|e| InitError::new(InitStep::StartContainerHook, i as u32, e))?;
     }
-    ctx.process.seal_fds()?;
+    ctx.process.seal_fds(fifo)?;
     Err(ctx.process.exec(&program).into())
 }
 

@@ -343,7 +343,9 @@ impl ProcessPlan {
     /// # Fragile child
     /// Marks every fd from 3 + preserve_fds up close-on-exec, and clears close-on-exec on the
     /// preserved ones, so that exactly stdio and the preserved fds reach the container.
-    pub(crate) fn seal_fds(&self) -> Result<(), InitError> {
+    /// `ours` (the start barrier) stays close-on-exec even if it landed in the preserved
+    /// range because the caller asked to preserve fds it did not have open.
+    pub(crate) fn seal_fds(&self, ours: RawFd) -> Result<(), InitError> {
         let first_closed = 3 + self.preserve_fds;
         // SAFETY: close_range with the CLOEXEC flag only changes fd flags.
         let r = unsafe {
@@ -357,7 +359,7 @@ impl ProcessPlan {
         if r < 0 {
             return Err(InitError::new(InitStep::SealFds, 0, sys::errno()));
         }
-        for fd in 3..first_closed as RawFd {
+        for fd in (3..first_closed as RawFd).filter(|fd| *fd != ours) {
             // SAFETY: fcntl on an fd number; EBADF (not open) is ignored.
             unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
         }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use berth_runtime_core::Error;
 use berth_runtime_core::oci_spec::runtime::{
-    LinuxIdMapping, LinuxNamespace, LinuxNamespaceType, LinuxTimeOffset, Spec,
+    LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespace, LinuxNamespaceType, LinuxTimeOffset, Spec,
 };
 use common::Bundle;
 use support::*;
@@ -164,11 +164,12 @@ fn joining_a_missing_namespace_path_fails_cleanly() {
 }
 
 fn id_map(container: u32, host: u32, size: u32) -> LinuxIdMapping {
-    let mut m = LinuxIdMapping::default();
-    m.set_container_id(container);
-    m.set_host_id(host);
-    m.set_size(size);
-    m
+    LinuxIdMappingBuilder::default()
+        .container_id(container)
+        .host_id(host)
+        .size(size)
+        .build()
+        .expect("id mapping")
 }
 
 #[test]

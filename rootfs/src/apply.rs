@@ -73,6 +73,67 @@ fn same_inode(a: &libc::stat, b: &libc::stat) -> bool {
     a.st_dev == b.st_dev && a.st_ino == b.st_ino
 }
 
+/// Source of a bind mount made after the pivot.
+#[derive(Clone, Copy)]
+enum BindSource<'a> {
+    Path(&'a CStr),
+    Fd(c_int),
+}
+
+/// Whether `/proc/self/fd` can be used (the container may not mount /proc).
+fn proc_usable() -> bool {
+    sys::openat(libc::AT_FDCWD, c"/proc/self/fd", libc::O_PATH | libc::O_DIRECTORY, 0).is_ok()
+}
+
+/// Bind `src` onto the location `dst_fd` through `/proc/self/fd/N`; if
+/// `/proc` is not mounted, with `open_tree` + `move_mount` instead.
+fn bind_onto(src: BindSource<'_>, dst_fd: c_int, recursive: bool) -> SysResult<()> {
+    let dst = proc_fd_path(dst_fd)?;
+    let fd_path;
+    let src_c = match src {
+        BindSource::Path(p) => p,
+        BindSource::Fd(f) => {
+            fd_path = proc_fd_path(f)?;
+            fd_path.as_cstr()
+        }
+    };
+    let flags = libc::MS_BIND | if recursive { libc::MS_REC } else { 0 };
+    match sys::mount(Some(src_c), dst.as_cstr(), None, flags, None) {
+        Err(libc::ENOENT) if !proc_usable() => {
+            let tree = match src {
+                BindSource::Path(p) => sys::open_tree_clone(libc::AT_FDCWD, p, recursive)?,
+                BindSource::Fd(f) => sys::open_tree_clone(f, c"", recursive)?,
+            };
+            sys::move_mount_fd(tree.raw(), dst_fd)
+        }
+        other => other,
+    }
+}
+
+/// Mount an empty read-only tmpfs on the directory `fd`.
+fn mask_dir(fd: c_int) -> SysResult<()> {
+    let path = proc_fd_path(fd)?;
+    let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    match sys::mount(Some(c"tmpfs"), path.as_cstr(), Some(c"tmpfs"), flags, None) {
+        Err(libc::ENOENT) if !proc_usable() => {
+            use crate::sys::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+            let attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+            let m = sys::fsmount_new(c"tmpfs", attrs)?;
+            sys::move_mount_fd(m.raw(), fd)
+        }
+        other => other,
+    }
+}
+
+/// Make the mount whose root is `fd` read-only, keeping its other flags:
+/// `mount_setattr`, or a bind remount on kernels without it.
+fn make_readonly(fd: c_int, target: &CStr) -> SysResult<()> {
+    match sys::mount_setattr(fd, false, crate::sys::MOUNT_ATTR_RDONLY, 0) {
+        Err(libc::ENOSYS) => remount_add(fd, target, libc::MS_RDONLY),
+        other => other,
+    }
+}
+
 impl RootfsPlan {
     fn root(&self) -> c_int {
         self.root_fd.load(Ordering::Relaxed)
@@ -599,8 +660,7 @@ impl RootfsPlan {
         if fmt != libc::S_IFREG && fmt != libc::S_IFCHR {
             return Err(ApplyError::new(Step::Console, 0, libc::ELOOP));
         }
-        let path = proc_fd_path(fd.raw()).map_err(err(Step::Console, 0))?;
-        sys::mount(Some(slave), path.as_cstr(), None, libc::MS_BIND, None).map_err(err(Step::Console, 0))
+        bind_onto(BindSource::Path(slave), fd.raw(), false).map_err(err(Step::Console, 0))
     }
 
     /// Finish inside the new root: sysctls, read-only paths, masked paths,
@@ -645,13 +705,11 @@ impl RootfsPlan {
                 Err(libc::ENOENT) => continue,
                 Err(e) => return Err(ApplyError::new(Step::ReadonlyResolve, k, e)),
             };
-            let path = proc_fd_path(fd.raw()).map_err(err(Step::ReadonlyPath, k))?;
-            sys::mount(Some(path.as_cstr()), path.as_cstr(), None, libc::MS_BIND | libc::MS_REC, None)
-                .map_err(err(Step::ReadonlyPath, k))?;
+            bind_onto(BindSource::Fd(fd.raw()), fd.raw(), true).map_err(err(Step::ReadonlyPath, k))?;
             drop(fd);
             let mnt = Self::reopen(root, t, libc::O_PATH, Step::ReadonlyResolve, k)?;
             let p = proc_fd_path(mnt.raw()).map_err(err(Step::ReadonlyRemount, k))?;
-            remount_add(mnt.raw(), p.as_cstr(), libc::MS_RDONLY).map_err(err(Step::ReadonlyRemount, k))?;
+            make_readonly(mnt.raw(), p.as_cstr()).map_err(err(Step::ReadonlyRemount, k))?;
         }
 
         let mut null: Option<Fd> = None;
@@ -662,24 +720,14 @@ impl RootfsPlan {
                 Err(e) => return Err(ApplyError::new(Step::MaskResolve, k, e)),
             };
             let st = sys::fstat(fd.raw()).map_err(err(Step::MaskResolve, k))?;
-            let path = proc_fd_path(fd.raw()).map_err(err(Step::Mask, k))?;
             if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-                sys::mount(
-                    Some(c"tmpfs"),
-                    path.as_cstr(),
-                    Some(c"tmpfs"),
-                    libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                    None,
-                )
-                .map_err(err(Step::Mask, k))?;
+                mask_dir(fd.raw()).map_err(err(Step::Mask, k))?;
             } else {
                 if null.is_none() {
                     null = Some(self.open_dev_null(root).map_err(err(Step::MaskDevNull, k))?);
                 }
                 let nfd = null.as_ref().map_or(-1, Fd::raw);
-                let npath = proc_fd_path(nfd).map_err(err(Step::MaskDevNull, k))?;
-                sys::mount(Some(npath.as_cstr()), path.as_cstr(), None, libc::MS_BIND, None)
-                    .map_err(err(Step::Mask, k))?;
+                bind_onto(BindSource::Fd(nfd), fd.raw(), false).map_err(err(Step::Mask, k))?;
             }
         }
         drop(null);
@@ -688,13 +736,12 @@ impl RootfsPlan {
             if m.defer_ro {
                 let mnt = Self::reopen(root, &m.target, libc::O_PATH, Step::DevReadonly, k)?;
                 let p = proc_fd_path(mnt.raw()).map_err(err(Step::DevReadonly, k))?;
-                remount_keep_locked(mnt.raw(), p.as_cstr(), m.flags | libc::MS_RDONLY)
-                    .map_err(err(Step::DevReadonly, k))?;
+                make_readonly(mnt.raw(), p.as_cstr()).map_err(err(Step::DevReadonly, k))?;
             }
         }
 
         if self.readonly_root {
-            remount_add(root, c"/", libc::MS_RDONLY).map_err(err(Step::RootReadonly, 0))?;
+            make_readonly(root, c"/").map_err(err(Step::RootReadonly, 0))?;
         }
         Ok(())
     }

@@ -199,6 +199,70 @@ pub(crate) fn mount_setattr(fd: c_int, recursive: bool, set: u64, clr: u64) -> S
     check_long(ret).map(drop)
 }
 
+/// `OPEN_TREE_CLONE` from `<linux/mount.h>`.
+const OPEN_TREE_CLONE: c_uint = 1;
+/// `MOVE_MOUNT_F_EMPTY_PATH` / `MOVE_MOUNT_T_EMPTY_PATH` from `<linux/mount.h>`.
+const MOVE_MOUNT_F_EMPTY_PATH: c_uint = 0x04;
+const MOVE_MOUNT_T_EMPTY_PATH: c_uint = 0x40;
+/// `FSOPEN_CLOEXEC`, `FSMOUNT_CLOEXEC`, `FSCONFIG_CMD_CREATE` from `<linux/mount.h>`.
+const FSOPEN_CLOEXEC: c_uint = 1;
+const FSMOUNT_CLOEXEC: c_uint = 1;
+const FSCONFIG_CMD_CREATE: c_uint = 6;
+
+/// `open_tree(2)` with `OPEN_TREE_CLONE`: a detached copy of the mount at
+/// `path` (relative to `dirfd`; empty path = `dirfd` itself).
+pub(crate) fn open_tree_clone(dirfd: c_int, path: &CStr, recursive: bool) -> SysResult<Fd> {
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as c_uint;
+    if path.is_empty() {
+        flags |= libc::AT_EMPTY_PATH as c_uint;
+    }
+    if recursive {
+        flags |= libc::AT_RECURSIVE as c_uint;
+    }
+    // SAFETY: `path` is NUL-terminated.
+    let ret = unsafe { libc::syscall(libc::SYS_open_tree, dirfd, path.as_ptr(), flags) };
+    check_long(ret).map(|fd| Fd(fd as c_int))
+}
+
+/// `move_mount(2)` of the detached mount `from` onto the location `to_fd`.
+pub(crate) fn move_mount_fd(from: c_int, to_fd: c_int) -> SysResult<()> {
+    // SAFETY: both paths are empty NUL-terminated strings.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from,
+            c"".as_ptr(),
+            to_fd,
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    check_long(ret).map(drop)
+}
+
+/// A detached, freshly created mount of `fstype` (no options) with the
+/// `MOUNT_ATTR_*` flags `attrs` (`fsopen` + `fsconfig(CREATE)` + `fsmount`).
+pub(crate) fn fsmount_new(fstype: &CStr, attrs: u64) -> SysResult<Fd> {
+    // SAFETY: `fstype` is NUL-terminated.
+    let fs = check_long(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) })
+        .map(|fd| Fd(fd as c_int))?;
+    // SAFETY: key/value may be NULL for FSCONFIG_CMD_CREATE.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.raw(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<c_void>(),
+            0,
+        )
+    };
+    check_long(ret)?;
+    // SAFETY: plain syscall on a descriptor number.
+    let ret = unsafe { libc::syscall(libc::SYS_fsmount, fs.raw(), FSMOUNT_CLOEXEC, attrs as c_uint) };
+    check_long(ret).map(|fd| Fd(fd as c_int))
+}
+
 /// `mkdirat(2)`.
 pub(crate) fn mkdirat(dirfd: c_int, name: &CStr, mode: libc::mode_t) -> SysResult<()> {
     // SAFETY: `name` is NUL-terminated.

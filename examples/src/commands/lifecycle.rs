@@ -45,6 +45,9 @@ pub(crate) fn create(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
     check_console(id, terminal, true, opts.console_socket.as_deref())?;
     ctx.log.debug(|| format!("create {id:?}: {opts:?}"));
     let container = ctx.runtime.create(id, &opts)?;
+    for w in container.warnings() {
+        ctx.log.warn(w);
+    }
     ctx.log
         .debug(|| format!("created {id:?}: init pid {}", container.pid()));
     Ok(0)

@@ -1,12 +1,14 @@
 //! `berth run`: create + start, then (in the foreground) supervise, wait and delete.
 
+use std::os::fd::AsFd;
+
 use berth_runtime_core::Runtime;
 use nix::errno::Errno;
 
 use super::lifecycle::{check_console, config_wants_terminal};
 use super::{Ctx, create_options, one_id};
 use crate::args::Parsed;
-use crate::console::{ConsoleSocket, RawTty};
+use crate::console::{ConsoleSocket, RawTty, copy_winsize};
 use crate::error::CliError;
 use crate::foreground::{Signals, supervise};
 use crate::logging::Logger;
@@ -68,6 +70,9 @@ pub(crate) fn run(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
     ctx.log
         .debug(|| format!("run {id:?}: {opts:?}, detach: {detach}"));
     let container = ctx.runtime.create(id, &opts)?;
+    for w in container.warnings() {
+        ctx.log.warn(w);
+    }
     let mut guard = DeleteGuard {
         runtime: &ctx.runtime,
         id,
@@ -80,20 +85,29 @@ pub(crate) fn run(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
     } else {
         Some(Signals::block()?)
     };
-    ctx.runtime.start(id)?;
-    let Some(signals) = signals else {
-        guard.armed = false;
-        return Ok(0);
-    };
-
+    // The runtime sent the pty master while creating: take it and size the container's
+    // terminal like ours before the user process runs.
     let master = console
         .as_ref()
         .map(|c| c.receive(CONSOLE_TIMEOUT_MS))
         .transpose()?;
     drop(console);
-    let raw = match master {
-        Some(_) => RawTty::enable()?,
+    let raw = match &master {
+        Some(m) => {
+            let stdin = std::io::stdin();
+            if nix::unistd::isatty(stdin.as_fd()).unwrap_or(false) {
+                if let Err(e) = copy_winsize(stdin.as_fd(), m.as_fd()) {
+                    ctx.log.debug(|| format!("console size: {e}"));
+                }
+            }
+            RawTty::enable()?
+        }
         None => None,
+    };
+    ctx.runtime.start(id)?;
+    let Some(signals) = signals else {
+        guard.armed = false;
+        return Ok(0);
     };
     let code = supervise(&container, &signals, master, &ctx.log);
     drop(raw);

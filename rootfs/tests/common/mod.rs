@@ -318,7 +318,8 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountLine> {
 /// Extra namespaces for the container process.
 pub const NEWIPC_NET: i32 = libc::CLONE_NEWIPC | libc::CLONE_NEWNET;
 
-/// Fork a container: the child unshares `CLONE_NEWNS | CLONE_NEWPID | extra`,
+/// Fork a container (at most one per test at a time: drop the previous
+/// [`Container`] first): the child unshares `CLONE_NEWNS | CLONE_NEWPID | extra`,
 /// makes every mount private, forks the container init which runs `body`.
 pub fn spawn(extra: i32, body: impl FnOnce(&Ctx) -> Result<(), String>) -> Container {
     let lock = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -346,7 +347,6 @@ pub fn spawn(extra: i32, body: impl FnOnce(&Ctx) -> Result<(), String>) -> Conta
             }
             if inner == 0 {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                libc::alarm(120);
                 libc::close(pw);
                 let ctx = Ctx { report: rw };
                 let msg = match body(&ctx) {
@@ -355,8 +355,10 @@ pub fn spawn(extra: i32, body: impl FnOnce(&Ctx) -> Result<(), String>) -> Conta
                 };
                 write_fd(rw, msg.as_bytes());
                 libc::close(rw);
-                let mut b = [0u8; 1];
-                while libc::read(rr, b.as_mut_ptr().cast(), 1) > 0 {}
+                // Wait for the test to release us (EOF), at most two minutes:
+                // as pid 1 of its namespace this process ignores SIGALRM.
+                let mut pfd = libc::pollfd { fd: rr, events: libc::POLLIN, revents: 0 };
+                libc::poll(&mut pfd, 1, 120_000);
                 libc::_exit(0);
             }
             write_fd(pw, &inner.to_le_bytes());
