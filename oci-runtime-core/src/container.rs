@@ -1,11 +1,11 @@
 //! The lifecycle operations: [`Runtime::create`], `start`, `state`, `kill`, `delete`.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs;
 use std::io::{Read, Write};
-use std::cell::Cell;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ use oci_spec::runtime::{Hook, Hooks, Spec};
 
 use crate::error::Error;
 use crate::hooks::{self, ChildHook};
-use crate::init::{self, ChildFailure, InitContext, FAILURE_LEN};
+use crate::init::{self, ChildFailure, FAILURE_LEN, InitContext};
 use crate::process::ProcessPlan;
 use crate::state::{self, ContainerDir, Record, State, Status};
 use crate::sys;
@@ -161,7 +161,10 @@ fn state_json(record: &Record, status: Status) -> Vec<u8> {
 fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
     let path = abs_path(path)?;
     let dir = path.parent().unwrap_or(Path::new("/"));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}", std::process::id()));
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -193,7 +196,7 @@ fn hooks_of(spec: &Spec) -> Hooks {
     spec.hooks().clone().unwrap_or_default()
 }
 
-fn list<'a>(h: &'a Option<Vec<Hook>>) -> &'a [Hook] {
+fn list(h: &Option<Vec<Hook>>) -> &[Hook] {
     h.as_deref().unwrap_or(&[])
 }
 
@@ -248,7 +251,10 @@ impl Runtime {
             .process()
             .clone()
             .ok_or_else(|| cfg_err("process", "is missing"))?;
-        let root = spec.root().clone().ok_or_else(|| cfg_err("root", "is missing"))?;
+        let root = spec
+            .root()
+            .clone()
+            .ok_or_else(|| cfg_err("root", "is missing"))?;
         let rootfs_path = abs_path(&bundle.join(root.path()))?;
 
         let ns = NamespacePlan::prepare(&linux)?;
@@ -281,7 +287,10 @@ impl Runtime {
         // Socket activation: fds 3.. of ours named by LISTEN_FDS go through too, as runc does.
         let mut extra_env = Vec::new();
         let mut preserve = opts.preserve_fds;
-        if let Some(n) = std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse::<u32>().ok()) {
+        if let Some(n) = std::env::var("LISTEN_FDS")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+        {
             if n > 0 {
                 extra_env.push(format!("LISTEN_FDS={n}"));
                 extra_env.push("LISTEN_PID=1".to_string());
@@ -292,8 +301,10 @@ impl Runtime {
         let pplan = ProcessPlan::prepare(&process, &extra_env, preserve, &mut warnings)?;
 
         let all_hooks = hooks_of(spec);
-        let cc_hooks = ChildHook::prepare(list(all_hooks.create_container()), "hooks.createContainer")?;
-        let sc_hooks = ChildHook::prepare(list(all_hooks.start_container()), "hooks.startContainer")?;
+        let cc_hooks =
+            ChildHook::prepare(list(all_hooks.create_container()), "hooks.createContainer")?;
+        let sc_hooks =
+            ChildHook::prepare(list(all_hooks.start_container()), "hooks.startContainer")?;
         let hooks_sync = !list(all_hooks.prestart()).is_empty()
             || !list(all_hooks.create_runtime()).is_empty()
             || !cc_hooks.is_empty()
@@ -324,7 +335,9 @@ impl Runtime {
             .map_err(|e| Error::io("chmod", &fifo, e))?;
         let state_dir = nix::fcntl::open(
             &dir.path,
-            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )
         .map_err(|e| Error::sys(format!("open {}", dir.path.display()), e))?;
@@ -336,7 +349,10 @@ impl Runtime {
                     "is set but no console socket was given (--console-socket)",
                 )
             })?;
-            Some(UnixStream::connect(path).map_err(|e| Error::io("connect console socket", path, e))?)
+            Some(
+                UnixStream::connect(path)
+                    .map_err(|e| Error::io("connect console socket", path, e))?,
+            )
         } else {
             None
         };
@@ -410,10 +426,11 @@ impl Runtime {
         let guard_pid = Cell::new(child);
         let mut kill_guard = Cleanup(Some(|| kill_and_reap(guard_pid.get())));
         let describe = |f| init::describe(f, &ns, &rootfs, &pplan);
-        let mut sock = UnixStream::from(OwnedFd::from(parent_sock));
+        let mut sock = UnixStream::from(parent_sock);
         if !ctx.intermediate && ctx.new_user_ns {
             ns.write_id_mappings(child)?;
-            sock.write_all(b"G").map_err(|e| Error::io("sync", &dir.path, e))?;
+            sock.write_all(b"G")
+                .map_err(|e| Error::io("sync", &dir.path, e))?;
         }
         let mut msg = vec![0u8; 64];
         loop {
@@ -428,7 +445,8 @@ impl Runtime {
             match msg[0] {
                 b'M' => {
                     ns.write_id_mappings(child)?;
-                    sock.write_all(b"G").map_err(|e| Error::io("sync", &dir.path, e))?;
+                    sock.write_all(b"G")
+                        .map_err(|e| Error::io("sync", &dir.path, e))?;
                 }
                 b'P' if n >= 5 => {
                     init_pid = i32::from_le_bytes([msg[1], msg[2], msg[3], msg[4]]);
@@ -453,7 +471,8 @@ impl Runtime {
                     if s.len() > state_buf.len() {
                         return Err(Error::Protocol("state JSON larger than its buffer".into()));
                     }
-                    sock.write_all(&s).map_err(|e| Error::io("sync", &dir.path, e))?;
+                    sock.write_all(&s)
+                        .map_err(|e| Error::io("sync", &dir.path, e))?;
                 }
                 b'R' => break,
                 b'E' if n >= FAILURE_LEN => {
@@ -511,10 +530,11 @@ impl Runtime {
         let _ = fs::remove_file(&fifo_path);
         if !report.is_empty() {
             let reason = match ChildFailure::decode(&report) {
-                Some(ChildFailure::Init(e)) => {
-                    fill_hook_path(init::describe_init(e, None), record.hooks.as_ref().unwrap_or(&Hooks::default()))
-                        .to_string()
-                }
+                Some(ChildFailure::Init(e)) => fill_hook_path(
+                    init::describe_init(e, None),
+                    record.hooks.as_ref().unwrap_or(&Hooks::default()),
+                )
+                .to_string(),
                 _ => "the container init failed before exec".to_string(),
             };
             return Err(Error::Start {
@@ -598,7 +618,13 @@ impl Runtime {
             nix::unistd::Pid::from_raw(record.pid),
             nix::sys::signal::Signal::try_from(signal).ok(),
         )
-        .or_else(|e| if signal > 31 { raw_kill(record.pid, signal) } else { Err(e) })
+        .or_else(|e| {
+            if signal > 31 {
+                raw_kill(record.pid, signal)
+            } else {
+                Err(e)
+            }
+        })
         .map_err(|e| Error::sys(format!("kill({}, {signal})", record.pid), e))
     }
 
@@ -627,7 +653,13 @@ impl Runtime {
         let warnings = record
             .hooks
             .as_ref()
-            .map(|h| hooks::run_hooks_warn("poststop", list(h.poststop()), &state_json(&record, Status::Stopped)))
+            .map(|h| {
+                hooks::run_hooks_warn(
+                    "poststop",
+                    list(h.poststop()),
+                    &state_json(&record, Status::Stopped),
+                )
+            })
             .unwrap_or_default();
         for w in warnings {
             eprintln!("berth: warning: {w}");
@@ -640,7 +672,8 @@ impl Runtime {
 /// with their own crates): said out loud rather than silently ignored.
 fn not_yet_applied(spec: &Spec) -> Vec<String> {
     let mut out = Vec::new();
-    let mut note = |field: &str| out.push(format!("{field} is not applied by this version of berth"));
+    let mut note =
+        |field: &str| out.push(format!("{field} is not applied by this version of berth"));
     if let Some(linux) = spec.linux() {
         if linux.resources().is_some() {
             note("linux.resources");
@@ -662,7 +695,10 @@ fn not_yet_applied(spec: &Spec) -> Vec<String> {
         }
     }
     if let Some(p) = spec.process() {
-        if p.apparmor_profile().as_deref().is_some_and(|s| !s.is_empty()) {
+        if p.apparmor_profile()
+            .as_deref()
+            .is_some_and(|s| !s.is_empty())
+        {
             note("process.apparmorProfile");
         }
         if p.selinux_label().as_deref().is_some_and(|s| !s.is_empty()) {
@@ -821,9 +857,14 @@ fn exit_reason(pid: i32) -> String {
         return "init exited during setup".into();
     }
     if libc::WIFSIGNALED(st) {
-        format!("init was killed by signal {} during setup", libc::WTERMSIG(st))
+        format!(
+            "init was killed by signal {} during setup",
+            libc::WTERMSIG(st)
+        )
     } else {
-        format!("init exited with status {} during setup", libc::WEXITSTATUS(st))
+        format!(
+            "init exited with status {} during setup",
+            libc::WEXITSTATUS(st)
+        )
     }
 }
-

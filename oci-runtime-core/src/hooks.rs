@@ -38,7 +38,10 @@ pub(crate) fn run_hooks_warn(kind: &'static str, hooks: &[Hook], state: &[u8]) -
         .enumerate()
         .filter_map(|(index, hook)| {
             run_hook(hook, state).err().map(|reason| {
-                format!("{kind} hook #{index} ({}) failed: {reason}", hook.path().display())
+                format!(
+                    "{kind} hook #{index} ({}) failed: {reason}",
+                    hook.path().display()
+                )
             })
         })
         .collect()
@@ -52,7 +55,12 @@ fn run_hook(hook: &Hook, state: &[u8]) -> Result<(), String> {
     }
     cmd.args(args.iter().skip(1))
         .env_clear()
-        .envs(hook.env().iter().flatten().filter_map(|e| e.split_once('=')))
+        .envs(
+            hook.env()
+                .iter()
+                .flatten()
+                .filter_map(|e| e.split_once('=')),
+        )
         .stdin(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| format!("cannot run: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {

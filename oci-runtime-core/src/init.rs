@@ -257,18 +257,33 @@ fn reset_signals() -> Result<(), InitError> {
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        sys::check(libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()))
-            .map_err(|e| InitError::new(InitStep::SignalMask, 0, e))
+        sys::check(libc::sigprocmask(
+            libc::SIG_SETMASK,
+            &set,
+            std::ptr::null_mut(),
+        ))
+        .map_err(|e| InitError::new(InitStep::SignalMask, 0, e))
     }
 }
 
-fn run(ctx: &InitContext<'_>, report_fd: &mut RawFd) -> Result<std::convert::Infallible, ChildFailure> {
+fn run(
+    ctx: &InitContext<'_>,
+    report_fd: &mut RawFd,
+) -> Result<std::convert::Infallible, ChildFailure> {
     sys::close(ctx.parent_sock);
     sys::close(ctx.close_early);
     reset_signals()?;
     // SAFETY: PR_SET_PDEATHSIG with an integer: if `create` dies before we are ready, die too
     // instead of lingering half set up. Cleared once ready.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
 
     if ctx.intermediate {
         ctx.ns.join_all()?;
@@ -291,7 +306,15 @@ fn run(ctx: &InitContext<'_>, report_fd: &mut RawFd) -> Result<std::convert::Inf
             sys::exit_now(0);
         }
         // SAFETY: as above; the new parent is `create`.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+        unsafe {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            )
+        };
     } else {
         ctx.ns.close_fds();
         if ctx.new_user_ns {
@@ -386,8 +409,12 @@ fn run(ctx: &InitContext<'_>, report_fd: &mut RawFd) -> Result<std::convert::Inf
 /// the pty's path), as runc does.
 fn setup_console(ctx: &InitContext<'_>) -> Result<(), ChildFailure> {
     let err = |i, e| ChildFailure::Init(InitError::new(InitStep::Console, i, e));
-    let master = sys::open(c"/dev/ptmx", libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC, 0)
-        .map_err(|e| err(0, e))?;
+    let master = sys::open(
+        c"/dev/ptmx",
+        libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        0,
+    )
+    .map_err(|e| err(0, e))?;
     let mut unlock: libc::c_int = 0;
     let mut n: libc::c_uint = 0;
     // SAFETY: ioctls on our pty master with valid out-pointers.

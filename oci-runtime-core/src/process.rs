@@ -208,9 +208,7 @@ impl ProcessPlan {
             caps,
             last_cap: last_cap(),
             no_new_privs: process.no_new_privileges().unwrap_or(false),
-            oom_score_adj: process
-                .oom_score_adj()
-                .map(|v| v.to_string().into_bytes()),
+            oom_score_adj: process.oom_score_adj().map(|v| v.to_string().into_bytes()),
             terminal: process.terminal().unwrap_or(false),
             console_size: process
                 .console_size()
@@ -257,7 +255,9 @@ impl ProcessPlan {
             for cap in 0..=self.last_cap.min(63) {
                 if caps.bounding & (1u64 << cap) == 0 {
                     // SAFETY: plain prctl with integer arguments.
-                    let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+                    let r = unsafe {
+                        libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0)
+                    };
                     // EINVAL: the kernel doesn't know this capability; nothing to drop.
                     if r < 0 && sys::errno() != libc::EINVAL {
                         return Err(InitError::new(InitStep::BoundingSet, cap, sys::errno()));
@@ -270,9 +270,10 @@ impl ProcessPlan {
             // glibc's wrapper: glibc broadcasts id changes to the threads it believes exist,
             // which in a clone of a multi-threaded parent are not there (it would hang).
             sys::check(unsafe {
-                libc::syscall(libc::SYS_setgroups, self.groups.len(), self.groups.as_ptr()) as libc::c_int
+                libc::syscall(libc::SYS_setgroups, self.groups.len(), self.groups.as_ptr())
+                    as libc::c_int
             })
-                .map_err(|e| InitError::new(InitStep::Setgroups, 0, e))?;
+            .map_err(|e| InitError::new(InitStep::Setgroups, 0, e))?;
         }
         sys::set_ids(self.uid, self.gid).map_err(|(is_uid, e)| {
             if is_uid {

@@ -53,7 +53,11 @@ pub fn parse_signal(s: &str) -> Result<i32, Error> {
     let bad = || Error::InvalidSignal(s.to_owned());
     let max = libc::SIGRTMAX();
     if let Ok(n) = s.parse::<i32>() {
-        return if (1..=max).contains(&n) { Ok(n) } else { Err(bad()) };
+        return if (1..=max).contains(&n) {
+            Ok(n)
+        } else {
+            Err(bad())
+        };
     }
     let upper = s.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);

@@ -120,7 +120,11 @@ impl Record {
         State {
             oci_version: self.oci_version.clone(),
             id: self.id.clone(),
-            pid: if status == Status::Stopped { 0 } else { self.pid },
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.pid
+            },
             status,
             bundle: self.bundle.clone(),
             rootfs: self.rootfs.clone(),
@@ -183,7 +187,8 @@ impl ContainerDir {
             Err(e) => return Err(Error::io("create state dir", &path, e)),
         }
         // The mode given to mkdir is filtered by the umask: set it explicitly.
-        if let Err(e) = fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o711))
+        if let Err(e) =
+            fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o711))
         {
             let _ = fs::remove_dir(&path);
             return Err(Error::io("chmod state dir", &path, e));

@@ -6,7 +6,9 @@ use std::os::fd::RawFd;
 
 /// The calling thread's errno.
 pub(crate) fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 /// `Ok(())` if a syscall's return value is not negative, else the errno.
@@ -119,7 +121,11 @@ pub(crate) unsafe fn raw_clone(flags: libc::c_ulong) -> Result<libc::pid_t, i32>
             0 as libc::c_ulong,
         )
     };
-    if r < 0 { Err(errno()) } else { Ok(r as libc::pid_t) }
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(r as libc::pid_t)
+    }
 }
 
 /// setresgid(gid) then setresuid(uid) with the raw syscalls. glibc's wrappers broadcast the

@@ -11,14 +11,17 @@ use crate::copyup;
 use crate::error::{ApplyError, Step};
 use crate::plan::{CgroupMount, DevicePlan, Entry, MountKind, MountPlan, RootfsPlan, Target};
 use crate::resolve::{self, Create, ResolveError, Resolved};
-use crate::sys::{self, Errno, Fd, IN_ROOT, RESOLVE_NO_SYMLINKS, StackPath, SysResult, proc_fd_path};
+use crate::sys::{
+    self, Errno, Fd, IN_ROOT, RESOLVE_NO_SYMLINKS, StackPath, SysResult, proc_fd_path,
+};
 
 type Result<T> = std::result::Result<T, ApplyError>;
 
 /// Flags that `statfs(2)` reports and a bind remount must keep when the
 /// kernel has locked them (same bit values as the `MS_*` flags).
 const LOCKABLE: c_ulong = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-const ATIME_FLAGS: c_ulong = libc::MS_NOATIME | libc::MS_NODIRATIME | libc::MS_RELATIME | libc::MS_STRICTATIME;
+const ATIME_FLAGS: c_ulong =
+    libc::MS_NOATIME | libc::MS_NODIRATIME | libc::MS_RELATIME | libc::MS_STRICTATIME;
 /// Flags of the tmpfs that holds cgroup hierarchies.
 const CGROUP_DEFAULT: c_ulong = libc::MS_NOEXEC | libc::MS_NOSUID | libc::MS_NODEV;
 /// `PROC_SUPER_MAGIC` from `<linux/magic.h>`.
@@ -32,13 +35,36 @@ fn err(step: Step, index: usize) -> impl Fn(Errno) -> ApplyError {
     move |e| ApplyError::new(step, index, e)
 }
 
+/// `ST_*` bits of `statfs(2)` `f_flags` (`<linux/statfs.h>`); only the first
+/// four share their values with the `MS_*` flags.
+const ST_RDONLY: u64 = 0x0001;
+const ST_NOSUID: u64 = 0x0002;
+const ST_NODEV: u64 = 0x0004;
+const ST_NOEXEC: u64 = 0x0008;
+const ST_NOATIME: u64 = 0x0400;
+const ST_NODIRATIME: u64 = 0x0800;
+const ST_RELATIME: u64 = 0x1000;
+const ST_NOSYMFOLLOW: u64 = 0x2000;
+
 /// Convert `statfs` `f_flags` into the per-mount `MS_*` flags they reflect.
 fn mount_flags_of(st: &sys::FsInfo) -> c_ulong {
-    let f = st.flags as c_ulong;
-    let mut out = f & (LOCKABLE | libc::MS_NOSYMFOLLOW);
-    // ST_NOATIME/ST_NODIRATIME/ST_RELATIME share the MS_* values.
-    out |= f & (libc::MS_NOATIME | libc::MS_NODIRATIME | libc::MS_RELATIME);
-    if f & (libc::MS_NOATIME | libc::MS_RELATIME) == 0 {
+    const MAP: [(u64, c_ulong); 8] = [
+        (ST_RDONLY, libc::MS_RDONLY),
+        (ST_NOSUID, libc::MS_NOSUID),
+        (ST_NODEV, libc::MS_NODEV),
+        (ST_NOEXEC, libc::MS_NOEXEC),
+        (ST_NOATIME, libc::MS_NOATIME),
+        (ST_NODIRATIME, libc::MS_NODIRATIME),
+        (ST_RELATIME, libc::MS_RELATIME),
+        (ST_NOSYMFOLLOW, libc::MS_NOSYMFOLLOW),
+    ];
+    let mut out = 0;
+    for (st_bit, ms_bit) in MAP {
+        if st.flags & st_bit != 0 {
+            out |= ms_bit;
+        }
+    }
+    if st.flags & (ST_NOATIME | ST_RELATIME) == 0 {
         out |= libc::MS_STRICTATIME;
     }
     out
@@ -82,7 +108,13 @@ enum BindSource<'a> {
 
 /// Whether `/proc/self/fd` can be used (the container may not mount /proc).
 fn proc_usable() -> bool {
-    sys::openat(libc::AT_FDCWD, c"/proc/self/fd", libc::O_PATH | libc::O_DIRECTORY, 0).is_ok()
+    sys::openat(
+        libc::AT_FDCWD,
+        c"/proc/self/fd",
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+    )
+    .is_ok()
 }
 
 /// Bind `src` onto the location `dst_fd` through `/proc/self/fd/N`; if
@@ -116,8 +148,11 @@ fn mask_dir(fd: c_int) -> SysResult<()> {
     let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     match sys::mount(Some(c"tmpfs"), path.as_cstr(), Some(c"tmpfs"), flags, None) {
         Err(libc::ENOENT) if !proc_usable() => {
-            use crate::sys::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
-            let attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+            use crate::sys::{
+                MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY,
+            };
+            let attrs =
+                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
             let m = sys::fsmount_new(c"tmpfs", attrs)?;
             sys::move_mount_fd(m.raw(), fd)
         }
@@ -131,6 +166,12 @@ fn make_readonly(fd: c_int, target: &CStr) -> SysResult<()> {
     match sys::mount_setattr(fd, false, crate::sys::MOUNT_ATTR_RDONLY, 0) {
         Err(libc::ENOSYS) => remount_add(fd, target, libc::MS_RDONLY),
         other => other,
+    }
+}
+
+impl Drop for RootfsPlan {
+    fn drop(&mut self) {
+        self.close_fds();
     }
 }
 
@@ -150,8 +191,13 @@ impl RootfsPlan {
         if fd >= 0 {
             return Ok(fd);
         }
-        let fd = sys::openat(libc::AT_FDCWD, fallback, libc::O_PATH | libc::O_DIRECTORY, 0)
-            .map_err(err(Step::OpenRoot, 0))?;
+        let fd = sys::openat(
+            libc::AT_FDCWD,
+            fallback,
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+        )
+        .map_err(err(Step::OpenRoot, 0))?;
         self.set_root(fd);
         Ok(self.root())
     }
@@ -183,22 +229,37 @@ impl RootfsPlan {
     /// # fn f(plan: &berth_rootfs::RootfsPlan, pipe: i32) {
     /// if let Err(e) = plan.mount_all() {
     ///     let rec = e.to_bytes();
-    ///     // SAFETY (example): plain write of a stack buffer.
-    ///     unsafe { libc::write(pipe, rec.as_ptr().cast(), rec.len()) };
-    ///     unsafe { libc::_exit(1) };
+    ///     // SAFETY: writes a stack buffer to a pipe, then exits the child.
+    ///     unsafe {
+    ///         libc::write(pipe, rec.as_ptr().cast(), rec.len());
+    ///         libc::_exit(1);
+    ///     }
     /// }
     /// # }
     /// ```
     pub fn mount_all(&self) -> Result<()> {
-        sys::mount(None, c"/", None, self.root_propagation, None).map_err(err(Step::Propagation, 0))?;
+        sys::mount(None, c"/", None, self.root_propagation, None)
+            .map_err(err(Step::Propagation, 0))?;
         if let Some(parent) = &self.parent_private {
-            sys::mount(None, parent, None, libc::MS_PRIVATE, None).map_err(err(Step::ParentPrivate, 0))?;
+            sys::mount(None, parent, None, libc::MS_PRIVATE, None)
+                .map_err(err(Step::ParentPrivate, 0))?;
         }
-        sys::mount(Some(&self.rootfs), &self.rootfs, None, libc::MS_BIND | libc::MS_REC, None)
-            .map_err(err(Step::BindRoot, 0))?;
+        sys::mount(
+            Some(&self.rootfs),
+            &self.rootfs,
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )
+        .map_err(err(Step::BindRoot, 0))?;
         // Open the rootfs only now, so the fd is the root of the new bind mount.
-        let root = sys::openat(libc::AT_FDCWD, &self.rootfs, libc::O_PATH | libc::O_DIRECTORY, 0)
-            .map_err(err(Step::OpenRoot, 0))?;
+        let root = sys::openat(
+            libc::AT_FDCWD,
+            &self.rootfs,
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+        )
+        .map_err(err(Step::OpenRoot, 0))?;
         self.set_root(root);
         let root = self.root();
 
@@ -228,7 +289,13 @@ impl RootfsPlan {
 
     /// Resolve a mount destination, creating it, and refuse targets that are
     /// the container root itself or lie inside procfs (unless allowed).
-    fn mount_target(&self, root: c_int, i: usize, m: &MountPlan, create: Create) -> Result<Resolved> {
+    fn mount_target(
+        &self,
+        root: c_int,
+        i: usize,
+        m: &MountPlan,
+        create: Create,
+    ) -> Result<Resolved> {
         let r = resolve::resolve(root, &m.target.rel, create, libc::O_PATH)
             .map_err(Self::resolve_err(Step::ResolveTarget, i))?;
         let st = sys::fstat(r.fd.raw()).map_err(err(Step::ResolveTarget, i))?;
@@ -251,7 +318,8 @@ impl RootfsPlan {
     fn post_mount(&self, mnt: c_int, i: usize, m: &MountPlan) -> Result<()> {
         let path = proc_fd_path(mnt).map_err(err(Step::SetPropagation, i))?;
         for p in &m.propagation {
-            sys::mount(None, path.as_cstr(), None, *p, None).map_err(err(Step::SetPropagation, i))?;
+            sys::mount(None, path.as_cstr(), None, *p, None)
+                .map_err(err(Step::SetPropagation, i))?;
         }
         if let Some((set, clr)) = m.rec_attr {
             sys::mount_setattr(mnt, true, set, clr).map_err(err(Step::SetAttr, i))?;
@@ -264,20 +332,38 @@ impl RootfsPlan {
     }
 
     fn apply_mount(&self, root: c_int, i: usize, m: &MountPlan) -> Result<()> {
-        let flags = if m.defer_ro { m.flags & !libc::MS_RDONLY } else { m.flags };
+        let flags = if m.defer_ro {
+            m.flags & !libc::MS_RDONLY
+        } else {
+            m.flags
+        };
         match &m.kind {
-            MountKind::Bind { recursive, source_is_dir } => {
-                let create = if *source_is_dir { Create::Dir } else { Create::File };
+            MountKind::Bind {
+                recursive,
+                source_is_dir,
+            } => {
+                let create = if *source_is_dir {
+                    Create::Dir
+                } else {
+                    Create::File
+                };
                 let t = self.mount_target(root, i, m, create)?;
                 let path = proc_fd_path(t.fd.raw()).map_err(err(Step::Mount, i))?;
                 let rec = if *recursive { libc::MS_REC } else { 0 };
-                sys::mount(m.source.as_deref(), path.as_cstr(), None, libc::MS_BIND | rec, None)
-                    .map_err(err(Step::Mount, i))?;
+                sys::mount(
+                    m.source.as_deref(),
+                    path.as_cstr(),
+                    None,
+                    libc::MS_BIND | rec,
+                    None,
+                )
+                .map_err(err(Step::Mount, i))?;
                 drop(t);
                 let mnt = Self::reopen(root, &m.target, libc::O_PATH, Step::ResolveTarget, i)?;
                 if flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT) != 0 {
                     let path = proc_fd_path(mnt.raw()).map_err(err(Step::Remount, i))?;
-                    remount_keep_locked(mnt.raw(), path.as_cstr(), flags).map_err(err(Step::Remount, i))?;
+                    remount_keep_locked(mnt.raw(), path.as_cstr(), flags)
+                        .map_err(err(Step::Remount, i))?;
                 }
                 self.post_mount(mnt.raw(), i, m)
             }
@@ -285,14 +371,27 @@ impl RootfsPlan {
             MountKind::Sysfs => {
                 let t = self.mount_target(root, i, m, Create::Dir)?;
                 let path = proc_fd_path(t.fd.raw()).map_err(err(Step::Mount, i))?;
-                match sys::mount(m.source.as_deref(), path.as_cstr(), m.fstype.as_deref(), flags, m.data.as_deref()) {
+                match sys::mount(
+                    m.source.as_deref(),
+                    path.as_cstr(),
+                    m.fstype.as_deref(),
+                    flags,
+                    m.data.as_deref(),
+                ) {
                     Ok(()) => {}
                     Err(libc::EPERM) => {
                         // No new network namespace (or not allowed): show the
                         // host's /sys read-only instead.
-                        sys::mount(Some(c"/sys"), path.as_cstr(), None, libc::MS_BIND | libc::MS_REC, None)
-                            .map_err(err(Step::Mount, i))?;
-                        let mnt = Self::reopen(root, &m.target, libc::O_PATH, Step::ResolveTarget, i)?;
+                        sys::mount(
+                            Some(c"/sys"),
+                            path.as_cstr(),
+                            None,
+                            libc::MS_BIND | libc::MS_REC,
+                            None,
+                        )
+                        .map_err(err(Step::Mount, i))?;
+                        let mnt =
+                            Self::reopen(root, &m.target, libc::O_PATH, Step::ResolveTarget, i)?;
                         let p = proc_fd_path(mnt.raw()).map_err(err(Step::Remount, i))?;
                         remount_keep_locked(mnt.raw(), p.as_cstr(), flags | libc::MS_RDONLY)
                             .map_err(err(Step::Remount, i))?;
@@ -310,8 +409,14 @@ impl RootfsPlan {
             MountKind::Other => {
                 let t = self.mount_target(root, i, m, Create::Dir)?;
                 let path = proc_fd_path(t.fd.raw()).map_err(err(Step::Mount, i))?;
-                sys::mount(m.source.as_deref(), path.as_cstr(), m.fstype.as_deref(), flags, m.data.as_deref())
-                    .map_err(err(Step::Mount, i))?;
+                sys::mount(
+                    m.source.as_deref(),
+                    path.as_cstr(),
+                    m.fstype.as_deref(),
+                    flags,
+                    m.data.as_deref(),
+                )
+                .map_err(err(Step::Mount, i))?;
                 drop(t);
                 if Self::needs_post(m) {
                     let mnt = Self::reopen(root, &m.target, libc::O_PATH, Step::ResolveTarget, i)?;
@@ -343,7 +448,13 @@ impl RootfsPlan {
             m.data.as_deref(),
         )
         .map_err(err(Step::Mount, i))?;
-        let mnt = Self::reopen(root, &m.target, libc::O_RDONLY | libc::O_DIRECTORY, Step::ResolveTarget, i)?;
+        let mnt = Self::reopen(
+            root,
+            &m.target,
+            libc::O_RDONLY | libc::O_DIRECTORY,
+            Step::ResolveTarget,
+            i,
+        )?;
         if let Some(src) = &src_dir {
             let mut buf = [0u8; COPY_BUF];
             if let Err(e) = copyup::copy_tree(src.raw(), mnt.raw(), &mut buf) {
@@ -396,10 +507,15 @@ impl RootfsPlan {
         let text = buf.get(..n).ok_or(libc::EIO)?;
         for line in text.split(|&b| b == b'\n') {
             let mut parts = line.splitn(3, |&b| b == b':');
-            let (Some(id), Some(key), Some(own)) = (parts.next(), parts.next(), parts.next()) else {
+            let (Some(id), Some(key), Some(own)) = (parts.next(), parts.next(), parts.next())
+            else {
                 continue;
             };
-            let matches = if h.v2 { id == b"0" && key.is_empty() } else { key == h.key.as_slice() };
+            let matches = if h.v2 {
+                id == b"0" && key.is_empty()
+            } else {
+                key == h.key.as_slice()
+            };
             if !matches {
                 continue;
             }
@@ -425,7 +541,13 @@ impl RootfsPlan {
             let ce = |step| Self::cgroup_err(step, i, 0);
             let t = self.mount_target(root, i, m, Create::Dir)?;
             let path = proc_fd_path(t.fd.raw()).map_err(err(Step::Mount, i))?;
-            match sys::mount(Some(c"cgroup2"), path.as_cstr(), Some(c"cgroup2"), m.flags, None) {
+            match sys::mount(
+                Some(c"cgroup2"),
+                path.as_cstr(),
+                Some(c"cgroup2"),
+                m.flags,
+                None,
+            ) {
                 Ok(()) => {}
                 Err(libc::EPERM) | Err(libc::EBUSY) => {
                     // Not allowed to mount cgroup2 (user ns without cgroup ns):
@@ -434,16 +556,27 @@ impl RootfsPlan {
                         self.own_cgroup_dir(h).map_err(ce(Step::CgroupPath))?
                     } else {
                         let mut p = StackPath::<4096>::new();
-                        let hier = self.hierarchies.get(h).ok_or(libc::EINVAL).map_err(ce(Step::CgroupPath))?;
+                        let hier = self
+                            .hierarchies
+                            .get(h)
+                            .ok_or(libc::EINVAL)
+                            .map_err(ce(Step::CgroupPath))?;
                         p.push(&hier.mount_point).map_err(ce(Step::CgroupPath))?;
                         p
                     };
-                    sys::mount(Some(src.as_cstr()), path.as_cstr(), None, libc::MS_BIND | libc::MS_REC, None)
-                        .map_err(ce(Step::CgroupMount))?;
+                    sys::mount(
+                        Some(src.as_cstr()),
+                        path.as_cstr(),
+                        None,
+                        libc::MS_BIND | libc::MS_REC,
+                        None,
+                    )
+                    .map_err(ce(Step::CgroupMount))?;
                     let mnt = Self::reopen(root, &m.target, libc::O_PATH, Step::ResolveTarget, i)?;
                     if m.flags != 0 {
                         let p = proc_fd_path(mnt.raw()).map_err(ce(Step::CgroupRemount))?;
-                        remount_keep_locked(mnt.raw(), p.as_cstr(), m.flags).map_err(ce(Step::CgroupRemount))?;
+                        remount_keep_locked(mnt.raw(), p.as_cstr(), m.flags)
+                            .map_err(ce(Step::CgroupRemount))?;
                     }
                 }
                 Err(e) => return Err(ce(Step::CgroupMount)(e)),
@@ -459,25 +592,47 @@ impl RootfsPlan {
         // cgroup v1 / hybrid: a tmpfs holding one directory per hierarchy.
         let t = self.mount_target(root, i, m, Create::Dir)?;
         let path = proc_fd_path(t.fd.raw()).map_err(err(Step::Mount, i))?;
-        sys::mount(Some(c"tmpfs"), path.as_cstr(), Some(c"tmpfs"), CGROUP_DEFAULT, Some(c"mode=755"))
-            .map_err(err(Step::Mount, i))?;
+        sys::mount(
+            Some(c"tmpfs"),
+            path.as_cstr(),
+            Some(c"tmpfs"),
+            CGROUP_DEFAULT,
+            Some(c"mode=755"),
+        )
+        .map_err(err(Step::Mount, i))?;
         drop(t);
         let top = Self::reopen(root, &m.target, libc::O_PATH, Step::ResolveTarget, i)?;
         let ro = m.flags & libc::MS_RDONLY;
         for (k, (h, sub_target)) in c.subs.iter().enumerate() {
             let ce = |step| Self::cgroup_err(step, i, k);
-            let hier = self.hierarchies.get(*h).ok_or(libc::EINVAL).map_err(ce(Step::CgroupMount))?;
+            let hier = self
+                .hierarchies
+                .get(*h)
+                .ok_or(libc::EINVAL)
+                .map_err(ce(Step::CgroupMount))?;
             let sfd = resolve::resolve(root, &sub_target.rel, Create::Dir, libc::O_PATH)
                 .map_err(|e| ce(Step::CgroupResolve)(e.errno()))?;
             let spath = proc_fd_path(sfd.fd.raw()).map_err(ce(Step::CgroupMount))?;
             if self.new_cgroup_ns {
                 let fstype = if hier.v2 { c"cgroup2" } else { c"cgroup" };
-                sys::mount(Some(fstype), spath.as_cstr(), Some(fstype), CGROUP_DEFAULT | ro, hier.data.as_deref())
-                    .map_err(ce(Step::CgroupMount))?;
+                sys::mount(
+                    Some(fstype),
+                    spath.as_cstr(),
+                    Some(fstype),
+                    CGROUP_DEFAULT | ro,
+                    hier.data.as_deref(),
+                )
+                .map_err(ce(Step::CgroupMount))?;
             } else {
                 let src = self.own_cgroup_dir(*h).map_err(ce(Step::CgroupPath))?;
-                sys::mount(Some(src.as_cstr()), spath.as_cstr(), None, libc::MS_BIND | libc::MS_REC, None)
-                    .map_err(ce(Step::CgroupMount))?;
+                sys::mount(
+                    Some(src.as_cstr()),
+                    spath.as_cstr(),
+                    None,
+                    libc::MS_BIND | libc::MS_REC,
+                    None,
+                )
+                .map_err(ce(Step::CgroupMount))?;
                 drop(sfd);
                 let smnt = resolve::open_in_root(root, &sub_target.rel, libc::O_PATH)
                     .map_err(ce(Step::CgroupResolve))?;
@@ -559,7 +714,14 @@ impl RootfsPlan {
         )
         .map_err(err(Step::BindDevice, k))?;
         let path = proc_fd_path(f.raw()).map_err(err(Step::BindDevice, k))?;
-        sys::mount(Some(&d.host_path), path.as_cstr(), None, libc::MS_BIND, None).map_err(err(Step::BindDevice, k))
+        sys::mount(
+            Some(&d.host_path),
+            path.as_cstr(),
+            None,
+            libc::MS_BIND,
+            None,
+        )
+        .map_err(err(Step::BindDevice, k))
     }
 
     fn apply_symlinks(&self, root: c_int) -> Result<()> {
@@ -590,7 +752,8 @@ impl RootfsPlan {
         let root = self.root_or_open(&self.rootfs)?;
         if self.no_pivot {
             sys::fchdir(root).map_err(err(Step::Chdir, 0))?;
-            sys::mount(Some(c"."), c"/", None, libc::MS_MOVE, None).map_err(err(Step::MoveRoot, 0))?;
+            sys::mount(Some(c"."), c"/", None, libc::MS_MOVE, None)
+                .map_err(err(Step::MoveRoot, 0))?;
             sys::chroot(c".").map_err(err(Step::MoveRoot, 0))?;
             sys::chdir(c"/").map_err(err(Step::Chdir, 0))?;
         } else {
@@ -650,11 +813,17 @@ impl RootfsPlan {
             Err(libc::ENOENT) => {}
             Err(e) => return Err(ApplyError::new(Step::Console, 0, e)),
         }
-        match sys::openat(dir, leaf, libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_RDONLY, 0o666) {
+        match sys::openat(
+            dir,
+            leaf,
+            libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_RDONLY,
+            0o666,
+        ) {
             Ok(_) | Err(libc::EEXIST) => {}
             Err(e) => return Err(ApplyError::new(Step::Console, 0, e)),
         }
-        let fd = sys::openat(dir, leaf, libc::O_PATH | libc::O_NOFOLLOW, 0).map_err(err(Step::Console, 0))?;
+        let fd = sys::openat(dir, leaf, libc::O_PATH | libc::O_NOFOLLOW, 0)
+            .map_err(err(Step::Console, 0))?;
         let st = sys::fstat(fd.raw()).map_err(err(Step::Console, 0))?;
         let fmt = st.st_mode & libc::S_IFMT;
         if fmt != libc::S_IFREG && fmt != libc::S_IFCHR {
@@ -688,7 +857,7 @@ impl RootfsPlan {
             let f = sys::openat2(
                 root,
                 &s.path,
-                libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_TRUNC,
+                libc::O_WRONLY | libc::O_NOFOLLOW,
                 IN_ROOT | RESOLVE_NO_SYMLINKS,
             )
             .map_err(err(Step::SysctlOpen, k))?;
@@ -705,7 +874,8 @@ impl RootfsPlan {
                 Err(libc::ENOENT) => continue,
                 Err(e) => return Err(ApplyError::new(Step::ReadonlyResolve, k, e)),
             };
-            bind_onto(BindSource::Fd(fd.raw()), fd.raw(), true).map_err(err(Step::ReadonlyPath, k))?;
+            bind_onto(BindSource::Fd(fd.raw()), fd.raw(), true)
+                .map_err(err(Step::ReadonlyPath, k))?;
             drop(fd);
             let mnt = Self::reopen(root, t, libc::O_PATH, Step::ReadonlyResolve, k)?;
             let p = proc_fd_path(mnt.raw()).map_err(err(Step::ReadonlyRemount, k))?;
@@ -724,7 +894,10 @@ impl RootfsPlan {
                 mask_dir(fd.raw()).map_err(err(Step::Mask, k))?;
             } else {
                 if null.is_none() {
-                    null = Some(self.open_dev_null(root).map_err(err(Step::MaskDevNull, k))?);
+                    null = Some(
+                        self.open_dev_null(root)
+                            .map_err(err(Step::MaskDevNull, k))?,
+                    );
                 }
                 let nfd = null.as_ref().map_or(-1, Fd::raw);
                 bind_onto(BindSource::Fd(nfd), fd.raw(), false).map_err(err(Step::Mask, k))?;
@@ -760,5 +933,29 @@ impl RootfsPlan {
             return Err(libc::ENODEV);
         }
         Ok(fd)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statfs_flags_to_mount_flags() {
+        let info = |flags: u64| sys::FsInfo { fs_type: 0, flags };
+        // ST_VALID (0x20) and superblock-only bits (ST_SYNCHRONOUS) are dropped.
+        let f = mount_flags_of(&info(0x20 | 0x10 | ST_RDONLY | ST_NOSUID | ST_RELATIME));
+        assert_eq!(f, libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_RELATIME);
+        let f = mount_flags_of(&info(ST_NODEV | ST_NOEXEC | ST_NOATIME | ST_NOSYMFOLLOW));
+        assert_eq!(
+            f,
+            libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_NOATIME | libc::MS_NOSYMFOLLOW
+        );
+        // Neither noatime nor relatime: strictatime.
+        assert_eq!(mount_flags_of(&info(0)), libc::MS_STRICTATIME);
+        assert_eq!(
+            mount_flags_of(&info(ST_NODIRATIME)),
+            libc::MS_NODIRATIME | libc::MS_STRICTATIME
+        );
     }
 }

@@ -36,7 +36,9 @@ fn copy_dir(src: c_int, dst: c_int, depth: usize, buf: &mut [u8]) -> SysResult<(
         }
         let mut off = 0usize;
         while off < n {
-            let rl = dents.get(off + RECLEN_OFF..off + RECLEN_OFF + 2).ok_or(libc::EIO)?;
+            let rl = dents
+                .get(off + RECLEN_OFF..off + RECLEN_OFF + 2)
+                .ok_or(libc::EIO)?;
             let reclen = usize::from(u16::from_ne_bytes([rl[0], rl[1]]));
             if reclen == 0 {
                 return Err(libc::EIO);
@@ -59,8 +61,18 @@ fn copy_entry(src: c_int, dst: c_int, name: &CStr, depth: usize, buf: &mut [u8])
     match st.st_mode & libc::S_IFMT {
         libc::S_IFDIR => {
             sys::mkdirat(dst, name, 0o700)?;
-            let s = sys::openat(src, name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)?;
-            let d = sys::openat(dst, name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)?;
+            let s = sys::openat(
+                src,
+                name,
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                0,
+            )?;
+            let d = sys::openat(
+                dst,
+                name,
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                0,
+            )?;
             copy_dir(s.raw(), d.raw(), depth + 1, buf)?;
             sys::fchown(d.raw(), st.st_uid, st.st_gid)?;
             sys::fchmod(d.raw(), perm)
@@ -119,5 +131,8 @@ fn copy_data(src: c_int, dst: c_int, buf: &mut [u8]) -> SysResult<()> {
 }
 
 fn fallback(e: Errno) -> bool {
-    matches!(e, libc::EXDEV | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::EPERM)
+    matches!(
+        e,
+        libc::EXDEV | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::EPERM
+    )
 }

@@ -390,10 +390,16 @@ mod tests {
     #[test]
     fn bytes_round_trip_for_every_step() {
         for v in 0..=255u8 {
-            let Some(step) = Step::from_u8(v) else { continue };
+            let Some(step) = Step::from_u8(v) else {
+                continue;
+            };
             assert_eq!(step as u8, v);
             assert!(!step.op().is_empty());
-            let e = ApplyError { step, index: 0xdead_beef, errno: -7 };
+            let e = ApplyError {
+                step,
+                index: 0xdead_beef,
+                errno: -7,
+            };
             assert_eq!(ApplyError::from_bytes(&e.to_bytes()), Some(e));
         }
         assert_eq!(Step::from_u8(0), None);
@@ -402,7 +408,12 @@ mod tests {
 
     #[test]
     fn from_bytes_rejects_garbage() {
-        let mut b = ApplyError { step: Step::Mount, index: 1, errno: 1 }.to_bytes();
+        let mut b = ApplyError {
+            step: Step::Mount,
+            index: 1,
+            errno: 1,
+        }
+        .to_bytes();
         b[2] = 1;
         assert_eq!(ApplyError::from_bytes(&b), None);
         assert_eq!(ApplyError::from_bytes(&[0; 12]), None);
@@ -411,13 +422,21 @@ mod tests {
 
     #[test]
     fn layout_is_stable() {
-        let e = ApplyError { step: Step::Mount, index: 3, errno: libc::EPERM };
+        let e = ApplyError {
+            step: Step::Mount,
+            index: 3,
+            errno: libc::EPERM,
+        };
         assert_eq!(e.to_bytes(), [9, 0, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0]);
     }
 
     #[test]
     fn display_of_raw_record() {
-        let e = ApplyError { step: Step::Mknod, index: 2, errno: libc::EPERM };
+        let e = ApplyError {
+            step: Step::Mknod,
+            index: 2,
+            errno: libc::EPERM,
+        };
         assert_eq!(
             e.to_string(),
             "mknod (index 2): Operation not permitted (os error 1)"

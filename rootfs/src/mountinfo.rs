@@ -32,7 +32,9 @@ fn unescape(field: &[u8]) -> Vec<u8> {
         if field[i] == b'\\' && i + 3 < field.len() {
             let oct = &field[i + 1..i + 4];
             if oct.iter().all(|c| (b'0'..=b'7').contains(c)) {
-                let v = (oct[0] - b'0') as u32 * 64 + (oct[1] - b'0') as u32 * 8 + (oct[2] - b'0') as u32;
+                let v = (oct[0] - b'0') as u32 * 64
+                    + (oct[1] - b'0') as u32 * 8
+                    + (oct[2] - b'0') as u32;
                 if let Ok(b) = u8::try_from(v) {
                     out.push(b);
                     i += 4;
@@ -125,7 +127,15 @@ pub(crate) enum HostCgroups {
 }
 
 /// v1 super options that are not controllers.
-const V1_NON_CONTROLLER: &[&str] = &["rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode", "favordynmods"];
+const V1_NON_CONTROLLER: &[&str] = &[
+    "rw",
+    "ro",
+    "xattr",
+    "noprefix",
+    "clone_children",
+    "cpuset_v2_mode",
+    "favordynmods",
+];
 
 fn base_name(path: &[u8]) -> String {
     let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
@@ -251,7 +261,12 @@ mod tests {
     #[test]
     fn containing_mount_is_longest_prefix() {
         let m = parse(HYBRID.as_bytes()).unwrap();
-        let c = |p: &str| containing_mount(&m, p.as_bytes()).unwrap().mount_point.clone();
+        let c = |p: &str| {
+            containing_mount(&m, p.as_bytes())
+                .unwrap()
+                .mount_point
+                .clone()
+        };
         assert_eq!(c("/var/lib/x"), b"/");
         assert_eq!(c("/mnt/with space/rootfs"), b"/mnt/with space");
         assert_eq!(c("/mnt/with spaces"), b"/");

@@ -107,24 +107,69 @@ fn action(opt: &str) -> Option<Action> {
         "unbindable" => Propagation(libc::MS_UNBINDABLE),
         "runbindable" => Propagation(libc::MS_UNBINDABLE | libc::MS_REC),
         "tmpcopyup" => CopyUp,
-        "rro" => RecAttr { set: MOUNT_ATTR_RDONLY, clr: 0 },
-        "rrw" => RecAttr { set: 0, clr: MOUNT_ATTR_RDONLY },
-        "rnosuid" => RecAttr { set: MOUNT_ATTR_NOSUID, clr: 0 },
-        "rsuid" => RecAttr { set: 0, clr: MOUNT_ATTR_NOSUID },
-        "rnodev" => RecAttr { set: MOUNT_ATTR_NODEV, clr: 0 },
-        "rdev" => RecAttr { set: 0, clr: MOUNT_ATTR_NODEV },
-        "rnoexec" => RecAttr { set: MOUNT_ATTR_NOEXEC, clr: 0 },
-        "rexec" => RecAttr { set: 0, clr: MOUNT_ATTR_NOEXEC },
-        "rnodiratime" => RecAttr { set: MOUNT_ATTR_NODIRATIME, clr: 0 },
-        "rdiratime" => RecAttr { set: 0, clr: MOUNT_ATTR_NODIRATIME },
-        "rrelatime" => RecAttr { set: MOUNT_ATTR_RELATIME, clr: MOUNT_ATTR_ATIME_MASK },
+        "rro" => RecAttr {
+            set: MOUNT_ATTR_RDONLY,
+            clr: 0,
+        },
+        "rrw" => RecAttr {
+            set: 0,
+            clr: MOUNT_ATTR_RDONLY,
+        },
+        "rnosuid" => RecAttr {
+            set: MOUNT_ATTR_NOSUID,
+            clr: 0,
+        },
+        "rsuid" => RecAttr {
+            set: 0,
+            clr: MOUNT_ATTR_NOSUID,
+        },
+        "rnodev" => RecAttr {
+            set: MOUNT_ATTR_NODEV,
+            clr: 0,
+        },
+        "rdev" => RecAttr {
+            set: 0,
+            clr: MOUNT_ATTR_NODEV,
+        },
+        "rnoexec" => RecAttr {
+            set: MOUNT_ATTR_NOEXEC,
+            clr: 0,
+        },
+        "rexec" => RecAttr {
+            set: 0,
+            clr: MOUNT_ATTR_NOEXEC,
+        },
+        "rnodiratime" => RecAttr {
+            set: MOUNT_ATTR_NODIRATIME,
+            clr: 0,
+        },
+        "rdiratime" => RecAttr {
+            set: 0,
+            clr: MOUNT_ATTR_NODIRATIME,
+        },
+        "rrelatime" => RecAttr {
+            set: MOUNT_ATTR_RELATIME,
+            clr: MOUNT_ATTR_ATIME_MASK,
+        },
         "rnorelatime" => RecAttr { set: 0, clr: 0 },
-        "rnoatime" => RecAttr { set: MOUNT_ATTR_NOATIME, clr: MOUNT_ATTR_ATIME_MASK },
+        "rnoatime" => RecAttr {
+            set: MOUNT_ATTR_NOATIME,
+            clr: MOUNT_ATTR_ATIME_MASK,
+        },
         "ratime" => RecAttr { set: 0, clr: 0 },
-        "rstrictatime" => RecAttr { set: MOUNT_ATTR_STRICTATIME, clr: MOUNT_ATTR_ATIME_MASK },
+        "rstrictatime" => RecAttr {
+            set: MOUNT_ATTR_STRICTATIME,
+            clr: MOUNT_ATTR_ATIME_MASK,
+        },
         "rnostrictatime" => RecAttr { set: 0, clr: 0 },
-        "rnosymfollow" => RecAttr { set: MOUNT_ATTR_NOSYMFOLLOW, clr: 0 },
-        "rsymfollow" => RecAttr { set: 0, clr: MOUNT_ATTR_NOSYMFOLLOW },
+        "rnosymfollow" => RecAttr {
+            set: MOUNT_ATTR_NOSYMFOLLOW,
+            clr: 0,
+        },
+        "rsymfollow" => RecAttr {
+            set: 0,
+            clr: MOUNT_ATTR_NOSYMFOLLOW,
+        },
         _ => return None,
     })
 }
@@ -156,7 +201,10 @@ pub fn parse_mount_options<S: AsRef<str>>(options: &[S]) -> Result<MountOptions,
     for opt in options {
         let opt = opt.as_ref();
         if let Some(reason) = unsupported(opt) {
-            return Err(OptionError { option: opt.to_string(), reason });
+            return Err(OptionError {
+                option: opt.to_string(),
+                reason,
+            });
         }
         if opt.contains('\0') {
             return Err(OptionError {
@@ -287,15 +335,24 @@ mod tests {
     fn bind_and_rbind() {
         assert_eq!(parse_mount_options(&["bind"]).unwrap().bind, Some(false));
         assert_eq!(parse_mount_options(&["rbind"]).unwrap().bind, Some(true));
-        assert_eq!(parse_mount_options(&["rbind", "bind"]).unwrap().bind, Some(true));
+        assert_eq!(
+            parse_mount_options(&["rbind", "bind"]).unwrap().bind,
+            Some(true)
+        );
         assert_eq!(parse_mount_options::<&str>(&[]).unwrap().bind, None);
     }
 
     #[test]
     fn unknown_options_are_data_in_order() {
-        let o =
-            parse_mount_options(&["nosuid", "size=65536k", "defaults", "mode=755", "", "noexec"])
-                .unwrap();
+        let o = parse_mount_options(&[
+            "nosuid",
+            "size=65536k",
+            "defaults",
+            "mode=755",
+            "",
+            "noexec",
+        ])
+        .unwrap();
         assert_eq!(o.flags, libc::MS_NOSUID | libc::MS_NOEXEC);
         assert_eq!(o.data, vec!["size=65536k", "mode=755"]);
         assert_eq!(o.data_string().as_deref(), Some("size=65536k,mode=755"));

@@ -88,7 +88,10 @@ pub(crate) struct Entry {
 
 #[derive(Debug, Clone)]
 pub(crate) enum MountKind {
-    Bind { recursive: bool, source_is_dir: bool },
+    Bind {
+        recursive: bool,
+        source_is_dir: bool,
+    },
     Tmpfs,
     Sysfs,
     Cgroup(CgroupMount),
@@ -282,12 +285,16 @@ impl HostInfo {
             path: MOUNTINFO.into(),
             reason,
         })?;
-        Ok(HostInfo { mounts, cgroups: None })
+        Ok(HostInfo {
+            mounts,
+            cgroups: None,
+        })
     }
 
     fn cgroups(&mut self) -> &Result<HostCgroups, String> {
         let mounts = &self.mounts;
-        self.cgroups.get_or_insert_with(|| mountinfo::host_cgroups(mounts))
+        self.cgroups
+            .get_or_insert_with(|| mountinfo::host_cgroups(mounts))
     }
 }
 
@@ -338,9 +345,16 @@ impl RootfsPlan {
         let (root_propagation, new_root_propagation) = match opts.rootfs_propagation {
             None => (libc::MS_SLAVE | libc::MS_REC, None),
             Some(v) => {
-                let flag = options::parse_propagation(v)
-                    .ok_or_else(|| RootfsError::RootfsPropagation { value: v.to_string() })?;
-                let after = if flag & libc::MS_PRIVATE != 0 { None } else { Some(flag) };
+                let flag = options::parse_propagation(v).ok_or_else(|| {
+                    RootfsError::RootfsPropagation {
+                        value: v.to_string(),
+                    }
+                })?;
+                let after = if flag & libc::MS_PRIVATE != 0 {
+                    None
+                } else {
+                    Some(flag)
+                };
                 (flag, after)
             }
         };
@@ -349,21 +363,24 @@ impl RootfsPlan {
         let parent_private = {
             let parent = mountinfo::containing_mount(&host.mounts, rootfs.as_os_str().as_bytes())
                 .ok_or_else(|| RootfsError::HostFormat {
-                    path: MOUNTINFO.into(),
-                    reason: format!("no mount contains {}", rootfs.display()),
-                })?;
+                path: MOUNTINFO.into(),
+                reason: format!("no mount contains {}", rootfs.display()),
+            })?;
             // Will the parent mount still be shared after the propagation
             // change of "/"? Then it must be made private so that pivot_root
             // works and the rootfs bind does not propagate out.
-            let shared_after = if root_propagation & libc::MS_REC != 0 || parent.mount_point == b"/" {
+            let shared_after = if root_propagation & libc::MS_REC != 0 || parent.mount_point == b"/"
+            {
                 root_propagation & libc::MS_SHARED != 0
             } else {
                 parent.is_shared()
             };
             if shared_after {
-                Some(CString::new(parent.mount_point.clone()).map_err(|_| RootfsError::HostFormat {
-                    path: MOUNTINFO.into(),
-                    reason: "NUL in a mount point".into(),
+                Some(CString::new(parent.mount_point.clone()).map_err(|_| {
+                    RootfsError::HostFormat {
+                        path: MOUNTINFO.into(),
+                        reason: "NUL in a mount point".into(),
+                    }
                 })?)
             } else {
                 None
@@ -373,12 +390,18 @@ impl RootfsPlan {
         let mut plan_hierarchies: Vec<Hierarchy> = Vec::new();
         let mut mounts = Vec::with_capacity(opts.mounts.len());
         for (index, m) in opts.mounts.iter().enumerate() {
-            mounts.push(prepare_mount(opts, index, m, &mut host, &mut plan_hierarchies)?);
+            mounts.push(prepare_mount(
+                opts,
+                index,
+                m,
+                &mut host,
+                &mut plan_hierarchies,
+            )?);
         }
 
-        let setup_dev = !mounts.iter().any(|m| {
-            matches!(m.kind, MountKind::Bind { .. }) && m.target.rel.as_bytes() == b"dev"
-        });
+        let setup_dev = !mounts
+            .iter()
+            .any(|m| matches!(m.kind, MountKind::Bind { .. }) && m.target.rel.as_bytes() == b"dev");
 
         let devices = prepare_devices(opts.devices, setup_dev)?;
         let mut symlinks = Vec::new();
@@ -400,7 +423,7 @@ impl RootfsPlan {
             }
             for (path, to, replace) in links {
                 symlinks.push(SymlinkPlan {
-                    entry: entry(path.as_bytes()).map_err(|reason| root_err(reason))?,
+                    entry: entry(path.as_bytes()).map_err(&root_err)?,
                     target: cstring(to).ok_or_else(|| root_err("NUL".into()))?,
                     replace,
                 });
@@ -409,13 +432,21 @@ impl RootfsPlan {
 
         let mut masked = Vec::new();
         for (index, p) in opts.masked_paths.iter().enumerate() {
-            let err = |reason: String| RootfsError::MaskedPath { index, path: p.clone(), reason };
+            let err = |reason: String| RootfsError::MaskedPath {
+                index,
+                path: p.clone(),
+                reason,
+            };
             let rel = clean(Path::new(p)).ok_or_else(|| err("must be an absolute path".into()))?;
             masked.push(target(rel).map_err(err)?);
         }
         let mut readonly_paths = Vec::new();
         for (index, p) in opts.readonly_paths.iter().enumerate() {
-            let err = |reason: String| RootfsError::ReadonlyPath { index, path: p.clone(), reason };
+            let err = |reason: String| RootfsError::ReadonlyPath {
+                index,
+                path: p.clone(),
+                reason,
+            };
             let rel = clean(Path::new(p)).ok_or_else(|| err("must be an absolute path".into()))?;
             readonly_paths.push(target(rel).map_err(err)?);
         }
@@ -520,7 +551,11 @@ impl RootfsPlan {
                 None => format!("device {i} (not in plan)"),
             },
             IndexKind::Symlink => match self.symlinks.get(i) {
-                Some(s) => format!("symlink {} -> {}", s.entry.display, s.target.to_string_lossy()),
+                Some(s) => format!(
+                    "symlink {} -> {}",
+                    s.entry.display,
+                    s.target.to_string_lossy()
+                ),
                 None => format!("symlink {i} (not in plan)"),
             },
             IndexKind::Masked => match self.masked.get(i) {
@@ -546,17 +581,27 @@ fn prepare_mount(
     host: &mut HostInfo,
     hierarchies: &mut Vec<Hierarchy>,
 ) -> Result<MountPlan, RootfsError> {
-    let field = |field: &'static str, reason: String| RootfsError::MountField { index, field, reason };
+    let field = |field: &'static str, reason: String| RootfsError::MountField {
+        index,
+        field,
+        reason,
+    };
     let dest_err = |reason: String| RootfsError::MountDestination {
         index,
         destination: m.destination().clone(),
         reason,
     };
     if m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err(field("uidMappings", "id-mapped mounts are not supported".into()));
+        return Err(field(
+            "uidMappings",
+            "id-mapped mounts are not supported".into(),
+        ));
     }
     if m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err(field("gidMappings", "id-mapped mounts are not supported".into()));
+        return Err(field(
+            "gidMappings",
+            "id-mapped mounts are not supported".into(),
+        ));
     }
     let rel = clean(m.destination()).ok_or_else(|| dest_err("must be an absolute path".into()))?;
     let target = target(rel.clone()).map_err(dest_err)?;
@@ -598,12 +643,16 @@ fn prepare_mount(
             typ == Some("proc")
         };
         if !ok {
-            return Err(dest_err("only a proc filesystem may be mounted on /proc".into()));
+            return Err(dest_err(
+                "only a proc filesystem may be mounted on /proc".into(),
+            ));
         }
         proc_allowed = true;
     } else if rel.starts_with(b"proc/") {
         if !PROC_ALLOWED.iter().any(|p| p.as_bytes() == rel.as_slice()) {
-            return Err(dest_err("mounting inside /proc is not allowed (except lxcfs-style files)".into()));
+            return Err(dest_err(
+                "mounting inside /proc is not allowed (except lxcfs-style files)".into(),
+            ));
         }
         proc_allowed = true;
     }
@@ -676,11 +725,15 @@ fn prepare_mount(
             if let Some(d) = o.data.first() {
                 return Err(opt_err(d, "is not a valid option for a cgroup mount"));
             }
-            let layout = host.cgroups().clone().map_err(|reason| RootfsError::HostFormat {
-                path: MOUNTINFO.into(),
-                reason: format!("mounts[{index}] (cgroup): {reason}"),
-            })?;
-            plan.kind = MountKind::Cgroup(cgroup_mount(&rel, layout, hierarchies).map_err(dest_err)?);
+            let layout = host
+                .cgroups()
+                .clone()
+                .map_err(|reason| RootfsError::HostFormat {
+                    path: MOUNTINFO.into(),
+                    reason: format!("mounts[{index}] (cgroup): {reason}"),
+                })?;
+            plan.kind =
+                MountKind::Cgroup(cgroup_mount(&rel, layout, hierarchies).map_err(dest_err)?);
         }
         _ => {}
     }
@@ -695,7 +748,11 @@ fn hierarchy_index(hierarchies: &mut Vec<Hierarchy>, h: Hierarchy) -> usize {
     hierarchies.len() - 1
 }
 
-fn cgroup_mount(rel: &[u8], layout: HostCgroups, hierarchies: &mut Vec<Hierarchy>) -> Result<CgroupMount, String> {
+fn cgroup_mount(
+    rel: &[u8],
+    layout: HostCgroups,
+    hierarchies: &mut Vec<Hierarchy>,
+) -> Result<CgroupMount, String> {
     match layout {
         HostCgroups::Unified(h) => Ok(CgroupMount {
             subs: Vec::new(),
@@ -725,7 +782,11 @@ fn cgroup_mount(rel: &[u8], layout: HostCgroups, hierarchies: &mut Vec<Hierarchy
                 }
                 subs.push((hierarchy_index(hierarchies, h), t));
             }
-            Ok(CgroupMount { subs, links, unified: None })
+            Ok(CgroupMount {
+                subs,
+                links,
+                unified: None,
+            })
         }
     }
 }
@@ -739,27 +800,38 @@ fn device_kind(t: LinuxDeviceType) -> Option<libc::mode_t> {
     }
 }
 
-fn prepare_devices(config: &[LinuxDevice], setup_dev: bool) -> Result<Vec<DevicePlan>, RootfsError> {
+fn prepare_devices(
+    config: &[LinuxDevice],
+    setup_dev: bool,
+) -> Result<Vec<DevicePlan>, RootfsError> {
     let mut out = Vec::new();
     let mut config_rels: Vec<Vec<u8>> = Vec::new();
     let mut config_plans = Vec::new();
     for (index, d) in config.iter().enumerate() {
-        let err = |reason: String| RootfsError::Device { index, path: d.path().clone(), reason };
+        let err = |reason: String| RootfsError::Device {
+            index,
+            path: d.path().clone(),
+            reason,
+        };
         let rel = clean(d.path()).ok_or_else(|| err("path must be absolute".into()))?;
         if let Some(prev) = config_rels.iter().position(|r| *r == rel) {
             return Err(err(format!("same path as linux.devices[{prev}]")));
         }
-        let kind = device_kind(d.typ()).ok_or_else(|| err("type \"a\" is not a device node type".into()))?;
+        let kind = device_kind(d.typ())
+            .ok_or_else(|| err("type \"a\" is not a device node type".into()))?;
         let (major, minor) = if kind == libc::S_IFIFO {
             (0, 0)
         } else {
-            let major = u32::try_from(d.major()).map_err(|_| err(format!("major {} out of range", d.major())))?;
-            let minor = u32::try_from(d.minor()).map_err(|_| err(format!("minor {} out of range", d.minor())))?;
+            let major = u32::try_from(d.major())
+                .map_err(|_| err(format!("major {} out of range", d.major())))?;
+            let minor = u32::try_from(d.minor())
+                .map_err(|_| err(format!("minor {} out of range", d.minor())))?;
             (major, minor)
         };
         let perm = d.file_mode().unwrap_or(0o666) & 0o7777;
         let entry = entry(&rel).map_err(err)?;
-        let host_path = CString::new(d.path().as_os_str().as_bytes()).map_err(|_| err("contains a NUL byte".into()))?;
+        let host_path = CString::new(d.path().as_os_str().as_bytes())
+            .map_err(|_| err("contains a NUL byte".into()))?;
         config_plans.push(DevicePlan {
             entry,
             host_path,
@@ -803,7 +875,10 @@ fn prepare_sysctl(sysctl: &HashMap<String, String>) -> Result<Vec<SysctlPlan>, R
     let mut out = Vec::with_capacity(keys.len());
     for key in keys {
         let value = &sysctl[key];
-        let err = |reason: &str| RootfsError::Sysctl { key: key.clone(), reason: reason.to_string() };
+        let err = |reason: &str| RootfsError::Sysctl {
+            key: key.clone(),
+            reason: reason.to_string(),
+        };
         if key.contains("..") {
             return Err(err("must not contain \"..\""));
         }
@@ -814,7 +889,8 @@ fn prepare_sysctl(sysctl: &HashMap<String, String>) -> Result<Vec<SysctlPlan>, R
         if value.contains('\0') {
             return Err(err("value contains a NUL byte"));
         }
-        let path = CString::new(format!("proc/sys/{rel}")).map_err(|_| err("contains a NUL byte"))?;
+        let path =
+            CString::new(format!("proc/sys/{rel}")).map_err(|_| err("contains a NUL byte"))?;
         out.push(SysctlPlan {
             key: key.clone(),
             path,
@@ -858,7 +934,13 @@ mod tests {
         assert_eq!(s[0].path.as_bytes(), b"proc/sys/kernel/shmmax");
         assert_eq!(s[1].path.as_bytes(), b"proc/sys/net/ipv4/ip_forward");
 
-        for bad in ["kernel..x", "../../etc/passwd", "kernel/../../x", ".kernel", "kernel."] {
+        for bad in [
+            "kernel..x",
+            "../../etc/passwd",
+            "kernel/../../x",
+            ".kernel",
+            "kernel.",
+        ] {
             let mut m = HashMap::new();
             m.insert(bad.to_string(), "1".to_string());
             let e = prepare_sysctl(&m).unwrap_err().to_string();
@@ -890,7 +972,15 @@ mod tests {
         let names: Vec<_> = d.iter().map(|d| d.entry.display.as_str()).collect();
         assert_eq!(
             names,
-            ["/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty", "/dev/fuse", "/dev/null"]
+            [
+                "/dev/zero",
+                "/dev/full",
+                "/dev/random",
+                "/dev/urandom",
+                "/dev/tty",
+                "/dev/fuse",
+                "/dev/null"
+            ]
         );
         let f = &d[5];
         assert_eq!(f.mode, libc::S_IFCHR | 0o600);
@@ -899,10 +989,19 @@ mod tests {
         assert_eq!(f.config_index, Some(0));
         assert_eq!(d[6].mode, libc::S_IFCHR | 0o600);
 
-        assert!(prepare_devices(&[fuse.clone()], false).unwrap().is_empty());
+        assert!(
+            prepare_devices(std::slice::from_ref(&fuse), false)
+                .unwrap()
+                .is_empty()
+        );
 
-        let e = prepare_devices(&[fuse.clone(), fuse.clone()], true).unwrap_err().to_string();
-        assert!(e.contains("linux.devices[1]") && e.contains("linux.devices[0]"), "{e}");
+        let e = prepare_devices(&[fuse.clone(), fuse.clone()], true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("linux.devices[1]") && e.contains("linux.devices[0]"),
+            "{e}"
+        );
 
         let mut all = fuse.clone();
         all.set_typ(LinuxDeviceType::A);
@@ -911,10 +1010,20 @@ mod tests {
 
         let mut rel = fuse.clone();
         rel.set_path("dev/fuse".into());
-        assert!(prepare_devices(&[rel], true).unwrap_err().to_string().contains("absolute"));
+        assert!(
+            prepare_devices(&[rel], true)
+                .unwrap_err()
+                .to_string()
+                .contains("absolute")
+        );
 
         let mut neg = fuse;
         neg.set_major(-1);
-        assert!(prepare_devices(&[neg], true).unwrap_err().to_string().contains("major -1"));
+        assert!(
+            prepare_devices(&[neg], true)
+                .unwrap_err()
+                .to_string()
+                .contains("major -1")
+        );
     }
 }

@@ -95,7 +95,9 @@ pub(crate) fn resolve(
     if len >= PATH_BUF {
         return Err(Lookup(libc::ENAMETOOLONG));
     }
-    cur.get_mut(..len).ok_or(Lookup(libc::ENAMETOOLONG))?.copy_from_slice(src);
+    cur.get_mut(..len)
+        .ok_or(Lookup(libc::ENAMETOOLONG))?
+        .copy_from_slice(src);
     let mut links = 0u32;
 
     'restart: loop {
@@ -130,7 +132,12 @@ pub(crate) fn resolve(
             // Terminate the prefix (and the component name) at `end`.
             let saved = *cur.get(end).ok_or(Lookup(libc::ENAMETOOLONG))?;
             set(&mut cur, end, 0).map_err(Lookup)?;
-            let opened = sys::openat2(root, cstr_at(&cur, end).map_err(Lookup)?, step_flags, IN_ROOT);
+            let opened = sys::openat2(
+                root,
+                cstr_at(&cur, end).map_err(Lookup)?,
+                step_flags,
+                IN_ROOT,
+            );
             let fd = match opened {
                 Ok(fd) => fd,
                 Err(libc::ENOENT) => {
@@ -209,7 +216,13 @@ pub(crate) fn resolve(
 /// Replace component `cur[start..end]` by a symlink target: an absolute
 /// target replaces everything up to `end`, a relative one only the component.
 /// Returns the new length; the buffer stays NUL-terminated.
-fn splice(cur: &mut [u8; PATH_BUF], len: usize, start: usize, end: usize, target: &[u8]) -> Result<usize, Errno> {
+fn splice(
+    cur: &mut [u8; PATH_BUF],
+    len: usize,
+    start: usize,
+    end: usize,
+    target: &[u8],
+) -> Result<usize, Errno> {
     let mut next = [0u8; PATH_BUF];
     let mut n = 0usize;
     let mut push = |bytes: &[u8], n: &mut usize| -> Result<(), Errno> {
@@ -217,7 +230,9 @@ fn splice(cur: &mut [u8; PATH_BUF], len: usize, start: usize, end: usize, target
         if new_len >= PATH_BUF {
             return Err(libc::ENAMETOOLONG);
         }
-        next.get_mut(*n..new_len).ok_or(libc::ENAMETOOLONG)?.copy_from_slice(bytes);
+        next.get_mut(*n..new_len)
+            .ok_or(libc::ENAMETOOLONG)?
+            .copy_from_slice(bytes);
         *n = new_len;
         Ok(())
     };
@@ -226,7 +241,9 @@ fn splice(cur: &mut [u8; PATH_BUF], len: usize, start: usize, end: usize, target
     }
     push(target, &mut n)?;
     push(cur.get(end..len).ok_or(libc::ENAMETOOLONG)?, &mut n)?;
-    cur.get_mut(..n).ok_or(libc::ENAMETOOLONG)?.copy_from_slice(next.get(..n).ok_or(libc::ENAMETOOLONG)?);
+    cur.get_mut(..n)
+        .ok_or(libc::ENAMETOOLONG)?
+        .copy_from_slice(next.get(..n).ok_or(libc::ENAMETOOLONG)?);
     if let Some(rest) = cur.get_mut(n..) {
         rest.fill(0);
     }

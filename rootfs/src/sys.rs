@@ -244,8 +244,9 @@ pub(crate) fn move_mount_fd(from: c_int, to_fd: c_int) -> SysResult<()> {
 /// `MOUNT_ATTR_*` flags `attrs` (`fsopen` + `fsconfig(CREATE)` + `fsmount`).
 pub(crate) fn fsmount_new(fstype: &CStr, attrs: u64) -> SysResult<Fd> {
     // SAFETY: `fstype` is NUL-terminated.
-    let fs = check_long(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) })
-        .map(|fd| Fd(fd as c_int))?;
+    let fs =
+        check_long(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) })
+            .map(|fd| Fd(fd as c_int))?;
     // SAFETY: key/value may be NULL for FSCONFIG_CMD_CREATE.
     let ret = unsafe {
         libc::syscall(
@@ -259,7 +260,14 @@ pub(crate) fn fsmount_new(fstype: &CStr, attrs: u64) -> SysResult<Fd> {
     };
     check_long(ret)?;
     // SAFETY: plain syscall on a descriptor number.
-    let ret = unsafe { libc::syscall(libc::SYS_fsmount, fs.raw(), FSMOUNT_CLOEXEC, attrs as c_uint) };
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.raw(),
+            FSMOUNT_CLOEXEC,
+            attrs as c_uint,
+        )
+    };
     check_long(ret).map(|fd| Fd(fd as c_int))
 }
 
@@ -270,13 +278,24 @@ pub(crate) fn mkdirat(dirfd: c_int, name: &CStr, mode: libc::mode_t) -> SysResul
 }
 
 /// `mknodat(2)`.
-pub(crate) fn mknodat(dirfd: c_int, name: &CStr, mode: libc::mode_t, dev: libc::dev_t) -> SysResult<()> {
+pub(crate) fn mknodat(
+    dirfd: c_int,
+    name: &CStr,
+    mode: libc::mode_t,
+    dev: libc::dev_t,
+) -> SysResult<()> {
     // SAFETY: `name` is NUL-terminated.
     check(unsafe { libc::mknodat(dirfd, name.as_ptr(), mode, dev) }).map(drop)
 }
 
 /// `fchownat(2)`.
-pub(crate) fn fchownat(dirfd: c_int, name: &CStr, uid: u32, gid: u32, flags: c_int) -> SysResult<()> {
+pub(crate) fn fchownat(
+    dirfd: c_int,
+    name: &CStr,
+    uid: u32,
+    gid: u32,
+    flags: c_int,
+) -> SysResult<()> {
     // SAFETY: `name` is NUL-terminated.
     check(unsafe { libc::fchownat(dirfd, name.as_ptr(), uid, gid, flags) }).map(drop)
 }
@@ -390,9 +409,18 @@ pub(crate) fn symlinkat(target: &CStr, dirfd: c_int, name: &CStr) -> SysResult<(
 pub(crate) fn readlinkat(dirfd: c_int, name: &CStr, buf: &mut [u8]) -> SysResult<usize> {
     // SAFETY: `name` is NUL-terminated, `buf` is writable for its length.
     let ret = unsafe {
-        libc::readlinkat(dirfd, name.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len())
+        libc::readlinkat(
+            dirfd,
+            name.as_ptr(),
+            buf.as_mut_ptr() as *mut libc::c_char,
+            buf.len(),
+        )
     };
-    if ret < 0 { Err(errno()) } else { Ok(ret as usize) }
+    if ret < 0 {
+        Err(errno())
+    } else {
+        Ok(ret as usize)
+    }
 }
 
 /// `fchdir(2)`.
@@ -466,9 +494,20 @@ pub(crate) fn write_all(fd: c_int, mut buf: &[u8]) -> SysResult<()> {
 pub(crate) fn copy_file_range(fd_in: c_int, fd_out: c_int, len: usize) -> SysResult<usize> {
     // SAFETY: NULL offsets mean "use and update the file offsets".
     let ret = unsafe {
-        libc::copy_file_range(fd_in, std::ptr::null_mut(), fd_out, std::ptr::null_mut(), len, 0)
+        libc::copy_file_range(
+            fd_in,
+            std::ptr::null_mut(),
+            fd_out,
+            std::ptr::null_mut(),
+            len,
+            0,
+        )
     };
-    if ret < 0 { Err(errno()) } else { Ok(ret as usize) }
+    if ret < 0 {
+        Err(errno())
+    } else {
+        Ok(ret as usize)
+    }
 }
 
 /// `umask(2)`; returns the previous mask.
@@ -486,7 +525,10 @@ pub(crate) struct StackPath<const N: usize> {
 impl<const N: usize> StackPath<N> {
     /// An empty path.
     pub(crate) fn new() -> Self {
-        StackPath { buf: [0; N], len: 0 }
+        StackPath {
+            buf: [0; N],
+            len: 0,
+        }
     }
 
     /// Append bytes; `ENAMETOOLONG` if they (plus the NUL) do not fit, and
@@ -495,7 +537,10 @@ impl<const N: usize> StackPath<N> {
         if bytes.contains(&0) {
             return Err(libc::EINVAL);
         }
-        let end = self.len.checked_add(bytes.len()).ok_or(libc::ENAMETOOLONG)?;
+        let end = self
+            .len
+            .checked_add(bytes.len())
+            .ok_or(libc::ENAMETOOLONG)?;
         if end >= N {
             return Err(libc::ENAMETOOLONG);
         }

@@ -53,7 +53,8 @@ fn hybrid_host_with_cgroup_namespace_gets_fresh_hierarchies() {
     let dir = TempDir::new("cgroupns");
     let rootfs = busybox_rootfs(&dir);
     let mut cfg = cgroup_config(&rootfs, true, true);
-    cfg.mounts.extend(mounts(r#"[{"destination": "/proc", "type": "proc"}]"#));
+    cfg.mounts
+        .extend(mounts(r#"[{"destination": "/proc", "type": "proc"}]"#));
     let plan = cfg.prepare().unwrap();
     // Look from inside: mountinfo shows cgroup roots relative to the
     // reader's cgroup namespace.
@@ -66,7 +67,10 @@ fn hybrid_host_with_cgroup_namespace_gets_fresh_hierarchies() {
 
     let top = at("/sys/fs/cgroup").unwrap();
     assert_eq!(top.fstype, "tmpfs");
-    assert!(top.has("ro") && top.has("nosuid") && top.has("noexec") && top.has("nodev"), "{top:?}");
+    assert!(
+        top.has("ro") && top.has("nosuid") && top.has("noexec") && top.has("nodev"),
+        "{top:?}"
+    );
     assert!(top.has_super("mode=755"), "{top:?}");
 
     let (v1, unified) = host_hierarchies();
@@ -109,7 +113,10 @@ fn hybrid_host_without_cgroup_namespace_binds_own_cgroups() {
     for (name, host_opts) in &v1 {
         let m = c.mount_at(&format!("/sys/fs/cgroup/{name}")).unwrap();
         assert_eq!(m.fstype, "cgroup");
-        assert!(m.has("nosuid") && m.has("noexec") && m.has("nodev") && m.has("rw"), "{m:?}");
+        assert!(
+            m.has("nosuid") && m.has("noexec") && m.has("nodev") && m.has("rw"),
+            "{m:?}"
+        );
         let controllers: Vec<&str> = host_opts
             .iter()
             .map(String::as_str)
@@ -136,7 +143,12 @@ fn cgroup_mount_options_must_be_flags() {
     let dir = TempDir::new("cgroupopts");
     let rootfs = busybox_rootfs(&dir);
     let mut cfg = Config::new(&rootfs);
-    cfg.mounts = mounts(r#"[{"destination": "/sys/fs/cgroup", "type": "cgroup", "options": ["ro", "cpu"]}]"#);
+    cfg.mounts = mounts(
+        r#"[{"destination": "/sys/fs/cgroup", "type": "cgroup", "options": ["ro", "cpu"]}]"#,
+    );
     let e = cfg.prepare().unwrap_err().to_string();
-    assert_eq!(e, "mounts[0].options: \"cpu\": is not a valid option for a cgroup mount");
+    assert_eq!(
+        e,
+        "mounts[0].options: \"cpu\": is not a valid option for a cgroup mount"
+    );
 }

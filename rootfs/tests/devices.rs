@@ -115,7 +115,10 @@ fn dev_symlinks() {
     assert_eq!(link("/dev/ptmx").unwrap(), "pts/ptmx");
     // Like runc: /dev/core only when the host has /proc/kcore.
     let host_kcore = std::path::Path::new("/proc/kcore").exists();
-    assert_eq!(link("/dev/core").ok(), host_kcore.then(|| "/proc/kcore".to_string()));
+    assert_eq!(
+        link("/dev/core").ok(),
+        host_kcore.then(|| "/proc/kcore".to_string())
+    );
 }
 
 #[test]
@@ -136,7 +139,9 @@ fn no_ptmx_symlink_without_devpts_and_nothing_when_dev_is_bound() {
     let hostdev = dir.join("hostdev");
     fs::create_dir(&hostdev).unwrap();
     let mut cfg = Config::new(&rootfs);
-    cfg.mounts = mounts(r#"[{"destination": "/dev", "type": "bind", "source": "hostdev", "options": ["rbind"]}]"#);
+    cfg.mounts = mounts(
+        r#"[{"destination": "/dev", "type": "bind", "source": "hostdev", "options": ["rbind"]}]"#,
+    );
     cfg.devices = custom_devices();
     let plan = cfg.prepare().unwrap();
     assert!(!plan.sets_up_dev());
@@ -157,11 +162,34 @@ fn user_namespace_mode_binds_host_devices() {
     c.ok();
     for (name, major, minor) in DEFAULTS {
         let p = format!("/dev/{name}");
-        let m = c.mount_at(&p).unwrap_or_else(|| panic!("{p} is not a bind mount"));
+        let m = c
+            .mount_at(&p)
+            .unwrap_or_else(|| panic!("{p} is not a bind mount"));
         assert!(m.root.ends_with(&format!("/{name}")), "{m:?}");
         let meta = fs::metadata(c.root_path(&p)).unwrap();
         assert_eq!(dev_numbers(meta.rdev()), (*major, *minor));
         let host = fs::metadata(&p).unwrap();
         assert_eq!(meta.ino(), host.ino());
+    }
+}
+
+#[test]
+fn mknod_refused_in_a_user_namespace_falls_back_to_bind() {
+    let dir = TempDir::new("devuserns");
+    let rootfs = busybox_rootfs(&dir);
+    let mut cfg = Config::new(&rootfs);
+    cfg.mounts = default_mounts();
+    cfg.devices = devices(r#"[{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]"#);
+    // new_user_ns is false: mknod is tried, gets EPERM, and falls back.
+    let plan = cfg.prepare().unwrap();
+    let c = spawn_userns(|| Ok(()), |_| run_plan(&plan));
+    c.ok();
+    for p in ["/dev/null", "/dev/fuse", "/dev/tty"] {
+        let m = c
+            .mount_at(p)
+            .unwrap_or_else(|| panic!("{p} is not a bind mount"));
+        assert_eq!(m.fstype, "devtmpfs", "{m:?}");
+        let inside = fs::metadata(c.root_path(p)).unwrap();
+        assert_eq!(inside.rdev(), fs::metadata(p).unwrap().rdev());
     }
 }

@@ -11,9 +11,21 @@ use common::*;
 fn mount_tmpfs(path: &std::path::Path) -> Result<(), String> {
     let p = cs(path.to_str().unwrap());
     // SAFETY: test child, private mount namespace.
-    let r = unsafe { libc::mount(c"tmpfs".as_ptr(), p.as_ptr(), c"tmpfs".as_ptr(), 0, std::ptr::null()) };
+    let r = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            p.as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
     if r != 0 {
-        return Err(format!("mount tmpfs on {}: {}", path.display(), std::io::Error::last_os_error()));
+        return Err(format!(
+            "mount tmpfs on {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(())
 }
@@ -41,16 +53,27 @@ fn bind_directory_and_file_with_ro_and_nosuid() {
 
     let data = c.mount_at("/data").expect("mount on /data");
     assert!(data.has("ro") && data.has("nosuid"), "{data:?}");
-    assert_eq!(fs::read_to_string(c.root_path("/data/hello")).unwrap(), "from host\n");
+    assert_eq!(
+        fs::read_to_string(c.root_path("/data/hello")).unwrap(),
+        "from host\n"
+    );
     let err = fs::write(c.root_path("/data/new"), "x").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EROFS));
 
     let file = c.mount_at("/etc/deep/hostfile").expect("mount on the file");
     assert!(file.has("ro") && !file.has("nosuid"), "{file:?}");
-    assert_eq!(fs::read_to_string(c.root_path("/etc/deep/hostfile")).unwrap(), "single file\n");
+    assert_eq!(
+        fs::read_to_string(c.root_path("/etc/deep/hostfile")).unwrap(),
+        "single file\n"
+    );
     // The mount point was created inside the rootfs, as an empty file.
     assert!(rootfs.join("etc/deep").is_dir());
-    assert_eq!(fs::metadata(rootfs.join("etc/deep/hostfile")).unwrap().len(), 0);
+    assert_eq!(
+        fs::metadata(rootfs.join("etc/deep/hostfile"))
+            .unwrap()
+            .len(),
+        0
+    );
 
     let rw = c.mount_at("/rw").expect("plain bind");
     assert!(rw.has("rw") && !rw.has("nosuid"), "{rw:?}");
@@ -81,9 +104,15 @@ fn rbind_takes_submounts_and_bind_does_not() {
         run_plan(&plan)
     });
     c.ok();
-    assert!(c.mount_at("/recursive/sub").is_some_and(|m| m.fstype == "tmpfs"));
+    assert!(
+        c.mount_at("/recursive/sub")
+            .is_some_and(|m| m.fstype == "tmpfs")
+    );
     assert!(c.mount_at("/plain/sub").is_none());
-    assert_eq!(fs::read_to_string(c.root_path("/recursive/sub/marker")).unwrap(), "sub");
+    assert_eq!(
+        fs::read_to_string(c.root_path("/recursive/sub/marker")).unwrap(),
+        "sub"
+    );
     assert!(!c.root_path("/plain/sub/marker").exists());
     // The host never saw the tmpfs.
     assert!(!sub.join("marker").exists());
@@ -110,16 +139,28 @@ fn tmpfs_size_mode_and_kept_directory_mode() {
 
     let s = c.mount_at("/scratch").unwrap();
     assert_eq!(s.fstype, "tmpfs");
-    assert!(s.has("nosuid") && s.has("nodev") && s.has("noexec") && s.has("rw"), "{s:?}");
-    assert!(s.has_super("size=1024k") && s.has_super("mode=1770"), "{s:?}");
-    let mode = fs::metadata(c.root_path("/scratch")).unwrap().permissions().mode();
+    assert!(
+        s.has("nosuid") && s.has("nodev") && s.has("noexec") && s.has("rw"),
+        "{s:?}"
+    );
+    assert!(
+        s.has_super("size=1024k") && s.has_super("mode=1770"),
+        "{s:?}"
+    );
+    let mode = fs::metadata(c.root_path("/scratch"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o7777, 0o1770);
 
     // Without mode=, the tmpfs root gets the mode of the directory it covers;
     // "ro" is applied after that.
     let k = c.mount_at("/keep").unwrap();
     assert!(k.has("ro"), "{k:?}");
-    let mode = fs::metadata(c.root_path("/keep")).unwrap().permissions().mode();
+    let mode = fs::metadata(c.root_path("/keep"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o7777, 0o711);
 }
 
@@ -136,7 +177,11 @@ fn proc_sysfs_devpts_mqueue() {
     let plan = cfg.prepare().unwrap();
     let c = spawn(libc::CLONE_NEWNET, |ctx| {
         run_plan(&plan)?;
-        Err(ctx.exec(&[c"/bin/sh", c"-c", c"echo $$; cat /proc/1/comm; ls /sys/class/net"]))
+        Err(ctx.exec(&[
+            c"/bin/sh",
+            c"-c",
+            c"echo $$; cat /proc/1/comm; ls /sys/class/net",
+        ]))
     });
     // pid namespace: the shell is pid 1 inside, and /proc is the container's.
     let out = c.output();
@@ -164,10 +209,16 @@ fn kernel_filesystems_in_mountinfo() {
     assert_eq!(proc_.fstype, "proc");
     let sys = c.mount_at("/sys").unwrap();
     assert_eq!(sys.fstype, "sysfs");
-    assert!(sys.has("ro") && sys.has("nosuid") && sys.has("noexec") && sys.has("nodev"), "{sys:?}");
+    assert!(
+        sys.has("ro") && sys.has("nosuid") && sys.has("noexec") && sys.has("nodev"),
+        "{sys:?}"
+    );
     let pts = c.mount_at("/dev/pts").unwrap();
     assert_eq!(pts.fstype, "devpts");
-    assert!(pts.has_super("ptmxmode=666") && pts.has_super("mode=620"), "{pts:?}");
+    assert!(
+        pts.has_super("ptmxmode=666") && pts.has_super("mode=620"),
+        "{pts:?}"
+    );
     let mq = c.mount_at("/dev/mqueue").unwrap();
     assert_eq!(mq.fstype, "mqueue");
     assert!(mq.has("nodev") && mq.has("noexec"), "{mq:?}");
@@ -196,7 +247,10 @@ fn overlay_with_host_lower_upper_work() {
     let m = c.mount_at("/merged").unwrap();
     assert_eq!(m.fstype, "overlay");
     assert!(m.has("nosuid"));
-    assert_eq!(fs::read_to_string(c.root_path("/merged/from-lower")).unwrap(), "lower\n");
+    assert_eq!(
+        fs::read_to_string(c.root_path("/merged/from-lower")).unwrap(),
+        "lower\n"
+    );
     fs::write(c.root_path("/merged/new"), "up").unwrap();
     assert_eq!(fs::read_to_string(dir.join("upper/new")).unwrap(), "up");
     assert!(!dir.join("lower/new").exists());
@@ -235,8 +289,14 @@ fn tmpcopyup_copies_tree_owners_and_modes() {
     assert_eq!((f.uid(), f.gid(), f.mode() & 0o7777), (1234, 5678, 0o640));
     let n = fs::metadata(p("/nested")).unwrap();
     assert_eq!((n.uid(), n.gid(), n.mode() & 0o7777), (42, 43, 0o750));
-    assert_eq!(fs::read(p("/nested/deeper/big")).unwrap(), vec![7u8; 300_000]);
-    assert_eq!(fs::read_link(p("/nested/link")).unwrap().to_str(), Some("../file"));
+    assert_eq!(
+        fs::read(p("/nested/deeper/big")).unwrap(),
+        vec![7u8; 300_000]
+    );
+    assert_eq!(
+        fs::read_link(p("/nested/link")).unwrap().to_str(),
+        Some("../file")
+    );
     let fi = fs::symlink_metadata(p("/fifo")).unwrap();
     assert_eq!(fi.mode() & libc::S_IFMT, libc::S_IFIFO);
     assert_eq!(fs::metadata(p("")).unwrap().mode() & 0o7777, 0o705);
@@ -258,10 +318,21 @@ fn tmpcopyup_too_deep_is_an_error() {
     let mut cfg = Config::new(&rootfs);
     cfg.mounts = mounts(r#"[{"destination": "/deep", "type": "tmpfs", "options": ["tmpcopyup"]}]"#);
     let plan = cfg.prepare().unwrap();
-    let c = spawn(0, |_| plan.mount_all().map_err(|e| format!("{e:?} | {}", e.describe(&plan))));
+    let c = spawn(0, |_| {
+        plan.mount_all()
+            .map_err(|e| format!("{e:?} | {}", e.describe(&plan)))
+    });
     assert!(c.report.contains("step: CopyUp"), "{}", c.report);
-    assert!(c.report.contains("mounts[0] (tmpfs on /deep): tmpcopyup:"), "{}", c.report);
-    assert!(c.report.contains("Too many levels of symbolic links"), "{}", c.report);
+    assert!(
+        c.report.contains("mounts[0] (tmpfs on /deep): tmpcopyup:"),
+        "{}",
+        c.report
+    );
+    assert!(
+        c.report.contains("Too many levels of symbolic links"),
+        "{}",
+        c.report
+    );
     // The failed tmpfs was detached again.
     assert!(c.mount_at(rootfs.join("deep").to_str().unwrap()).is_none());
 }
@@ -304,7 +375,9 @@ fn dev_read_only_is_applied_after_devices() {
     let dir = TempDir::new("devro");
     let rootfs = busybox_rootfs(&dir);
     let mut cfg = Config::new(&rootfs);
-    cfg.mounts = mounts(r#"[{"destination": "/dev", "type": "tmpfs", "options": ["ro", "nosuid", "mode=755"]}]"#);
+    cfg.mounts = mounts(
+        r#"[{"destination": "/dev", "type": "tmpfs", "options": ["ro", "nosuid", "mode=755"]}]"#,
+    );
     let plan = cfg.prepare().unwrap();
     let c = spawn(0, |_| run_plan(&plan));
     c.ok();
@@ -312,4 +385,97 @@ fn dev_read_only_is_applied_after_devices() {
     assert!(dev.has("ro") && dev.has("nosuid"), "{dev:?}");
     let null = fs::metadata(c.root_path("/dev/null")).unwrap();
     assert_eq!(dev_numbers(null.rdev()), (1, 3));
+}
+
+#[test]
+fn bind_remount_keeps_flags_locked_in_a_user_namespace() {
+    let dir = TempDir::new("locked");
+    let rootfs = busybox_rootfs(&dir);
+    let locked = dir.join("locked");
+    fs::create_dir(&locked).unwrap();
+    let relatime = dir.join("relatime");
+    fs::create_dir(&relatime).unwrap();
+    let mut cfg = Config::new(&rootfs);
+    cfg.mounts = default_mounts();
+    cfg.mounts.extend(mounts(
+        r#"[{"destination": "/locked", "type": "bind", "source": "locked", "options": ["rbind", "ro"]},
+            {"destination": "/locked-rw", "type": "bind", "source": "locked", "options": ["bind", "nodev"]},
+            {"destination": "/relatime", "type": "bind", "source": "relatime", "options": ["bind", "ro", "noatime"]}]"#,
+    ));
+    cfg.readonly = true;
+    cfg.readonly_paths = vec!["/locked-rw".into()];
+    let plan = cfg.prepare().unwrap();
+    let (pre_locked, pre_relatime) = (locked.clone(), relatime.clone());
+    let c = spawn_userns(
+        move || {
+            let locked = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_NOATIME;
+            for (dir, flags) in [(pre_locked, locked), (pre_relatime, libc::MS_NOSUID)] {
+                let p = cs(dir.to_str().unwrap());
+                // SAFETY: test child, private mount namespace.
+                let r = unsafe {
+                    libc::mount(
+                        c"tmpfs".as_ptr(),
+                        p.as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        flags,
+                        std::ptr::null(),
+                    )
+                };
+                if r != 0 {
+                    return Err(std::io::Error::last_os_error().to_string());
+                }
+            }
+            Ok(())
+        },
+        |_| run_plan(&plan),
+    );
+    c.ok();
+    // "ro" alone would clear nosuid/noexec/noatime, which the kernel refuses
+    // (EPERM) for flags locked by a more privileged namespace: the remount is
+    // retried keeping them.
+    let m = c.mount_at("/locked").unwrap();
+    assert!(
+        m.has("ro") && m.has("nosuid") && m.has("nodev") && m.has("noexec") && m.has("noatime"),
+        "{m:?}"
+    );
+    let m = c.mount_at("/locked-rw").unwrap();
+    assert!(
+        m.has("ro") && m.has("nosuid") && m.has("nodev") && m.has("noexec"),
+        "{m:?}"
+    );
+    // "noatime" cannot replace the locked relatime either: kept.
+    let m = c.mount_at("/relatime").unwrap();
+    assert!(
+        m.has("ro") && m.has("nosuid") && m.has("relatime") && !m.has("noatime"),
+        "{m:?}"
+    );
+    assert!(c.mount_at("/").unwrap().has("ro"));
+}
+
+#[test]
+fn sysfs_falls_back_to_a_read_only_host_bind_when_refused() {
+    let dir = TempDir::new("sysfs-fallback");
+    let rootfs = busybox_rootfs(&dir);
+    let mut cfg = Config::new(&rootfs);
+    cfg.mounts = mounts(
+        r#"[{"destination": "/proc", "type": "proc"},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev"]}]"#,
+    );
+    let plan = cfg.prepare().unwrap();
+    // A user namespace without its own network namespace may not mount sysfs.
+    let c = spawn_userns_host_net(|_| run_plan(&plan));
+    c.ok();
+    let sys = c.mount_at("/sys").unwrap();
+    assert_eq!(sys.fstype, "sysfs");
+    assert!(
+        sys.has("ro") && sys.has("nosuid") && sys.has("noexec") && sys.has("nodev"),
+        "{sys:?}"
+    );
+    // It is the host's /sys, submounts included (rbind).
+    assert!(c.mount_at("/sys/fs/cgroup").is_some());
+    let host_net = fs::read_dir("/sys/class/net").unwrap().count();
+    assert_eq!(
+        fs::read_dir(c.root_path("/sys/class/net")).unwrap().count(),
+        host_net
+    );
 }

@@ -37,12 +37,24 @@ fn pivot_root_hides_the_host() {
     assert_eq!(mi[0].mount_point, "/");
     assert_eq!(mi[0].root, rootfs.to_str().unwrap());
     let points: Vec<&str> = mi.iter().map(|m| m.mount_point.as_str()).collect();
-    assert_eq!(points, ["/", "/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue"]);
+    assert_eq!(
+        points,
+        ["/", "/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue"]
+    );
     // cwd is "/".
-    assert_eq!(fs::read_link(format!("/proc/{}/cwd", c.pid)).unwrap().to_str(), Some("/"));
+    assert_eq!(
+        fs::read_link(format!("/proc/{}/cwd", c.pid))
+            .unwrap()
+            .to_str(),
+        Some("/")
+    );
     drop(c);
 
-    let c = run_inside(&cfg, 0, "cat /proc/self/mountinfo | wc -l 2>/dev/null; ls /; test -e /host-only || echo no-host");
+    let c = run_inside(
+        &cfg,
+        0,
+        "cat /proc/self/mountinfo | wc -l 2>/dev/null; ls /; test -e /host-only || echo no-host",
+    );
     assert!(c.output().contains("no-host"), "{}", c.output());
     assert!(c.output().contains("bin"), "{}", c.output());
 }
@@ -64,7 +76,12 @@ fn no_pivot_moves_the_rootfs_and_chroots() {
     let top = c.mount_at("/").unwrap();
     assert_eq!(top.root, rootfs.to_str().unwrap());
     assert!(c.mount_at("/proc").is_some_and(|m| m.fstype == "proc"));
-    assert_eq!(fs::read_link(format!("/proc/{}/cwd", c.pid)).unwrap().to_str(), Some("/"));
+    assert_eq!(
+        fs::read_link(format!("/proc/{}/cwd", c.pid))
+            .unwrap()
+            .to_str(),
+        Some("/")
+    );
     drop(c);
 
     let c = run_inside(&cfg, 0, "echo $$; ls /bin/busybox");
@@ -142,7 +159,10 @@ fn runbindable_root_cannot_be_bound_like_runc() {
     cfg.propagation = Some("runbindable".into());
     let plan = cfg.prepare().unwrap();
     let c = spawn(0, |_| plan.mount_all().map_err(|e| format!("{e:?}")));
-    assert_eq!(c.report, "ERR ApplyError { step: BindRoot, index: 0, errno: 22 }\n");
+    assert_eq!(
+        c.report,
+        "ERR ApplyError { step: BindRoot, index: 0, errno: 22 }\n"
+    );
 }
 
 #[test]
@@ -153,11 +173,15 @@ fn console_is_bound_over_dev_console() {
     cfg.mounts = default_mounts();
     let plan = cfg.prepare().unwrap();
     let c = spawn(0, |_| {
-        plan.mount_all().map_err(|e| e.describe(&plan).to_string())?;
+        plan.mount_all()
+            .map_err(|e| e.describe(&plan).to_string())?;
         plan.pivot().map_err(|e| e.describe(&plan).to_string())?;
         // SAFETY: test child; plain pty calls.
         let slave = unsafe {
-            let m = libc::open(c"/dev/ptmx".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+            let m = libc::open(
+                c"/dev/ptmx".as_ptr(),
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            );
             if m < 0 || libc::grantpt(m) != 0 || libc::unlockpt(m) != 0 {
                 return Err(format!("ptmx: {}", std::io::Error::last_os_error()));
             }
@@ -167,7 +191,8 @@ fn console_is_bound_over_dev_console() {
             }
             std::ffi::CStr::from_ptr(buf.as_ptr()).to_owned()
         };
-        plan.mount_console(&slave).map_err(|e| e.describe(&plan).to_string())?;
+        plan.mount_console(&slave)
+            .map_err(|e| e.describe(&plan).to_string())?;
         plan.finish().map_err(|e| e.describe(&plan).to_string())
     });
     c.ok();

@@ -63,7 +63,9 @@ pub fn busybox_rootfs(dir: &TempDir) -> PathBuf {
         fs::create_dir_all(root.join(d)).unwrap();
     }
     fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static is installed");
-    for applet in ["sh", "cat", "ls", "stat", "readlink", "echo", "test", "mount", "touch", "id"] {
+    for applet in [
+        "sh", "cat", "ls", "stat", "readlink", "echo", "test", "mount", "touch", "id",
+    ] {
         symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
     fs::write(root.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
@@ -209,7 +211,10 @@ fn close_other_fds(keep: &[i32]) {
 }
 
 fn die(fd: i32, msg: &str) -> ! {
-    write_fd(fd, format!("ERR {msg}: {}\n", std::io::Error::last_os_error()).as_bytes());
+    write_fd(
+        fd,
+        format!("ERR {msg}: {}\n", std::io::Error::last_os_error()).as_bytes(),
+    );
     // SAFETY: terminating the forked child.
     unsafe { libc::_exit(1) }
 }
@@ -228,7 +233,11 @@ pub struct Container {
 impl Container {
     /// Panic with the report unless the body succeeded.
     pub fn ok(&self) -> &Self {
-        assert!(self.report.starts_with("OK\n"), "container failed: {}", self.report);
+        assert!(
+            self.report.starts_with("OK\n"),
+            "container failed: {}",
+            self.report
+        );
         self
     }
 
@@ -245,13 +254,17 @@ impl Container {
 
     /// The container's mount table.
     pub fn mountinfo(&self) -> Vec<MountLine> {
-        let text = fs::read_to_string(format!("/proc/{}/mountinfo", self.pid)).expect("read mountinfo");
+        let text =
+            fs::read_to_string(format!("/proc/{}/mountinfo", self.pid)).expect("read mountinfo");
         parse_mountinfo(&text)
     }
 
     /// The top-most mount at `mount_point`, if any.
     pub fn mount_at(&self, mount_point: &str) -> Option<MountLine> {
-        self.mountinfo().into_iter().rev().find(|m| m.mount_point == mount_point)
+        self.mountinfo()
+            .into_iter()
+            .rev()
+            .find(|m| m.mount_point == mount_point)
     }
 }
 
@@ -322,6 +335,41 @@ pub const NEWIPC_NET: i32 = libc::CLONE_NEWIPC | libc::CLONE_NEWNET;
 /// [`Container`] first): the child unshares `CLONE_NEWNS | CLONE_NEWPID | extra`,
 /// makes every mount private, forks the container init which runs `body`.
 pub fn spawn(extra: i32, body: impl FnOnce(&Ctx) -> Result<(), String>) -> Container {
+    spawn_full(extra, None, body)
+}
+
+/// Like [`spawn`], but the container also gets a new user namespace (root
+/// mapped to root, plus new net and ipc namespaces owned by it). `pre` runs
+/// first, as real root in a private mount namespace: mounts it makes are
+/// locked in the container's namespaces.
+pub fn spawn_userns(
+    pre: impl FnOnce() -> Result<(), String> + 'static,
+    body: impl FnOnce(&Ctx) -> Result<(), String>,
+) -> Container {
+    spawn_full(
+        libc::CLONE_NEWNET | libc::CLONE_NEWIPC,
+        Some(Box::new(pre)),
+        body,
+    )
+}
+
+/// Like [`spawn_userns`] but the container keeps the host's network
+/// namespace (so it may not mount a fresh sysfs).
+pub fn spawn_userns_host_net(body: impl FnOnce(&Ctx) -> Result<(), String>) -> Container {
+    spawn_full(libc::CLONE_NEWIPC, Some(Box::new(|| Ok(()))), body)
+}
+
+type Pre = Box<dyn FnOnce() -> Result<(), String>>;
+
+fn write_file(path: &str, content: &str) -> bool {
+    fs::write(path, content).is_ok()
+}
+
+fn spawn_full(
+    extra: i32,
+    userns: Option<Pre>,
+    body: impl FnOnce(&Ctx) -> Result<(), String>,
+) -> Container {
     let lock = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let (pid_r, pid_w) = pipe();
     let (rep_r, rep_w) = pipe();
@@ -335,11 +383,44 @@ pub fn spawn(extra: i32, body: impl FnOnce(&Ctx) -> Result<(), String>) -> Conta
         // SAFETY: plain syscalls in the forked child.
         unsafe {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            if libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWPID | extra) != 0 {
-                die(rw, "unshare");
-            }
-            if libc::mount(c"none".as_ptr(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0 {
-                die(rw, "make / rprivate");
+            let private = || {
+                libc::mount(
+                    c"none".as_ptr(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) == 0
+            };
+            match userns {
+                None => {
+                    if libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWPID | extra) != 0 {
+                        die(rw, "unshare");
+                    }
+                    if !private() {
+                        die(rw, "make / rprivate");
+                    }
+                }
+                Some(pre) => {
+                    if libc::unshare(libc::CLONE_NEWNS) != 0 || !private() {
+                        die(rw, "private mount namespace");
+                    }
+                    if let Err(e) = pre() {
+                        write_fd(rw, format!("ERR pre: {e}\n").as_bytes());
+                        libc::_exit(1);
+                    }
+                    let flags =
+                        libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | extra;
+                    if libc::unshare(flags) != 0 {
+                        die(rw, "unshare user namespace");
+                    }
+                    if !(write_file("/proc/self/setgroups", "deny")
+                        && write_file("/proc/self/uid_map", "0 0 1")
+                        && write_file("/proc/self/gid_map", "0 0 1"))
+                    {
+                        die(rw, "id maps");
+                    }
+                }
             }
             let inner = libc::fork();
             if inner < 0 {
@@ -357,7 +438,11 @@ pub fn spawn(extra: i32, body: impl FnOnce(&Ctx) -> Result<(), String>) -> Conta
                 libc::close(rw);
                 // Wait for the test to release us (EOF), at most two minutes:
                 // as pid 1 of its namespace this process ignores SIGALRM.
-                let mut pfd = libc::pollfd { fd: rr, events: libc::POLLIN, revents: 0 };
+                let mut pfd = libc::pollfd {
+                    fd: rr,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
                 libc::poll(&mut pfd, 1, 120_000);
                 libc::_exit(0);
             }
@@ -381,7 +466,13 @@ pub fn spawn(extra: i32, body: impl FnOnce(&Ctx) -> Result<(), String>) -> Conta
     };
     let mut report = String::new();
     let _ = fs::File::from(rep_r).read_to_string(&mut report);
-    Container { pid, report, outer, release: Some(rel_w), _lock: lock }
+    Container {
+        pid,
+        report,
+        outer,
+        release: Some(rel_w),
+        _lock: lock,
+    }
 }
 
 /// Run the whole plan (mount_all, pivot, finish) in the container process.

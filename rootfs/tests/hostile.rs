@@ -1,0 +1,289 @@
+//! A hostile image: symlinks that point at host paths must never redirect a
+//! mount, a mknod or a mask onto the host.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, symlink};
+use std::path::Path;
+
+use common::*;
+
+fn entries(p: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(p)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Mounts of the container process whose mount point is at or below `p`.
+fn mounts_under(c: &Container, p: &Path) -> Vec<MountLine> {
+    let p = p.to_str().unwrap();
+    c.mountinfo()
+        .into_iter()
+        .filter(|m| m.mount_point == p || m.mount_point.starts_with(&format!("{p}/")))
+        .collect()
+}
+
+#[test]
+fn absolute_and_relative_symlinks_to_host_dirs_stay_inside() {
+    let dir = TempDir::new("hostile-links");
+    let rootfs = busybox_rootfs(&dir);
+    // A real host directory the image points at.
+    let host_target = TempDir::new("host-target-dir");
+    fs::write(host_target.join("precious"), "host data").unwrap();
+    let src = dir.join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("payload"), "payload").unwrap();
+
+    let host_abs = host_target.path().to_str().unwrap().to_string();
+    symlink(&host_abs, rootfs.join("mnt2")).unwrap();
+    symlink(
+        format!("../../../../../../../..{host_abs}"),
+        rootfs.join("etc/evil"),
+    )
+    .unwrap();
+    symlink(&host_abs, rootfs.join("tmpfs-here")).unwrap();
+
+    let mut cfg = Config::new(&rootfs);
+    cfg.mounts = mounts(
+        r#"[
+        {"destination": "/tmpfs-here", "type": "tmpfs"},
+        {"destination": "/mnt2/data", "type": "bind", "source": "src", "options": ["rbind"]},
+        {"destination": "/etc/evil/file", "type": "bind", "source": "src/payload", "options": ["bind"]}
+    ]"#,
+    );
+    let plan = cfg.prepare().unwrap();
+    // Only mount_all: the mount table still shows host paths.
+    let c = spawn(0, |_| {
+        plan.mount_all().map_err(|e| e.describe(&plan).to_string())
+    });
+    c.ok();
+
+    // Nothing was created or mounted on the host target.
+    assert_eq!(entries(host_target.path()), ["precious"]);
+    assert!(mounts_under(&c, host_target.path()).is_empty());
+    // The symlinks were followed inside the rootfs instead.
+    let inside = rootfs.join(host_abs.trim_start_matches('/'));
+    let under = mounts_under(&c, &inside);
+    let mut points: Vec<String> = under.iter().map(|m| m.mount_point.clone()).collect();
+    points.sort();
+    let want = |s: &str| format!("{}{s}", inside.display());
+    // /tmpfs-here, then /mnt2/data and /etc/evil/file below it.
+    assert_eq!(points, [want(""), want("/data"), want("/file")]);
+    assert_eq!(
+        fs::read_to_string(c.root_path(&format!("{}/data/payload", inside.display()))).unwrap(),
+        "payload"
+    );
+}
+
+#[test]
+fn dev_symlinked_to_root_is_refused() {
+    let dir = TempDir::new("hostile-dev");
+    let rootfs = busybox_rootfs(&dir);
+    fs::remove_dir(rootfs.join("dev")).unwrap();
+    symlink("/", rootfs.join("dev")).unwrap();
+    let mut cfg = Config::new(&rootfs);
+    cfg.mounts = default_mounts();
+    let plan = cfg.prepare().unwrap();
+    let c = spawn(0, |_| run_plan(&plan));
+    assert_eq!(
+        c.report,
+        "ERR mounts[1] (tmpfs on /dev): destination resolves to the container root or inside procfs: \
+         Operation not permitted (os error 1)\n"
+    );
+    // Neither the rootfs nor the host root got a tmpfs: the only mounts at
+    // those places are the rootfs bind and the host's own root.
+    let mi = c.mountinfo();
+    let at = |p: &str| {
+        mi.iter()
+            .filter(|m| m.mount_point == p)
+            .map(|m| m.fstype.clone())
+            .collect::<Vec<_>>()
+    };
+    assert!(!at(rootfs.to_str().unwrap()).contains(&"tmpfs".to_string()));
+    assert!(!at("/").contains(&"tmpfs".to_string()));
+}
+
+#[test]
+fn proc_symlinked_upwards_is_refused() {
+    let dir = TempDir::new("hostile-proc");
+    let rootfs = busybox_rootfs(&dir);
+    fs::remove_dir(rootfs.join("proc")).unwrap();
+    symlink("../../../", rootfs.join("proc")).unwrap();
+    let mut cfg = Config::new(&rootfs);
+    cfg.mounts = default_mounts();
+    let plan = cfg.prepare().unwrap();
+    let c = spawn(0, |_| plan.mount_all().map_err(|e| format!("{e:?}")));
+    assert_eq!(
+        c.report,
+        "ERR ApplyError { step: CheckTarget, index: 0, errno: 1 }\n"
+    );
+    assert!(
+        c.mountinfo()
+            .iter()
+            .filter(|m| m.fstype == "proc")
+            .all(|m| m.mount_point == "/proc")
+    );
+}
+
+#[test]
+fn targets_symlinked_into_procfs_or_magic_links_are_refused() {
+    let dir = TempDir::new("hostile-procfs");
+    let rootfs = busybox_rootfs(&dir);
+    symlink("/proc/sys/kernel", rootfs.join("kernel-knobs")).unwrap();
+    symlink("/proc/self/root", rootfs.join("magic")).unwrap();
+    let src = dir.join("src");
+    fs::create_dir(&src).unwrap();
+
+    for (dest, want) in [
+        (
+            "/kernel-knobs",
+            "ApplyError { step: CheckTarget, index: 1, errno: 1 }",
+        ),
+        (
+            "/magic/x",
+            "ApplyError { step: ResolveTarget, index: 1, errno: 40 }",
+        ),
+    ] {
+        let mut cfg = Config::new(&rootfs);
+        cfg.mounts = mounts(&format!(
+            r#"[{{"destination": "/proc", "type": "proc"}},
+                {{"destination": "{dest}", "type": "bind", "source": "src", "options": ["bind"]}}]"#
+        ));
+        let plan = cfg.prepare().unwrap();
+        let c = spawn(0, |_| plan.mount_all().map_err(|e| format!("{e:?}")));
+        assert_eq!(c.report, format!("ERR {want}\n"), "{dest}");
+    }
+}
+
+#[test]
+fn symlink_loops_are_an_error() {
+    let dir = TempDir::new("hostile-loop");
+    let rootfs = busybox_rootfs(&dir);
+    symlink("loop2", rootfs.join("loop1")).unwrap();
+    symlink("loop1", rootfs.join("loop2")).unwrap();
+    let mut cfg = Config::new(&rootfs);
+    cfg.mounts = mounts(r#"[{"destination": "/loop1/x", "type": "tmpfs"}]"#);
+    let plan = cfg.prepare().unwrap();
+    let c = spawn(0, |_| {
+        plan.mount_all().map_err(|e| e.describe(&plan).to_string())
+    });
+    assert_eq!(
+        c.report,
+        "ERR mounts[0] (tmpfs on /loop1/x): resolve destination inside rootfs: \
+         Too many levels of symbolic links (os error 40)\n"
+    );
+}
+
+#[test]
+fn devices_through_symlinks_are_created_inside_the_rootfs() {
+    let dir = TempDir::new("hostile-devices");
+    let rootfs = busybox_rootfs(&dir);
+    let host_file = TempDir::new("host-null-target");
+    fs::write(host_file.join("file"), "host file").unwrap();
+    let host_etc = TempDir::new("host-etc");
+    // /dev/null in the image is a symlink to a host file; another device's
+    // parent directory is a symlink to a host directory.
+    symlink(host_file.join("file"), rootfs.join("dev/null")).unwrap();
+    symlink(host_etc.path(), rootfs.join("devlink")).unwrap();
+
+    let mut cfg = Config::new(&rootfs);
+    cfg.mounts = mounts(r#"[{"destination": "/proc", "type": "proc"}]"#);
+    cfg.devices = devices(r#"[{"path": "/devlink/mydev", "type": "c", "major": 1, "minor": 5}]"#);
+    cfg.masked = vec!["/etc/secret".into()];
+    let plan = cfg.prepare().unwrap();
+    let c = spawn(0, |_| run_plan(&plan));
+    c.ok();
+
+    // The host is untouched.
+    assert_eq!(
+        fs::read_to_string(host_file.join("file")).unwrap(),
+        "host file"
+    );
+    assert_eq!(entries(host_file.path()), ["file"]);
+    assert!(entries(host_etc.path()).is_empty());
+    // Inside the rootfs: the symlink was replaced by a real null device and
+    // the other device was made under the symlink's target, inside the rootfs.
+    let null = fs::symlink_metadata(rootfs.join("dev/null")).unwrap();
+    assert!(null.file_type().is_char_device());
+    assert_eq!(dev_numbers(null.rdev()), (1, 3));
+    let inside = rootfs
+        .join(host_etc.path().to_str().unwrap().trim_start_matches('/'))
+        .join("mydev");
+    assert!(
+        fs::symlink_metadata(&inside)
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+    // And the mask used that null device.
+    assert_eq!(fs::read_to_string(c.root_path("/etc/secret")).unwrap(), "");
+}
+
+#[test]
+fn masked_symlinks_are_resolved_inside_the_new_root() {
+    let dir = TempDir::new("hostile-mask");
+    let rootfs = busybox_rootfs(&dir);
+    let host = TempDir::new("host-secret");
+    fs::write(host.join("secret"), "host secret").unwrap();
+    symlink(host.join("secret"), rootfs.join("to-host")).unwrap();
+    symlink("/etc/secret", rootfs.join("to-image")).unwrap();
+    let mut cfg = Config::new(&rootfs);
+    cfg.mounts = default_mounts();
+    cfg.masked = vec!["/to-host".into(), "/to-image".into()];
+    cfg.readonly_paths = vec!["/to-host".into()];
+    let plan = cfg.prepare().unwrap();
+    let c = spawn(0, |_| run_plan(&plan));
+    c.ok();
+    // /to-host points at nothing inside the container: skipped.
+    assert!(
+        c.mountinfo()
+            .iter()
+            .all(|m| !m.mount_point.contains("secret") || m.mount_point == "/etc/secret")
+    );
+    assert_eq!(
+        fs::read_to_string(host.join("secret")).unwrap(),
+        "host secret"
+    );
+    // /to-image masks the image's /etc/secret.
+    assert_eq!(fs::read_to_string(c.root_path("/etc/secret")).unwrap(), "");
+    assert!(c.mount_at("/etc/secret").is_some());
+}
+
+#[test]
+fn fake_dev_null_is_never_used_for_masking() {
+    let dir = TempDir::new("hostile-null");
+    let rootfs = busybox_rootfs(&dir);
+    let host = TempDir::new("host-null");
+    fs::write(host.join("target"), "host").unwrap();
+    // The symlink itself is opened (O_NOFOLLOW), found not to be 1:3, refused.
+    for (kind, want) in [("symlink", libc::ENODEV), ("file", libc::ENODEV)] {
+        // /dev is bind-mounted from a directory whose "null" is fake.
+        let fake = dir.join(&format!("fakedev-{kind}"));
+        fs::create_dir(&fake).unwrap();
+        match kind {
+            "symlink" => symlink(host.join("target"), fake.join("null")).unwrap(),
+            _ => fs::write(fake.join("null"), "not a device").unwrap(),
+        }
+        let mut cfg = Config::new(&rootfs);
+        cfg.mounts = mounts(&format!(
+            r#"[{{"destination": "/proc", "type": "proc"}},
+                {{"destination": "/dev", "type": "bind", "source": "fakedev-{kind}", "options": ["rbind"]}}]"#
+        ));
+        cfg.masked = vec!["/etc/secret".into()];
+        let plan = cfg.prepare().unwrap();
+        let c = spawn(0, |_| run_plan(&plan));
+        assert_eq!(
+            c.report,
+            format!(
+                "ERR linux.maskedPaths[0] (/etc/secret): open and verify /dev/null: {}\n",
+                std::io::Error::from_raw_os_error(want)
+            ),
+            "{kind}"
+        );
+        assert_eq!(fs::read_to_string(host.join("target")).unwrap(), "host");
+    }
+}
