@@ -287,7 +287,6 @@ fn run(
 
     if ctx.intermediate {
         ctx.ns.join_all()?;
-        ctx.ns.close_fds();
         if ctx.new_user_ns {
             ctx.ns.unshare_user()?;
             send(ctx.sock, b"M")?;
@@ -295,6 +294,8 @@ fn run(
         }
         ctx.ns.unshare_rest()?;
         ctx.ns.write_time_offsets()?;
+        ctx.ns.close_fds();
+        drop_inherited_fds(ctx)?;
         // SAFETY: the init child continues with fragile-child code only.
         let pid = unsafe { sys::raw_clone((libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong) }
             .map_err(|e| InitError::new(InitStep::Clone, 0, e))?;
@@ -317,6 +318,7 @@ fn run(
         };
     } else {
         ctx.ns.close_fds();
+        drop_inherited_fds(ctx)?;
         if ctx.new_user_ns {
             wait_go(ctx.sock)?;
         }
@@ -402,6 +404,18 @@ fn run(
     }
     ctx.process.seal_fds(fifo)?;
     Err(ctx.process.exec(&program).into())
+}
+
+/// The clone copied every fd of the (possibly multi-threaded) parent, including the state-dir
+/// locks and sync sockets of other containers being created at the same moment. An init
+/// waiting for `start` must not hold those (another container's `start` would block on its
+/// lock forever): keep only stdio, the preserved fds and our own.
+fn drop_inherited_fds(ctx: &InitContext<'_>) -> Result<(), InitError> {
+    sys::close_fds_except(
+        3 + ctx.process.preserve_fds as RawFd,
+        &[ctx.sock, ctx.state_dir, ctx.console_socket],
+    )
+    .map_err(|e| InitError::new(InitStep::SealFds, 1, e))
 }
 
 /// Opens a pty in the container's devpts, makes it our controlling terminal and stdio, binds

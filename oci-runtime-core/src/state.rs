@@ -407,7 +407,8 @@ mod tests {
         let me = std::process::id() as i32;
         let (start, state) = process_start_time(me).expect("own stat");
         assert!(start > 0);
-        assert_eq!(state, 'R');
+        // The main thread of the test binary sleeps while this test runs on another one.
+        assert!(matches!(state, 'R' | 'S'), "state {state}");
         assert!(process_start_time(i32::MAX).is_none());
     }
 }

@@ -128,6 +128,37 @@ pub(crate) unsafe fn raw_clone(flags: libc::c_ulong) -> Result<libc::pid_t, i32>
     }
 }
 
+/// Closes every fd from `from` up except those in `keep` (at most 8 are honoured; negative
+/// entries are ignored), with `close_range(2)` over the gaps. Allocation-free.
+pub(crate) fn close_fds_except(from: RawFd, keep: &[RawFd]) -> Result<(), i32> {
+    let mut k = [-1 as RawFd; 8];
+    let mut n = 0;
+    for &fd in keep {
+        if fd >= from && n < k.len() {
+            k[n] = fd;
+            n += 1;
+        }
+    }
+    k[..n].sort_unstable();
+    let mut lo = from as libc::c_uint;
+    let range = |lo: libc::c_uint, hi: libc::c_uint| {
+        // SAFETY: close_range only closes descriptors; none of them is used afterwards.
+        if unsafe { libc::syscall(libc::SYS_close_range, lo, hi, 0 as libc::c_uint) } < 0 {
+            Err(errno())
+        } else {
+            Ok(())
+        }
+    };
+    for &fd in &k[..n] {
+        let fd = fd as libc::c_uint;
+        if fd > lo {
+            range(lo, fd - 1)?;
+        }
+        lo = lo.max(fd + 1);
+    }
+    range(lo, libc::c_uint::MAX)
+}
+
 /// setresgid(gid) then setresuid(uid) with the raw syscalls. glibc's wrappers broadcast the
 /// change to every thread glibc believes the process has; in a raw clone of a multi-threaded
 /// parent those threads don't exist and the broadcast waits forever. `Err((is_uid, errno))`.
@@ -174,6 +205,32 @@ mod tests {
         assert_eq!(fmt_u64(0, &mut b), b"0");
         assert_eq!(fmt_u64(1234567, &mut b), b"1234567");
         assert_eq!(fmt_u64(u64::MAX, &mut b), b"18446744073709551615");
+    }
+
+    #[test]
+    fn closes_all_but_the_kept_fds() {
+        use std::os::fd::AsRawFd;
+        // In a forked child, so the test process' own fds are untouched.
+        let files: Vec<_> = (0..4)
+            .map(|_| std::fs::File::open("/dev/null").unwrap())
+            .collect();
+        let fds: Vec<RawFd> = files.iter().map(|f| f.as_raw_fd()).collect();
+        let (lo, keep) = (fds[0], [fds[1], fds[3]]);
+        // SAFETY: the child only makes syscalls and _exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let ok = close_fds_except(lo, &keep).is_ok();
+            let open = |fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
+            let want = ok && !open(fds[0]) && open(fds[1]) && !open(fds[2]) && open(fds[3]);
+            exit_now(if want { 0 } else { 1 });
+        }
+        let mut st = 0;
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(pid, &mut st, 0) };
+        assert!(
+            libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
+            "status {st}"
+        );
     }
 
     #[test]

@@ -23,7 +23,12 @@ fn open_inheritable(path: &Path) -> i32 {
     let c = CString::new(path.as_os_str().as_bytes()).expect("path");
     // SAFETY: c is a valid C string.
     let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY) };
-    assert!(fd >= 0, "open {}: {}", path.display(), std::io::Error::last_os_error());
+    assert!(
+        fd >= 0,
+        "open {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
     fd
 }
 
@@ -42,7 +47,10 @@ fn fds_of(pid: i32) -> BTreeSet<i32> {
 
 fn listed(text: &str) -> BTreeSet<i32> {
     text.split_whitespace()
-        .map(|s| s.parse().unwrap_or_else(|_| panic!("not an fd number: {s:?}")))
+        .map(|s| {
+            s.parse()
+                .unwrap_or_else(|_| panic!("not an fd number: {s:?}"))
+        })
         .collect()
 }
 
@@ -65,17 +73,16 @@ fn preserve_fds_passes_exactly_fd_3() {
     let (b, out) = sh_bundle("cat <&3 > /out/fd3; ls /proc/self/fd > /out/ls; exec sleep 1000");
     b.write();
 
+    // The file must be fd 3 exactly (the first one after stdio).
     let fd = open_inheritable(&file);
-    let fd3 = if fd == 3 {
-        3
-    } else {
+    if fd != 3 {
         // SAFETY: F_GETFD on a descriptor number only queries it.
-        assert!(unsafe { libc::fcntl(3, libc::F_GETFD) } < 0, "fd 3 is taken in the test process");
+        let flags = unsafe { libc::fcntl(3, libc::F_GETFD) };
+        assert!(flags < 0, "fd 3 is taken in the test process");
         // SAFETY: fd 3 is free (checked above), fd is ours.
         assert_eq!(unsafe { libc::dup2(fd, 3) }, 3);
         close(fd);
-        3
-    };
+    }
     let id = h.id("preserve");
     let created = h.create_opts(
         &id,
@@ -85,20 +92,28 @@ fn preserve_fds_passes_exactly_fd_3() {
             ..Default::default()
         },
     );
-    close(fd3);
+    close(3);
     let c = created.expect("create");
     h.rt.start(&id).expect("start");
     await_sleep(c.pid());
 
     let seen = fds_of(c.pid());
-    assert_eq!(seen, BTreeSet::from([0, 1, 2, 3]), "fds of the container process");
+    assert_eq!(
+        seen,
+        BTreeSet::from([0, 1, 2, 3]),
+        "fds of the container process"
+    );
     let target = fs::read_link(format!("/proc/{}/fd/3", c.pid())).expect("readlink fd 3");
     assert_eq!(target, file);
     assert_eq!(read(out.path().join("fd3")), "secret-through-fd-3");
     // Inside, ls also shows the directory it reads: one more than the inherited ones.
     let inside = listed(&read(out.path().join("ls")));
     assert!(inside.is_superset(&seen), "inside {inside:?} vs {seen:?}");
-    assert_eq!(inside.len(), seen.len() + 1, "inside {inside:?} vs {seen:?}");
+    assert_eq!(
+        inside.len(),
+        seen.len() + 1,
+        "inside {inside:?} vs {seen:?}"
+    );
 
     h.rt.delete(&id, true).expect("delete");
     assert_eq!(h.wait(&c), 128 + libc::SIGKILL);
@@ -140,7 +155,11 @@ fn no_descriptor_leaks_into_the_container() {
     await_sleep(c.pid());
 
     let seen = fds_of(c.pid());
-    assert_eq!(seen, BTreeSet::from([0, 1, 2]), "fds of the container process");
+    assert_eq!(
+        seen,
+        BTreeSet::from([0, 1, 2]),
+        "fds of the container process"
+    );
     for fd in 0..3 {
         let theirs = fs::read_link(format!("/proc/{}/fd/{fd}", c.pid())).expect("their stdio");
         let ours = fs::read_link(format!("/proc/self/fd/{fd}")).expect("our stdio");
@@ -148,7 +167,11 @@ fn no_descriptor_leaks_into_the_container() {
     }
     let inside = listed(&read(out.path().join("ls")));
     assert!(inside.is_superset(&seen), "inside {inside:?}");
-    assert_eq!(inside.len(), 4, "only stdio and the dir ls reads: {inside:?}");
+    assert_eq!(
+        inside.len(),
+        4,
+        "only stdio and the dir ls reads: {inside:?}"
+    );
 
     h.rt.delete(&id, true).expect("delete");
     assert_eq!(h.wait(&c), 128 + libc::SIGKILL);

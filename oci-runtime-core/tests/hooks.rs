@@ -19,7 +19,7 @@ use berth_runtime_core::oci_spec::runtime::{Hook, Hooks};
 use common::{Bundle, TempDir, busybox};
 use support::*;
 
-/// Records, for hook kind `$1`: the order, stdin, and `$0|$HOOK_VAR|mount ns|$2`, and env.
+/// Records, for hook kind `$1`: the order, stdin, `$0|$HOOK_VAR|mount ns|$2`, and the env.
 const RECORD: &str = r#"echo "$1" >> "$LOGDIR/order"; cat > "$LOGDIR/$1.json"; echo "$0|$HOOK_VAR|$(readlink /proc/self/ns/mnt)|$2" > "$LOGDIR/$1.info"; env > "$LOGDIR/$1.env""#;
 
 fn hook(path: &Path, script: &str, kind: &str, env: &[String], timeout: Option<i64>) -> Hook {
@@ -58,15 +58,18 @@ fn host_hook(log: &TempDir, kind: &str) -> Hook {
 
 fn json(log: &TempDir, kind: &str) -> serde_json::Value {
     let text = read(log.path().join(format!("{kind}.json")));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{kind} stdin is not JSON ({e}): {text:?}"))
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{kind} stdin is not JSON ({e}): {text:?}"))
 }
 
 #[test]
 fn every_hook_kind_runs_in_order_with_the_state() {
     let log = log_dir();
     let (mut b, out) = sh_bundle("echo program >> /out/order-program");
-    b.spec
-        .set_annotations(Some(HashMap::from([("hook.test".to_string(), "1".to_string())])));
+    b.spec.set_annotations(Some(HashMap::from([(
+        "hook.test".to_string(),
+        "1".to_string(),
+    )])));
     let mut hooks = Hooks::default();
     #[allow(deprecated)]
     hooks.set_prestart(Some(vec![host_hook(&log, "prestart")]));
@@ -77,7 +80,11 @@ fn every_hook_kind_runs_in_order_with_the_state() {
         Path::new("/bin/busybox"),
         RECORD,
         "startContainer",
-        &["LOGDIR=/out".into(), "HOOK_VAR=var-startContainer".into(), "PATH=/bin".into()],
+        &[
+            "LOGDIR=/out".into(),
+            "HOOK_VAR=var-startContainer".into(),
+            "PATH=/bin".into(),
+        ],
         Some(10),
     )]));
     hooks.set_poststart(Some(vec![host_hook(&log, "poststart")]));
@@ -88,14 +95,34 @@ fn every_hook_kind_runs_in_order_with_the_state() {
     let host_mnt = ns_id("self", "mnt");
 
     let c = h.create(&id, &b).expect("create");
-    let order = || read(log.path().join("order")).lines().map(str::to_string).collect::<Vec<_>>();
+    let order = || {
+        read(log.path().join("order"))
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(order(), ["prestart", "createRuntime", "createContainer"]);
-    assert!(!out.path().join("startContainer.json").exists(), "startContainer ran at create");
+    assert!(
+        !out.path().join("startContainer.json").exists(),
+        "startContainer ran at create"
+    );
     h.rt.start(&id).expect("start");
-    assert_eq!(order(), ["prestart", "createRuntime", "createContainer", "poststart"]);
+    assert_eq!(
+        order(),
+        ["prestart", "createRuntime", "createContainer", "poststart"]
+    );
     assert_eq!(h.wait(&c), 0);
     h.rt.delete(&id, false).expect("delete");
-    assert_eq!(order(), ["prestart", "createRuntime", "createContainer", "poststart", "poststop"]);
+    assert_eq!(
+        order(),
+        [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "poststart",
+            "poststop"
+        ]
+    );
     assert_eq!(read(out.path().join("order")), "startContainer");
 
     let container_mnt = read(out.path().join("startContainer.info"))
@@ -133,13 +160,23 @@ fn every_hook_kind_runs_in_order_with_the_state() {
         let info = read(log.path().join(format!("{kind}.info")));
         let f: Vec<&str> = info.split('|').collect();
         assert_eq!(f.len(), 4, "{kind}: {info}");
-        assert_eq!(f[0], format!("argv0-{kind}"), "{kind}: args not passed as given");
+        assert_eq!(
+            f[0],
+            format!("argv0-{kind}"),
+            "{kind}: args not passed as given"
+        );
         assert_eq!(f[1], format!("var-{kind}"), "{kind}: env not passed");
-        assert_eq!(f[3], kind, "{kind}");
+        assert_eq!(f[3], "second arg", "{kind}: args not passed as given");
         if in_container {
-            assert_eq!(f[2], container_mnt, "{kind} did not run in the container's mount ns");
+            assert_eq!(
+                f[2], container_mnt,
+                "{kind} did not run in the container's mount ns"
+            );
         } else {
-            assert_eq!(f[2], host_mnt, "{kind} did not run in the runtime's mount ns");
+            assert_eq!(
+                f[2], host_mnt,
+                "{kind} did not run in the runtime's mount ns"
+            );
         }
         // Only the hook's own env: nothing of the runtime's (cargo sets CARGO_* for tests).
         let env = read(log.path().join(format!("{kind}.env")));
@@ -153,11 +190,13 @@ fn every_hook_kind_runs_in_order_with_the_state() {
     }
 }
 
-/// A createRuntime/createContainer hook that records its pid and hangs.
+/// A createRuntime/createContainer hook that records its pid and hangs. Both kinds run
+/// before pivot_root, where /proc is still the host's: the first field of /proc/self/stat,
+/// read by the shell itself, is its pid on the host.
 fn hanging_hook(log: &TempDir, kind: &str, timeout: i64) -> Hook {
     hook(
         &busybox(),
-        r#"echo $$ > "$LOGDIR/$1.pid"; exec sleep 30"#,
+        r#"read -r me rest < /proc/self/stat; echo $me > "$LOGDIR/$1.pid"; exec sleep 30"#,
         kind,
         &host_env(log, kind),
         Some(timeout),
@@ -165,7 +204,9 @@ fn hanging_hook(log: &TempDir, kind: &str, timeout: i64) -> Hook {
 }
 
 fn hook_pid(log: &TempDir, kind: &str) -> i32 {
-    read(log.path().join(format!("{kind}.pid"))).parse().expect("pid")
+    read(log.path().join(format!("{kind}.pid")))
+        .parse()
+        .expect("pid")
 }
 
 #[test]
@@ -186,10 +227,21 @@ fn hook_timeouts_kill_the_hook_and_fail_create() {
         let t = Instant::now();
         let err = h.create(&id, &b).expect_err("create with a hanging hook");
         let took = t.elapsed();
-        assert!(took >= Duration::from_millis(900), "{kind}: failed after only {took:?}");
-        assert!(took < Duration::from_secs(10), "{kind}: the timeout was not enforced ({took:?})");
+        assert!(
+            took >= Duration::from_millis(900),
+            "{kind}: failed after only {took:?}"
+        );
+        assert!(
+            took < Duration::from_secs(10),
+            "{kind}: the timeout was not enforced ({took:?})"
+        );
         match &err {
-            Error::Hook { kind: k, index: 0, path, reason } => {
+            Error::Hook {
+                kind: k,
+                index: 0,
+                path,
+                reason,
+            } => {
                 assert_eq!(*k, kind);
                 assert_eq!(path, &busybox());
                 assert!(reason.contains("timed out"), "{kind}: {reason}");
@@ -218,7 +270,13 @@ fn failing_create_hooks_abort_create_and_leave_nothing() {
             &host_env(&log, kind),
             Some(10),
         );
-        let never = hook(&busybox(), RECORD, "never", &host_env(&log, "never"), Some(10));
+        let never = hook(
+            &busybox(),
+            RECORD,
+            "never",
+            &host_env(&log, "never"),
+            Some(10),
+        );
         let mut hooks = Hooks::default();
         if kind == "createRuntime" {
             hooks.set_create_runtime(Some(vec![failing, never.clone()]));
@@ -233,7 +291,12 @@ fn failing_create_hooks_abort_create_and_leave_nothing() {
         let id = h.id("hookfail");
         let err = h.create(&id, &b).expect_err("create with a failing hook");
         match &err {
-            Error::Hook { kind: k, index: 0, path, reason } => {
+            Error::Hook {
+                kind: k,
+                index: 0,
+                path,
+                reason,
+            } => {
                 assert_eq!(*k, kind);
                 assert_eq!(path, &busybox(), "{kind}: the error does not name the hook");
                 assert!(reason.contains('3'), "{kind}: {reason}");
@@ -244,10 +307,20 @@ fn failing_create_hooks_abort_create_and_leave_nothing() {
         let state = json(&log, kind);
         let init = state["pid"].as_i64().expect("pid in state") as i32;
         assert!(init > 0);
-        assert!(!alive(init), "{kind}: the init {init} survived the failed create");
-        assert!(!log.path().join("never.json").exists(), "{kind}: a hook after the failing one ran");
+        assert!(
+            !alive(init),
+            "{kind}: the init {init} survived the failed create"
+        );
+        assert!(
+            !log.path().join("never.json").exists(),
+            "{kind}: a hook after the failing one ran"
+        );
         assert!(h.leftover_state().is_empty(), "{kind}: state left");
-        assert_eq!(children(), before, "{kind}: create left a process or zombie behind");
+        assert_eq!(
+            children(),
+            before,
+            "{kind}: create left a process or zombie behind"
+        );
     }
 }
 
@@ -266,11 +339,16 @@ fn failing_start_container_hook_fails_start() {
     let h = Harness::new();
     let id = h.id("schook");
     let c = h.create(&id, &b).expect("create");
-    let err = h.rt.start(&id).expect_err("start with a failing startContainer hook");
+    let err =
+        h.rt.start(&id)
+            .expect_err("start with a failing startContainer hook");
     assert!(matches!(err, Error::Start { .. }), "{err:?}");
     assert_err_contains(&err, &["startContainer", "/bin/busybox"]);
     assert_ne!(h.wait(&c), 0);
-    assert!(!out.path().join("ran").exists(), "the program ran although its hook failed");
+    assert!(
+        !out.path().join("ran").exists(),
+        "the program ran although its hook failed"
+    );
     h.rt.delete(&id, false).expect("delete");
 }
 
@@ -283,17 +361,25 @@ fn failing_poststart_and_poststop_hooks_only_warn() {
     hooks.set_poststart(Some(vec![fail("poststart"), host_hook(&log, "poststart")]));
     hooks.set_poststop(Some(vec![
         fail("poststop"),
-        hook(&PathBuf::from("/nonexistent/hook"), "", "poststop", &[], None),
+        hook(
+            &PathBuf::from("/nonexistent/hook"),
+            "",
+            "poststop",
+            &[],
+            None,
+        ),
         host_hook(&log, "poststop"),
     ]));
     b.spec.set_hooks(Some(hooks));
     let h = Harness::new();
     let id = h.id("posthooks");
     let c = h.create(&id, &b).expect("create");
-    h.rt.start(&id).expect("start despite a failing poststart hook");
+    h.rt.start(&id)
+        .expect("start despite a failing poststart hook");
     assert_eq!(h.wait(&c), 0);
     assert_eq!(read(out.path().join("ran")), "ran");
-    h.rt.delete(&id, false).expect("delete despite failing poststop hooks");
+    h.rt.delete(&id, false)
+        .expect("delete despite failing poststop hooks");
     assert!(!h.state_dir(&id).exists());
     // The hooks after the failing ones still ran.
     assert_eq!(json(&log, "poststart")["status"], "running");

@@ -26,11 +26,12 @@ fn await_file(out: &common::TempDir, name: &str) {
 
 #[test]
 fn create_start_exit_delete() {
-    let (mut b, out) = sh_bundle(
-        "while [ ! -e /out/go ]; do sleep 0.01; done; echo ran > /out/ran; exit 7",
-    );
-    b.spec
-        .set_annotations(Some(HashMap::from([("org.berth.test".to_string(), "yes".to_string())])));
+    let (mut b, out) =
+        sh_bundle("while [ ! -e /out/go ]; do sleep 0.01; done; echo ran > /out/ran; exit 7");
+    b.spec.set_annotations(Some(HashMap::from([(
+        "org.berth.test".to_string(),
+        "yes".to_string(),
+    )])));
     let h = Harness::new();
     let id = h.id("life");
 
@@ -50,11 +51,24 @@ fn create_start_exit_delete() {
     assert_eq!(PathBuf::from(&st.rootfs), b.rootfs());
     assert_eq!(&st.oci_version, b.spec.version());
     let json = serde_json::to_value(&st).expect("state to json");
-    let keys: BTreeSet<&str> = json.as_object().expect("object").keys().map(|k| k.as_str()).collect();
+    let keys: BTreeSet<&str> = json
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
     assert_eq!(
         keys,
         BTreeSet::from([
-            "ociVersion", "id", "status", "pid", "bundle", "rootfs", "created", "annotations", "owner"
+            "ociVersion",
+            "id",
+            "status",
+            "pid",
+            "bundle",
+            "rootfs",
+            "created",
+            "annotations",
+            "owner"
         ])
     );
     assert_eq!(json["status"], "created");
@@ -78,7 +92,10 @@ fn create_start_exit_delete() {
     assert_eq!(st.status, Status::Running);
     assert_eq!(st.pid, pid);
     assert_eq!(read(format!("/proc/{pid}/comm")), "sh");
-    assert_eq!(serde_json::to_value(&st).expect("json")["status"], "running");
+    assert_eq!(
+        serde_json::to_value(&st).expect("json")["status"],
+        "running"
+    );
 
     fs::write(out.path().join("go"), "").expect("write go");
     assert_eq!(h.wait(&c), 7);
@@ -87,7 +104,10 @@ fn create_start_exit_delete() {
     let st = h.rt.state(&id).expect("state");
     assert_eq!(st.status, Status::Stopped);
     assert_eq!(st.pid, 0);
-    assert_eq!(serde_json::to_value(&st).expect("json")["status"], "stopped");
+    assert_eq!(
+        serde_json::to_value(&st).expect("json")["status"],
+        "stopped"
+    );
 
     h.rt.delete(&id, false).expect("delete");
     assert!(!h.state_dir(&id).exists());
@@ -107,7 +127,11 @@ fn start_twice_fails_and_changes_nothing() {
     assert_eq!(before.status, Status::Running);
 
     match h.rt.start(&id) {
-        Err(Error::InvalidState { status: Status::Running, op: "start", .. }) => {}
+        Err(Error::InvalidState {
+            status: Status::Running,
+            op: "start",
+            ..
+        }) => {}
         other => panic!("second start: {other:?}"),
     }
     assert_eq!(h.rt.state(&id).expect("state"), before);
@@ -118,7 +142,10 @@ fn start_twice_fails_and_changes_nothing() {
     h.rt.kill(&id, libc::SIGKILL, false).expect("kill");
     assert_eq!(h.wait(&c), 128 + libc::SIGKILL);
     match h.rt.start(&id) {
-        Err(Error::InvalidState { status: Status::Stopped, .. }) => {}
+        Err(Error::InvalidState {
+            status: Status::Stopped,
+            ..
+        }) => {}
         other => panic!("start of a stopped container: {other:?}"),
     }
     h.rt.delete(&id, false).expect("delete");
@@ -136,7 +163,11 @@ fn delete_running_requires_force() {
     assert_eq!(pids.len(), 2, "init and one background sleep: {pids:?}");
 
     match h.rt.delete(&id, false) {
-        Err(Error::InvalidState { status: Status::Running, op: "delete", .. }) => {}
+        Err(Error::InvalidState {
+            status: Status::Running,
+            op: "delete",
+            ..
+        }) => {}
         other => panic!("delete without force: {other:?}"),
     }
     assert!(h.state_dir(&id).is_dir());
@@ -146,7 +177,10 @@ fn delete_running_requires_force() {
     h.rt.delete(&id, true).expect("delete --force");
     assert!(!h.state_dir(&id).exists());
     assert_eq!(h.wait(&c), 128 + libc::SIGKILL);
-    assert!(pids.iter().all(|p| !alive(*p)), "processes survived: {pids:?}");
+    assert!(
+        pids.iter().all(|p| !alive(*p)),
+        "processes survived: {pids:?}"
+    );
     assert!(matches!(h.rt.state(&id), Err(Error::NotFound { .. })));
 }
 
@@ -156,10 +190,14 @@ fn delete_created_container_kills_it_before_exec() {
     let h = Harness::new();
     let id = h.id("delcreated");
     let c = h.create(&id, &b).expect("create");
-    h.rt.delete(&id, false).expect("delete of a created container");
+    h.rt.delete(&id, false)
+        .expect("delete of a created container");
     assert!(!h.state_dir(&id).exists());
     assert_eq!(h.wait(&c), 128 + libc::SIGKILL);
-    assert!(!out.path().join("ran").exists(), "the program ran although never started");
+    assert!(
+        !out.path().join("ran").exists(),
+        "the program ran although never started"
+    );
 }
 
 #[test]
@@ -172,11 +210,16 @@ fn kill_delivers_the_signal_to_init() {
     let c = h.create(&id, &b).expect("create");
     h.rt.start(&id).expect("start");
     await_file(&out, "up");
-    h.rt.kill(&id, parse_signal("TERM").expect("TERM"), false).expect("kill");
+    h.rt.kill(&id, parse_signal("TERM").expect("TERM"), false)
+        .expect("kill");
     assert_eq!(h.wait(&c), 3);
     assert_eq!(read(out.path().join("sig")), "term");
     match h.rt.kill(&id, libc::SIGKILL, false) {
-        Err(Error::InvalidState { status: Status::Stopped, op: "kill", .. }) => {}
+        Err(Error::InvalidState {
+            status: Status::Stopped,
+            op: "kill",
+            ..
+        }) => {}
         other => panic!("kill of a stopped container: {other:?}"),
     }
     h.rt.delete(&id, false).expect("delete");
@@ -203,9 +246,8 @@ fn parse_signal_names_and_numbers() {
 
 #[test]
 fn kill_all_reaches_every_process_of_the_container() {
-    let (b, out) = sh_bundle(
-        "sleep 1000 & sleep 1000 & echo up > /out/up; wait; echo done > /out/done",
-    );
+    let (b, out) =
+        sh_bundle("sleep 1000 & sleep 1000 & echo up > /out/up; wait; echo done > /out/done");
     let h = Harness::new();
     let id = h.id("killall");
     let c = h.create(&id, &b).expect("create");
@@ -224,13 +266,23 @@ fn kill_all_reaches_every_process_of_the_container() {
     // handler for: nothing changes.
     h.rt.kill(&id, libc::SIGTERM, false).expect("kill");
     std::thread::sleep(Duration::from_millis(200));
-    assert!(pids.iter().all(|p| alive(*p)), "kill without --all killed something");
+    assert!(
+        pids.iter().all(|p| alive(*p)),
+        "kill without --all killed something"
+    );
     assert_eq!(h.rt.state(&id).expect("state").status, Status::Running);
 
     h.rt.kill(&id, libc::SIGTERM, true).expect("kill --all");
-    assert_eq!(h.wait(&c), 0, "the init's wait should return once the sleeps died");
+    assert_eq!(
+        h.wait(&c),
+        0,
+        "the init's wait should return once the sleeps died"
+    );
     assert_eq!(read(out.path().join("done")), "done");
-    assert!(pids.iter().all(|p| !alive(*p)), "processes survived kill --all: {pids:?}");
+    assert!(
+        pids.iter().all(|p| !alive(*p)),
+        "processes survived kill --all: {pids:?}"
+    );
     h.rt.delete(&id, false).expect("delete");
 }
 
@@ -240,8 +292,14 @@ fn unknown_id_is_not_found() {
     let id = h.id("ghost");
     assert!(matches!(h.rt.state(&id), Err(Error::NotFound { id: i }) if i == id));
     assert!(matches!(h.rt.start(&id), Err(Error::NotFound { .. })));
-    assert!(matches!(h.rt.kill(&id, libc::SIGKILL, false), Err(Error::NotFound { .. })));
-    assert!(matches!(h.rt.delete(&id, true), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        h.rt.kill(&id, libc::SIGKILL, false),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        h.rt.delete(&id, true),
+        Err(Error::NotFound { .. })
+    ));
     let msg = h.rt.state(&id).unwrap_err().to_string();
     assert!(msg.contains(&id), "{msg}");
     assert!(h.rt.list().expect("list of a missing root").is_empty());
@@ -272,7 +330,7 @@ fn create_with_existing_id_fails_and_leaves_the_first_alone() {
 
 #[test]
 fn invalid_ids_are_rejected() {
-    let mut b = Bundle::new();
+    let b = Bundle::new();
     b.write();
     let h = Harness::new();
     let long = "a".repeat(1025);
@@ -280,7 +338,18 @@ fn invalid_ids_are_rejected() {
         bundle: b.path().to_path_buf(),
         ..Default::default()
     };
-    for id in ["", ".", "..", "../escape", "a/b", "/abs", "a b", "x\ny", "é", long.as_str()] {
+    for id in [
+        "",
+        ".",
+        "..",
+        "../escape",
+        "a/b",
+        "/abs",
+        "a b",
+        "x\ny",
+        "é",
+        long.as_str(),
+    ] {
         match h.rt.create(id, &opts) {
             Err(Error::InvalidId { id: i, .. }) => assert_eq!(i, id),
             Ok(c) => {
@@ -290,15 +359,26 @@ fn invalid_ids_are_rejected() {
             }
             Err(e) => panic!("{id:?}: unexpected error {e}"),
         }
-        assert!(matches!(h.rt.state(id), Err(Error::InvalidId { .. })), "state {id:?}");
-        assert!(matches!(h.rt.start(id), Err(Error::InvalidId { .. })), "start {id:?}");
-        assert!(matches!(h.rt.kill(id, 9, false), Err(Error::InvalidId { .. })), "kill {id:?}");
-        assert!(matches!(h.rt.delete(id, true), Err(Error::InvalidId { .. })), "delete {id:?}");
+        assert!(
+            matches!(h.rt.state(id), Err(Error::InvalidId { .. })),
+            "state {id:?}"
+        );
+        assert!(
+            matches!(h.rt.start(id), Err(Error::InvalidId { .. })),
+            "start {id:?}"
+        );
+        assert!(
+            matches!(h.rt.kill(id, 9, false), Err(Error::InvalidId { .. })),
+            "kill {id:?}"
+        );
+        assert!(
+            matches!(h.rt.delete(id, true), Err(Error::InvalidId { .. })),
+            "delete {id:?}"
+        );
     }
     assert!(h.leftover_state().is_empty());
     let parent = h.state_root().parent().expect("parent");
     assert!(!parent.join("escape").exists());
-    b.args(&["/bin/true"]);
 }
 
 /// Creates `b` under a fresh id expecting a config error naming `field`.
@@ -307,13 +387,18 @@ fn expect_config_error(h: &Harness, b: &Bundle, field: &str, reason: &str) {
     match h.create(&id, b) {
         Err(e @ Error::Config(ConfigError { .. })) => {
             assert_err_contains(&e, &[field, reason]);
-            let Error::Config(ce) = &e else { unreachable!() };
+            let Error::Config(ce) = &e else {
+                unreachable!()
+            };
             assert_eq!(ce.field, field);
         }
         Err(e) => panic!("expected a config error about {field}, got {e:?}"),
         Ok(_) => panic!("create accepted a config with a bad {field}"),
     }
-    assert!(!h.state_dir(&id).exists(), "state dir left after a config error");
+    assert!(
+        !h.state_dir(&id).exists(),
+        "state dir left after a config error"
+    );
     assert!(h.leftover_state().is_empty());
 }
 
@@ -328,13 +413,24 @@ fn bad_configs_name_the_field_and_leave_nothing() {
     b.args(&["/bin/true"]);
     let n = b.spec.mounts().as_ref().map_or(0, |m| m.len());
     add_mount(&mut b.spec, mount("relative/dir", "tmpfs", "tmpfs", &[]));
-    expect_config_error(&h, &b, &format!("mounts[{n}].destination"), "must be absolute");
+    expect_config_error(
+        &h,
+        &b,
+        &format!("mounts[{n}].destination"),
+        "must be absolute",
+    );
 
     // Missing config.json.
     fs::remove_file(b.path().join("config.json")).expect("rm config");
     let id = h.id("nocfg");
     let err = h
-        .create_opts(&id, &CreateOptions { bundle: b.path().to_path_buf(), ..Default::default() })
+        .create_opts(
+            &id,
+            &CreateOptions {
+                bundle: b.path().to_path_buf(),
+                ..Default::default()
+            },
+        )
         .expect_err("create without config.json");
     assert_err_contains(&err, &["config.json"]);
     assert!(h.leftover_state().is_empty());
@@ -355,10 +451,45 @@ fn missing_program_fails_at_create_and_leaves_nothing() {
     assert!(!h.state_dir(&id).exists());
 
     let id2 = h.id("noprog");
-    let err = h.create(&id2, &b2).expect_err("create of a program not in PATH");
+    let err = h
+        .create(&id2, &b2)
+        .expect_err("create of a program not in PATH");
     assert_err_contains(&err, &["no-such-program-in-path"]);
     assert!(!h.state_dir(&id2).exists());
 
     assert!(h.leftover_state().is_empty());
-    assert_eq!(children(), before, "create left a process (or zombie) behind");
+    assert_eq!(
+        children(),
+        before,
+        "create left a process (or zombie) behind"
+    );
+}
+
+#[test]
+fn failure_after_setup_kills_the_init_and_leaves_nothing() {
+    // The pid file is written last, when the init is already set up and waiting.
+    let b = Bundle::new();
+    b.write();
+    let dir = common::TempDir::new("berth-pidfile");
+    let pid_file = dir.path().join("no-such-dir/init.pid");
+    let h = Harness::exclusive();
+    let before = children();
+    let id = h.id("badpidfile");
+    let err = h
+        .create_opts(
+            &id,
+            &CreateOptions {
+                bundle: b.path().to_path_buf(),
+                pid_file: Some(pid_file),
+                ..Default::default()
+            },
+        )
+        .expect_err("create with an unwritable pid file");
+    assert_err_contains(&err, &["no-such-dir"]);
+    assert!(h.leftover_state().is_empty(), "state dir left");
+    assert_eq!(
+        children(),
+        before,
+        "the init of the failed create is still around"
+    );
 }

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use berth_runtime_core::Error;
 use berth_runtime_core::oci_spec::runtime::{
-    LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespace, LinuxNamespaceType, LinuxTimeOffset, Spec,
+    LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespace, LinuxNamespaceType, LinuxTimeOffset,
+    Spec,
 };
 use common::Bundle;
 use support::*;
@@ -30,7 +31,10 @@ fn set_namespaces(spec: &mut Spec, list: &[(LinuxNamespaceType, Option<PathBuf>)
             n
         })
         .collect();
-    spec.linux_mut().as_mut().expect("linux").set_namespaces(Some(ns));
+    spec.linux_mut()
+        .as_mut()
+        .expect("linux")
+        .set_namespaces(Some(ns));
 }
 
 const ALL_NS: [&str; 8] = ["mnt", "pid", "net", "ipc", "uts", "cgroup", "user", "time"];
@@ -40,7 +44,14 @@ fn created_namespaces_differ_from_the_runtimes() {
     let (mut b, out) = sh_bundle("echo $$ > /out/pid; readlink /proc/self/ns/cgroup > /out/cgroup");
     set_namespaces(
         &mut b.spec,
-        &[(T::Pid, None), (T::Network, None), (T::Ipc, None), (T::Uts, None), (T::Mount, None), (T::Cgroup, None)],
+        &[
+            (T::Pid, None),
+            (T::Network, None),
+            (T::Ipc, None),
+            (T::Uts, None),
+            (T::Mount, None),
+            (T::Cgroup, None),
+        ],
     );
     let h = Harness::new();
     let id = h.id("ns");
@@ -49,7 +60,10 @@ fn created_namespaces_differ_from_the_runtimes() {
         let theirs = ns_id(c.pid(), ns);
         let ours = ns_id("self", ns);
         if ns == "user" || ns == "time" {
-            assert_eq!(theirs, ours, "{ns} was not asked for but is not the runtime's");
+            assert_eq!(
+                theirs, ours,
+                "{ns} was not asked for but is not the runtime's"
+            );
         } else {
             assert_ne!(theirs, ours, "{ns} namespace is the runtime's");
         }
@@ -58,7 +72,11 @@ fn created_namespaces_differ_from_the_runtimes() {
     h.rt.start(&id).expect("start");
     assert_eq!(h.wait(&c), 0);
     h.rt.delete(&id, false).expect("delete");
-    assert_eq!(read(out.path().join("pid")), "1", "the init is not pid 1 of a new pid namespace");
+    assert_eq!(
+        read(out.path().join("pid")),
+        "1",
+        "the init is not pid 1 of a new pid namespace"
+    );
     assert_eq!(read(out.path().join("cgroup")), cgroup_ns);
 }
 
@@ -72,10 +90,16 @@ fn only_listed_namespaces_are_created() {
     let mounts = b.spec.mounts().clone().unwrap_or_default();
     let kept = mounts
         .into_iter()
-        .filter(|m| !["sysfs", "mqueue", "cgroup"].contains(&m.typ().as_deref().unwrap_or_default()))
+        .filter(|m| {
+            !["sysfs", "mqueue", "cgroup"].contains(&m.typ().as_deref().unwrap_or_default())
+        })
         .collect();
     b.spec.set_mounts(Some(kept));
-    b.spec.linux_mut().as_mut().expect("linux").set_masked_paths(None);
+    b.spec
+        .linux_mut()
+        .as_mut()
+        .expect("linux")
+        .set_masked_paths(None);
     let h = Harness::new();
     let id = h.id("ns");
     let c = h.create(&id, &b).expect("create");
@@ -90,7 +114,11 @@ fn only_listed_namespaces_are_created() {
     h.rt.start(&id).expect("start");
     assert_eq!(h.wait(&c), 0);
     h.rt.delete(&id, false).expect("delete");
-    assert_eq!(read(out.path().join("pid")), c.pid().to_string(), "shared pid namespace: host pid");
+    assert_eq!(
+        read(out.path().join("pid")),
+        c.pid().to_string(),
+        "shared pid namespace: host pid"
+    );
 }
 
 /// A process in a new network namespace, killed on drop.
@@ -107,8 +135,10 @@ impl NetnsHolder {
         let ours = ns_id("self", "net");
         assert!(
             wait_until(Duration::from_secs(10), || {
-                fs::read_link(format!("/proc/{pid}/ns/net")).is_ok_and(|l| l.to_string_lossy() != ours)
-                    && fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+                fs::read_link(format!("/proc/{pid}/ns/net"))
+                    .is_ok_and(|l| l.to_string_lossy() != ours)
+                    && fs::read_to_string(format!("/proc/{pid}/comm"))
+                        .is_ok_and(|c| c.trim() == "sleep")
             }),
             "unshare did not enter a new netns"
         );
@@ -130,16 +160,27 @@ impl Drop for NetnsHolder {
 fn joins_a_network_namespace_by_path() {
     let holder = NetnsHolder::new();
     let path = PathBuf::from(format!("/proc/{}/ns/net", holder.pid()));
-    let (mut b, out) = sh_bundle("readlink /proc/self/ns/net > /out/net; readlink /proc/self/ns/uts > /out/uts");
+    let (mut b, out) =
+        sh_bundle("readlink /proc/self/ns/net > /out/net; readlink /proc/self/ns/uts > /out/uts");
     set_namespaces(
         &mut b.spec,
-        &[(T::Pid, None), (T::Network, Some(path)), (T::Ipc, None), (T::Uts, None), (T::Mount, None)],
+        &[
+            (T::Pid, None),
+            (T::Network, Some(path)),
+            (T::Ipc, None),
+            (T::Uts, None),
+            (T::Mount, None),
+        ],
     );
     let h = Harness::new();
     let id = h.id("joinnet");
     let c = h.create(&id, &b).expect("create");
     let target = ns_id(holder.pid(), "net");
-    assert_eq!(ns_id(c.pid(), "net"), target, "the container is not in the joined netns");
+    assert_eq!(
+        ns_id(c.pid(), "net"),
+        target,
+        "the container is not in the joined netns"
+    );
     assert_ne!(ns_id(c.pid(), "uts"), ns_id("self", "uts"));
     assert_ne!(ns_id(c.pid(), "pid"), ns_id("self", "pid"));
     h.rt.start(&id).expect("start");
@@ -154,7 +195,12 @@ fn joining_a_missing_namespace_path_fails_cleanly() {
     let mut b = Bundle::new();
     set_namespaces(
         &mut b.spec,
-        &[(T::Pid, None), (T::Network, Some(PathBuf::from("/proc/0/ns/net"))), (T::Uts, None), (T::Mount, None)],
+        &[
+            (T::Pid, None),
+            (T::Network, Some(PathBuf::from("/proc/0/ns/net"))),
+            (T::Uts, None),
+            (T::Mount, None),
+        ],
     );
     let h = Harness::new();
     let id = h.id("joinmissing");
@@ -180,7 +226,14 @@ fn user_namespace_with_id_mappings() {
     );
     set_namespaces(
         &mut b.spec,
-        &[(T::Pid, None), (T::Network, None), (T::Ipc, None), (T::Uts, None), (T::Mount, None), (T::User, None)],
+        &[
+            (T::Pid, None),
+            (T::Network, None),
+            (T::Ipc, None),
+            (T::Uts, None),
+            (T::Mount, None),
+            (T::User, None),
+        ],
     );
     let linux = b.spec.linux_mut().as_mut().expect("linux");
     linux.set_uid_mappings(Some(vec![id_map(0, 100_000, 65_536)]));
@@ -190,17 +243,29 @@ fn user_namespace_with_id_mappings() {
     let c = h.create(&id, &b).expect("create");
     assert_ne!(ns_id(c.pid(), "user"), ns_id("self", "user"));
     let host_map = read(format!("/proc/{}/uid_map", c.pid()));
-    assert_eq!(host_map.split_whitespace().collect::<Vec<_>>(), ["0", "100000", "65536"]);
+    assert_eq!(
+        host_map.split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
     h.rt.start(&id).expect("start");
     assert_eq!(h.wait(&c), 0);
     h.rt.delete(&id, false).expect("delete");
 
-    let words = |f: &str| read(out.path().join(f)).split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    let words = |f: &str| {
+        read(out.path().join(f))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(words("uid_map"), ["0", "100000", "65536"]);
     assert_eq!(words("gid_map"), ["0", "200000", "65536"]);
     assert_eq!(read(out.path().join("uid")), "0");
     let meta = fs::metadata(out.path().join("by-root")).expect("stat");
-    assert_eq!((meta.uid(), meta.gid()), (100_000, 200_000), "owner of a file made by container root");
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (100_000, 200_000),
+        "owner of a file made by container root"
+    );
 }
 
 #[test]
@@ -210,7 +275,14 @@ fn time_namespace_offsets_move_the_clocks() {
     let (mut b, out) = sh_bundle("cat /proc/uptime > /out/uptime");
     set_namespaces(
         &mut b.spec,
-        &[(T::Pid, None), (T::Network, None), (T::Ipc, None), (T::Uts, None), (T::Mount, None), (T::Time, None)],
+        &[
+            (T::Pid, None),
+            (T::Network, None),
+            (T::Ipc, None),
+            (T::Uts, None),
+            (T::Mount, None),
+            (T::Time, None),
+        ],
     );
     let offset = |s: i64| {
         let mut o = LinuxTimeOffset::default();
@@ -227,7 +299,11 @@ fn time_namespace_offsets_move_the_clocks() {
             ("monotonic".to_string(), offset(MONO)),
         ])));
     let uptime = |text: &str| -> f64 {
-        text.split_whitespace().next().expect("uptime field").parse().expect("uptime number")
+        text.split_whitespace()
+            .next()
+            .expect("uptime field")
+            .parse()
+            .expect("uptime number")
     };
     let h = Harness::new();
     let before = uptime(&read("/proc/uptime"));
@@ -249,9 +325,8 @@ fn time_namespace_offsets_move_the_clocks() {
 
 #[test]
 fn hostname_and_domainname() {
-    let (mut b, out) = sh_bundle(
-        "hostname > /out/hostname; cat /proc/sys/kernel/domainname > /out/domainname",
-    );
+    let (mut b, out) =
+        sh_bundle("hostname > /out/hostname; cat /proc/sys/kernel/domainname > /out/domainname");
     b.spec.set_hostname(Some("box-7".into()));
     b.spec.set_domainname(Some("example.test".into()));
     let host_name = read("/proc/sys/kernel/hostname");

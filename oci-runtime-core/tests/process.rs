@@ -77,9 +77,15 @@ fn args_env_and_cwd() {
     let allowed = ["PATH", "FOO", "EMPTY", "EQ", "PWD", "SHLVL", "OLDPWD", "_"];
     for l in &lines {
         let key = l.split('=').next().unwrap_or_default();
-        assert!(allowed.contains(&key), "unexpected variable {l:?} in env:\n{env}");
+        assert!(
+            allowed.contains(&key),
+            "unexpected variable {l:?} in env:\n{env}"
+        );
     }
-    assert!(std::env::vars().count() > 3, "the test process should have an environment");
+    assert!(
+        std::env::vars().count() > 3,
+        "the test process should have an environment"
+    );
     assert_eq!(read(out.path().join("cwd")), "/tmp");
 }
 
@@ -98,13 +104,28 @@ fn user_uid_gid_and_additional_gids() {
     assert_eq!(h.run(&b), 0);
 
     let status = read(out.path().join("status"));
-    assert_eq!(status_field(&status, "Uid").as_deref(), Some("1000\t1000\t1000\t1000"));
-    assert_eq!(status_field(&status, "Gid").as_deref(), Some("1001\t1001\t1001\t1001"));
-    assert_eq!(status_field(&status, "Groups").as_deref(), Some("2000 3000"));
+    assert_eq!(
+        status_field(&status, "Uid").as_deref(),
+        Some("1000\t1000\t1000\t1000")
+    );
+    assert_eq!(
+        status_field(&status, "Gid").as_deref(),
+        Some("1001\t1001\t1001\t1001")
+    );
+    assert_eq!(
+        status_field(&status, "Groups").as_deref(),
+        Some("2000 3000")
+    );
     assert_eq!(read(out.path().join("uid")), "1000");
     assert_eq!(read(out.path().join("gid")), "1001");
-    let groups: Vec<String> = read(out.path().join("groups")).split(' ').map(str::to_string).collect();
-    assert!(groups.contains(&"2000".to_string()) && groups.contains(&"3000".to_string()), "{groups:?}");
+    let groups: Vec<String> = read(out.path().join("groups"))
+        .split(' ')
+        .map(str::to_string)
+        .collect();
+    assert!(
+        groups.contains(&"2000".to_string()) && groups.contains(&"3000".to_string()),
+        "{groups:?}"
+    );
     let meta = fs::metadata(out.path().join("file")).expect("stat file");
     use std::os::unix::fs::MetadataExt;
     assert_eq!((meta.uid(), meta.gid()), (1000, 1001));
@@ -120,7 +141,13 @@ fn umask_applies() {
     let h = Harness::new();
     assert_eq!(h.run(&b), 0);
     assert_eq!(read(out.path().join("umask")), "0027");
-    let mode = |n: &str| fs::metadata(out.path().join(n)).expect("stat").permissions().mode() & 0o7777;
+    let mode = |n: &str| {
+        fs::metadata(out.path().join(n))
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o7777
+    };
     assert_eq!(mode("f"), 0o640);
     assert_eq!(mode("d"), 0o750);
 }
@@ -155,7 +182,11 @@ fn rlimits_apply() {
             .lines()
             .find(|l| l.starts_with(name))
             .unwrap_or_else(|| panic!("{name} missing:\n{limits}"));
-        l[name.len()..].split_whitespace().take(2).map(str::to_string).collect()
+        l[name.len()..]
+            .split_whitespace()
+            .take(2)
+            .map(str::to_string)
+            .collect()
     };
     assert_eq!(row("Max open files"), ["123", "456"]);
     assert_eq!(row("Max core file size"), ["4096", "8192"]);
@@ -171,7 +202,9 @@ fn default_capabilities_of_root() {
     let id = h.id("caps");
     let c = h.create(&id, &b).expect("create");
     assert!(
-        c.warnings().iter().any(|w| w.contains("process.capabilities.ambient")),
+        c.warnings()
+            .iter()
+            .any(|w| w.contains("process.capabilities.ambient")),
         "no warning about the ambient set: {:?}",
         c.warnings()
     );
@@ -179,7 +212,11 @@ fn default_capabilities_of_root() {
     assert_eq!(h.wait(&c), 0);
     h.rt.delete(&id, false).expect("delete");
 
-    let want = mask(&[Capability::AuditWrite, Capability::Kill, Capability::NetBindService]);
+    let want = mask(&[
+        Capability::AuditWrite,
+        Capability::Kill,
+        Capability::NetBindService,
+    ]);
     let status = read(out.path().join("status"));
     assert_eq!(cap_field(&status, "CapBnd"), want, "CapBnd");
     assert_eq!(cap_field(&status, "CapPrm"), want, "CapPrm");
@@ -193,7 +230,12 @@ fn capabilities_of_a_non_root_user_with_ambient_set() {
     // For a non-root user without file capabilities the kernel computes, at execve,
     // permitted = effective = ambient: a config with equal sets must come out unchanged.
     let (mut b, out) = sh_bundle("cat /proc/self/status > /out/status");
-    let bounding = [Capability::Chown, Capability::Kill, Capability::NetBindService, Capability::NetRaw];
+    let bounding = [
+        Capability::Chown,
+        Capability::Kill,
+        Capability::NetBindService,
+        Capability::NetRaw,
+    ];
     let kept = [Capability::Kill, Capability::NetBindService];
     let mut caps = LinuxCapabilities::default();
     caps.set_bounding(set(&bounding));
@@ -239,7 +281,11 @@ fn no_new_privileges_on_and_off() {
         let h = Harness::new();
         assert_eq!(h.run(&b), 0);
         let status = read(out.path().join("status"));
-        assert_eq!(status_field(&status, "NoNewPrivs").as_deref(), Some(want), "noNewPrivileges={nnp}");
+        assert_eq!(
+            status_field(&status, "NoNewPrivs").as_deref(),
+            Some(want),
+            "noNewPrivileges={nnp}"
+        );
     }
 }
 
@@ -255,7 +301,11 @@ fn oom_score_adj_applies_to_the_container_only() {
     let h = Harness::new();
     assert_eq!(h.run(&b), 0);
     assert_eq!(read(out.path().join("oom")), "321");
-    assert_eq!(read("/proc/self/oom_score_adj"), mine, "the runtime's own score changed");
+    assert_eq!(
+        read("/proc/self/oom_score_adj"),
+        mine,
+        "the runtime's own score changed"
+    );
 }
 
 #[test]
@@ -278,8 +328,15 @@ fn pid_file_holds_the_init_pid() {
         .expect("create");
     assert_eq!(read(&pid_file), c.pid().to_string());
     assert_eq!(h.rt.state(&id).expect("state").pid, c.pid());
-    let leftovers: Vec<_> = fs::read_dir(dir.path()).expect("ls").map(|e| e.expect("entry").file_name()).collect();
-    assert_eq!(leftovers.len(), 1, "temp files left next to the pid file: {leftovers:?}");
+    let leftovers: Vec<_> = fs::read_dir(dir.path())
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "temp files left next to the pid file: {leftovers:?}"
+    );
     h.rt.delete(&id, false).expect("delete");
     assert_eq!(h.wait(&c), 128 + libc::SIGKILL);
 }
@@ -290,8 +347,13 @@ fn recv_fd(conn: &std::os::unix::net::UnixStream) -> (OwnedFd, Vec<u8>) {
     let mut buf = [0u8; 4096];
     let mut cmsg = nix::cmsg_space!(std::os::fd::RawFd);
     let mut iov = [IoSliceMut::new(&mut buf)];
-    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
-        .expect("recvmsg");
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .expect("recvmsg");
     let n = msg.bytes;
     let mut fd = None;
     for c in msg.cmsgs().expect("cmsgs") {
@@ -313,8 +375,16 @@ fn read_master(master: &OwnedFd, limit: Duration) -> String {
     let mut buf = [0u8; 1024];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "console output did not end: {:?}", String::from_utf8_lossy(&out));
-        let mut pfd = libc::pollfd { fd: master.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        assert!(
+            !left.is_zero(),
+            "console output did not end: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+        let mut pfd = libc::pollfd {
+            fd: master.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: pfd is a valid pollfd.
         let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) };
         if r <= 0 {
@@ -338,7 +408,11 @@ fn console_socket_receives_the_pty_master() {
         "-c",
         "echo tty=$(tty); test -t 0 && echo stdin-is-tty; test -t 1 && echo stdout-is-tty; echo bye",
     ]);
-    b.spec.process_mut().as_mut().expect("process").set_terminal(Some(true));
+    b.spec
+        .process_mut()
+        .as_mut()
+        .expect("process")
+        .set_terminal(Some(true));
     b.write();
     let sock_dir = TempDir::new("berth-console");
     let sock_path = sock_dir.path().join("console.sock");
@@ -348,7 +422,13 @@ fn console_socket_receives_the_pty_master() {
     // terminal without a socket is a config error naming the field.
     let id0 = h.id("console");
     let err = h
-        .create_opts(&id0, &CreateOptions { bundle: b.path().to_path_buf(), ..Default::default() })
+        .create_opts(
+            &id0,
+            &CreateOptions {
+                bundle: b.path().to_path_buf(),
+                ..Default::default()
+            },
+        )
         .expect_err("terminal without console socket");
     assert!(matches!(err, Error::Config(_)), "{err:?}");
     assert_err_contains(&err, &["process.terminal"]);
@@ -375,7 +455,8 @@ fn console_socket_receives_the_pty_master() {
     // It is a pty master: it has a slave number.
     let mut ptn: libc::c_uint = 0;
     // SAFETY: TIOCGPTN with a valid out-pointer on an fd we own.
-    assert_eq!(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut ptn) }, 0, "not a pty master");
+    let r = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut ptn) };
+    assert_eq!(r, 0, "not a pty master");
 
     h.rt.start(&id).expect("start");
     let text = read_master(&master, Duration::from_secs(20));
@@ -385,7 +466,10 @@ fn console_socket_receives_the_pty_master() {
         .lines()
         .find_map(|l| l.strip_prefix("tty="))
         .unwrap_or_else(|| panic!("no tty line in {text:?}"));
-    assert!(tty == "/dev/console" || tty == "/dev/pts/0", "tty is {tty:?}");
+    assert!(
+        tty == "/dev/console" || tty == "/dev/pts/0",
+        "tty is {tty:?}"
+    );
     assert!(text.contains("stdin-is-tty"), "{text:?}");
     assert!(text.contains("stdout-is-tty"), "{text:?}");
     assert!(text.contains("bye"), "{text:?}");

@@ -24,7 +24,10 @@ fn mountinfo_of(out: &TempDir, name: &str) -> Vec<MountInfo> {
 #[track_caller]
 fn has_all(list: &[String], want: &[&str], what: &str) {
     for w in want {
-        assert!(list.iter().any(|o| o == w), "{what}: {w:?} missing in {list:?}");
+        assert!(
+            list.iter().any(|o| o == w),
+            "{what}: {w:?} missing in {list:?}"
+        );
     }
 }
 
@@ -33,12 +36,20 @@ fn mounts_appear_with_their_options() {
     let host_ro = TempDir::new("berth-ro");
     fs::write(host_ro.path().join("hello"), "from the host").expect("write");
     let (mut b, out) = sh_bundle(
-        "cat /proc/self/mountinfo > /out/mountinfo; \
+        "cat /proc/self/mountinfo > /out/mountinfo; stat -c %a /dev/shm > /out/shm-mode; \
          cat /hostro/hello > /out/hello; \
          if touch /hostro/x 2>/dev/null; then echo writable; else echo ro; fi > /out/ro; \
          echo data > /scratch/f && cat /scratch/f > /out/scratch",
     );
-    add_mount(&mut b.spec, mount("/scratch", "tmpfs", "tmpfs", &["nosuid", "nodev", "size=1m", "mode=700"]));
+    add_mount(
+        &mut b.spec,
+        mount(
+            "/scratch",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "nodev", "size=1m", "mode=700"],
+        ),
+    );
     let src = host_ro.path().to_string_lossy().into_owned();
     add_mount(&mut b.spec, mount("/hostro", "bind", &src, &["bind", "ro"]));
     let h = Harness::new();
@@ -73,14 +84,25 @@ fn mounts_appear_with_their_options() {
     let pts = at("/dev/pts");
     assert_eq!(pts.fstype, "devpts");
     has_all(&pts.opts, &["nosuid", "noexec"], "/dev/pts");
-    has_all(&pts.super_opts, &["gid=5", "mode=620", "ptmxmode=666"], "/dev/pts");
+    has_all(
+        &pts.super_opts,
+        &["gid=5", "mode=620", "ptmxmode=666"],
+        "/dev/pts",
+    );
     let dev = at("/dev");
     assert_eq!(dev.fstype, "tmpfs");
     has_all(&dev.super_opts, &["mode=755"], "/dev");
     let shm = at("/dev/shm");
-    has_all(&shm.super_opts, &["mode=1777"], "/dev/shm");
+    assert_eq!(shm.fstype, "tmpfs");
+    has_all(&shm.opts, &["nosuid", "nodev", "noexec"], "/dev/shm");
+    // tmpfs shows no mode= for its default 1777: look at the directory instead.
+    assert_eq!(read(out.path().join("shm-mode")), "1777");
     // The host's mounts are gone after pivot_root.
-    assert!(mi.iter().all(|m| !m.point.starts_with("/tmp/") && m.point != "/work"), "host mounts visible");
+    assert!(
+        mi.iter()
+            .all(|m| !m.point.starts_with("/tmp/") && m.point != "/work"),
+        "host mounts visible"
+    );
 }
 
 #[test]
@@ -90,36 +112,80 @@ fn readonly_root_refuses_writes() {
     let h = Harness::new();
     assert_eq!(h.run(&b), 0);
     assert_eq!(read(out.path().join("result")), "fail");
-    assert!(read(out.path().join("err")).contains("Read-only"), "{}", read(out.path().join("err")));
+    assert!(
+        read(out.path().join("err")).contains("Read-only"),
+        "{}",
+        read(out.path().join("err"))
+    );
     assert!(!b.rootfs().join("newfile").exists());
 
     let (mut b, out) = sh_bundle(script);
-    b.spec.root_mut().as_mut().expect("root").set_readonly(Some(false));
+    b.spec
+        .root_mut()
+        .as_mut()
+        .expect("root")
+        .set_readonly(Some(false));
     assert_eq!(h.run(&b), 0);
     assert_eq!(read(out.path().join("result")), "ok");
-    assert!(b.rootfs().join("newfile").exists(), "a write to a rw root lands in the rootfs");
+    assert!(
+        b.rootfs().join("newfile").exists(),
+        "a write to a rw root lands in the rootfs"
+    );
 }
 
 #[test]
 fn masked_and_readonly_paths() {
-    let (b, out) = sh_bundle(
-        "wc -c < /proc/kcore > /out/kcore; \
+    let (mut b, out) = sh_bundle(
+        "for f in /proc/kcore /proc/timer_list /proc/version; do \
+           if [ -e $f ]; then echo \"$f $(wc -c < $f)\"; else echo \"$f missing\"; fi; \
+         done > /out/masked; \
          ls -A /sys/firmware | wc -l > /out/firmware; \
          if echo 1 > /proc/sys/net/ipv4/ip_forward; then echo written; else echo refused; fi > /out/sys 2>/dev/null; \
          cat /proc/self/mountinfo > /out/mountinfo",
     );
+    // The default list (with /proc/kcore, /proc/timer_list, /sys/firmware) plus a file every
+    // kernel has.
+    let linux = b.spec.linux_mut().as_mut().expect("linux");
+    let mut masked = linux.masked_paths().clone().unwrap_or_default();
+    masked.push("/proc/version".into());
+    linux.set_masked_paths(Some(masked));
     let host_forward = read("/proc/sys/net/ipv4/ip_forward");
     let h = Harness::new();
     assert_eq!(h.run(&b), 0);
-    assert_eq!(read(out.path().join("kcore")), "0", "/proc/kcore is not masked");
-    assert_eq!(read(out.path().join("firmware")), "0", "/sys/firmware is not masked");
-    assert_eq!(read(out.path().join("sys")), "refused", "/proc/sys is writable");
+
+    let masked = read(out.path().join("masked"));
+    let host_has = |p: &str| std::path::Path::new(p).exists();
+    assert!(!read("/proc/version").is_empty());
+    let mut want = Vec::new();
+    for f in ["/proc/kcore", "/proc/timer_list", "/proc/version"] {
+        // Masking a path the kernel doesn't have is skipped: it stays missing.
+        want.push(if host_has(f) {
+            format!("{f} 0")
+        } else {
+            format!("{f} missing")
+        });
+    }
+    assert_eq!(masked.lines().collect::<Vec<_>>(), want, "masked paths");
+    assert!(
+        fs::read_dir("/sys/firmware")
+            .map(|d| d.count() > 0)
+            .unwrap_or(false),
+        "host /sys/firmware"
+    );
+    assert_eq!(
+        read(out.path().join("firmware")),
+        "0",
+        "/sys/firmware is not masked"
+    );
+    assert_eq!(
+        read(out.path().join("sys")),
+        "refused",
+        "/proc/sys is writable"
+    );
     let mi = mountinfo_of(&out, "mountinfo");
     let sys = mount_at(&mi, "/proc/sys").expect("/proc/sys is not a mount");
     has_all(&sys.opts, &["ro"], "/proc/sys");
     assert_eq!(read("/proc/sys/net/ipv4/ip_forward"), host_forward);
-    // The host's kcore is untouched (it is huge there).
-    assert!(fs::metadata("/proc/kcore").map(|m| m.len() > 0).unwrap_or(true));
 }
 
 fn device(path: &str, major: i64, minor: i64, mode: u32, uid: u32, gid: u32) -> LinuxDevice {
@@ -147,7 +213,14 @@ fn device_nodes() {
         .linux_mut()
         .as_mut()
         .expect("linux")
-        .set_devices(Some(vec![device("/dev/berth-full", 1, 7, 0o640, 1000, 1001)]));
+        .set_devices(Some(vec![device(
+            "/dev/berth-full",
+            1,
+            7,
+            0o664,
+            1000,
+            1001,
+        )]));
     let h = Harness::new();
     assert_eq!(h.run(&b), 0);
     let std_devs = read(out.path().join("std"));
@@ -159,13 +232,27 @@ fn device_nodes() {
         "urandom character special file 1 9",
         "tty character special file 5 0",
     ] {
-        assert!(std_devs.lines().any(|l| l == want), "{want:?} not in:\n{std_devs}");
+        assert!(
+            std_devs.lines().any(|l| l == want),
+            "{want:?} not in:\n{std_devs}"
+        );
     }
-    assert_eq!(read(out.path().join("custom")), "character special file 1 7 640 1000 1001");
+    assert_eq!(
+        read(out.path().join("custom")),
+        "character special file 1 7 664 1000 1001"
+    );
     assert_eq!(read(out.path().join("custom-read")), "5");
     let links = read(out.path().join("links"));
-    for want in ["fd /proc/self/fd", "stdin /proc/self/fd/0", "stdout /proc/self/fd/1", "stderr /proc/self/fd/2"] {
-        assert!(links.lines().any(|l| l == want), "{want:?} not in:\n{links}");
+    for want in [
+        "fd /proc/self/fd",
+        "stdin /proc/self/fd/0",
+        "stdout /proc/self/fd/1",
+        "stderr /proc/self/fd/2",
+    ] {
+        assert!(
+            links.lines().any(|l| l == want),
+            "{want:?} not in:\n{links}"
+        );
     }
     assert_eq!(read(out.path().join("ptmx")), "char");
     // Nothing was created on the host's /dev.
@@ -177,17 +264,26 @@ fn sysctl_in_a_new_network_namespace() {
     let (mut b, out) = sh_bundle(
         "cat /proc/sys/net/ipv4/ip_forward > /out/forward; cat /proc/sys/net/ipv4/ip_local_port_range > /out/ports",
     );
-    b.spec.linux_mut().as_mut().expect("linux").set_sysctl(Some(HashMap::from([
-        ("net.ipv4.ip_forward".to_string(), "1".to_string()),
-        ("net.ipv4.ip_local_port_range".to_string(), "40000 50000".to_string()),
-    ])));
+    b.spec
+        .linux_mut()
+        .as_mut()
+        .expect("linux")
+        .set_sysctl(Some(HashMap::from([
+            ("net.ipv4.ip_forward".to_string(), "1".to_string()),
+            (
+                "net.ipv4.ip_local_port_range".to_string(),
+                "40000 50000".to_string(),
+            ),
+        ])));
     let host_forward = read("/proc/sys/net/ipv4/ip_forward");
     let host_ports = read("/proc/sys/net/ipv4/ip_local_port_range");
     let h = Harness::new();
     assert_eq!(h.run(&b), 0);
     assert_eq!(read(out.path().join("forward")), "1");
     assert_eq!(
-        read(out.path().join("ports")).split_whitespace().collect::<Vec<_>>(),
+        read(out.path().join("ports"))
+            .split_whitespace()
+            .collect::<Vec<_>>(),
         ["40000", "50000"]
     );
     assert_eq!(read("/proc/sys/net/ipv4/ip_forward"), host_forward);
@@ -199,7 +295,10 @@ fn sysctl_in_a_new_network_namespace() {
         .linux_mut()
         .as_mut()
         .expect("linux")
-        .set_sysctl(Some(HashMap::from([("kernel.panic".to_string(), "7".to_string())])));
+        .set_sysctl(Some(HashMap::from([(
+            "kernel.panic".to_string(),
+            "7".to_string(),
+        )])));
     let host_panic = read("/proc/sys/kernel/panic");
     let id = h.id("sysctl");
     match h.create(&id, &b2) {
@@ -212,7 +311,8 @@ fn sysctl_in_a_new_network_namespace() {
 
 #[test]
 fn no_pivot_still_confines_the_container() {
-    let (b, out) = sh_bundle("ls / > /out/root; ls -A /tmp | wc -l > /out/tmp; cat /bin/marker > /out/marker");
+    let (b, out) =
+        sh_bundle("ls / > /out/root; ls -A /tmp | wc -l > /out/tmp; cat /bin/marker > /out/marker");
     fs::write(b.rootfs().join("bin/marker"), "rootfs").expect("marker");
     b.write();
     let h = Harness::new();
@@ -235,10 +335,17 @@ fn no_pivot_still_confines_the_container() {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     want.sort();
-    let mut got: Vec<String> = read(out.path().join("root")).lines().map(str::to_string).collect();
+    let mut got: Vec<String> = read(out.path().join("root"))
+        .lines()
+        .map(str::to_string)
+        .collect();
     got.sort();
     assert_eq!(got, want, "/ inside is not the rootfs");
-    assert_eq!(read(out.path().join("tmp")), "0", "the host's /tmp is visible");
+    assert_eq!(
+        read(out.path().join("tmp")),
+        "0",
+        "the host's /tmp is visible"
+    );
     assert_eq!(read(out.path().join("marker")), "rootfs");
 }
 
@@ -256,16 +363,32 @@ fn hostile_rootfs_symlink_cannot_redirect_a_mount_to_the_host() {
     assert_eq!(h.run(&b), 0);
 
     let left: Vec<_> = fs::read_dir(host_target.path()).expect("ls").collect();
-    assert!(left.is_empty(), "the host dir behind the symlink was touched: {left:?}");
+    assert!(
+        left.is_empty(),
+        "the host dir behind the symlink was touched: {left:?}"
+    );
     assert_eq!(read(out.path().join("wrote")), "wrote");
     // The mount landed inside the rootfs, on the link target taken relative to the root.
     let mi = mountinfo_of(&out, "mountinfo");
     let point = format!("{}/x", host_target.path().display());
     let m = mount_at(&mi, &point).unwrap_or_else(|| {
-        panic!("no mount on {point}: {:?}", mi.iter().map(|m| &m.point).collect::<Vec<_>>())
+        panic!(
+            "no mount on {point}: {:?}",
+            mi.iter().map(|m| &m.point).collect::<Vec<_>>()
+        )
     });
     assert_eq!(m.fstype, "tmpfs");
-    let inside_dir = b.rootfs().join(host_target.path().strip_prefix("/").expect("absolute")).join("x");
-    assert!(inside_dir.is_dir(), "mount point not created inside the rootfs: {}", inside_dir.display());
-    assert!(!inside_dir.join("file").exists(), "the tmpfs write went to the rootfs dir");
+    let inside_dir = b
+        .rootfs()
+        .join(host_target.path().strip_prefix("/").expect("absolute"))
+        .join("x");
+    assert!(
+        inside_dir.is_dir(),
+        "mount point not created inside the rootfs: {}",
+        inside_dir.display()
+    );
+    assert!(
+        !inside_dir.join("file").exists(),
+        "the tmpfs write went to the rootfs dir"
+    );
 }

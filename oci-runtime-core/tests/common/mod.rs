@@ -13,7 +13,11 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A unique name for this process and call.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A temp dir removed (recursively) on drop.
@@ -53,10 +57,48 @@ pub struct Bundle {
 }
 
 const APPLETS: &[&str] = &[
-    "sh", "true", "false", "echo", "cat", "ls", "id", "hostname", "sleep", "mount", "stat",
-    "readlink", "test", "[", "grep", "wc", "env", "pwd", "touch", "mkdir", "uname", "ps",
-    "head", "tr", "sysctl", "date", "umask", "dmesg", "kill", "domainname", "printf",
-    "tty", "cut", "sed", "sort", "xargs", "rm", "ln", "seq", "tail", "uptime", "whoami",
+    "sh",
+    "true",
+    "false",
+    "echo",
+    "cat",
+    "ls",
+    "id",
+    "hostname",
+    "sleep",
+    "mount",
+    "stat",
+    "readlink",
+    "test",
+    "[",
+    "grep",
+    "wc",
+    "env",
+    "pwd",
+    "touch",
+    "mkdir",
+    "uname",
+    "ps",
+    "head",
+    "tr",
+    "sysctl",
+    "date",
+    "umask",
+    "dmesg",
+    "kill",
+    "domainname",
+    "printf",
+    "tty",
+    "cut",
+    "sed",
+    "sort",
+    "xargs",
+    "rm",
+    "ln",
+    "seq",
+    "tail",
+    "uptime",
+    "whoami",
 ];
 
 impl Bundle {

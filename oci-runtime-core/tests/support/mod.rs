@@ -13,18 +13,52 @@
 #![allow(dead_code)]
 
 use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use berth_runtime_core::oci_spec::runtime::{Mount, Spec};
-use berth_runtime_core::{Container, CreateOptions, Error, Runtime};
+use berth_runtime_core::{Container, CreateOptions, Error, Runtime, State};
 
 use crate::common::{Bundle, TempDir, unique};
 
 /// Taken shared by ordinary tests, exclusively by tests that inspect process-wide state.
 static EXCLUSIVE: RwLock<()> = RwLock::new(());
+
+/// The runtime of a harness.
+pub struct Rt {
+    inner: Runtime,
+}
+
+impl Rt {
+    /// The runtime itself.
+    pub fn raw(&self) -> &Runtime {
+        &self.inner
+    }
+    pub fn root(&self) -> &Path {
+        self.inner.root()
+    }
+    pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<Container, Error> {
+        self.inner.create(id, opts)
+    }
+    pub fn start(&self, id: &str) -> Result<(), Error> {
+        self.inner.start(id)
+    }
+    pub fn state(&self, id: &str) -> Result<State, Error> {
+        self.inner.state(id)
+    }
+    pub fn list(&self) -> Result<Vec<State>, Error> {
+        self.inner.list()
+    }
+    pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), Error> {
+        self.inner.kill(id, signal, all)
+    }
+    pub fn delete(&self, id: &str, force: bool) -> Result<(), Error> {
+        self.inner.delete(id, force)
+    }
+}
 
 /// How long a container may run before the harness kills it and fails the test.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(30);
@@ -39,11 +73,12 @@ enum Lock {
 /// Declare it *after* the bundles and temp dirs of the test, so that it is dropped (and kills
 /// the containers) before their files go away.
 pub struct Harness {
-    pub rt: Runtime,
+    pub rt: Rt,
     root: TempDir,
     ids: Mutex<Vec<String>>,
-    /// Inits created through the harness and not reaped yet.
-    unreaped: Mutex<Vec<i32>>,
+    /// Inits created through the harness and not reaped yet, with a pidfd each (which
+    /// names exactly that process, even once it is reaped and its pid reused).
+    unreaped: Mutex<Vec<(i32, Option<OwnedFd>)>>,
     _lock: Lock,
 }
 
@@ -64,7 +99,9 @@ impl Harness {
         // The runtime creates its root itself: give it a path that does not exist yet.
         let root = TempDir::new("berth-root");
         Harness {
-            rt: Runtime::new(root.path().join("state")),
+            rt: Rt {
+                inner: Runtime::new(root.path().join("state")),
+            },
             root,
             ids: Mutex::new(Vec::new()),
             unreaped: Mutex::new(Vec::new()),
@@ -85,7 +122,10 @@ impl Harness {
     /// A fresh container id, deleted (forcibly) when the harness is dropped.
     pub fn id(&self, prefix: &str) -> String {
         let id = unique(prefix);
-        self.ids.lock().unwrap_or_else(|e| e.into_inner()).push(id.clone());
+        self.ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(id.clone());
         id
     }
 
@@ -110,11 +150,28 @@ impl Harness {
             }
         }
         let c = self.rt.create(id, opts)?;
+        // The init is our unreaped child: its pid can't have been reused yet.
+        let pidfd = pidfd_open(c.pid());
         self.unreaped
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(c.pid());
+            .push((c.pid(), pidfd));
         Ok(c)
+    }
+
+    /// SIGKILLs every container init created through the harness and not reaped yet (from
+    /// any thread: a watchdog's way out of a deadlock).
+    pub fn kill_all(&self) {
+        for (_, fd) in self
+            .unreaped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            if let Some(fd) = fd {
+                pidfd_kill(fd, libc::SIGKILL);
+            }
+        }
     }
 
     /// [`Container::wait`], but a container still running after [`WAIT_LIMIT`] is killed and
@@ -126,8 +183,7 @@ impl Harness {
     /// As [`Harness::wait`] with an explicit limit.
     pub fn wait_limit(&self, c: &Container, limit: Duration) -> i32 {
         let pid = c.pid();
-        // A pidfd names exactly this process even after it is reaped: the watchdog can never
-        // signal a recycled pid.
+        // Signal through a pidfd: it can never hit a recycled pid.
         let pidfd = pidfd_open(pid);
         let done = std::sync::atomic::AtomicBool::new(false);
         let killed = std::sync::atomic::AtomicBool::new(false);
@@ -136,7 +192,7 @@ impl Harness {
                 let deadline = Instant::now() + limit;
                 while !done.load(std::sync::atomic::Ordering::SeqCst) {
                     if Instant::now() >= deadline {
-                        if let Some(fd) = pidfd {
+                        if let Some(fd) = &pidfd {
                             pidfd_kill(fd, libc::SIGKILL);
                             killed.store(true, std::sync::atomic::Ordering::SeqCst);
                         }
@@ -149,15 +205,11 @@ impl Harness {
             done.store(true, std::sync::atomic::Ordering::SeqCst);
             r
         });
-        if let Some(fd) = pidfd {
-            // SAFETY: closing the pidfd we opened.
-            unsafe { libc::close(fd) };
-        }
         if result.is_ok() {
             self.unreaped
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .retain(|p| *p != pid);
+                .retain(|(p, _)| *p != pid);
         }
         assert!(
             !killed.load(std::sync::atomic::Ordering::SeqCst),
@@ -196,14 +248,19 @@ impl Drop for Harness {
             let _ = self.rt.delete(id, true);
         }
         let pids = std::mem::take(&mut *self.unreaped.lock().unwrap_or_else(|e| e.into_inner()));
-        for pid in pids {
+        for (pid, fd) in pids {
             // The pid is our unreaped child, so it cannot have been recycled.
-            // SAFETY: kill and waitpid on our own child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            match &fd {
+                Some(fd) => pidfd_kill(fd, libc::SIGKILL),
+                // SAFETY: kill of our own unreaped child.
+                None => unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                },
+            }
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 let mut st = 0;
-                // SAFETY: as above.
+                // SAFETY: waitpid on our own child with a valid status pointer.
                 let r = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG | libc::__WALL) };
                 if r != 0 || Instant::now() > deadline {
                     break;
@@ -215,21 +272,34 @@ impl Drop for Harness {
             return;
         }
         let left = self.leftover_state();
-        assert!(left.is_empty(), "state dirs left under {:?}: {left:?}", self.rt.root());
+        assert!(
+            left.is_empty(),
+            "state dirs left under {:?}: {left:?}",
+            self.rt.root()
+        );
         assert_no_test_mounts();
         let _ = &self.root;
     }
 }
 
-fn pidfd_open(pid: i32) -> Option<i32> {
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     // SAFETY: pidfd_open with integer arguments.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    (fd >= 0).then_some(fd as i32)
+    // SAFETY: a new fd the kernel just gave us.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-fn pidfd_kill(fd: i32, sig: i32) {
+fn pidfd_kill(fd: &OwnedFd, sig: i32) {
     // SAFETY: pidfd_send_signal on a pidfd we own; no siginfo.
-    unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd, sig, std::ptr::null::<u8>(), 0) };
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            sig,
+            std::ptr::null::<u8>(),
+            0,
+        )
+    };
 }
 
 /// Fails if /proc/self/mountinfo shows a mount under one of this process' temp dirs.
@@ -245,7 +315,10 @@ pub fn assert_no_test_mounts() {
                 .is_some_and(|mp| Path::new(mp).starts_with(&tmp) && mp.contains(&tag))
         })
         .collect();
-    assert!(bad.is_empty(), "mounts left in the host namespace: {bad:#?}");
+    assert!(
+        bad.is_empty(),
+        "mounts left in the host namespace: {bad:#?}"
+    );
 }
 
 /// A mount entry.
@@ -271,7 +344,10 @@ pub fn bind_out(bundle: &mut Bundle) -> TempDir {
     fs::set_permissions(out.path(), fs::Permissions::from_mode(0o777)).expect("chmod out");
     fs::create_dir_all(bundle.rootfs().join("out")).expect("mkdir rootfs/out");
     let src = out.path().to_string_lossy().into_owned();
-    add_mount(&mut bundle.spec, mount("/out", "bind", &src, &["rbind", "rw"]));
+    add_mount(
+        &mut bundle.spec,
+        mount("/out", "bind", &src, &["rbind", "rw"]),
+    );
     out
 }
 
@@ -349,7 +425,10 @@ fn all_pids() -> Vec<i32> {
 /// Processes (zombies included) whose parent is this process.
 pub fn children() -> Vec<i32> {
     let me = std::process::id() as i32;
-    all_pids().into_iter().filter(|p| ppid(*p) == Some(me)).collect()
+    all_pids()
+        .into_iter()
+        .filter(|p| ppid(*p) == Some(me))
+        .collect()
 }
 
 /// Live processes in the pid namespace of `pid` (its own included).
@@ -357,7 +436,9 @@ pub fn pids_in_pidns_of(pid: i32) -> Vec<i32> {
     let target = ns_id(pid, "pid");
     all_pids()
         .into_iter()
-        .filter(|p| fs::read_link(format!("/proc/{p}/ns/pid")).is_ok_and(|l| l.to_string_lossy() == target))
+        .filter(|p| {
+            fs::read_link(format!("/proc/{p}/ns/pid")).is_ok_and(|l| l.to_string_lossy() == target)
+        })
         .filter(|p| alive(*p))
         .collect()
 }
@@ -409,7 +490,10 @@ pub fn mount_at<'a>(mounts: &'a [MountInfo], point: &str) -> Option<&'a MountInf
 pub fn assert_err_contains(err: &Error, needles: &[&str]) {
     let msg = err.to_string();
     for n in needles {
-        assert!(msg.contains(n), "error {msg:?} does not mention {n:?} ({err:?})");
+        assert!(
+            msg.contains(n),
+            "error {msg:?} does not mention {n:?} ({err:?})"
+        );
     }
 }
 
