@@ -149,9 +149,12 @@ fn state_json(record: &Record, status: Status) -> Vec<u8> {
         "ociVersion": s.oci_version,
         "id": s.id,
         "status": s.status,
-        "pid": record.pid,
         "bundle": s.bundle,
     });
+    // A stopped container has no pid (runc leaves the field out).
+    if status != Status::Stopped {
+        v["pid"] = serde_json::json!(record.pid);
+    }
     if !s.annotations.is_empty() {
         v["annotations"] = serde_json::json!(s.annotations);
     }
@@ -217,16 +220,40 @@ impl Runtime {
     pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<Container, Error> {
         state::validate_id(id)?;
         let bundle = abs_path(&opts.bundle)?;
-        let spec = validate::load_bundle_config(&bundle)?;
+        let (spec, warnings) = validate::load_bundle_config_with_warnings(&bundle)?;
         validate::validate(&spec, &bundle)?;
         let dir = ContainerDir::create(&self.root, id)?;
         let dir_path = dir.path.clone();
         let mut remove_dir = Cleanup(Some(move || {
             let _ = fs::remove_dir_all(&dir_path);
         }));
-        let c = self.create_in(&dir, &spec, &bundle, opts)?;
-        remove_dir.disarm();
-        Ok(c)
+        match self.create_in(&dir, &spec, &bundle, opts, warnings) {
+            Ok(c) => {
+                remove_dir.disarm();
+                Ok(c)
+            }
+            Err(e) => {
+                // A failed prestart/createRuntime/createContainer hook stops the container and
+                // the lifecycle goes on with poststop (runtime spec, lifecycle steps 4-6, 12).
+                if let Error::Hook { kind, .. } = &e {
+                    if matches!(*kind, "prestart" | "createRuntime" | "createContainer") {
+                        let hooks = hooks_of(&spec);
+                        let stopped = serde_json::json!({
+                            "ociVersion": spec.version(), "id": id, "status": "stopped",
+                            "bundle": bundle.to_string_lossy(),
+                        });
+                        for w in hooks::run_hooks_warn(
+                            "poststop",
+                            list(hooks.poststop()),
+                            stopped.to_string().as_bytes(),
+                        ) {
+                            eprintln!("berth: warning: {w}");
+                        }
+                    }
+                }
+                Err(e)
+            }
+        }
     }
 
     fn create_in(
@@ -235,6 +262,7 @@ impl Runtime {
         spec: &Spec,
         bundle: &Path,
         opts: &CreateOptions,
+        mut warnings: Vec<String>,
     ) -> Result<Container, Error> {
         let id = dir.id.as_str();
         let cfg_err = |field: &str, reason: &str| {
@@ -284,12 +312,18 @@ impl Runtime {
             new_cgroup_ns: ns.creates(NamespaceKind::Cgroup),
         })?;
 
-        // Socket activation: fds 3.. of ours named by LISTEN_FDS go through too, as runc does.
+        // Socket activation: fds 3.. of ours named by LISTEN_FDS go through too, as runc does,
+        // but only when LISTEN_PID says they were meant for this process.
         let mut extra_env = Vec::new();
         let mut preserve = opts.preserve_fds;
+        let for_us = std::env::var("LISTEN_PID")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            == Some(std::process::id());
         if let Some(n) = std::env::var("LISTEN_FDS")
             .ok()
             .and_then(|v| v.parse::<u32>().ok())
+            .filter(|_| for_us)
         {
             if n > 0 {
                 extra_env.push(format!("LISTEN_FDS={n}"));
@@ -297,8 +331,8 @@ impl Runtime {
                 preserve += n;
             }
         }
-        let mut warnings = not_yet_applied(spec);
-        let pplan = ProcessPlan::prepare(&process, &extra_env, preserve, &mut warnings)?;
+        warnings.extend(not_yet_applied(spec));
+        let pplan = ProcessPlan::prepare(&process, &extra_env, preserve)?;
 
         let all_hooks = hooks_of(spec);
         let cc_hooks =
@@ -380,7 +414,9 @@ impl Runtime {
                 .into_iter()
                 .collect::<BTreeMap<_, _>>(),
             hooks: Some(all_hooks.clone()),
-            own_pid_ns: ns.creates(NamespaceKind::Pid) || ns.joins(NamespaceKind::Pid),
+            // Only a pid namespace of its own may be swept by kill --all / delete --force: a
+            // joined one belongs to someone else too.
+            own_pid_ns: ns.creates(NamespaceKind::Pid),
         };
         let mut state_buf = vec![0u8; 2 * state_json(&record, Status::Creating).len() + 64];
 
@@ -582,13 +618,7 @@ impl Runtime {
             .filter_map(|e| e.ok())
             .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
             .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-            .filter_map(|id| {
-                let path = self.root.join(&id);
-                state::read_record(&path, &id)
-                    .ok()
-                    .flatten()
-                    .map(|r| r.to_state(state::live_status(&path, &r)))
-            })
+            .filter_map(|id| self.state(&id).ok())
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
@@ -632,10 +662,13 @@ impl Runtime {
     /// SIGKILL and waited for). Runs the poststop hooks and removes all its state.
     pub fn delete(&self, id: &str, force: bool) -> Result<(), Error> {
         let dir = ContainerDir::open(&self.root, id)?;
-        let record = match dir.read_record()? {
-            Some(r) => r,
+        let record = match dir.read_record() {
+            Ok(Some(r)) => r,
             // A create that died before writing its record: nothing runs, just clean up.
-            None => return dir.remove(),
+            Ok(None) => return dir.remove(),
+            // Nothing can be known of a corrupt record's process: --force still frees the id.
+            Err(Error::CorruptState { .. }) if force => return dir.remove(),
+            Err(e) => return Err(e),
         };
         let status = state::live_status(&dir.path, &record);
         match status {

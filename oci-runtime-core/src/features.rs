@@ -18,45 +18,6 @@ const HOOKS: [&str; 6] = [
     "poststop",
 ];
 
-/// The mount options berth's rootfs setup recognises.
-const MOUNT_OPTIONS: [&str; 35] = [
-    "ro",
-    "rw",
-    "suid",
-    "nosuid",
-    "dev",
-    "nodev",
-    "exec",
-    "noexec",
-    "sync",
-    "async",
-    "dirsync",
-    "remount",
-    "mand",
-    "nomand",
-    "atime",
-    "noatime",
-    "diratime",
-    "nodiratime",
-    "relatime",
-    "norelatime",
-    "strictatime",
-    "nostrictatime",
-    "lazytime",
-    "nolazytime",
-    "bind",
-    "rbind",
-    "private",
-    "rprivate",
-    "shared",
-    "rshared",
-    "slave",
-    "rslave",
-    "unbindable",
-    "runbindable",
-    "tmpcopyup",
-];
-
 /// The namespace types berth can create or join, by their `config.json` names.
 const NAMESPACES: [&str; 8] = [
     "cgroup", "ipc", "mount", "network", "pid", "user", "uts", "time",
@@ -133,7 +94,7 @@ pub fn features() -> Value {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": oci_spec::runtime::VERSION,
         "hooks": names(&HOOKS),
-        "mountOptions": names(&MOUNT_OPTIONS),
+        "mountOptions": names(berth_rootfs::SUPPORTED_MOUNT_OPTIONS),
         "linux": {
             "namespaces": names(&NAMESPACES),
             "capabilities": names(capability_names(kernel_last_cap())),
@@ -225,16 +186,18 @@ mod tests {
 
     #[test]
     fn mount_options_are_exactly_the_parsed_ones() {
-        let mut options = strings(&features()["mountOptions"]);
-        options.sort();
-        let mut expected: Vec<&str> = "ro rw suid nosuid dev nodev exec noexec sync async \
-            dirsync remount mand nomand atime noatime diratime nodiratime relatime norelatime \
-            strictatime nostrictatime lazytime nolazytime bind rbind private rprivate shared \
-            rshared slave rslave unbindable runbindable tmpcopyup"
-            .split_whitespace()
-            .collect();
-        expected.sort();
-        assert_eq!(options, expected);
+        let options = strings(&features()["mountOptions"]);
+        assert_eq!(options, berth_rootfs::SUPPORTED_MOUNT_OPTIONS);
+        for needed in [
+            "ro",
+            "rbind",
+            "rro",
+            "nosymfollow",
+            "tmpcopyup",
+            "runbindable",
+        ] {
+            assert!(options.iter().any(|o| o == needed), "{needed} missing");
+        }
     }
 
     #[test]
@@ -302,7 +265,10 @@ mod tests {
         assert_eq!(parsed.oci_version_min(), "1.0.0");
         assert_eq!(parsed.oci_version_max(), oci_spec::runtime::VERSION);
         assert_eq!(parsed.hooks().as_ref().map(Vec::len), Some(6));
-        assert_eq!(parsed.mount_options().as_ref().map(Vec::len), Some(35));
+        assert_eq!(
+            parsed.mount_options().as_ref().map(Vec::len),
+            Some(berth_rootfs::SUPPORTED_MOUNT_OPTIONS.len())
+        );
         let linux = parsed.linux().as_ref().expect("linux");
         assert_eq!(
             linux.namespaces().as_ref().map(Vec::len),

@@ -242,7 +242,7 @@ fn wait_go(fd: RawFd) -> Result<(), InitError> {
 fn reset_signals() -> Result<(), InitError> {
     // Handlers of the parent point at its code and ignored signals stay ignored across exec
     // (Rust ignores SIGPIPE): give the container default dispositions and an empty mask.
-    for sig in 1..libc::SIGRTMAX() {
+    for sig in 1..=libc::SIGRTMAX() {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
@@ -382,6 +382,7 @@ fn run(
     // Ready: from here on the parent is gone and errors go to exec.fifo.
     // SAFETY: clearing the parent-death signal; plain prctl.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    exit_on_terminating_signals();
     send(ctx.sock, b"R")?;
     // SAFETY: state_dir is an O_PATH fd of a directory; the name is a C string literal.
     let fifo = unsafe {
@@ -416,6 +417,33 @@ fn drop_inherited_fds(ctx: &InitContext<'_>) -> Result<(), InitError> {
         &[ctx.sock, ctx.state_dir, ctx.console_socket],
     )
     .map_err(|e| InitError::new(InitStep::SealFds, 1, e))
+}
+
+extern "C" fn exit_on_signal(sig: libc::c_int) {
+    sys::exit_now(128 + sig)
+}
+
+/// While it waits for `start`, the init is pid 1 of its pid namespace, where the kernel drops
+/// signals that have no handler: `kill created-container TERM` would do nothing. Catch the
+/// usual terminating signals and exit as their default action would (exec resets handlers).
+fn exit_on_terminating_signals() {
+    for sig in [
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGALRM,
+        libc::SIGTERM,
+    ] {
+        // SAFETY: a zeroed sigaction plus a handler that only calls _exit, which is
+        // async-signal-safe.
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = exit_on_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigaction(sig, &act, std::ptr::null_mut());
+        }
+    }
 }
 
 /// Opens a pty in the container's devpts, makes it our controlling terminal and stdio, binds

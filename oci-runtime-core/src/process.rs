@@ -132,7 +132,6 @@ impl ProcessPlan {
         process: &Process,
         extra_env: &[String],
         preserve_fds: u32,
-        warnings: &mut Vec<String>,
     ) -> Result<Self, ConfigError> {
         let args = process.args().clone().unwrap_or_default();
         let first = args.first().ok_or_else(|| ConfigError {
@@ -181,16 +180,9 @@ impl ProcessPlan {
                     ambient: cap_mask(c.ambient(), "process.capabilities.ambient")?,
                 };
                 // The kernel only lets a capability into the ambient set if it is both
-                // permitted and inheritable; runc skips the others with a warning.
-                let raisable = sets.permitted & sets.inheritable;
-                if sets.ambient & !raisable != 0 {
-                    warnings.push(format!(
-                        "process.capabilities.ambient: dropping capabilities not in both \
-                         permitted and inheritable (mask {:#x})",
-                        sets.ambient & !raisable
-                    ));
-                    sets.ambient &= raisable;
-                }
+                // permitted and inheritable (capabilities(7)); like runc, raise those and
+                // leave the rest (the default `spec` config lists some) out.
+                sets.ambient &= sets.permitted & sets.inheritable;
                 Some(sets)
             }
         };

@@ -39,7 +39,8 @@ const NAMES: &[(&str, i32)] = &[
     ("SYS", libc::SIGSYS),
 ];
 
-/// Parses a signal as runc's `kill` does: a number (`9`), a name with or without the `SIG`
+/// Parses a signal as runc's `kill` does: a number (`9`; `0` only checks that the target
+/// exists), a name with or without the `SIG`
 /// prefix in any case (`KILL`, `sigterm`), or a real-time signal (`RTMIN+3`, `SIGRTMAX-1`).
 ///
 /// ```
@@ -53,7 +54,7 @@ pub fn parse_signal(s: &str) -> Result<i32, Error> {
     let bad = || Error::InvalidSignal(s.to_owned());
     let max = libc::SIGRTMAX();
     if let Ok(n) = s.parse::<i32>() {
-        return if (1..=max).contains(&n) {
+        return if (0..=max).contains(&n) {
             Ok(n)
         } else {
             Err(bad())
@@ -110,13 +111,13 @@ mod tests {
     #[case("RTMIN+3", 37)]
     #[case("SIGRTMAX-1", 63)]
     #[case("64", 64)]
+    #[case("0", 0)]
     fn good(#[case] s: &str, #[case] n: i32) {
         assert_eq!(parse_signal(s).unwrap(), n);
     }
 
     #[rstest]
     #[case("")]
-    #[case("0")]
     #[case("65")]
     #[case("-1")]
     #[case("FOO")]

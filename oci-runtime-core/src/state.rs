@@ -2,7 +2,8 @@
 //!
 //! Each container owns one directory `<root>/<id>` (mode 0711 so that a container init
 //! running as any uid can open the start barrier by name). It holds:
-//! - `state.json`: the [`Record`], replaced atomically (write to a temp name, fsync, rename);
+//! - `state.json`: the [`Record`], replaced atomically (write to a temp name, rename; the root
+//!   normally lives on a tmpfs such as /run, where an fsync would buy nothing);
 //! - `exec.fifo`: the start barrier; its existence is what "created" means.
 //!
 //! Commands on one id are serialised by an exclusive `flock` on the directory itself; a

@@ -95,6 +95,15 @@ const CONFIG_FILE: &str = "config.json";
 /// # Ok::<(), berth_runtime_core::validate::ConfigError>(())
 /// ```
 pub fn load_bundle_config(bundle: &Path) -> Result<Spec, ConfigError> {
+    load_bundle_config_with_warnings(bundle).map(|(spec, _)| spec)
+}
+
+/// Like [`load_bundle_config`], also returning what was dropped from the config rather than
+/// failing: capability names this build does not know (configs written for newer kernels),
+/// as runc ignores them with a warning.
+pub(crate) fn load_bundle_config_with_warnings(
+    bundle: &Path,
+) -> Result<(Spec, Vec<String>), ConfigError> {
     let path = bundle.join(CONFIG_FILE);
     let bytes = fs::read(&path).map_err(|err| match err.kind() {
         io::ErrorKind::NotFound => ConfigError::new(
@@ -110,18 +119,64 @@ pub fn load_bundle_config(bundle: &Path) -> Result<Spec, ConfigError> {
 }
 
 /// Parse the bytes of a `config.json`, locating type errors by JSON path.
-fn parse_config(bytes: &[u8]) -> Result<Spec, ConfigError> {
-    let value: Value = serde_json::from_slice(bytes)
+fn parse_config(bytes: &[u8]) -> Result<(Spec, Vec<String>), ConfigError> {
+    let mut value: Value = serde_json::from_slice(bytes)
         .map_err(|err| ConfigError::new(CONFIG_FILE, format!("is not valid JSON: {err}")))?;
+    // Go runtimes (runc) read `null` as "absent"; so do we.
+    strip_nulls(&mut value);
+    let warnings = drop_unknown_capabilities(&mut value);
     check_config_shape(&value)?;
     // The shape check above deserializes every part with the same types, so this
     // only fails if the two disagree; report it rather than panic.
-    serde_json::from_value(value).map_err(|err| {
+    let spec = serde_json::from_value(value).map_err(|err| {
         ConfigError::new(
             CONFIG_FILE,
             format!("does not match the OCI runtime spec: {err}"),
         )
-    })
+    })?;
+    Ok((spec, warnings))
+}
+
+/// Removes every object member whose value is `null`, at any depth.
+fn strip_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
+}
+
+/// Drops capability names oci-spec does not know from `process.capabilities.*`, returning a
+/// warning for each. Non-string entries are left for the shape check to report.
+fn drop_unknown_capabilities(value: &mut Value) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let Some(sets) = value
+        .pointer_mut("/process/capabilities")
+        .and_then(Value::as_object_mut)
+    else {
+        return warnings;
+    };
+    for (set, names) in sets.iter_mut() {
+        let Some(names) = names.as_array_mut() else {
+            continue;
+        };
+        names.retain(|n| {
+            let Some(name) = n.as_str() else {
+                return true;
+            };
+            let known = serde_json::from_value::<oci_spec::runtime::Capability>(n.clone()).is_ok();
+            if !known {
+                warnings.push(format!(
+                    "process.capabilities.{set}: ignoring unknown capability {name}"
+                ));
+            }
+            known
+        });
+    }
+    warnings
 }
 
 // ---------------------------------------------------------------------------
@@ -1262,6 +1317,57 @@ mod tests {
         assert_eq!(run(json!({})), Ok(()));
     }
 
+    /// Nulls are written into the config as they are (the merge patch would delete them).
+    #[test]
+    fn null_members_read_as_absent() {
+        let mut config = base();
+        for (ptr, key) in [
+            ("", "hooks"),
+            ("", "annotations"),
+            ("/process", "capabilities"),
+            ("/process", "rlimits"),
+            ("/linux", "resources"),
+            ("/linux", "maskedPaths"),
+        ] {
+            config
+                .pointer_mut(ptr)
+                .and_then(Value::as_object_mut)
+                .unwrap()
+                .insert(key.into(), Value::Null);
+        }
+        let bundle = Bundle::new();
+        bundle.write(&config.to_string());
+        let spec = load_bundle_config(&bundle.0).expect("nulls are accepted");
+        assert!(spec.hooks().is_none() && spec.annotations().is_none());
+        assert!(spec.process().as_ref().unwrap().capabilities().is_none());
+        validate(&spec, &bundle.0).expect("valid");
+    }
+
+    #[test]
+    fn unknown_capabilities_are_dropped_with_a_warning() {
+        let mut config = base();
+        merge(
+            &mut config,
+            &json!({"process": {"capabilities": {
+            "permitted": ["CAP_KILL", "CAP_FLY"], "bounding": ["CAP_KILL"]}}}),
+        );
+        let bundle = Bundle::new();
+        bundle.write(&config.to_string());
+        let (spec, warnings) = load_bundle_config_with_warnings(&bundle.0).expect("load");
+        assert_eq!(
+            warnings,
+            ["process.capabilities.permitted: ignoring unknown capability CAP_FLY"]
+        );
+        let caps = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .as_ref()
+            .unwrap();
+        assert_eq!(caps.permitted().as_ref().unwrap().len(), 1);
+    }
+
     #[rstest]
     #[case::prerelease_and_build(json!({"ociVersion": "1.2.0-rc.1+build.5"}))]
     #[case::dev(json!({"ociVersion": "1.0.2-dev"}))]
@@ -1517,9 +1623,6 @@ mod tests {
         r#"process.rlimits[0].type "RLIMIT_FOO" is not a known rlimit type"#)]
     #[case::rlimit_type_missing(json!({"process": {"rlimits": [{"hard": 1, "soft": 1}]}}),
         "process.rlimits[0].type is required")]
-    #[case::capability_unknown(json!({"process": {"capabilities": {
-        "permitted": ["CAP_KILL", "CAP_FLY"]}}}),
-        r#"process.capabilities.permitted[1] "CAP_FLY" is not a known capability"#)]
     #[case::mount_destination_missing(json!({"mounts": [{"type": "tmpfs", "source": "tmpfs"}]}),
         "mounts[0].destination is required")]
     #[case::mount_options_not_strings(json!({"mounts": [{"destination": "/x", "options": [true]}]}),

@@ -283,8 +283,9 @@ fn failing_create_hooks_abort_create_and_leave_nothing() {
         } else {
             hooks.set_create_container(Some(vec![failing, never.clone()]));
         }
-        // Later kinds must not run either.
-        hooks.set_poststop(Some(vec![never]));
+        // The lifecycle goes on with poststop (runtime spec: "stop the container, and continue the
+        // lifecycle at step 12").
+        hooks.set_poststop(Some(vec![host_hook(&log, "poststop")]));
         b.spec.set_hooks(Some(hooks));
         let h = Harness::exclusive();
         let before = children();
@@ -314,6 +315,11 @@ fn failing_create_hooks_abort_create_and_leave_nothing() {
         assert!(
             !log.path().join("never.json").exists(),
             "{kind}: a hook after the failing one ran"
+        );
+        assert_eq!(
+            json(&log, "poststop")["status"],
+            "stopped",
+            "{kind}: poststop"
         );
         assert!(h.leftover_state().is_empty(), "{kind}: state left");
         assert_eq!(

@@ -226,6 +226,21 @@ fn kill_delivers_the_signal_to_init() {
 }
 
 #[test]
+fn terminating_signal_stops_a_created_container() {
+    // The waiting init is pid 1 of its pid namespace: without a handler the kernel would drop
+    // TERM, and the container would stay "created".
+    let (b, out) = sh_bundle("echo ran > /out/ran");
+    let h = Harness::new();
+    let id = h.id("killcreated");
+    let c = h.create(&id, &b).expect("create");
+    h.rt.kill(&id, libc::SIGTERM, false).expect("kill TERM");
+    assert_eq!(h.wait(&c), 128 + libc::SIGTERM);
+    assert_eq!(h.rt.state(&id).expect("state").status, Status::Stopped);
+    assert!(!out.path().join("ran").exists(), "the program ran");
+    h.rt.delete(&id, false).expect("delete");
+}
+
+#[test]
 fn parse_signal_names_and_numbers() {
     for s in ["TERM", "SIGTERM", "15", "term"] {
         match parse_signal(s) {
@@ -236,7 +251,8 @@ fn parse_signal_names_and_numbers() {
     }
     assert_eq!(parse_signal("KILL").expect("KILL"), libc::SIGKILL);
     assert_eq!(parse_signal("SIGUSR1").expect("USR1"), libc::SIGUSR1);
-    for bad in ["", "0", "-1", "100000", "SIGNOPE", "1.5"] {
+    assert_eq!(parse_signal("0").expect("0 checks existence"), 0);
+    for bad in ["", "-1", "100000", "SIGNOPE", "1.5"] {
         match parse_signal(bad) {
             Err(Error::InvalidSignal(s)) => assert_eq!(s, bad),
             other => panic!("{bad:?}: {other:?}"),

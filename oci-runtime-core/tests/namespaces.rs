@@ -350,3 +350,54 @@ fn hostname_and_domainname() {
     assert_eq!(read("/proc/sys/kernel/hostname"), host_name);
     assert!(h.leftover_state().is_empty());
 }
+
+#[test]
+fn force_delete_in_a_joined_pid_namespace_spares_its_owner() {
+    let h = Harness::new();
+    let (owner_b, _owner_out) = sh_bundle("exec sleep 1000");
+    let owner_id = h.id("pidowner");
+    let owner = h.create(&owner_id, &owner_b).expect("create owner");
+    h.rt.start(&owner_id).expect("start owner");
+
+    let (mut b, out) = sh_bundle("echo $$ > /out/pid; exec sleep 1000");
+    set_namespaces(
+        &mut b.spec,
+        &[
+            (
+                T::Pid,
+                Some(PathBuf::from(format!("/proc/{}/ns/pid", owner.pid()))),
+            ),
+            (T::Ipc, None),
+            (T::Uts, None),
+            (T::Mount, None),
+        ],
+    );
+    let id = h.id("pidguest");
+    let guest = h.create(&id, &b).expect("create guest");
+    assert_eq!(ns_id(guest.pid(), "pid"), ns_id(owner.pid(), "pid"));
+    h.rt.start(&id).expect("start guest");
+    assert!(wait_until(Duration::from_secs(10), || out
+        .path()
+        .join("pid")
+        .exists()));
+    assert_ne!(
+        read(out.path().join("pid")),
+        "1",
+        "the guest is not pid 1 of a joined ns"
+    );
+
+    h.rt.kill(&id, libc::SIGKILL, true)
+        .expect("kill --all guest");
+    assert_eq!(h.wait(&guest), 128 + libc::SIGKILL);
+    h.rt.delete(&id, true).expect("delete --force guest");
+    assert!(
+        alive(owner.pid()),
+        "the owner of the joined pid namespace was killed"
+    );
+    assert_eq!(
+        h.rt.state(&owner_id).expect("owner state").status,
+        berth_runtime_core::Status::Running
+    );
+    h.rt.delete(&owner_id, true).expect("delete owner");
+    assert_eq!(h.wait(&owner), 128 + libc::SIGKILL);
+}

@@ -64,5 +64,5 @@ mod resolve;
 mod sys;
 
 pub use error::{ApplyError, IndexKind, RootfsError, Step};
-pub use options::{MountOptions, OptionError, parse_mount_options};
+pub use options::{MountOptions, OptionError, SUPPORTED_MOUNT_OPTIONS, parse_mount_options};
 pub use plan::{RootfsOptions, RootfsPlan};

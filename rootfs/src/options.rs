@@ -183,6 +183,67 @@ fn unsupported(opt: &str) -> Option<&'static str> {
     }
 }
 
+/// Every mount option name [`parse_mount_options`] understands (as opposed to fs data such as
+/// `size=64k`), for a runtime's `features` document.
+pub const SUPPORTED_MOUNT_OPTIONS: &[&str] = &[
+    "defaults",
+    "ro",
+    "rw",
+    "suid",
+    "nosuid",
+    "dev",
+    "nodev",
+    "exec",
+    "noexec",
+    "sync",
+    "async",
+    "dirsync",
+    "remount",
+    "mand",
+    "nomand",
+    "atime",
+    "noatime",
+    "diratime",
+    "nodiratime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+    "lazytime",
+    "nolazytime",
+    "symfollow",
+    "nosymfollow",
+    "bind",
+    "rbind",
+    "private",
+    "rprivate",
+    "shared",
+    "rshared",
+    "slave",
+    "rslave",
+    "unbindable",
+    "runbindable",
+    "tmpcopyup",
+    "rro",
+    "rrw",
+    "rnosuid",
+    "rsuid",
+    "rnodev",
+    "rdev",
+    "rnoexec",
+    "rexec",
+    "rnodiratime",
+    "rdiratime",
+    "rrelatime",
+    "rnorelatime",
+    "rnoatime",
+    "ratime",
+    "rstrictatime",
+    "rnostrictatime",
+    "rnosymfollow",
+    "rsymfollow",
+];
+
 /// Parse OCI mount options.
 ///
 /// Known runtime options become flags / propagation / recursive attributes;
@@ -403,5 +464,13 @@ mod tests {
         assert_eq!(o.rec_attr_set, 0);
         assert_eq!(o.rec_attr_clr, MOUNT_ATTR_ATIME_MASK);
         assert!(!parse_mount_options(&["ro"]).unwrap().has_rec_attr());
+    }
+
+    #[test]
+    fn every_supported_option_is_a_flag_not_data() {
+        for name in SUPPORTED_MOUNT_OPTIONS {
+            let parsed = parse_mount_options(&[*name]).expect(name);
+            assert_eq!(parsed.data_string(), None, "{name} was taken as fs data");
+        }
     }
 }
