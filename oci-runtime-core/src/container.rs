@@ -310,6 +310,7 @@ impl Runtime {
             no_pivot: opts.no_pivot,
             new_user_ns: ns.creates(NamespaceKind::User),
             new_cgroup_ns: ns.creates(NamespaceKind::Cgroup),
+            cwd: Some(process.cwd()),
         })?;
 
         // Socket activation: fds 3.. of ours named by LISTEN_FDS go through too, as runc does,

@@ -219,7 +219,8 @@ impl RootfsPlan {
     /// Order: propagation of `/` (`rslave` or `rootfsPropagation`), the parent
     /// mount of the rootfs made private if it would be shared, the rootfs
     /// bind-mounted onto itself, then `mounts` in order, then (unless `/dev`
-    /// is bind-mounted) devices and `/dev` symlinks.
+    /// is bind-mounted) devices and `/dev` symlinks, then the missing
+    /// directories of `process.cwd` (mode 0755).
     ///
     /// # Fragile child
     /// Call after `clone(CLONE_NEWNS|...)` with all namespaces joined. No
@@ -273,6 +274,19 @@ impl RootfsPlan {
             r?;
             self.apply_symlinks(root)?;
         }
+        if let Some(cwd) = &self.cwd {
+            // mkdir -p inside the root (after the mounts: a cwd below a tmpfs
+            // lands in the tmpfs); existing directories are kept as they are.
+            let old = sys::umask(0);
+            let r = resolve::resolve(
+                root,
+                &cwd.rel,
+                Create::Dir,
+                libc::O_PATH | libc::O_DIRECTORY,
+            );
+            sys::umask(old);
+            r.map_err(|e| ApplyError::new(Step::Cwd, 0, e.errno()))?;
+        }
         Ok(())
     }
 
@@ -288,7 +302,9 @@ impl RootfsPlan {
     }
 
     /// Resolve a mount destination, creating it, and refuse targets that are
-    /// the container root itself or lie inside procfs (unless allowed).
+    /// the container root itself or lie inside procfs (unless allowed). A
+    /// `proc` or `sysfs` destination must be an ordinary directory (see
+    /// [`Self::ordinary_dir_target`]).
     fn mount_target(
         &self,
         root: c_int,
@@ -296,8 +312,11 @@ impl RootfsPlan {
         m: &MountPlan,
         create: Create,
     ) -> Result<Resolved> {
-        let r = resolve::resolve(root, &m.target.rel, create, libc::O_PATH)
-            .map_err(Self::resolve_err(Step::ResolveTarget, i))?;
+        let r = match &m.ordinary_dir {
+            Some(e) => Self::ordinary_dir_target(root, i, m, e)?,
+            None => resolve::resolve(root, &m.target.rel, create, libc::O_PATH)
+                .map_err(Self::resolve_err(Step::ResolveTarget, i))?,
+        };
         let st = sys::fstat(r.fd.raw()).map_err(err(Step::ResolveTarget, i))?;
         let root_st = sys::fstat(root).map_err(err(Step::ResolveTarget, i))?;
         if same_inode(&st, &root_st) {
@@ -308,6 +327,57 @@ impl RootfsPlan {
             return Err(ApplyError::new(Step::CheckTarget, i, libc::EPERM));
         }
         Ok(r)
+    }
+
+    /// Resolve the destination `e` of a `proc` or `sysfs` mount: the parent
+    /// directory inside the root like any destination (symlinks confined,
+    /// missing directories created), the last component without following
+    /// any symlink (`openat2(RESOLVE_NO_SYMLINKS)` on the parent fd). A
+    /// symlink there (`ELOOP`, even a dangling one) or a non-directory
+    /// (`ENOTDIR`) is refused, like runc does since CVE-2019-19921; a missing
+    /// leaf is created as a directory.
+    fn ordinary_dir_target(root: c_int, i: usize, m: &MountPlan, e: &Entry) -> Result<Resolved> {
+        let refuse = if matches!(m.kind, MountKind::Sysfs) {
+            Step::SysfsNotDir
+        } else {
+            Step::ProcNotDir
+        };
+        let parent = match &e.parent {
+            Some(p) => Some(
+                resolve::resolve(root, &p.rel, Create::Dir, libc::O_PATH | libc::O_DIRECTORY)
+                    .map_err(Self::resolve_err(Step::ResolveTarget, i))?
+                    .fd,
+            ),
+            None => None,
+        };
+        let dir = parent.as_ref().map_or(root, Fd::raw);
+        let leaf = e.leaf.as_c_str();
+        let open = || {
+            sys::openat2(
+                dir,
+                leaf,
+                libc::O_PATH | libc::O_DIRECTORY,
+                IN_ROOT | RESOLVE_NO_SYMLINKS,
+            )
+        };
+        let mut created = false;
+        let opened = match open() {
+            Err(libc::ENOENT) => {
+                match sys::mkdirat(dir, leaf, 0o755) {
+                    Ok(()) => created = true,
+                    // Raced into existence: the open below judges what it is.
+                    Err(libc::EEXIST) => {}
+                    Err(errno) => return Err(ApplyError::new(Step::Mkdir, i, errno)),
+                }
+                open()
+            }
+            other => other,
+        };
+        match opened {
+            Ok(fd) => Ok(Resolved { fd, created }),
+            Err(errno @ (libc::ELOOP | libc::ENOTDIR)) => Err(ApplyError::new(refuse, i, errno)),
+            Err(errno) => Err(ApplyError::new(Step::ResolveTarget, i, errno)),
+        }
     }
 
     /// Re-open a target after mounting on it: the new fd is the new mount's root.

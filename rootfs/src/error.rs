@@ -97,6 +97,14 @@ pub enum RootfsError {
         /// What is wrong with it.
         reason: String,
     },
+    /// `process.cwd` is unusable.
+    #[error("process.cwd {path:?}: {reason}")]
+    Cwd {
+        /// The cwd as given.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A `linux.sysctl` entry is unusable.
     #[error("linux.sysctl {key:?}: {reason}")]
     Sysctl {
@@ -250,6 +258,12 @@ steps! {
     DevReadonly = 40 => "remount /dev read-only",
     /// Remounting `/` read-only for `root.readonly` (index 0).
     RootReadonly = 41 => "remount / read-only",
+    /// Creating the missing directories of `process.cwd` inside the rootfs (index 0).
+    Cwd = 42 => "create directory",
+    /// The destination of a `proc` mount is a symlink or not a directory (index: mount).
+    ProcNotDir = 43 => "filesystem \"proc\" must be mounted on ordinary directory",
+    /// The destination of a `sysfs` mount is a symlink or not a directory (index: mount).
+    SysfsNotDir = 44 => "filesystem \"sysfs\" must be mounted on ordinary directory",
 }
 
 /// What [`ApplyError::index`] refers to for a given [`Step`].
@@ -280,9 +294,9 @@ impl Step {
         use Step::*;
         match self {
             Propagation | ParentPrivate | BindRoot | OpenRoot | PivotRoot | UnmountOldRoot
-            | MoveRoot | Chdir | RootPropagation | Console | RootReadonly => IndexKind::None,
+            | MoveRoot | Chdir | RootPropagation | Console | RootReadonly | Cwd => IndexKind::None,
             ResolveTarget | Mkdir | CreateFile | CheckTarget | Mount | Remount | SetPropagation
-            | SetAttr | CopyUp | Chmod | DevReadonly => IndexKind::Mount,
+            | SetAttr | CopyUp | Chmod | DevReadonly | ProcNotDir | SysfsNotDir => IndexKind::Mount,
             CgroupPath | CgroupResolve | CgroupMount | CgroupRemount | CgroupSymlink => {
                 IndexKind::Cgroup
             }
@@ -403,7 +417,7 @@ mod tests {
             assert_eq!(ApplyError::from_bytes(&e.to_bytes()), Some(e));
         }
         assert_eq!(Step::from_u8(0), None);
-        assert_eq!(Step::from_u8(42), None);
+        assert_eq!(Step::from_u8(45), None);
     }
 
     #[test]

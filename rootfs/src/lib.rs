@@ -42,6 +42,7 @@
 //!     no_pivot: false,
 //!     new_user_ns: false,
 //!     new_cgroup_ns: true,
+//!     cwd: Some(Path::new("/")),
 //! })?;
 //! // ... clone(CLONE_NEWNS | CLONE_NEWPID | ...); in the child:
 //! let applied = plan.mount_all().and_then(|()| plan.pivot()).and_then(|()| plan.finish());

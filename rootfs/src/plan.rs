@@ -31,6 +31,7 @@ use crate::options::{self, parse_mount_options};
 ///     no_pivot: false,
 ///     new_user_ns: false,
 ///     new_cgroup_ns: true,
+///     cwd: None,
 /// };
 /// let plan = berth_rootfs::RootfsPlan::prepare(&opts)?;
 /// # Ok::<(), berth_rootfs::RootfsError>(())
@@ -63,6 +64,10 @@ pub struct RootfsOptions<'a> {
     /// The container gets a new cgroup namespace: a `cgroup` mount shows fresh
     /// cgroup filesystems instead of bind mounts of the host's directories.
     pub new_cgroup_ns: bool,
+    /// `process.cwd` (an absolute container path): created inside the rootfs
+    /// (mode 0755, like `mkdir -p`) after the mounts, so that a cwd below a
+    /// tmpfs mount lands in the tmpfs. `None`: nothing to create.
+    pub cwd: Option<&'a Path>,
 }
 
 /// A path inside the container, pre-cleaned for the child.
@@ -131,6 +136,10 @@ pub(crate) struct MountPlan {
     pub defer_ro: bool,
     /// The destination may lie inside procfs (`/proc` itself or an lxcfs file).
     pub proc_allowed: bool,
+    /// `proc` and `sysfs` mounts: the destination split into parent and
+    /// leaf; the leaf must be an ordinary directory (not a symlink), runc's
+    /// CVE-2019-19921 hardening.
+    pub ordinary_dir: Option<Entry>,
 }
 
 #[derive(Debug, Clone)]
@@ -190,6 +199,9 @@ pub struct RootfsPlan {
     pub(crate) new_cgroup_ns: bool,
     pub(crate) console: Entry,
     pub(crate) dev_null: Target,
+    /// `process.cwd`, created at the end of `mount_all` (`None` for `/` or
+    /// when not asked for).
+    pub(crate) cwd: Option<Target>,
     /// Directory fd of the rootfs (before pivot) or of `/` (after), opened
     /// by the child.
     pub(crate) root_fd: AtomicI32,
@@ -323,6 +335,7 @@ impl RootfsPlan {
     ///     no_pivot: false,
     ///     new_user_ns: false,
     ///     new_cgroup_ns: true,
+    ///     cwd: Some(Path::new("/home/app")),
     /// })?;
     /// # Ok::<(), berth_rootfs::RootfsError>(())
     /// ```
@@ -454,6 +467,10 @@ impl RootfsPlan {
 
         let console = entry(b"dev/console").map_err(root_err)?;
         let dev_null = target(b"dev/null".to_vec()).map_err(root_err)?;
+        let cwd = match opts.cwd {
+            Some(p) => prepare_cwd(p)?,
+            None => None,
+        };
 
         Ok(RootfsPlan {
             rootfs: rootfs_c,
@@ -475,6 +492,7 @@ impl RootfsPlan {
             new_cgroup_ns: opts.new_cgroup_ns,
             console,
             dev_null,
+            cwd,
             root_fd: AtomicI32::new(-1),
         })
     }
@@ -504,6 +522,10 @@ impl RootfsPlan {
         match step.index_kind() {
             IndexKind::None => match step {
                 Step::Console => format!("console {}", self.console.display),
+                Step::Cwd => match &self.cwd {
+                    Some(t) => format!("process.cwd {}", t.display),
+                    None => "process.cwd".into(),
+                },
                 _ => format!("rootfs {}", self.rootfs_display.display()),
             },
             IndexKind::Mount => mount(i),
@@ -674,6 +696,7 @@ fn prepare_mount(
         keep_mode: false,
         defer_ro,
         proc_allowed,
+        ordinary_dir: None,
     };
 
     if is_bind {
@@ -715,6 +738,9 @@ fn prepare_mount(
     plan.source = Some(source);
     plan.data = data;
 
+    if matches!(typ, "proc" | "sysfs") {
+        plan.ordinary_dir = Some(entry(&rel).map_err(dest_err)?);
+    }
     match typ {
         "tmpfs" => {
             plan.kind = MountKind::Tmpfs;
@@ -738,6 +764,19 @@ fn prepare_mount(
         _ => {}
     }
     Ok(plan)
+}
+
+/// `process.cwd` as a target to create; `None` for the container root itself.
+fn prepare_cwd(cwd: &Path) -> Result<Option<Target>, RootfsError> {
+    let err = |reason: &str| RootfsError::Cwd {
+        path: cwd.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    let rel = clean(cwd).ok_or_else(|| err("must be an absolute path"))?;
+    if rel.is_empty() {
+        return Ok(None);
+    }
+    target(rel).map(Some).map_err(|reason| err(&reason))
 }
 
 fn hierarchy_index(hierarchies: &mut Vec<Hierarchy>, h: Hierarchy) -> usize {

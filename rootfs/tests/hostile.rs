@@ -117,9 +117,10 @@ fn proc_symlinked_upwards_is_refused() {
     cfg.mounts = default_mounts();
     let plan = cfg.prepare().unwrap();
     let c = spawn(0, |_| plan.mount_all().map_err(|e| format!("{e:?}")));
+    // A symlink is never an ordinary directory: refused before it is followed.
     assert_eq!(
         c.report,
-        "ERR ApplyError { step: CheckTarget, index: 0, errno: 1 }\n"
+        "ERR ApplyError { step: ProcNotDir, index: 0, errno: 40 }\n"
     );
     assert!(
         c.mountinfo()
@@ -127,6 +128,120 @@ fn proc_symlinked_upwards_is_refused() {
             .filter(|m| m.fstype == "proc")
             .all(|m| m.mount_point == "/proc")
     );
+}
+
+/// The kernel filesystems a hostile image may try to redirect with a symlink
+/// at their mount point (runc's CVE-2019-19921 hardening).
+const KERNEL_FS: [(&str, &str); 2] = [("proc", "/proc"), ("sysfs", "/sys")];
+
+#[test]
+fn proc_and_sysfs_on_symlinks_inside_the_rootfs_are_refused() {
+    // rootfs/proc -> ../../tmp/x: followed inside the root it would be
+    // rootfs/tmp/x, existing or not; a symlink to a directory of the image too.
+    for (fstype, dest) in KERNEL_FS {
+        for (link, existing) in [
+            ("../../tmp/x", false),
+            ("../../tmp/x", true),
+            ("/etc", true),
+            ("tmp", true),
+        ] {
+            let dir = TempDir::new("hostile-kernelfs");
+            let rootfs = busybox_rootfs(&dir);
+            let leaf = rootfs.join(dest.trim_start_matches('/'));
+            fs::remove_dir(&leaf).unwrap();
+            symlink(link, &leaf).unwrap();
+            if existing && link.ends_with("/x") {
+                fs::create_dir(rootfs.join("tmp/x")).unwrap();
+            }
+            let before = entries(&rootfs.join("tmp"));
+            let mut cfg = Config::new(&rootfs);
+            cfg.mounts = mounts(&format!(
+                r#"[{{"destination": "{dest}", "type": "{fstype}", "source": "{fstype}"}}]"#
+            ));
+            let plan = cfg.prepare().unwrap();
+            let c = spawn(NEWIPC_NET, |_| run_plan(&plan));
+            let case = format!("{fstype} on {dest} -> {link} (existing: {existing})");
+            assert_eq!(
+                c.report,
+                format!(
+                    "ERR mounts[0] ({fstype} on {dest}): filesystem \"{fstype}\" must be \
+                     mounted on ordinary directory: Too many levels of symbolic links (os error 40)\n"
+                ),
+                "{case}"
+            );
+            // Nothing of that type got mounted anywhere in the rootfs, and
+            // nothing was created through the link.
+            let root = rootfs.to_str().unwrap();
+            let inside: Vec<MountLine> = c
+                .mountinfo()
+                .into_iter()
+                .filter(|m| m.fstype == fstype && m.mount_point.starts_with(root))
+                .collect();
+            assert!(inside.is_empty(), "{case}: {inside:?}");
+            assert_eq!(entries(&rootfs.join("tmp")), before, "{case}");
+            assert_eq!(fs::read_link(&leaf).unwrap().to_str(), Some(link), "{case}");
+        }
+    }
+}
+
+#[test]
+fn proc_and_sysfs_on_a_file_are_refused() {
+    for (fstype, dest) in KERNEL_FS {
+        let dir = TempDir::new("hostile-kernelfs-file");
+        let rootfs = busybox_rootfs(&dir);
+        let leaf = rootfs.join(dest.trim_start_matches('/'));
+        fs::remove_dir(&leaf).unwrap();
+        fs::write(&leaf, "not a directory").unwrap();
+        let mut cfg = Config::new(&rootfs);
+        cfg.mounts = mounts(&format!(
+            r#"[{{"destination": "{dest}", "type": "{fstype}"}}]"#
+        ));
+        let plan = cfg.prepare().unwrap();
+        let c = spawn(NEWIPC_NET, |_| {
+            plan.mount_all().map_err(|e| format!("{e:?}"))
+        });
+        let step = if fstype == "proc" {
+            "ProcNotDir"
+        } else {
+            "SysfsNotDir"
+        };
+        assert_eq!(
+            c.report,
+            format!("ERR ApplyError {{ step: {step}, index: 0, errno: 20 }}\n")
+        );
+        assert_eq!(fs::read_to_string(&leaf).unwrap(), "not a directory");
+    }
+}
+
+#[test]
+fn proc_and_sysfs_below_a_symlinked_parent_stay_inside() {
+    // Only the last component must be an ordinary directory: a symlinked
+    // parent is resolved inside the root like for any mount, and a missing
+    // mount point is created.
+    let dir = TempDir::new("kernelfs-parent");
+    let rootfs = busybox_rootfs(&dir);
+    let host = TempDir::new("host-kernelfs-parent");
+    symlink(host.path(), rootfs.join("kernel")).unwrap();
+    fs::remove_dir(rootfs.join("proc")).unwrap();
+    let mut cfg = Config::new(&rootfs);
+    cfg.mounts = mounts(
+        r#"[{"destination": "/proc", "type": "proc"},
+            {"destination": "/kernel/sys", "type": "sysfs"}]"#,
+    );
+    let plan = cfg.prepare().unwrap();
+    let c = spawn(NEWIPC_NET, |_| {
+        plan.mount_all().map_err(|e| e.describe(&plan).to_string())
+    });
+    c.ok();
+    assert!(entries(host.path()).is_empty());
+    assert!(mounts_under(&c, host.path()).is_empty());
+    let inside = rootfs.join(host.path().to_str().unwrap().trim_start_matches('/'));
+    let sys = mounts_under(&c, &inside.join("sys"));
+    assert_eq!(sys.len(), 1, "{sys:?}");
+    assert_eq!(sys[0].fstype, "sysfs");
+    let proc = mounts_under(&c, &rootfs.join("proc"));
+    assert_eq!(proc.first().map(|m| m.fstype.as_str()), Some("proc"));
+    assert!(fs::symlink_metadata(rootfs.join("proc")).unwrap().is_dir());
 }
 
 #[test]

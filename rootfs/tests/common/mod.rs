@@ -114,6 +114,7 @@ pub struct Config {
     pub no_pivot: bool,
     pub new_user_ns: bool,
     pub new_cgroup_ns: bool,
+    pub cwd: Option<PathBuf>,
 }
 
 impl Config {
@@ -131,6 +132,7 @@ impl Config {
             no_pivot: false,
             new_user_ns: false,
             new_cgroup_ns: true,
+            cwd: None,
         }
     }
 
@@ -148,6 +150,7 @@ impl Config {
             no_pivot: self.no_pivot,
             new_user_ns: self.new_user_ns,
             new_cgroup_ns: self.new_cgroup_ns,
+            cwd: self.cwd.as_deref(),
         })
     }
 }
