@@ -1,0 +1,109 @@
+//! Reading and writing cgroup files, with errors naming the file and value.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+
+use crate::error::{CgroupError, Result};
+
+/// Writes `value` to the cgroup file `dir/file` in a single `write(2)`.
+///
+/// The file must exist (cgroup files are never created); it is truncated so
+/// that the same code works on a fake tree in a temporary directory.
+pub(crate) fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
+    let path = dir.join(file);
+    let err = |source| CgroupError::Write {
+        path: path.clone(),
+        value: value.to_string(),
+        source,
+    };
+    let mut f = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(err)?;
+    let n = f.write(value.as_bytes()).map_err(err)?;
+    if n != value.len() {
+        return Err(err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            format!("short write ({n} of {} bytes)", value.len()),
+        )));
+    }
+    Ok(())
+}
+
+/// Reads the cgroup file `dir/file`.
+pub(crate) fn read(dir: &Path, file: &str) -> Result<String> {
+    let path = dir.join(file);
+    fs::read_to_string(&path).map_err(|source| CgroupError::Read { path, source })
+}
+
+/// Reads `dir/file` if it exists.
+pub(crate) fn read_opt(dir: &Path, file: &str) -> Result<Option<String>> {
+    let path = dir.join(file);
+    match fs::read_to_string(&path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(CgroupError::Read { path, source }),
+    }
+}
+
+/// Whether `dir/file` exists.
+pub(crate) fn exists(dir: &Path, file: &str) -> bool {
+    dir.join(file).exists()
+}
+
+/// Parses a single number (`max` is `u64::MAX`).
+pub(crate) fn parse_u64(dir: &Path, file: &str, text: &str) -> Result<u64> {
+    let t = text.trim();
+    if t == "max" {
+        return Ok(u64::MAX);
+    }
+    t.parse().map_err(|_| CgroupError::Content {
+        path: dir.join(file),
+        content: t.to_string(),
+    })
+}
+
+/// Reads a file holding a single number (`max` is `u64::MAX`).
+pub(crate) fn read_u64(dir: &Path, file: &str) -> Result<u64> {
+    parse_u64(dir, file, &read(dir, file)?)
+}
+
+/// Reads a single number if the file exists.
+pub(crate) fn read_u64_opt(dir: &Path, file: &str) -> Result<Option<u64>> {
+    match read_opt(dir, file)? {
+        Some(t) => parse_u64(dir, file, &t).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Parses `key value` lines (memory.stat, cpu.stat, memory.events...).
+pub(crate) fn parse_flat_keyed(dir: &Path, file: &str, text: &str) -> Result<Vec<(String, u64)>> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let mut it = l.split_whitespace();
+            match (it.next(), it.next()) {
+                (Some(k), Some(v)) => Ok((k.to_string(), parse_u64(dir, file, v)?)),
+                _ => Err(CgroupError::Content {
+                    path: dir.join(file),
+                    content: l.to_string(),
+                }),
+            }
+        })
+        .collect()
+}
+
+/// The pids listed in `dir/cgroup.procs`.
+pub(crate) fn read_procs(dir: &Path) -> Result<Vec<i32>> {
+    let text = read(dir, "cgroup.procs")?;
+    text.split_whitespace()
+        .map(|p| {
+            p.parse().map_err(|_| CgroupError::Content {
+                path: dir.join("cgroup.procs"),
+                content: p.to_string(),
+            })
+        })
+        .collect()
+}

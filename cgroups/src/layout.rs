@@ -1,0 +1,362 @@
+//! The host's cgroup layout, read from `/proc/self/mountinfo` and `/proc/self/cgroup`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::error::{CgroupError, Result};
+
+/// Which cgroup versions the host uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupMode {
+    /// Only v1 hierarchies (no cgroup2 mount).
+    Legacy,
+    /// v1 hierarchies for (most) controllers and a cgroup2 mount beside them
+    /// (usually `/sys/fs/cgroup/unified`).
+    Hybrid,
+    /// A single cgroup2 hierarchy.
+    Unified,
+}
+
+/// One mounted hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    /// Where it is mounted.
+    pub mount_point: PathBuf,
+    /// The cgroup of the hierarchy shown at the mount point (mountinfo's
+    /// "root" field, `/` unless bind-mounted or inside a cgroup namespace).
+    pub mount_root: PathBuf,
+    /// Its controllers. For v1: the controllers in the mount options
+    /// (`name=systemd` style named hierarchies are not recorded). For v2: the
+    /// controllers listed in the mount point's `cgroup.controllers`.
+    pub controllers: Vec<String>,
+    /// The cgroup the calling process is in, in this hierarchy (from
+    /// `/proc/self/cgroup`), `/` when unknown.
+    pub own_cgroup: PathBuf,
+}
+
+impl Hierarchy {
+    /// The directory of `cgroup` (a path inside the hierarchy, as in
+    /// `/proc/self/cgroup`) below the mount point.
+    pub fn dir_of(&self, cgroup: &Path) -> PathBuf {
+        let rel = cgroup.strip_prefix(&self.mount_root).unwrap_or(cgroup);
+        let rel = rel.strip_prefix("/").unwrap_or(rel);
+        self.mount_point.join(rel)
+    }
+
+    /// Whether this hierarchy has `controller`.
+    pub fn has(&self, controller: &str) -> bool {
+        self.controllers.iter().any(|c| c == controller)
+    }
+}
+
+/// The cgroup layout of a host: the v1 hierarchies and the cgroup2 mount.
+///
+/// ```no_run
+/// let layout = berth_cgroups::Layout::detect()?;
+/// println!("{:?}, v1 controllers: {:?}", layout.mode(), layout.v1_controllers());
+/// # Ok::<(), berth_cgroups::CgroupError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub(crate) v1: Vec<Hierarchy>,
+    pub(crate) unified: Option<Hierarchy>,
+}
+
+/// v1 controllers this crate knows (and creates cgroups in when mounted).
+pub(crate) const KNOWN_V1: &[&str] = &[
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "devices",
+    "freezer",
+    "blkio",
+    "pids",
+    "net_cls",
+    "net_prio",
+    "hugetlb",
+    "rdma",
+    "perf_event",
+    "misc",
+];
+
+impl Layout {
+    /// Detects the calling process's layout from `/proc/self/mountinfo` and
+    /// `/proc/self/cgroup` (no fixed paths are assumed).
+    pub fn detect() -> Result<Self> {
+        let mountinfo = read_proc("/proc/self/mountinfo")?;
+        let cgroup = read_proc("/proc/self/cgroup")?;
+        Self::from_proc(&mountinfo, &cgroup)
+    }
+
+    /// Builds a layout from the texts of a mountinfo and a `/proc/<pid>/cgroup`
+    /// file. The cgroup2 controllers are read from the mount point's
+    /// `cgroup.controllers` (empty if unreadable).
+    pub fn from_proc(mountinfo: &str, proc_cgroup: &str) -> Result<Self> {
+        let own = parse_proc_cgroup(proc_cgroup)?;
+        let mut v1: Vec<Hierarchy> = Vec::new();
+        let mut unified = None;
+        for line in mountinfo.lines().filter(|l| !l.trim().is_empty()) {
+            let bad = || CgroupError::Parse {
+                path: PathBuf::from("/proc/self/mountinfo"),
+                line: line.to_string(),
+            };
+            let fields: Vec<&str> = line.split(' ').collect();
+            let sep = fields.iter().position(|f| *f == "-").ok_or_else(bad)?;
+            if sep < 6 || fields.len() < sep + 4 {
+                return Err(bad());
+            }
+            let fstype = fields[sep + 1];
+            let root = PathBuf::from(unescape(fields[3]));
+            let mount_point = PathBuf::from(unescape(fields[4]));
+            match fstype {
+                "cgroup2" if unified.is_none() => {
+                    let controllers = fs::read_to_string(mount_point.join("cgroup.controllers"))
+                        .map(|s| s.split_whitespace().map(str::to_string).collect())
+                        .unwrap_or_default();
+                    let own_cgroup = own
+                        .iter()
+                        .find(|(id, _, _)| *id == 0)
+                        .map(|(_, _, p)| p.clone())
+                        .unwrap_or_else(|| PathBuf::from("/"));
+                    unified = Some(Hierarchy {
+                        mount_point,
+                        mount_root: root,
+                        controllers,
+                        own_cgroup,
+                    });
+                }
+                "cgroup" => {
+                    let controllers: Vec<String> = fields[sep + 3]
+                        .split(',')
+                        .filter(|o| KNOWN_V1.contains(o))
+                        .map(str::to_string)
+                        .collect();
+                    if controllers.is_empty() || v1.iter().any(|h| h.controllers == controllers) {
+                        continue;
+                    }
+                    let own_cgroup = own
+                        .iter()
+                        .find(|(id, ctrls, _)| {
+                            *id != 0 && {
+                                let mut a: Vec<&str> = ctrls.iter().map(String::as_str).collect();
+                                let mut b: Vec<&str> =
+                                    controllers.iter().map(String::as_str).collect();
+                                a.sort_unstable();
+                                b.sort_unstable();
+                                a == b
+                            }
+                        })
+                        .map(|(_, _, p)| p.clone())
+                        .unwrap_or_else(|| PathBuf::from("/"));
+                    v1.push(Hierarchy {
+                        mount_point,
+                        mount_root: root,
+                        controllers,
+                        own_cgroup,
+                    });
+                }
+                _ => {}
+            }
+        }
+        if v1.is_empty() && unified.is_none() {
+            return Err(CgroupError::NoHierarchy {
+                reason: "no cgroup or cgroup2 mount in mountinfo".into(),
+            });
+        }
+        Ok(Self { v1, unified })
+    }
+
+    /// A pure cgroup v2 layout whose hierarchy is (or pretends to be) mounted at
+    /// `mount_point`. Its controllers are read from `mount_point/cgroup.controllers`;
+    /// relative cgroup paths are taken relative to the mount point.
+    ///
+    /// Use it for a non-standard mount, for a real cgroup2 mount of a hybrid
+    /// host used on its own, or for a fake tree in a temporary directory (tests).
+    ///
+    /// ```no_run
+    /// let layout = berth_cgroups::Layout::unified_at("/sys/fs/cgroup")?;
+    /// assert_eq!(layout.mode(), berth_cgroups::CgroupMode::Unified);
+    /// # Ok::<(), berth_cgroups::CgroupError>(())
+    /// ```
+    pub fn unified_at(mount_point: impl Into<PathBuf>) -> Result<Self> {
+        let mount_point = mount_point.into();
+        let file = mount_point.join("cgroup.controllers");
+        let text = fs::read_to_string(&file).map_err(|source| CgroupError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        Ok(Self {
+            v1: Vec::new(),
+            unified: Some(Hierarchy {
+                mount_point,
+                mount_root: PathBuf::from("/"),
+                controllers: text.split_whitespace().map(str::to_string).collect(),
+                own_cgroup: PathBuf::from("/"),
+            }),
+        })
+    }
+
+    /// The host's mode.
+    pub fn mode(&self) -> CgroupMode {
+        match (self.v1.is_empty(), self.unified.is_some()) {
+            (false, false) => CgroupMode::Legacy,
+            (false, true) => CgroupMode::Hybrid,
+            _ => CgroupMode::Unified,
+        }
+    }
+
+    /// The v1 hierarchies.
+    pub fn v1_hierarchies(&self) -> &[Hierarchy] {
+        &self.v1
+    }
+
+    /// The cgroup2 hierarchy, if one is mounted.
+    pub fn unified(&self) -> Option<&Hierarchy> {
+        self.unified.as_ref()
+    }
+
+    /// Every controller mounted as v1.
+    pub fn v1_controllers(&self) -> Vec<&str> {
+        self.v1
+            .iter()
+            .flat_map(|h| h.controllers.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// Where `controller` lives: a v1 hierarchy, or the cgroup2 one when no
+    /// v1 hierarchy has it and the cgroup2 root offers it.
+    pub(crate) fn locate(&self, controller: &str) -> Option<Location> {
+        if let Some(i) = self.v1.iter().position(|h| h.has(controller)) {
+            return Some(Location::V1(i));
+        }
+        match &self.unified {
+            Some(h) if h.has(controller) => Some(Location::V2),
+            _ => None,
+        }
+    }
+}
+
+/// Where a controller lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Location {
+    /// Index into [`Layout::v1`].
+    V1(usize),
+    /// The cgroup2 hierarchy.
+    V2,
+}
+
+fn read_proc(path: &str) -> Result<String> {
+    fs::read_to_string(path).map_err(|source| CgroupError::ReadProc {
+        path: PathBuf::from(path),
+        source,
+    })
+}
+
+/// Parses `/proc/<pid>/cgroup`: `(hierarchy id, controllers, path)`.
+pub(crate) fn parse_proc_cgroup(text: &str) -> Result<Vec<(u32, Vec<String>, PathBuf)>> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let bad = || CgroupError::Parse {
+            path: PathBuf::from("/proc/self/cgroup"),
+            line: line.to_string(),
+        };
+        let mut parts = line.splitn(3, ':');
+        let id = parts
+            .next()
+            .and_then(|s| s.parse::<u32>().ok())
+            .ok_or_else(bad)?;
+        let ctrls = parts.next().ok_or_else(bad)?;
+        let path = parts.next().ok_or_else(bad)?;
+        let ctrls = ctrls
+            .split(',')
+            .filter(|c| !c.is_empty() && !c.starts_with("name="))
+            .map(str::to_string)
+            .collect();
+        out.push((id, ctrls, PathBuf::from(path)));
+    }
+    Ok(out)
+}
+
+/// Decodes mountinfo's octal escapes (`\040` for a space...).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if let (b'\\', Some(oct)) = (b[i], b.get(i + 1..i + 4)) {
+            if oct.iter().all(|c| (b'0'..=b'7').contains(c)) {
+                let v = u32::from(oct[0] - b'0') * 64
+                    + u32::from(oct[1] - b'0') * 8
+                    + u32::from(oct[2] - b'0');
+                if let Ok(v) = u8::try_from(v) {
+                    out.push(v);
+                    i += 4;
+                    continue;
+                }
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+    const PROC: &str = "9:name=systemd:/\n4:memory:/a/b\n2:cpuacct:/\n1:cpu:/\n0::/x\n";
+
+    #[test]
+    fn hybrid_from_mountinfo() {
+        let l = Layout::from_proc(HYBRID, PROC).unwrap();
+        assert_eq!(l.mode(), CgroupMode::Hybrid);
+        assert_eq!(l.v1_controllers(), vec!["cpu", "cpuacct", "memory"]);
+        let mem = &l.v1[l.v1.iter().position(|h| h.has("memory")).unwrap()];
+        assert_eq!(mem.own_cgroup, PathBuf::from("/a/b"));
+        assert_eq!(
+            mem.dir_of(Path::new("/a/b/c")),
+            PathBuf::from("/sys/fs/cgroup/memory/a/b/c")
+        );
+        assert_eq!(l.unified().unwrap().own_cgroup, PathBuf::from("/x"));
+        assert_eq!(l.locate("memory"), Some(Location::V1(2)));
+        assert_eq!(l.locate("devices"), None);
+    }
+
+    #[test]
+    fn unified_and_legacy_modes() {
+        let u = "1 0 0:1 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
+        assert_eq!(
+            Layout::from_proc(u, "0::/\n").unwrap().mode(),
+            CgroupMode::Unified
+        );
+        let l = "1 0 0:1 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n";
+        let l = Layout::from_proc(l, "1:cpuacct,cpu:/k\n").unwrap();
+        assert_eq!(l.mode(), CgroupMode::Legacy);
+        assert_eq!(l.v1[0].own_cgroup, PathBuf::from("/k"));
+        assert!(Layout::from_proc("", "").is_err());
+        assert!(Layout::from_proc("garbage\n", "").is_err());
+        assert!(parse_proc_cgroup("x:y\n").is_err());
+    }
+
+    #[test]
+    fn mount_root_is_stripped_and_escapes_decoded() {
+        let m = "1 0 0:1 /sub /mnt/a\\040b rw - cgroup cgroup rw,pids\n";
+        let l = Layout::from_proc(m, "1:pids:/sub/c\n").unwrap();
+        assert_eq!(l.v1[0].mount_point, PathBuf::from("/mnt/a b"));
+        assert_eq!(
+            l.v1[0].dir_of(Path::new("/sub/c")),
+            PathBuf::from("/mnt/a b/c")
+        );
+    }
+}

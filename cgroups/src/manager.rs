@@ -1,0 +1,562 @@
+//! The manager of one container's cgroup.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::LinuxResources;
+
+use crate::error::{CgroupError, Result};
+use crate::fsutil;
+use crate::layout::{CgroupMode, Layout, Location};
+use crate::path::CgroupPath;
+use crate::resources::Warning;
+use crate::stats::{self, Stats};
+
+/// How long [`CgroupManager::freeze`] and [`CgroupManager::thaw`] wait for the kernel.
+pub const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The state of a cgroup's freezer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FreezerState {
+    /// Running.
+    Thawed,
+    /// Asked to freeze, not every task stopped yet (v1 only).
+    Freezing,
+    /// Every task stopped.
+    Frozen,
+}
+
+#[derive(Debug)]
+struct Dir {
+    path: PathBuf,
+    created: bool,
+}
+
+/// One container's cgroup in every hierarchy of a [`Layout`].
+///
+/// On a v1 (legacy) host the cgroup is a directory in each mounted v1 hierarchy;
+/// on a hybrid host also one in the cgroup2 mount (so that `cgroup.kill`,
+/// `cgroup.events` and controllers bound to v2, such as `hugetlb` here, work);
+/// on a unified host a single cgroup2 directory.
+///
+/// A runtime creates it from `linux.cgroupsPath` and `linux.resources` before the
+/// container's init runs, puts the init in it (with [`CgroupManager::add_process`] or,
+/// on cgroup v2, `clone3(CLONE_INTO_CGROUP)` with [`CgroupManager::dir_fd`]), and
+/// removes it on delete. Later commands (pause, update, events, kill --all) reopen
+/// it with [`CgroupManager::open`].
+///
+/// ```no_run
+/// use berth_cgroups::{CgroupManager, CgroupPath, Layout};
+/// # fn resources() -> oci_spec::runtime::LinuxResources { Default::default() }
+/// # let init_pid = 1;
+/// let layout = Layout::detect()?;
+/// let path = CgroupPath::from_spec(None, "web")?;
+/// let (cg, warnings) = CgroupManager::create(&layout, &path, Some(&resources()))?;
+/// for w in &warnings {
+///     eprintln!("warning: {w}");
+/// }
+/// cg.add_process(init_pid)?;
+/// cg.freeze()?;
+/// cg.thaw()?;
+/// println!("{:?}", cg.stats()?.memory.usage);
+/// cg.kill_all()?;
+/// cg.remove(std::time::Duration::from_secs(5))?;
+/// # Ok::<(), berth_cgroups::CgroupError>(())
+/// ```
+#[derive(Debug)]
+pub struct CgroupManager {
+    pub(crate) layout: Layout,
+    v1: Vec<Dir>,
+    v2: Option<(Dir, OwnedFd)>,
+}
+
+fn mkdir_p(path: &Path, own: usize) -> Result<(bool, Vec<PathBuf>)> {
+    // Returns whether the leaf was created, and the new directories (top first).
+    let mut missing = Vec::new();
+    let mut p = path;
+    while !p.exists() {
+        missing.push(p.to_path_buf());
+        match p.parent() {
+            Some(q) if missing.len() < own => p = q,
+            _ => break,
+        }
+    }
+    missing.reverse();
+    for d in &missing {
+        match fs::create_dir(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(CgroupError::Dir {
+                    op: "mkdir",
+                    path: d.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    let leaf_created = missing.last().is_some_and(|d| d == path);
+    Ok((leaf_created, missing))
+}
+
+fn open_dir(path: &Path) -> Result<OwnedFd> {
+    File::open(path)
+        .map(OwnedFd::from)
+        .map_err(|source| CgroupError::Dir {
+            op: "open",
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+impl CgroupManager {
+    /// Creates (or joins, if it exists) the cgroup `path` in every hierarchy of
+    /// `layout` and applies `resources`. Returns the warnings of [`Self::apply`].
+    ///
+    /// If anything fails, the directories this call created are removed again:
+    /// nothing is left half applied.
+    pub fn create(
+        layout: &Layout,
+        path: &CgroupPath,
+        resources: Option<&LinuxResources>,
+    ) -> Result<(Self, Vec<Warning>)> {
+        let mut me = Self {
+            layout: layout.clone(),
+            v1: Vec::new(),
+            v2: None,
+        };
+        match me.create_dirs(path) {
+            Ok(()) => {}
+            Err(e) => {
+                me.remove_created();
+                return Err(e);
+            }
+        }
+        let warnings = match resources {
+            Some(r) => match me.apply(r) {
+                Ok(w) => w,
+                Err(e) => {
+                    me.remove_created();
+                    return Err(e);
+                }
+            },
+            None => Vec::new(),
+        };
+        Ok((me, warnings))
+    }
+
+    fn create_dirs(&mut self, path: &CgroupPath) -> Result<()> {
+        for h in &self.layout.v1 {
+            let (dir, own) = path.dir_in(h);
+            let (created, new_dirs) = mkdir_p(&dir, own)?;
+            self.v1.push(Dir {
+                path: dir.clone(),
+                created,
+            });
+            if h.has("cpuset") {
+                // A new v1 cpuset cgroup starts with empty cpus and mems, and no task
+                // can join it until they are set: inherit the parent's.
+                for d in &new_dirs {
+                    init_cpuset(d)?;
+                }
+                init_cpuset(&dir)?;
+            }
+        }
+        if let Some(h) = &self.layout.unified {
+            let (dir, own) = path.dir_in(h);
+            let (created, _) = mkdir_p(&dir, own)?;
+            let fd = open_dir(&dir)?;
+            self.v2 = Some((Dir { path: dir, created }, fd));
+        }
+        Ok(())
+    }
+
+    /// Opens the existing cgroup `path` (for a later command on a running container).
+    /// Fails if its directory is missing in any hierarchy.
+    pub fn open(layout: &Layout, path: &CgroupPath) -> Result<Self> {
+        let mut v1 = Vec::new();
+        for h in &layout.v1 {
+            let (dir, _) = path.dir_in(h);
+            if !dir.is_dir() {
+                return Err(CgroupError::Dir {
+                    op: "open",
+                    path: dir,
+                    source: io::Error::from_raw_os_error(libc::ENOENT),
+                });
+            }
+            v1.push(Dir {
+                path: dir,
+                created: false,
+            });
+        }
+        let v2 = match &layout.unified {
+            Some(h) => {
+                let (dir, _) = path.dir_in(h);
+                let fd = open_dir(&dir)?;
+                Some((
+                    Dir {
+                        path: dir,
+                        created: false,
+                    },
+                    fd,
+                ))
+            }
+            None => None,
+        };
+        Ok(Self {
+            layout: layout.clone(),
+            v1,
+            v2,
+        })
+    }
+
+    /// The host layout this manager works on.
+    pub fn mode(&self) -> CgroupMode {
+        self.layout.mode()
+    }
+
+    /// The cgroup directories: `(controllers, path)` per v1 hierarchy, then
+    /// `("cgroup2", path)` for the unified one.
+    pub fn paths(&self) -> Vec<(String, &Path)> {
+        let mut v: Vec<(String, &Path)> = self
+            .layout
+            .v1
+            .iter()
+            .zip(&self.v1)
+            .map(|(h, d)| (h.controllers.join(","), d.path.as_path()))
+            .collect();
+        if let Some((d, _)) = &self.v2 {
+            v.push(("cgroup2".to_string(), d.path.as_path()));
+        }
+        v
+    }
+
+    /// The cgroup2 directory, open (`O_RDONLY | O_DIRECTORY | O_CLOEXEC`), for
+    /// `clone3` with `CLONE_INTO_CGROUP` (Linux 5.7+): the child starts inside the
+    /// cgroup, before it runs a single instruction. `None` without a cgroup2 mount.
+    ///
+    /// On a hybrid host this places the child in the cgroup2 directory only: call
+    /// [`Self::add_process`] afterwards for the v1 hierarchies.
+    pub fn dir_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.v2.as_ref().map(|(_, fd)| fd.as_fd())
+    }
+
+    /// Whether [`Self::dir_fd`] alone places a process in every hierarchy
+    /// (a unified host).
+    pub fn clone_into_cgroup_is_enough(&self) -> bool {
+        self.v1.is_empty() && self.v2.is_some()
+    }
+
+    /// The directory for `loc`.
+    pub(crate) fn dir(&self, loc: Location) -> Option<&Path> {
+        match loc {
+            Location::V1(i) => self.v1.get(i).map(|d| d.path.as_path()),
+            Location::V2 => self.v2.as_ref().map(|(d, _)| d.path.as_path()),
+        }
+    }
+
+    pub(crate) fn v2_dir(&self) -> Option<(&Path, BorrowedFd<'_>)> {
+        self.v2
+            .as_ref()
+            .map(|(d, fd)| (d.path.as_path(), fd.as_fd()))
+    }
+
+    fn v1_dir_of(&self, controller: &str) -> Option<&Path> {
+        match self.layout.locate(controller)? {
+            Location::V1(i) => self.dir(Location::V1(i)),
+            Location::V2 => None,
+        }
+    }
+
+    /// Moves process `pid` (all its threads) into the cgroup in every hierarchy.
+    pub fn add_process(&self, pid: i32) -> Result<()> {
+        let value = pid.to_string();
+        for d in &self.v1 {
+            fsutil::write(&d.path, "cgroup.procs", &value)?;
+        }
+        if let Some((d, _)) = &self.v2 {
+            fsutil::write(&d.path, "cgroup.procs", &value)?;
+        }
+        Ok(())
+    }
+
+    /// The processes in the cgroup (from the cgroup2 directory if there is one,
+    /// else the first v1 hierarchy), sorted.
+    pub fn pids(&self) -> Result<Vec<i32>> {
+        let dir = match (&self.v2, self.v1.first()) {
+            (Some((d, _)), _) => &d.path,
+            (None, Some(d)) => &d.path,
+            (None, None) => return Ok(Vec::new()),
+        };
+        let mut v = fsutil::read_procs(dir)?;
+        v.sort_unstable();
+        Ok(v)
+    }
+
+    fn freezer_v1(&self) -> Option<&Path> {
+        self.v1_dir_of("freezer")
+    }
+
+    /// The freezer state (v1 `freezer.state`, or v2 `cgroup.freeze` + `cgroup.events`).
+    pub fn freezer_state(&self) -> Result<FreezerState> {
+        if let Some(d) = self.freezer_v1() {
+            let s = fsutil::read(d, "freezer.state")?;
+            return match s.trim() {
+                "THAWED" => Ok(FreezerState::Thawed),
+                "FREEZING" => Ok(FreezerState::Freezing),
+                "FROZEN" => Ok(FreezerState::Frozen),
+                other => Err(CgroupError::Content {
+                    path: d.join("freezer.state"),
+                    content: other.to_string(),
+                }),
+            };
+        }
+        let (d, _) = self
+            .v2_dir()
+            .ok_or_else(|| CgroupError::ControllerUnavailable {
+                field: "(freezer)".into(),
+                controller: "freezer".into(),
+            })?;
+        let asked = fsutil::read(d, "cgroup.freeze")?.trim() == "1";
+        let frozen = events_v2(d)?.1;
+        Ok(match (asked, frozen) {
+            (_, true) => FreezerState::Frozen,
+            (true, false) => FreezerState::Freezing,
+            (false, false) => FreezerState::Thawed,
+        })
+    }
+
+    /// Freezes every process of the cgroup and waits (up to [`FREEZE_TIMEOUT`])
+    /// until the kernel reports the cgroup frozen.
+    pub fn freeze(&self) -> Result<()> {
+        self.set_frozen(true)
+    }
+
+    /// Thaws the cgroup and waits until it runs again.
+    pub fn thaw(&self) -> Result<()> {
+        self.set_frozen(false)
+    }
+
+    fn set_frozen(&self, freeze: bool) -> Result<()> {
+        let start = Instant::now();
+        let want = if freeze {
+            FreezerState::Frozen
+        } else {
+            FreezerState::Thawed
+        };
+        let (dir, file, value) = if let Some(d) = self.freezer_v1() {
+            (d, "freezer.state", if freeze { "FROZEN" } else { "THAWED" })
+        } else {
+            let (d, _) = self
+                .v2_dir()
+                .ok_or_else(|| CgroupError::ControllerUnavailable {
+                    field: "(freezer)".into(),
+                    controller: "freezer".into(),
+                })?;
+            (d, "cgroup.freeze", if freeze { "1" } else { "0" })
+        };
+        let mut delay = Duration::from_micros(100);
+        loop {
+            fsutil::write(dir, file, value)?;
+            if self.freezer_state()? == want {
+                return Ok(());
+            }
+            if start.elapsed() > FREEZE_TIMEOUT {
+                return Err(CgroupError::Timeout {
+                    what: if freeze {
+                        "the cgroup to freeze"
+                    } else {
+                        "the cgroup to thaw"
+                    },
+                    path: dir.join(file),
+                    waited_ms: start.elapsed().as_millis(),
+                });
+            }
+            sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGKILL to every process of the cgroup: v2 `cgroup.kill` where the
+    /// kernel has it (5.14+), else [`Self::signal_all`].
+    pub fn kill_all(&self) -> Result<()> {
+        if let Some((d, _)) = self.v2_dir() {
+            if fsutil::exists(d, "cgroup.kill") {
+                return fsutil::write(d, "cgroup.kill", "1");
+            }
+        }
+        self.signal_all(libc::SIGKILL)
+    }
+
+    /// Sends `signal` to every process of the cgroup. The cgroup is frozen around
+    /// the walk when a freezer is available (so that no process forks past it).
+    pub fn signal_all(&self, signal: i32) -> Result<()> {
+        let can_freeze = self.freezer_v1().is_some() || self.v2.is_some();
+        let was_frozen = can_freeze && self.freezer_state()? == FreezerState::Frozen;
+        if can_freeze && !was_frozen {
+            self.freeze()?;
+        }
+        let result = (|| {
+            let mut pids = Vec::new();
+            for d in self
+                .v1
+                .iter()
+                .map(|d| &d.path)
+                .chain(self.v2.iter().map(|(d, _)| &d.path))
+            {
+                pids.extend(fsutil::read_procs(d)?);
+            }
+            pids.sort_unstable();
+            pids.dedup();
+            for pid in pids {
+                // SAFETY: kill(2) with a pid read from cgroup.procs and a signal number;
+                // no memory is passed.
+                let r = unsafe { libc::kill(pid, signal) };
+                if r != 0 {
+                    let e = io::Error::last_os_error();
+                    if e.raw_os_error() != Some(libc::ESRCH) {
+                        return Err(CgroupError::Syscall {
+                            syscall: "kill",
+                            what: format!("pid {pid} with signal {signal}"),
+                            source: e,
+                        });
+                    }
+                }
+            }
+            Ok(())
+        })();
+        if can_freeze && !was_frozen {
+            self.thaw()?;
+        }
+        result
+    }
+
+    /// Reads cpu, memory, pids, block I/O and huge page statistics.
+    pub fn stats(&self) -> Result<Stats> {
+        let mut s = Stats::default();
+        let v2 = self.v2_dir().map(|(d, _)| d);
+        let v1_of = |c: &str| self.v1_dir_of(c);
+        if v1_of("cpu").is_some() || v1_of("cpuacct").is_some() {
+            stats::cpu_v1(v1_of("cpu"), v1_of("cpuacct"), &mut s.cpu)?;
+        } else if let Some(d) = v2 {
+            stats::cpu_v2(d, &mut s.cpu)?;
+        }
+        if let Some(d) = v1_of("memory") {
+            stats::memory_v1(d, &mut s.memory)?;
+        } else if let Some(d) = v2 {
+            stats::memory_v2(d, &mut s.memory)?;
+        }
+        if let Some(d) = v1_of("pids") {
+            stats::pids(d, &mut s.pids)?;
+        } else if let Some(d) = v2 {
+            stats::pids(d, &mut s.pids)?;
+        }
+        if let Some(d) = v1_of("blkio") {
+            stats::blkio_v1(d, &mut s.blkio)?;
+        } else if let Some(d) = v2 {
+            stats::io_v2(d, &mut s.blkio)?;
+        }
+        if let Some(d) = v1_of("hugetlb") {
+            stats::hugetlb(d, false, &mut s.hugetlb)?;
+        } else if let Some(d) = v2 {
+            stats::hugetlb(d, true, &mut s.hugetlb)?;
+        }
+        Ok(s)
+    }
+
+    /// The OOM counters now (v1 `memory.oom_control`, v2 `memory.events`).
+    pub fn memory_events(&self) -> Result<stats::MemoryEvents> {
+        if let Some(d) = self.v1_dir_of("memory") {
+            return stats::oom_control_v1(d);
+        }
+        match self.v2_dir() {
+            Some((d, _)) => Ok(stats::memory_events_v2(d)?.0),
+            None => Ok(stats::MemoryEvents::default()),
+        }
+    }
+
+    /// Waits (up to `timeout`) until no process is left, then removes the cgroup's
+    /// directory in every hierarchy (parents such as `/berth` are kept). A missing
+    /// directory is not an error, so `remove` can be repeated.
+    ///
+    /// It does not kill anything: call [`Self::kill_all`] first.
+    pub fn remove(&self, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        let dirs: Vec<&Path> = self
+            .v1
+            .iter()
+            .map(|d| d.path.as_path())
+            .chain(self.v2.iter().map(|(d, _)| d.path.as_path()))
+            .collect();
+        let mut delay = Duration::from_micros(200);
+        for d in dirs {
+            loop {
+                match fs::remove_dir(d) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                        if start.elapsed() > timeout {
+                            return Err(CgroupError::Timeout {
+                                what: "the processes to leave the cgroup",
+                                path: d.join("cgroup.procs"),
+                                waited_ms: start.elapsed().as_millis(),
+                            });
+                        }
+                        sleep(delay);
+                        delay = (delay * 2).min(Duration::from_millis(10));
+                    }
+                    Err(source) => {
+                        return Err(CgroupError::Dir {
+                            op: "rmdir",
+                            path: d.to_path_buf(),
+                            source,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the directories this manager created (after a failed create).
+    fn remove_created(&self) {
+        for d in self.v1.iter().chain(self.v2.iter().map(|(d, _)| d)) {
+            if d.created {
+                let _ = fs::remove_dir(&d.path);
+            }
+        }
+    }
+}
+
+/// `(populated, frozen)` from v2 `cgroup.events`.
+pub(crate) fn events_v2(d: &Path) -> Result<(bool, bool)> {
+    let t = fsutil::read(d, "cgroup.events")?;
+    let mut populated = false;
+    let mut frozen = false;
+    for (k, v) in fsutil::parse_flat_keyed(d, "cgroup.events", &t)? {
+        match k.as_str() {
+            "populated" => populated = v == 1,
+            "frozen" => frozen = v == 1,
+            _ => {}
+        }
+    }
+    Ok((populated, frozen))
+}
+
+fn init_cpuset(dir: &Path) -> Result<()> {
+    let Some(parent) = dir.parent() else {
+        return Ok(());
+    };
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        if fsutil::read(dir, f)?.trim().is_empty() {
+            let v = fsutil::read(parent, f)?;
+            fsutil::write(dir, f, v.trim())?;
+        }
+    }
+    Ok(())
+}

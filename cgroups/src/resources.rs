@@ -1,0 +1,1064 @@
+//! Applying `linux.resources` to a cgroup: v1 files, v2 files and the v1 -> v2
+//! conversions.
+//!
+//! # Where each field goes
+//!
+//! A field is written to the hierarchy its controller lives in: a v1 hierarchy when
+//! one has the controller mounted, else the cgroup2 hierarchy when its root offers
+//! the controller (on a hybrid host that is how `hugetlb` is reached). A field whose
+//! controller is nowhere gives [`CgroupError::ControllerUnavailable`].
+//!
+//! | field | v1 file | v2 file and conversion |
+//! |---|---|---|
+//! | `cpu.shares` | `cpu.shares` | `cpu.weight` = `1 + ((shares - 2) * 9999) / 262142`, shares clamped to 2..=262144 |
+//! | `cpu.quota`, `cpu.period` | `cpu.cfs_quota_us`, `cpu.cfs_period_us` | `cpu.max` = `"<quota> <period>"`, quota <= 0 is `max`; a missing half keeps the current value |
+//! | `cpu.burst` | `cpu.cfs_burst_us` | `cpu.max.burst` (same microseconds) |
+//! | `cpu.realtimeRuntime`, `cpu.realtimePeriod` | `cpu.rt_runtime_us`, `cpu.rt_period_us` | rejected: cgroup v2 has no real-time groups |
+//! | `cpu.cpus`, `cpu.mems` | `cpuset.cpus`, `cpuset.mems` | same names |
+//! | `cpu.idle` | `cpu.idle` | `cpu.idle` |
+//! | `memory.limit` | `memory.limit_in_bytes` | `memory.max` (-1 is `max`) |
+//! | `memory.reservation` | `memory.soft_limit_in_bytes` | `memory.low` (-1 is `max`) |
+//! | `memory.swap` (memory + swap) | `memory.memsw.limit_in_bytes`, written before or after the limit so that memory <= memory+swap holds at every step (0 means "not set") | `memory.swap.max` = `swap - limit` (swap -1 is `max`; 0 means "not set") |
+//! | `memory.swappiness` | `memory.swappiness` | warning: no per-cgroup swappiness on v2 |
+//! | `memory.disableOOMKiller` | `memory.oom_control` | warning when true: v2 cannot disable the OOM killer |
+//! | `memory.kernel`, `memory.kernelTCP` | `memory.kmem.limit_in_bytes`, `memory.kmem.tcp.limit_in_bytes`; warning where the kernel dropped or ignores them | warning: v2 accounts kernel memory in `memory.max` |
+//! | `memory.useHierarchy` | `memory.use_hierarchy` | warning when false: v2 is always hierarchical |
+//! | `memory.checkBeforeUpdate` | on update, refuse a limit below `memory.usage_in_bytes` | the same with `memory.current` |
+//! | `pids.limit` | `pids.max` (<= 0 is `max`) | `pids.max` |
+//! | `blockIO.weight` | `blkio.weight`, else `blkio.bfq.weight` | `io.bfq.weight` (same 1..1000 scale) where present, else `io.weight` = `1 + ((weight - 10) * 9999) / 990` |
+//! | `blockIO.leafWeight` (+ per device) | `blkio.leaf_weight[_device]`; warning where the kernel dropped it (no CFQ) | warning: no leaf weights on v2 |
+//! | `blockIO.weightDevice` | `blkio.weight_device` / `blkio.bfq.weight_device`: `"maj:min weight"` | `io.bfq.weight` / `io.weight` (converted as above): `"maj:min weight"` |
+//! | `blockIO.throttle*Device` | `blkio.throttle.{read,write}_{bps,iops}_device`: `"maj:min rate"` | `io.max`: `"maj:min rbps=rate"` (`wbps`, `riops`, `wiops`), rate 0 is `max` |
+//! | `hugepageLimits` | `hugetlb.<size>.limit_in_bytes` (+ `.rsvd.limit_in_bytes` where present) | `hugetlb.<size>.max` (+ `hugetlb.<size>.rsvd.max` where present) |
+//! | `network.classID` | `net_cls.classid` | unavailable (no net_cls on v2) |
+//! | `network.priorities` | `net_prio.ifpriomap`: `"<ifname> <prio>"` | unavailable |
+//! | `rdma` | `rdma.max`: `"<dev> hca_handle=<n> hca_object=<n>"` (missing is `max`) | the same |
+//! | `devices` | `devices.deny` `a`, then the rules | an eBPF program, see [`crate::devices`] |
+//! | `unified` | only keys of controllers bound to cgroup2 (hybrid) | written as given after validation |
+//!
+//! On cgroup v2 the controllers a write needs are first enabled (`+name` in
+//! `cgroup.subtree_control`) in every ancestor below the mount point.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::LinuxResources;
+
+use crate::devices::{self, DeviceRule};
+use crate::error::{CgroupError, Result};
+use crate::fsutil;
+use crate::layout::Location;
+use crate::manager::CgroupManager;
+
+/// A field that was accepted but could not be applied as such on this host.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Warning {
+    /// The `linux.resources` field (dotted path).
+    pub field: String,
+    /// What happened.
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "linux.resources.{}: {}", self.field, self.message)
+    }
+}
+
+/// Converts v1 `cpu.shares` (2..=262144, default 1024) to v2 `cpu.weight` (1..=10000).
+///
+/// `weight = 1 + ((shares - 2) * 9999) / 262142`, so 2 -> 1, 1024 -> 39, 262144 -> 10000.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    let s = shares.clamp(2, 262_144);
+    1 + ((s - 2) * 9999) / 262_142
+}
+
+/// Converts a v1 blkio weight (10..=1000) to v2 `io.weight` (1..=10000).
+///
+/// `io.weight = 1 + ((weight - 10) * 9999) / 990`, so 10 -> 1, 500 -> 4950, 1000 -> 10000.
+pub fn blkio_weight_to_io_weight(weight: u16) -> u64 {
+    let w = u64::from(weight.clamp(10, 1000));
+    1 + ((w - 10) * 9999) / 990
+}
+
+/// Converts the OCI (v1) swap limit, which counts memory + swap, to v2
+/// `memory.swap.max`, which counts swap only: `swap - limit`.
+///
+/// `swap == -1` gives `max`; `swap == 0` gives `None` (not set). A swap limit without a
+/// memory limit, or below it, cannot be converted.
+pub fn swap_to_v2(limit: Option<i64>, swap: i64) -> std::result::Result<Option<String>, String> {
+    match swap {
+        -1 => Ok(Some("max".into())),
+        0 => Ok(None),
+        s if s < -1 => Err("must be -1 or a positive number of bytes".into()),
+        s => match limit {
+            Some(l) if l > 0 => {
+                if s < l {
+                    Err(format!("memory+swap limit is below the memory limit {l}"))
+                } else {
+                    Ok(Some((s - l).to_string()))
+                }
+            }
+            _ => Err("a swap limit needs a memory limit on cgroup v2".into()),
+        },
+    }
+}
+
+/// One step of applying resources.
+#[derive(Debug)]
+enum Op {
+    Write {
+        at: Location,
+        file: String,
+        value: String,
+    },
+    MemoryV1 {
+        at: Location,
+        limit: Option<i64>,
+        swap: Option<i64>,
+    },
+    KernelMemV1 {
+        at: Location,
+        field: &'static str,
+        file: &'static str,
+        value: i64,
+    },
+    CpuMaxV2 {
+        quota: Option<i64>,
+        period: Option<u64>,
+    },
+    CheckUsage {
+        at: Location,
+        file: &'static str,
+        limit: i64,
+    },
+    DevicesV1 {
+        at: Location,
+        rules: Vec<DeviceRule>,
+    },
+    DevicesBpf {
+        rules: Vec<DeviceRule>,
+    },
+}
+
+fn v2_num(v: i64) -> String {
+    if v < 0 { "max".into() } else { v.to_string() }
+}
+
+fn invalid(
+    field: impl Into<String>,
+    value: impl ToString,
+    reason: impl Into<String>,
+) -> CgroupError {
+    CgroupError::InvalidValue {
+        field: field.into(),
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+struct Planner<'a> {
+    m: &'a CgroupManager,
+    update: bool,
+    ops: Vec<Op>,
+    warnings: Vec<Warning>,
+}
+
+impl Planner<'_> {
+    fn loc(&self, controller: &str, field: &str) -> Result<Location> {
+        let loc = self.m.layout.locate(controller);
+        match loc {
+            Some(l) if self.m.dir(l).is_some() => Ok(l),
+            _ => Err(CgroupError::ControllerUnavailable {
+                field: field.into(),
+                controller: controller.into(),
+            }),
+        }
+    }
+
+    fn dir(&self, at: Location) -> &Path {
+        // `loc` only returns locations that have a directory.
+        self.m.dir(at).unwrap_or(Path::new("/nonexistent"))
+    }
+
+    fn warn(&mut self, field: &str, message: impl Into<String>) {
+        self.warnings.push(Warning {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn write(&mut self, at: Location, file: impl Into<String>, value: impl ToString) {
+        self.ops.push(Op::Write {
+            at,
+            file: file.into(),
+            value: value.to_string(),
+        });
+    }
+
+    fn cpu(&mut self, r: &LinuxResources) -> Result<()> {
+        let Some(cpu) = r.cpu() else { return Ok(()) };
+        let needs_cpu = cpu.shares().is_some()
+            || cpu.quota().is_some()
+            || cpu.period().is_some()
+            || cpu.burst().is_some()
+            || cpu.realtime_runtime().is_some()
+            || cpu.realtime_period().is_some()
+            || cpu.idle().is_some();
+        if needs_cpu {
+            let at = self.loc("cpu", "cpu")?;
+            if let Location::V1(_) = at {
+                if let Some(v) = cpu.shares() {
+                    self.write(at, "cpu.shares", v);
+                }
+                if let Some(v) = cpu.period() {
+                    self.write(at, "cpu.cfs_period_us", v);
+                }
+                if let Some(v) = cpu.quota() {
+                    self.write(at, "cpu.cfs_quota_us", if v <= 0 { -1 } else { v });
+                }
+                if let Some(v) = cpu.burst() {
+                    self.write(at, "cpu.cfs_burst_us", v);
+                }
+                if let Some(v) = cpu.realtime_period() {
+                    self.write(at, "cpu.rt_period_us", v);
+                }
+                if let Some(v) = cpu.realtime_runtime() {
+                    self.write(at, "cpu.rt_runtime_us", v);
+                }
+                if let Some(v) = cpu.idle() {
+                    self.write(at, "cpu.idle", v);
+                }
+            } else {
+                if let Some(v) = cpu.shares() {
+                    self.write(at, "cpu.weight", shares_to_weight(v));
+                }
+                if cpu.quota().is_some() || cpu.period().is_some() {
+                    if cpu.period() == Some(0) {
+                        return Err(invalid("cpu.period", 0, "must be positive"));
+                    }
+                    self.ops.push(Op::CpuMaxV2 {
+                        quota: cpu.quota(),
+                        period: cpu.period(),
+                    });
+                }
+                if let Some(v) = cpu.burst() {
+                    self.write(at, "cpu.max.burst", v);
+                }
+                if let Some(v) = cpu.realtime_runtime() {
+                    return Err(invalid(
+                        "cpu.realtimeRuntime",
+                        v,
+                        "cgroup v2 has no real-time scheduling groups",
+                    ));
+                }
+                if let Some(v) = cpu.realtime_period() {
+                    return Err(invalid(
+                        "cpu.realtimePeriod",
+                        v,
+                        "cgroup v2 has no real-time scheduling groups",
+                    ));
+                }
+                if let Some(v) = cpu.idle() {
+                    self.write(at, "cpu.idle", v);
+                }
+            }
+        }
+        if let Some(v) = cpu.cpus() {
+            let at = self.loc("cpuset", "cpu.cpus")?;
+            self.write(at, "cpuset.cpus", v);
+        }
+        if let Some(v) = cpu.mems() {
+            let at = self.loc("cpuset", "cpu.mems")?;
+            self.write(at, "cpuset.mems", v);
+        }
+        Ok(())
+    }
+
+    fn memory(&mut self, r: &LinuxResources) -> Result<()> {
+        let Some(mem) = r.memory() else { return Ok(()) };
+        let at = self.loc("memory", "memory")?;
+        for (name, v) in [
+            ("memory.limit", mem.limit()),
+            ("memory.reservation", mem.reservation()),
+            ("memory.swap", mem.swap()),
+        ] {
+            if let Some(v) = v {
+                if v < -1 {
+                    return Err(invalid(name, v, "must be -1 or a number of bytes"));
+                }
+            }
+        }
+        if let Some(s) = mem.swappiness() {
+            if s > 100 {
+                return Err(invalid("memory.swappiness", s, "must be 0..=100"));
+            }
+        }
+        let check = self.update && mem.check_before_update() == Some(true);
+        if let Location::V1(_) = at {
+            if let (Some(l), true) = (mem.limit(), check) {
+                self.ops.push(Op::CheckUsage {
+                    at,
+                    file: "memory.usage_in_bytes",
+                    limit: l,
+                });
+            }
+            if mem.limit().is_some() || mem.swap().is_some() {
+                self.ops.push(Op::MemoryV1 {
+                    at,
+                    limit: mem.limit(),
+                    swap: mem.swap(),
+                });
+            }
+            if let Some(v) = mem.reservation() {
+                self.write(at, "memory.soft_limit_in_bytes", v);
+            }
+            if let Some(v) = mem.kernel() {
+                self.ops.push(Op::KernelMemV1 {
+                    at,
+                    field: "memory.kernel",
+                    file: "memory.kmem.limit_in_bytes",
+                    value: v,
+                });
+            }
+            if let Some(v) = mem.kernel_tcp() {
+                self.ops.push(Op::KernelMemV1 {
+                    at,
+                    field: "memory.kernelTCP",
+                    file: "memory.kmem.tcp.limit_in_bytes",
+                    value: v,
+                });
+            }
+            if let Some(v) = mem.swappiness() {
+                self.write(at, "memory.swappiness", v);
+            }
+            if let Some(v) = mem.disable_oom_killer() {
+                self.write(at, "memory.oom_control", u8::from(v));
+            }
+            if let Some(v) = mem.use_hierarchy() {
+                self.write(at, "memory.use_hierarchy", u8::from(v));
+            }
+        } else {
+            if let (Some(l), true) = (mem.limit(), check) {
+                self.ops.push(Op::CheckUsage {
+                    at,
+                    file: "memory.current",
+                    limit: l,
+                });
+            }
+            if let Some(s) = mem.swap() {
+                let limit = match mem.limit() {
+                    Some(l) => Some(l),
+                    // An update of the swap alone: convert against the current limit.
+                    None => fsutil::read_opt(self.dir(at), "memory.max")?
+                        .and_then(|t| t.trim().parse::<i64>().ok()),
+                };
+                match swap_to_v2(limit, s) {
+                    Ok(Some(v)) => {
+                        // memory.max first: the swap value was computed against it.
+                        if let Some(l) = mem.limit() {
+                            self.write(at, "memory.max", v2_num(l));
+                        }
+                        self.write(at, "memory.swap.max", v);
+                    }
+                    Ok(None) => {
+                        if let Some(l) = mem.limit() {
+                            self.write(at, "memory.max", v2_num(l));
+                        }
+                    }
+                    Err(reason) => return Err(invalid("memory.swap", s, reason)),
+                }
+            } else if let Some(l) = mem.limit() {
+                self.write(at, "memory.max", v2_num(l));
+            }
+            if let Some(v) = mem.reservation() {
+                self.write(at, "memory.low", v2_num(v));
+            }
+            if mem.kernel().is_some() {
+                self.warn(
+                    "memory.kernel",
+                    "ignored: cgroup v2 has no separate kernel memory limit (memory.max covers it)",
+                );
+            }
+            if mem.kernel_tcp().is_some() {
+                self.warn(
+                    "memory.kernelTCP",
+                    "ignored: cgroup v2 has no separate TCP buffer limit (memory.max covers it)",
+                );
+            }
+            if mem.swappiness().is_some() {
+                self.warn(
+                    "memory.swappiness",
+                    "ignored: cgroup v2 has no per-cgroup swappiness",
+                );
+            }
+            if mem.disable_oom_killer() == Some(true) {
+                self.warn(
+                    "memory.disableOOMKiller",
+                    "ignored: cgroup v2 cannot disable the OOM killer",
+                );
+            }
+            if mem.use_hierarchy() == Some(false) {
+                self.warn(
+                    "memory.useHierarchy",
+                    "ignored: cgroup v2 is always hierarchical",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn pids(&mut self, r: &LinuxResources) -> Result<()> {
+        let Some(p) = r.pids() else { return Ok(()) };
+        let at = self.loc("pids", "pids.limit")?;
+        let l = p.limit();
+        self.write(
+            at,
+            "pids.max",
+            if l > 0 { l.to_string() } else { "max".into() },
+        );
+        Ok(())
+    }
+
+    fn block_io(&mut self, r: &LinuxResources) -> Result<()> {
+        let Some(b) = r.block_io() else { return Ok(()) };
+        let throttles = [
+            (
+                "blockIO.throttleReadBpsDevice",
+                b.throttle_read_bps_device(),
+                "read_bps",
+                "rbps",
+            ),
+            (
+                "blockIO.throttleWriteBpsDevice",
+                b.throttle_write_bps_device(),
+                "write_bps",
+                "wbps",
+            ),
+            (
+                "blockIO.throttleReadIOPSDevice",
+                b.throttle_read_iops_device(),
+                "read_iops",
+                "riops",
+            ),
+            (
+                "blockIO.throttleWriteIOPSDevice",
+                b.throttle_write_iops_device(),
+                "write_iops",
+                "wiops",
+            ),
+        ];
+        let any = b.weight().is_some()
+            || b.leaf_weight().is_some()
+            || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
+            || throttles
+                .iter()
+                .any(|t| t.1.as_ref().is_some_and(|v| !v.is_empty()));
+        if !any {
+            return Ok(());
+        }
+        let v1_ctl = self.m.layout.locate("blkio");
+        let at = match v1_ctl {
+            Some(l @ Location::V1(_)) => l,
+            _ => self.loc("io", "blockIO")?,
+        };
+        let dir = self.dir(at).to_path_buf();
+        let dev = |maj: i64, min: i64, field: &str| -> Result<String> {
+            if maj < 0 || min < 0 {
+                return Err(invalid(
+                    field,
+                    format!("{maj}:{min}"),
+                    "device numbers must be >= 0",
+                ));
+            }
+            Ok(format!("{maj}:{min}"))
+        };
+        for (i, w) in b.weight_device().iter().flatten().enumerate() {
+            if w.weight().is_some_and(|w| w == 0) {
+                return Err(invalid(
+                    format!("blockIO.weightDevice[{i}].weight"),
+                    0,
+                    "must be positive",
+                ));
+            }
+        }
+        if b.weight() == Some(0) {
+            return Err(invalid("blockIO.weight", 0, "must be positive"));
+        }
+        if let Location::V1(_) = at {
+            let (wfile, wdfile) = if fsutil::exists(&dir, "blkio.weight") {
+                ("blkio.weight", "blkio.weight_device")
+            } else if fsutil::exists(&dir, "blkio.bfq.weight") {
+                ("blkio.bfq.weight", "blkio.bfq.weight_device")
+            } else {
+                ("blkio.weight", "blkio.weight_device")
+            };
+            if let Some(w) = b.weight() {
+                self.write(at, wfile, w);
+            }
+            let leaf = fsutil::exists(&dir, "blkio.leaf_weight");
+            if let Some(w) = b.leaf_weight() {
+                if leaf {
+                    self.write(at, "blkio.leaf_weight", w);
+                } else {
+                    self.warn(
+                        "blockIO.leafWeight",
+                        format!("ignored: this kernel has no blkio.leaf_weight (value {w})"),
+                    );
+                }
+            }
+            for (i, wd) in b.weight_device().iter().flatten().enumerate() {
+                let d = dev(
+                    wd.major(),
+                    wd.minor(),
+                    &format!("blockIO.weightDevice[{i}]"),
+                )?;
+                if let Some(w) = wd.weight() {
+                    self.write(at, wdfile, format!("{d} {w}"));
+                }
+                if let Some(w) = wd.leaf_weight() {
+                    if leaf {
+                        self.write(at, "blkio.leaf_weight_device", format!("{d} {w}"));
+                    } else {
+                        self.warn(
+                            &format!("blockIO.weightDevice[{i}].leafWeight"),
+                            format!(
+                                "ignored: this kernel has no blkio.leaf_weight_device (value {w})"
+                            ),
+                        );
+                    }
+                }
+            }
+            for (field, list, name, _) in &throttles {
+                for (i, t) in list.iter().flatten().enumerate() {
+                    let d = dev(t.major(), t.minor(), &format!("{field}[{i}]"))?;
+                    self.write(
+                        at,
+                        format!("blkio.throttle.{name}_device"),
+                        format!("{d} {}", t.rate()),
+                    );
+                }
+            }
+        } else {
+            let bfq = fsutil::exists(&dir, "io.bfq.weight");
+            let conv = |w: u16| {
+                if bfq {
+                    u64::from(w)
+                } else {
+                    blkio_weight_to_io_weight(w)
+                }
+            };
+            let wfile = if bfq { "io.bfq.weight" } else { "io.weight" };
+            if let Some(w) = b.weight() {
+                self.write(at, wfile, conv(w));
+            }
+            if let Some(w) = b.leaf_weight() {
+                self.warn(
+                    "blockIO.leafWeight",
+                    format!("ignored: cgroup v2 has no leaf weights (value {w})"),
+                );
+            }
+            for (i, wd) in b.weight_device().iter().flatten().enumerate() {
+                let d = dev(
+                    wd.major(),
+                    wd.minor(),
+                    &format!("blockIO.weightDevice[{i}]"),
+                )?;
+                if let Some(w) = wd.weight() {
+                    self.write(at, wfile, format!("{d} {}", conv(w)));
+                }
+                if wd.leaf_weight().is_some() {
+                    self.warn(
+                        &format!("blockIO.weightDevice[{i}].leafWeight"),
+                        "ignored: cgroup v2 has no leaf weights",
+                    );
+                }
+            }
+            for (field, list, _, key) in &throttles {
+                for (i, t) in list.iter().flatten().enumerate() {
+                    let d = dev(t.major(), t.minor(), &format!("{field}[{i}]"))?;
+                    let rate = if t.rate() == 0 {
+                        "max".to_string()
+                    } else {
+                        t.rate().to_string()
+                    };
+                    self.write(at, "io.max", format!("{d} {key}={rate}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn hugepages(&mut self, r: &LinuxResources) -> Result<()> {
+        for (i, h) in r.hugepage_limits().iter().flatten().enumerate() {
+            let field = format!("hugepageLimits[{i}]");
+            let size = h.page_size();
+            let digits = size.trim_end_matches(['K', 'M', 'G', 'B']);
+            let unit = &size[digits.len()..];
+            if digits.is_empty()
+                || !digits.bytes().all(|c| c.is_ascii_digit())
+                || !matches!(unit, "KB" | "MB" | "GB")
+            {
+                return Err(invalid(
+                    format!("{field}.pageSize"),
+                    size,
+                    "expected a size such as 2MB or 1GB",
+                ));
+            }
+            let at = self.loc("hugetlb", &field)?;
+            let dir = self.dir(at).to_path_buf();
+            let v1 = matches!(at, Location::V1(_));
+            let (file, rsvd) = if v1 {
+                (
+                    format!("hugetlb.{size}.limit_in_bytes"),
+                    format!("hugetlb.{size}.rsvd.limit_in_bytes"),
+                )
+            } else {
+                (
+                    format!("hugetlb.{size}.max"),
+                    format!("hugetlb.{size}.rsvd.max"),
+                )
+            };
+            if !fsutil::exists(&dir, &file) {
+                return Err(invalid(
+                    format!("{field}.pageSize"),
+                    size,
+                    format!(
+                        "this host has no {} huge pages ({} is missing)",
+                        size,
+                        dir.join(&file).display()
+                    ),
+                ));
+            }
+            let value = if v1 {
+                h.limit().max(-1).to_string()
+            } else {
+                v2_num(h.limit())
+            };
+            self.write(at, file, &value);
+            if fsutil::exists(&dir, &rsvd) {
+                self.write(at, rsvd, &value);
+            }
+        }
+        Ok(())
+    }
+
+    fn network(&mut self, r: &LinuxResources) -> Result<()> {
+        let Some(n) = r.network() else { return Ok(()) };
+        if let Some(id) = n.class_id() {
+            let at = self.loc("net_cls", "network.classID")?;
+            self.write(at, "net_cls.classid", id);
+        }
+        for (i, p) in n.priorities().iter().flatten().enumerate() {
+            let at = self.loc("net_prio", "network.priorities")?;
+            let name = p.name();
+            if name.is_empty() || name.contains(char::is_whitespace) {
+                return Err(invalid(
+                    format!("network.priorities[{i}].name"),
+                    name,
+                    "not an interface name",
+                ));
+            }
+            self.write(at, "net_prio.ifpriomap", format!("{name} {}", p.priority()));
+        }
+        Ok(())
+    }
+
+    fn rdma(&mut self, r: &LinuxResources) -> Result<()> {
+        let Some(map) = r.rdma() else { return Ok(()) };
+        let mut keys: Vec<&String> = map.keys().collect();
+        keys.sort();
+        for dev in keys {
+            let field = format!("rdma.{dev}");
+            if dev.is_empty() || dev.contains(char::is_whitespace) {
+                return Err(invalid(&field, dev, "not an RDMA device name"));
+            }
+            let at = self.loc("rdma", &field)?;
+            let l = &map[dev];
+            let n = |v: Option<u32>| v.map_or_else(|| "max".to_string(), |v| v.to_string());
+            self.write(
+                at,
+                "rdma.max",
+                format!(
+                    "{dev} hca_handle={} hca_object={}",
+                    n(l.hca_handles()),
+                    n(l.hca_objects())
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    fn devices(&mut self, r: &LinuxResources) -> Result<()> {
+        let Some(list) = r.devices() else {
+            return Ok(());
+        };
+        let rules = list
+            .iter()
+            .enumerate()
+            .map(|(i, d)| DeviceRule::from_spec(i, d))
+            .collect::<Result<Vec<_>>>()?;
+        match self.m.layout.locate("devices") {
+            Some(at @ Location::V1(_)) => self.ops.push(Op::DevicesV1 { at, rules }),
+            _ if self.m.v2_dir().is_some() => self.ops.push(Op::DevicesBpf { rules }),
+            _ => {
+                return Err(CgroupError::ControllerUnavailable {
+                    field: "devices".into(),
+                    controller: "devices".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn unified(&mut self, r: &LinuxResources) -> Result<()> {
+        let Some(map) = r.unified() else {
+            return Ok(());
+        };
+        if map.is_empty() {
+            return Ok(());
+        }
+        let Some((dir, _)) = self.m.v2_dir() else {
+            return Err(CgroupError::ControllerUnavailable {
+                field: "unified".into(),
+                controller: "cgroup2".into(),
+            });
+        };
+        let dir = dir.to_path_buf();
+        let mut keys: Vec<&String> = map.keys().collect();
+        keys.sort();
+        for key in keys {
+            let value = &map[key];
+            let field = format!("unified.{key}");
+            let ok_chars = key
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'.');
+            let Some((ctl, rest)) = key.split_once('.') else {
+                return Err(invalid(&field, value, "key must be <controller>.<file>"));
+            };
+            if !ok_chars || rest.is_empty() || ctl.is_empty() {
+                return Err(invalid(
+                    &field,
+                    value,
+                    "key must be <controller>.<file> in lowercase letters, digits, _ and .",
+                ));
+            }
+            if matches!(
+                key.as_str(),
+                "cgroup.procs"
+                    | "cgroup.threads"
+                    | "cgroup.kill"
+                    | "cgroup.subtree_control"
+                    | "cgroup.freeze"
+            ) {
+                return Err(invalid(
+                    &field,
+                    value,
+                    "managed by the runtime, not settable through unified",
+                ));
+            }
+            if ctl != "cgroup" && self.m.layout.locate(ctl) != Some(Location::V2) {
+                return Err(CgroupError::ControllerUnavailable {
+                    field,
+                    controller: ctl.into(),
+                });
+            }
+            if value.contains('\n') {
+                return Err(invalid(&field, value, "a value is a single line"));
+            }
+            if ctl == "cgroup" && !fsutil::exists(&dir, key) {
+                return Err(invalid(
+                    &field,
+                    value,
+                    format!("{} does not exist", dir.join(key).display()),
+                ));
+            }
+            self.write(Location::V2, key.as_str(), value);
+        }
+        Ok(())
+    }
+}
+
+impl CgroupManager {
+    /// Applies every field set in `resources` (fields left out are not touched) and
+    /// returns warnings for the fields that this host accepts but cannot enforce (see
+    /// the [module docs](crate::resources) for each field's file and conversion).
+    ///
+    /// Everything is validated before the first write: a value that cannot be
+    /// expressed on this host fails without changing the cgroup. A value the kernel
+    /// rejects fails with [`CgroupError::Write`] naming the file and the value.
+    ///
+    /// ```no_run
+    /// # let cg: berth_cgroups::CgroupManager = unimplemented!();
+    /// let r: oci_spec::runtime::LinuxResources =
+    ///     serde_json::from_str(r#"{"memory": {"limit": 67108864}, "pids": {"limit": 32}}"#).unwrap();
+    /// cg.apply(&r)?;
+    /// # Ok::<(), berth_cgroups::CgroupError>(())
+    /// ```
+    pub fn apply(&self, resources: &LinuxResources) -> Result<Vec<Warning>> {
+        self.apply_inner(resources, false)
+    }
+
+    /// Like [`Self::apply`] for a running container; also honours
+    /// `memory.checkBeforeUpdate` (a new limit below the current usage is refused).
+    ///
+    /// Validation happens before any write, as for `apply`; a value the kernel
+    /// rejects midway leaves the fields written before it applied.
+    pub fn update(&self, resources: &LinuxResources) -> Result<Vec<Warning>> {
+        self.apply_inner(resources, true)
+    }
+
+    fn apply_inner(&self, r: &LinuxResources, update: bool) -> Result<Vec<Warning>> {
+        let mut p = Planner {
+            m: self,
+            update,
+            ops: Vec::new(),
+            warnings: Vec::new(),
+        };
+        p.cpu(r)?;
+        p.memory(r)?;
+        p.pids(r)?;
+        p.block_io(r)?;
+        p.hugepages(r)?;
+        p.network(r)?;
+        p.rdma(r)?;
+        p.devices(r)?;
+        p.unified(r)?;
+        let Planner {
+            ops, mut warnings, ..
+        } = p;
+        self.enable_v2_controllers(&ops)?;
+        for op in ops {
+            self.run(op, &mut warnings)?;
+        }
+        Ok(warnings)
+    }
+
+    fn enable_v2_controllers(&self, ops: &[Op]) -> Result<()> {
+        let mut needed = BTreeSet::new();
+        for op in ops {
+            match op {
+                Op::Write {
+                    at: Location::V2,
+                    file,
+                    ..
+                } => {
+                    if let Some((c, _)) = file.split_once('.') {
+                        if c != "cgroup" {
+                            needed.insert(c.to_string());
+                        }
+                    }
+                }
+                Op::CpuMaxV2 { .. } => {
+                    needed.insert("cpu".to_string());
+                }
+                Op::CheckUsage {
+                    at: Location::V2, ..
+                } => {
+                    needed.insert("memory".to_string());
+                }
+                _ => {}
+            }
+        }
+        let needed: Vec<&str> = needed.iter().map(String::as_str).collect();
+        self.enable_controllers(&needed)
+    }
+
+    /// Enables cgroup v2 `controllers` for this cgroup: `+name` in the
+    /// `cgroup.subtree_control` of every ancestor below the mount point that lacks it.
+    ///
+    /// [`Self::apply`] does this for the controllers its writes need; a runtime that
+    /// wants, say, memory statistics of a container without a memory limit on a
+    /// unified host calls it after [`Self::create`]. Does nothing without cgroup2.
+    pub fn enable_controllers(&self, controllers: &[&str]) -> Result<()> {
+        if controllers.is_empty() {
+            return Ok(());
+        }
+        if let Some(h) = self.layout.unified.as_ref() {
+            if let Some(c) = controllers.iter().find(|c| !h.has(c)) {
+                return Err(CgroupError::ControllerUnavailable {
+                    field: "(enable_controllers)".into(),
+                    controller: (*c).to_string(),
+                });
+            }
+        }
+        let (Some(h), Some((leaf, _))) = (self.layout.unified.as_ref(), self.v2_dir()) else {
+            return Ok(());
+        };
+        let mut chain: Vec<PathBuf> = leaf
+            .ancestors()
+            .skip(1)
+            .take_while(|a| a.starts_with(&h.mount_point))
+            .map(Path::to_path_buf)
+            .collect();
+        chain.reverse();
+        for dir in chain {
+            let cur = fsutil::read(&dir, "cgroup.subtree_control")?;
+            let cur: BTreeSet<&str> = cur
+                .split_whitespace()
+                .map(|s| s.trim_start_matches('+'))
+                .collect();
+            let add: Vec<String> = controllers
+                .iter()
+                .filter(|c| !cur.contains(*c))
+                .map(|c| format!("+{c}"))
+                .collect();
+            if !add.is_empty() {
+                fsutil::write(&dir, "cgroup.subtree_control", &add.join(" "))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn run(&self, op: Op, warnings: &mut Vec<Warning>) -> Result<()> {
+        let dir = |at: Location| {
+            self.dir(at)
+                .ok_or_else(|| CgroupError::ControllerUnavailable {
+                    field: "(internal)".into(),
+                    controller: format!("{at:?}"),
+                })
+        };
+        match op {
+            Op::Write { at, file, value } => fsutil::write(dir(at)?, &file, &value),
+            Op::MemoryV1 { at, limit, swap } => {
+                let d = dir(at)?;
+                let memsw = "memory.memsw.limit_in_bytes";
+                match (limit, swap) {
+                    (Some(l), Some(s)) if s != 0 => {
+                        // Memory must stay <= memory+swap at every step.
+                        let cur_memsw = fsutil::read_u64(d, memsw)?;
+                        let l_big = if l < 0 { u64::MAX } else { l as u64 };
+                        if l_big > cur_memsw {
+                            fsutil::write(d, memsw, &s.to_string())?;
+                            fsutil::write(d, "memory.limit_in_bytes", &l.to_string())
+                        } else {
+                            fsutil::write(d, "memory.limit_in_bytes", &l.to_string())?;
+                            fsutil::write(d, memsw, &s.to_string())
+                        }
+                    }
+                    (Some(l), _) => fsutil::write(d, "memory.limit_in_bytes", &l.to_string()),
+                    (None, Some(s)) if s != 0 => fsutil::write(d, memsw, &s.to_string()),
+                    _ => Ok(()),
+                }
+            }
+            Op::KernelMemV1 {
+                at,
+                field,
+                file,
+                value,
+            } => {
+                let d = dir(at)?;
+                if !fsutil::exists(d, file) {
+                    warnings.push(Warning {
+                        field: field.into(),
+                        message: format!("ignored: this kernel has no {file}"),
+                    });
+                    return Ok(());
+                }
+                match fsutil::write(d, file, &value.to_string()) {
+                    Ok(()) => {}
+                    Err(CgroupError::Write { source, .. })
+                        if source.raw_os_error() == Some(libc::EOPNOTSUPP) =>
+                    {
+                        warnings.push(Warning {
+                            field: field.into(),
+                            message: format!("ignored: this kernel no longer supports {file}"),
+                        });
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                }
+                let back = fsutil::read_u64(d, file)?;
+                let page = 4096u64;
+                let applied = if value < 0 {
+                    back >= i64::MAX as u64 - page
+                } else {
+                    back == (value as u64) / page * page || back == value as u64
+                };
+                if !applied {
+                    warnings.push(Warning {
+                        field: field.into(),
+                        message: format!("ignored by this kernel: {file} still reads {back} after writing {value}"),
+                    });
+                }
+                Ok(())
+            }
+            Op::CpuMaxV2 { quota, period } => {
+                let (d, _) = self
+                    .v2_dir()
+                    .ok_or_else(|| CgroupError::ControllerUnavailable {
+                        field: "cpu".into(),
+                        controller: "cpu".into(),
+                    })?;
+                let cur = fsutil::read(d, "cpu.max")?;
+                let mut it = cur.split_whitespace();
+                let cur_quota = it.next().unwrap_or("max").to_string();
+                let cur_period = it.next().unwrap_or("100000").to_string();
+                let q = match quota {
+                    Some(q) if q > 0 => q.to_string(),
+                    Some(_) => "max".to_string(),
+                    None => cur_quota,
+                };
+                let p = period.map_or(cur_period, |p| p.to_string());
+                fsutil::write(d, "cpu.max", &format!("{q} {p}"))
+            }
+            Op::CheckUsage { at, file, limit } => {
+                let d = dir(at)?;
+                let usage = fsutil::read_u64(d, file)?;
+                if limit >= 0 && usage > limit as u64 {
+                    return Err(CgroupError::MemoryBelowUsage {
+                        limit,
+                        usage,
+                        path: d.join(file),
+                    });
+                }
+                Ok(())
+            }
+            Op::DevicesV1 { at, rules } => {
+                let d = dir(at)?;
+                fsutil::write(d, "devices.deny", "a")?;
+                for r in rules {
+                    let file = if r.allow {
+                        "devices.allow"
+                    } else {
+                        "devices.deny"
+                    };
+                    fsutil::write(d, file, &r.v1_line())?;
+                }
+                Ok(())
+            }
+            Op::DevicesBpf { rules } => {
+                let (d, fd) = self
+                    .v2_dir()
+                    .ok_or_else(|| CgroupError::ControllerUnavailable {
+                        field: "devices".into(),
+                        controller: "devices".into(),
+                    })?;
+                devices::attach_rules(fd, d, &rules)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversions() {
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+        assert_eq!(shares_to_weight(0), 1);
+        assert_eq!(blkio_weight_to_io_weight(10), 1);
+        assert_eq!(blkio_weight_to_io_weight(500), 4950);
+        assert_eq!(blkio_weight_to_io_weight(1000), 10_000);
+        assert_eq!(swap_to_v2(Some(100), 300), Ok(Some("200".into())));
+        assert_eq!(swap_to_v2(Some(100), -1), Ok(Some("max".into())));
+        assert_eq!(swap_to_v2(Some(100), 0), Ok(None));
+        assert!(swap_to_v2(Some(300), 100).is_err());
+        assert!(swap_to_v2(None, 100).is_err());
+        assert!(swap_to_v2(Some(-1), 100).is_err());
+    }
+}

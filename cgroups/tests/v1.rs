@@ -1,0 +1,434 @@
+//! Real cgroup v1 hierarchies of this host (hybrid: v1 controllers + cgroup2 beside).
+//! Every test names its cgroup `berth-test-*` relative to the test's own cgroup and
+//! removes it (and kills its processes) through a drop guard.
+
+mod common;
+
+use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use berth_cgroups::{CgroupError, CgroupManager, CgroupMode, FreezerState, Layout};
+use common::*;
+
+const MIB: i64 = 1 << 20;
+
+fn v1_host() -> Layout {
+    let l = Layout::detect().unwrap();
+    assert!(
+        matches!(l.mode(), CgroupMode::Legacy | CgroupMode::Hybrid),
+        "these tests need v1 hierarchies, found {:?}",
+        l.mode()
+    );
+    l
+}
+
+#[test]
+fn detect_finds_this_hosts_hierarchies() {
+    let l = v1_host();
+    let v1 = l.v1_controllers();
+    for c in [
+        "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids",
+    ] {
+        assert!(v1.contains(&c), "{c} missing from {v1:?}");
+    }
+    assert!(!v1.iter().any(|c| c.starts_with("name=")));
+}
+
+#[test]
+fn every_v1_field_round_trips() {
+    let layout = v1_host();
+    let disk = a_disk().expect("a block device");
+    let r = res(&format!(
+        r#"{{
+        "cpu": {{"shares": 512, "period": 50000, "quota": 25000, "burst": 1000,
+                "realtimePeriod": 500000, "realtimeRuntime": 10000, "cpus": "0", "mems": "0"}},
+        "memory": {{"limit": {lim}, "reservation": {res}, "swap": {swap}, "swappiness": 30,
+                   "disableOOMKiller": true, "kernelTCP": {tcp}, "useHierarchy": true}},
+        "pids": {{"limit": 42}},
+        "blockIO": {{"weight": 300,
+            "throttleReadBpsDevice": [{{"major": {maj}, "minor": {min}, "rate": 1048576}}],
+            "throttleWriteBpsDevice": [{{"major": {maj}, "minor": {min}, "rate": 2097152}}],
+            "throttleReadIOPSDevice": [{{"major": {maj}, "minor": {min}, "rate": 100}}],
+            "throttleWriteIOPSDevice": [{{"major": {maj}, "minor": {min}, "rate": 200}}]}},
+        "devices": [{{"allow": false, "access": "rwm"}},
+                    {{"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}},
+                    {{"allow": true, "type": "c", "major": 1, "minor": 5, "access": "r"}}],
+        "unified": {{"cgroup.max.depth": "5"}}
+    }}"#,
+        lim = 64 * MIB,
+        res = 32 * MIB,
+        swap = 128 * MIB,
+        tcp = 16 * MIB,
+        maj = disk.split(':').next().unwrap(),
+        min = disk.split(':').nth(1).unwrap(),
+    ));
+    let (cg, warnings) = CgroupManager::create(&layout, &test_path("v1all"), Some(&r)).unwrap();
+    let g = Guard::new(cg);
+    assert!(warnings.is_empty(), "{warnings:?}");
+
+    let cpu = g.dir("cpu");
+    assert_eq!(read(&cpu, "cpu.shares"), "512");
+    assert_eq!(read(&cpu, "cpu.cfs_period_us"), "50000");
+    assert_eq!(read(&cpu, "cpu.cfs_quota_us"), "25000");
+    assert_eq!(read(&cpu, "cpu.cfs_burst_us"), "1000");
+    assert_eq!(read(&cpu, "cpu.rt_period_us"), "500000");
+    assert_eq!(read(&cpu, "cpu.rt_runtime_us"), "10000");
+    let cpuset = g.dir("cpuset");
+    assert_eq!(read(&cpuset, "cpuset.cpus"), "0");
+    assert_eq!(read(&cpuset, "cpuset.mems"), "0");
+    let mem = g.dir("memory");
+    assert_eq!(read(&mem, "memory.limit_in_bytes"), (64 * MIB).to_string());
+    assert_eq!(
+        read(&mem, "memory.soft_limit_in_bytes"),
+        (32 * MIB).to_string()
+    );
+    assert_eq!(
+        read(&mem, "memory.memsw.limit_in_bytes"),
+        (128 * MIB).to_string()
+    );
+    assert_eq!(read(&mem, "memory.swappiness"), "30");
+    assert!(read(&mem, "memory.oom_control").contains("oom_kill_disable 1"));
+    assert_eq!(
+        read(&mem, "memory.kmem.tcp.limit_in_bytes"),
+        (16 * MIB).to_string()
+    );
+    assert_eq!(read(&mem, "memory.use_hierarchy"), "1");
+    assert_eq!(read(&g.dir("pids"), "pids.max"), "42");
+    let blkio = g.dir("blkio");
+    let weight_file = if blkio.join("blkio.weight").exists() {
+        "blkio.weight"
+    } else {
+        "blkio.bfq.weight"
+    };
+    assert!(read(&blkio, weight_file).ends_with("300"));
+    for (f, v) in [
+        ("read_bps", 1048576),
+        ("write_bps", 2097152),
+        ("read_iops", 100),
+        ("write_iops", 200),
+    ] {
+        assert_eq!(
+            read(&blkio, &format!("blkio.throttle.{f}_device")),
+            format!("{disk} {v}")
+        );
+    }
+    assert_eq!(
+        read(&g.dir("devices"), "devices.list"),
+        "c 1:3 rwm\nc 1:5 r"
+    );
+    let (_, unified) = g.cg.paths().into_iter().last().unwrap();
+    assert_eq!(read(unified, "cgroup.max.depth"), "5");
+
+    // Raising and lowering memory and memory+swap together needs the right order.
+    for (lim, swap) in [(256 * MIB, 512 * MIB), (16 * MIB, 32 * MIB), (-1, -1)] {
+        let r = res(&format!(
+            r#"{{"memory": {{"limit": {lim}, "swap": {swap}}}}}"#
+        ));
+        g.cg.update(&r).unwrap();
+        let want = |v: i64| {
+            if v < 0 {
+                "9223372036854771712".to_string()
+            } else {
+                v.to_string()
+            }
+        };
+        assert_eq!(read(&mem, "memory.limit_in_bytes"), want(lim));
+        assert_eq!(read(&mem, "memory.memsw.limit_in_bytes"), want(swap));
+    }
+
+    // cpu.idle separately: an idle group reports a minimal weight.
+    g.cg.apply(&res(r#"{"cpu": {"idle": 1}}"#)).unwrap();
+    assert_eq!(read(&cpu, "cpu.idle"), "1");
+    // Quota -1 means no limit.
+    g.cg.apply(&res(r#"{"cpu": {"quota": -1}}"#)).unwrap();
+    assert_eq!(read(&cpu, "cpu.cfs_quota_us"), "-1");
+}
+
+#[test]
+fn dropped_kernel_features_warn_instead_of_failing() {
+    let layout = v1_host();
+    let r = res(r#"{"memory": {"kernel": 16777216}, "blockIO": {"leafWeight": 500}}"#);
+    let (cg, warnings) = CgroupManager::create(&layout, &test_path("v1warn"), Some(&r)).unwrap();
+    let g = Guard::new(cg);
+    let blkio = g.dir("blkio");
+    let fields: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
+    // This kernel accepts writes to memory.kmem.limit_in_bytes but ignores them.
+    let kmem = read(&g.dir("memory"), "memory.kmem.limit_in_bytes");
+    assert_eq!(
+        fields.contains(&"memory.kernel"),
+        kmem != "16777216",
+        "{warnings:?}"
+    );
+    assert_eq!(
+        fields.contains(&"blockIO.leafWeight"),
+        !blkio.join("blkio.leaf_weight").exists(),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .all(|w| w.to_string().contains("linux.resources."))
+    );
+}
+
+/// Blkio per-device weights need a device whose scheduler is BFQ: a loop device of
+/// our own, switched to bfq, detached at the end.
+#[test]
+fn blkio_weight_device_on_a_bfq_loop_device() {
+    let layout = v1_host();
+    let tmp = TempDir::new("loop");
+    let img = tmp.0.join("disk.img");
+    std::fs::write(&img, vec![0u8; 1 << 20]).unwrap();
+    let out = Command::new("losetup")
+        .args(["--find", "--show"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let loopdev = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    struct Detach(String);
+    impl Drop for Detach {
+        fn drop(&mut self) {
+            let _ = Command::new("losetup").args(["-d", &self.0]).status();
+        }
+    }
+    let _detach = Detach(loopdev.clone());
+    let name = loopdev.trim_start_matches("/dev/");
+    std::fs::write(format!("/sys/block/{name}/queue/scheduler"), "bfq").unwrap();
+    let dev = std::fs::read_to_string(format!("/sys/block/{name}/dev")).unwrap();
+    let (maj, min) = dev.trim().split_once(':').unwrap();
+
+    let r = res(&format!(
+        r#"{{"blockIO": {{"weightDevice": [{{"major": {maj}, "minor": {min}, "weight": 321}}]}}}}"#
+    ));
+    let (cg, warnings) = CgroupManager::create(&layout, &test_path("wdev"), Some(&r)).unwrap();
+    let g = Guard::new(cg);
+    assert!(warnings.is_empty());
+    let blkio = g.dir("blkio");
+    let file = if blkio.join("blkio.weight_device").exists() {
+        "blkio.weight_device"
+    } else {
+        "blkio.bfq.weight_device"
+    };
+    assert!(
+        read(&blkio, file).contains(&format!("{maj}:{min} 321")),
+        "{}",
+        read(&blkio, file)
+    );
+}
+
+#[test]
+fn device_rules_are_enforced() {
+    let r = res(r#"{"devices": [
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "r"}]}"#);
+    let mut g = create("v1dev", Some(&r));
+    let i = g.spawn_in(
+        "read _; head -c1 /dev/zero | wc -c; echo x > /dev/null && echo null-ok; \
+         (echo x > /dev/zero) 2>/dev/null || echo zero-write-denied; \
+         (head -c1 /dev/full) 2>/dev/null || echo full-denied",
+    );
+    let mut out = String::new();
+    g.children[i]
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(out, "1\nnull-ok\nzero-write-denied\nfull-denied\n");
+}
+
+#[test]
+fn pause_resume_kill_and_remove_a_busy_process() {
+    let mut g = create("v1life", None);
+    let i = g.spawn_in("read _; while :; do :; done");
+    let pid = g.pid(i);
+    assert_eq!(g.cg.pids().unwrap(), vec![pid]);
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for (c, dir) in g.cg.paths() {
+        let name = dir.file_name().unwrap().to_str().unwrap();
+        assert!(own.contains(name), "{c}: {own}");
+    }
+    eventually(5, "the loop to use CPU", || cpu_ticks(pid) > 0);
+
+    g.cg.freeze().unwrap();
+    assert_eq!(g.cg.freezer_state().unwrap(), FreezerState::Frozen);
+    assert_eq!(read(&g.dir("freezer"), "freezer.state"), "FROZEN");
+    let t1 = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(cpu_ticks(pid), t1, "a frozen process ran");
+
+    g.cg.thaw().unwrap();
+    assert_eq!(g.cg.freezer_state().unwrap(), FreezerState::Thawed);
+    eventually(5, "the thawed loop to run", || cpu_ticks(pid) > t1);
+
+    let s = g.cg.stats().unwrap();
+    assert!(s.cpu.usage_total_ns > 0, "{s:?}");
+    assert!(s.cpu.usage_user_ns > 0, "{s:?}");
+    assert!(!s.cpu.per_cpu_ns.is_empty());
+    assert!(s.cpu.per_cpu_ns.iter().sum::<u64>() > 0);
+    assert_eq!(s.pids.current, 1);
+    assert_eq!(s.pids.limit, u64::MAX);
+    assert!(s.memory.limit > 0);
+    let json = serde_json::to_value(&s).unwrap();
+    assert!(json["memory"]["events"]["oom_kill"].is_u64());
+
+    g.cg.kill_all().unwrap();
+    let status = g.children[i].wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    g.cg.remove(Duration::from_secs(5)).unwrap();
+    for (_, dir) in g.cg.paths() {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+    // A second remove (the guard's) is harmless.
+    g.cg.remove(Duration::from_secs(1)).unwrap();
+}
+
+#[test]
+fn signal_all_reaches_every_process() {
+    let mut g = create("v1sig", None);
+    let a = g.spawn_in("read _; trap 'exit 7' TERM; echo ready; while :; do :; done");
+    let b = g.spawn_in("read _; trap 'exit 8' TERM; echo ready; while :; do :; done");
+    for i in [a, b] {
+        let mut line = String::new();
+        let out = g.children[i].stdout.take().unwrap();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).unwrap();
+        assert_eq!(line, "ready\n");
+    }
+    assert_eq!(g.cg.pids().unwrap().len(), 2);
+    g.cg.signal_all(libc::SIGTERM).unwrap();
+    assert_eq!(g.children[a].wait().unwrap().code(), Some(7));
+    assert_eq!(g.children[b].wait().unwrap().code(), Some(8));
+}
+
+#[test]
+fn update_while_running_and_check_before_update() {
+    let mut g = create("v1upd", Some(&res(r#"{"pids": {"limit": 10}}"#)));
+    let _ =
+        g.spawn_in("read _; x=$(head -c 4000000 /dev/zero | tr '\\0' a); echo ready; sleep 100");
+    let mem = g.dir("memory");
+    eventually(10, "memory to be charged", || {
+        read(&mem, "memory.usage_in_bytes").parse::<u64>().unwrap() > (1 << 20)
+    });
+    g.cg.update(&res(r#"{"pids": {"limit": 20}, "cpu": {"shares": 256}}"#))
+        .unwrap();
+    assert_eq!(read(&g.dir("pids"), "pids.max"), "20");
+    assert_eq!(read(&g.dir("cpu"), "cpu.shares"), "256");
+    let before = read(&mem, "memory.limit_in_bytes");
+    let e =
+        g.cg.update(&res(
+            r#"{"memory": {"limit": 65536, "checkBeforeUpdate": true}}"#,
+        ))
+        .unwrap_err();
+    assert!(matches!(e, CgroupError::MemoryBelowUsage { .. }), "{e}");
+    assert!(e.to_string().contains("memory.usage_in_bytes"), "{e}");
+    assert_eq!(read(&mem, "memory.limit_in_bytes"), before);
+    g.cg.update(&res(
+        r#"{"memory": {"limit": 268435456, "checkBeforeUpdate": true}}"#,
+    ))
+    .unwrap();
+    assert_eq!(read(&mem, "memory.limit_in_bytes"), "268435456");
+}
+
+#[test]
+fn oom_kill_is_reported() {
+    let r = res(r#"{"memory": {"limit": 33554432, "swap": 33554432}}"#);
+    let mut g = create("v1oom", Some(&r));
+    let mut w = g.cg.oom_watcher().unwrap();
+    assert_eq!(w.wait(Duration::from_millis(50)).unwrap(), None);
+    let i = g.spawn_in("read _; exec tail /dev/zero");
+    let ev = w
+        .wait(Duration::from_secs(30))
+        .unwrap()
+        .expect("an OOM event");
+    assert!(ev.oom >= 1, "{ev:?}");
+    let status = g.children[i].wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    eventually(5, "oom_kill to be counted", || {
+        g.cg.memory_events().unwrap().oom_kill >= 1
+    });
+    assert!(g.cg.stats().unwrap().memory.events.oom_kill >= 1);
+}
+
+fn dirs_of(layout: &Layout, name: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = layout
+        .v1_hierarchies()
+        .iter()
+        .chain(layout.unified())
+        .map(|h| h.dir_of(&h.own_cgroup.join(name)))
+        .collect();
+    v.dedup();
+    v
+}
+
+#[test]
+fn a_rejected_value_names_file_and_value_and_leaves_nothing() {
+    let layout = v1_host();
+    let name = unique("v1bad");
+    let path = berth_cgroups::CgroupPath::from_spec(Some(name.as_ref()), "x").unwrap();
+    let r = res(r#"{"pids": {"limit": 5}, "cpu": {"cpus": "99"}}"#);
+    let e = CgroupManager::create(&layout, &path, Some(&r)).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("cpuset.cpus") && msg.contains("\"99\""),
+        "{msg}"
+    );
+    for d in dirs_of(&layout, &name) {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+}
+
+#[test]
+fn an_unavailable_controller_is_an_error_and_leaves_nothing() {
+    let layout = v1_host();
+    for (json, field, ctl) in [
+        (
+            r#"{"network": {"classID": 1048577}}"#,
+            "network.classID",
+            "net_cls",
+        ),
+        (
+            r#"{"rdma": {"mlx5_0": {"hcaHandles": 3}}}"#,
+            "rdma.mlx5_0",
+            "rdma",
+        ),
+        (
+            r#"{"unified": {"memory.high": "1000000"}}"#,
+            "unified.memory.high",
+            "memory",
+        ),
+    ] {
+        let name = unique("v1unavail");
+        let path = berth_cgroups::CgroupPath::from_spec(Some(name.as_ref()), "x").unwrap();
+        let e = CgroupManager::create(&layout, &path, Some(&res(json))).unwrap_err();
+        assert!(
+            matches!(e, CgroupError::ControllerUnavailable { .. }),
+            "{e}"
+        );
+        let msg = e.to_string();
+        assert!(msg.contains(field) && msg.contains(ctl), "{msg}");
+        for d in dirs_of(&layout, &name) {
+            assert!(!d.exists(), "{} left behind", d.display());
+        }
+    }
+}
+
+#[test]
+fn open_finds_an_existing_cgroup() {
+    let layout = v1_host();
+    let path = test_path("v1open");
+    let (cg, _) = CgroupManager::create(&layout, &path, None).unwrap();
+    let _g = Guard::new(cg);
+    let again = CgroupManager::open(&layout, &path).unwrap();
+    again.apply(&res(r#"{"pids": {"limit": 7}}"#)).unwrap();
+    assert_eq!(read(&_g.dir("pids"), "pids.max"), "7");
+    assert!(CgroupManager::open(&layout, &test_path("v1none")).is_err());
+}
