@@ -153,18 +153,21 @@ impl CgroupManager {
     fn create_dirs(&mut self, path: &CgroupPath) -> Result<()> {
         for h in &self.layout.v1 {
             let (dir, own) = path.dir_in(h);
-            let (created, new_dirs) = mkdir_p(&dir, own)?;
+            let (created, _) = mkdir_p(&dir, own)?;
             self.v1.push(Dir {
                 path: dir.clone(),
                 created,
             });
             if h.has("cpuset") {
                 // A new v1 cpuset cgroup starts with empty cpus and mems, and no task
-                // can join it until they are set: inherit the parent's.
-                for d in &new_dirs {
+                // can join it until they are set: inherit the parent's. Every directory
+                // of the path is checked, not only the ones created here: a parent just
+                // created by a concurrent create may not be initialised yet.
+                let mut chain: Vec<&Path> = dir.ancestors().take(own).collect();
+                chain.reverse();
+                for d in chain {
                     init_cpuset(d)?;
                 }
-                init_cpuset(&dir)?;
             }
         }
         if let Some(h) = &self.layout.unified {

@@ -3,8 +3,9 @@
 //! The binary (`src/bin/berth/main.rs`) only calls [`main`]. It understands runc 1.1's global
 //! flags (`--root`, `--log`, `--log-format`, `--debug`, `--systemd-cgroup`, `--rootless`,
 //! `--criu`) and the commands `create`, `start`, `run`, `state`, `kill`, `delete`, `list`,
-//! `spec` and `features`, with runc's flags, output formats and exit codes, so that tools
-//! driving runc (containerd's shim, podman, scripts) can drive berth.
+//! `spec`, `features`, `pause`, `resume`, `update`, `ps` and `events`, with runc's flags, output formats and exit codes, so that tools
+//! driving runc (containerd's shim, podman, scripts) can drive berth. `berth image unpack
+//! IMAGE BUNDLE` (and `image refs`, `image inspect`) makes bundles from OCI images.
 //!
 //! Errors are written as one log line (text or JSON, see [`logging`]) to `--log FILE`, or to
 //! stderr without it; with a log file the bare message is also printed on stderr. Every error

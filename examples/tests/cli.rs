@@ -553,7 +553,7 @@ fn list_table_json_and_quiet() {
 #[case::unknown_global_flag_after(&["--nope", "list"], "--nope")]
 #[case::missing_id(&["create", "--bundle", "BUNDLE"], "create")]
 #[case::unknown_command(&["frobnicate"], "frobnicate")]
-#[case::not_implemented(&["ps", "ID"], "not implemented")]
+#[case::not_implemented(&["checkpoint", "ID"], "not implemented")]
 #[case::bad_log_format(&["--log-format", "xml", "list"], "xml")]
 #[case::bad_rootless(&["--rootless", "maybe", "list"], "maybe")]
 #[case::bad_preserve_fds(&["create", "--preserve-fds", "lots", "ID"], "preserve-fds")]
@@ -974,4 +974,234 @@ fn run_adopts_and_reaps_orphans_unless_no_subreaper(#[case] no_subreaper: bool) 
     }
     let st = wait_child(&mut child, 20);
     assert_eq!(st.code(), Some(4));
+}
+
+// ---- cgroups: limits, pause/resume, update, ps, events, kill --all ----
+
+/// The directories `berth/<id>` left in any mounted cgroup hierarchy.
+fn cgroups_left(id: &str) -> Vec<PathBuf> {
+    std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("berth").join(id))
+        .filter(|p| p.exists())
+        .collect()
+}
+
+/// A file of the container's cgroup in the v1 hierarchy `v1` (or the cgroup2 `v2` name).
+fn cgroup_file(id: &str, v1: &str, file: &str, v2: &str) -> String {
+    let p = Path::new("/sys/fs/cgroup")
+        .join(v1)
+        .join("berth")
+        .join(id)
+        .join(file);
+    let p = if p.exists() {
+        p
+    } else {
+        Path::new("/sys/fs/cgroup/berth").join(id).join(v2)
+    };
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+fn set_cgroup_ns(c: &mut Value) {
+    if let Some(list) = c["linux"]["namespaces"].as_array_mut() {
+        list.push(serde_json::json!({"type": "cgroup"}));
+    }
+}
+
+#[test]
+fn run_with_limits_shows_them_inside() {
+    let mut w = World::new(&[
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max \
+         /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.shares",
+    ]);
+    w.edit_config(|c| {
+        set_cgroup_ns(c);
+        c["linux"]["resources"]["memory"] = serde_json::json!({"limit": 67108864});
+        c["linux"]["resources"]["pids"] = serde_json::json!({"limit": 20});
+        c["linux"]["resources"]["cpu"] =
+            serde_json::json!({"quota": 25000, "period": 100000, "shares": 256});
+    });
+    let id = w.id();
+    let out = w.berth(&["run", "--bundle", w.bundle_str(), &id]);
+    assert_ok(&out);
+    assert_eq!(text(&out.stdout), "67108864\n20\n25000\n256\n");
+    assert!(cgroups_left(&id).is_empty(), "{:?}", cgroups_left(&id));
+}
+
+#[test]
+fn pause_resume_update_ps_and_stats() {
+    let mut w = World::new(&["sh", "-c", "sleep 1000 & sleep 1000 & wait"]);
+    w.edit_config(|c| {
+        c["linux"]["resources"]["memory"] = serde_json::json!({"limit": 67108864});
+    });
+    let id = w.id();
+    assert_ok(&w.berth(&["run", "-d", "--bundle", w.bundle_str(), &id]));
+    let pid = w.state(&id)["pid"].as_i64().unwrap();
+
+    // ps: json is the array of host pids; the table is ps -ef's rows of those pids.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pids = loop {
+        let out = w.berth(&["ps", "--format", "json", &id]);
+        assert_ok(&out);
+        let pids: Vec<i64> = serde_json::from_slice(&out.stdout).unwrap();
+        if pids.len() == 3 || Instant::now() > deadline {
+            break pids;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    assert!(pids.contains(&pid), "{pids:?}");
+    let out = w.berth(&["ps", &id]);
+    assert_ok(&out);
+    let table = text(&out.stdout);
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().contains("PID"), "{table}");
+    assert_eq!(lines.count(), 3, "{table}");
+    let out = w.berth(&["ps", &id, "--", "-o", "pid,comm"]);
+    assert_ok(&out);
+    assert!(text(&out.stdout).contains("sleep"), "{}", text(&out.stdout));
+
+    // pause / resume.
+    assert_ok(&w.berth(&["pause", &id]));
+    assert_eq!(w.state(&id)["status"], "paused");
+    let err = assert_fails_with_one_line(&w.berth(&["pause", &id]));
+    assert!(err.contains("paused"), "{err}");
+    assert_ok(&w.berth(&["resume", &id]));
+    assert_eq!(w.state(&id)["status"], "running");
+    let err = assert_fails_with_one_line(&w.berth(&["resume", &id]));
+    assert!(err.contains("running"), "{err}");
+
+    // update with flags, then with a resources file.
+    assert_ok(&w.berth(&["update", "--memory", "128m", "--pids-limit", "40", &id]));
+    assert_eq!(
+        cgroup_file(&id, "memory", "memory.limit_in_bytes", "memory.max"),
+        "134217728"
+    );
+    assert_eq!(cgroup_file(&id, "pids", "pids.max", "pids.max"), "40");
+    let res = w.dir.join("resources.json");
+    std::fs::write(&res, r#"{"pids": {"limit": 30}}"#).unwrap();
+    assert_ok(&w.berth(&["update", "--resources", res.to_str().unwrap(), &id]));
+    assert_eq!(cgroup_file(&id, "pids", "pids.max", "pids.max"), "30");
+    let err = assert_fails_with_one_line(&w.berth(&["update", "--cpu-share", "lots", &id]));
+    assert!(err.contains("--cpu-share"), "{err}");
+
+    // events --stats: one JSON line as runc prints it.
+    let out = w.berth(&["events", "--stats", &id]);
+    assert_ok(&out);
+    let s = text(&out.stdout);
+    assert_eq!(s.lines().count(), 1, "{s}");
+    let ev: Value = serde_json::from_str(&s).unwrap();
+    assert_eq!(ev["type"], "stats");
+    assert_eq!(ev["id"], id.as_str());
+    assert_eq!(ev["data"]["memory"]["usage"]["limit"], 134217728);
+    assert_eq!(ev["data"]["pids"]["current"], 3);
+    assert_eq!(ev["data"]["pids"]["limit"], 30);
+
+    assert_ok(&w.berth(&["delete", "--force", &id]));
+    for p in pids {
+        wait_gone(p);
+    }
+    assert!(cgroups_left(&id).is_empty(), "{:?}", cgroups_left(&id));
+}
+
+#[test]
+fn events_reports_an_oom_kill() {
+    let mut w = World::new(&[
+        "sh",
+        "-c",
+        "while ! test -e /tmp/go; do sleep 0.05; done; x=aaaaaaaaaaaaaaaa; \
+         while true; do x=$x$x; done",
+    ]);
+    w.edit_config(|c| {
+        c["linux"]["resources"]["memory"] = serde_json::json!({"limit": 8388608, "swap": 8388608});
+    });
+    let id = w.id();
+    assert_ok(&w.berth(&["run", "-d", "--bundle", w.bundle_str(), &id]));
+    let mut events = w
+        .cmd(&["events", "--interval", "1h", &id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Give events the time to register its OOM notification before the container allocates.
+    std::thread::sleep(Duration::from_millis(700));
+    std::fs::write(w.bundle.join("rootfs/tmp/go"), "").unwrap();
+    let st = wait_child(&mut events, 30);
+    let mut out = String::new();
+    events
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let mut err = String::new();
+    events
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(st.success(), "{st:?}: {out} {err}");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|e| e["type"] == "oom" && e["id"] == id.as_str()),
+        "{out}"
+    );
+    assert_eq!(w.state(&id)["status"], "stopped");
+    assert_ok(&w.berth(&["delete", &id]));
+    assert!(cgroups_left(&id).is_empty(), "{:?}", cgroups_left(&id));
+}
+
+#[test]
+fn kill_all_reaches_every_process_without_a_pid_namespace() {
+    let mut w = World::new(&["sh", "-c", "sleep 1000 & sleep 1000 & wait"]);
+    w.edit_config(|c| {
+        if let Some(list) = c["linux"]["namespaces"].as_array_mut() {
+            list.retain(|n| n["type"] != "pid");
+        }
+    });
+    let id = w.id();
+    assert_ok(&w.berth(&["run", "-d", "--bundle", w.bundle_str(), &id]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pids = loop {
+        let out = w.berth(&["ps", "--format", "json", &id]);
+        assert_ok(&out);
+        let pids: Vec<i64> = serde_json::from_slice(&out.stdout).unwrap();
+        if pids.len() == 3 || Instant::now() > deadline {
+            break pids;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    assert_ok(&w.berth(&["kill", "--all", &id, "KILL"]));
+    for p in &pids {
+        wait_gone(*p);
+    }
+    w.wait_status(&id, "stopped");
+    assert_ok(&w.berth(&["delete", &id]));
+    assert!(cgroups_left(&id).is_empty(), "{:?}", cgroups_left(&id));
+}
+
+#[test]
+fn create_with_an_invalid_resource_leaves_nothing() {
+    let mut w = World::new(&["true"]);
+    w.edit_config(|c| {
+        c["linux"]["resources"]["cpu"] = serde_json::json!({"cpus": "99999"});
+    });
+    let id = w.id();
+    let err = assert_fails_with_one_line(&w.berth(&["create", "--bundle", w.bundle_str(), &id]));
+    assert!(err.contains("99999"), "{err}");
+    assert!(w.root_entries().is_empty(), "{:?}", w.root_entries());
+    assert!(cgroups_left(&id).is_empty(), "{:?}", cgroups_left(&id));
 }

@@ -11,9 +11,10 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use berth_cgroups::{CgroupManager, CgroupPath, Layout};
 use berth_namespaces::{NamespaceKind, NamespacePlan};
 use berth_rootfs::{RootfsOptions, RootfsPlan};
-use oci_spec::runtime::{Hook, Hooks, Spec};
+use oci_spec::runtime::{Hook, Hooks, LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, Spec};
 
 use crate::error::Error;
 use crate::hooks::{self, ChildHook};
@@ -400,6 +401,39 @@ impl Runtime {
         )
         .map_err(|e| Error::sys("socketpair", e))?;
 
+        // The container's cgroup, with linux.resources applied, before the clone; removed
+        // again (after the init is killed) if anything below fails.
+        // A rootless container that asks for no resources runs without a cgroup when the
+        // caller may not create one (as with runc).
+        let cg_path = CgroupPath::from_spec(linux.cgroups_path().as_deref(), id)?;
+        let resources = cgroup_resources(&linux);
+        let optional = !nix::unistd::geteuid().is_root()
+            && linux.resources().is_none()
+            && linux.cgroups_path().is_none();
+        let cg = match Layout::detect()
+            .map_err(Error::from)
+            .and_then(|layout| setup_cgroup(&layout, &cg_path, &resources))
+        {
+            Ok((cg, record_path, cg_warnings)) => {
+                warnings.extend(cg_warnings.iter().map(ToString::to_string));
+                Some((cg, record_path))
+            }
+            Err(e) if optional => {
+                warnings.push(format!("running without a cgroup: {e}"));
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let mut remove_cgroup = Cleanup(Some(|| {
+            if let Some((cg, _)) = &cg {
+                let _ = cg.kill_all();
+                let _ = cg.thaw();
+                if cg.remove(REMOVE_TIMEOUT).is_ok() {
+                    remove_default_parent(cg, &cg_path);
+                }
+            }
+        }));
+
         let mut record = Record {
             oci_version: spec.version().clone(),
             id: id.to_owned(),
@@ -418,6 +452,7 @@ impl Runtime {
             // Only a pid namespace of its own may be swept by kill --all / delete --force: a
             // joined one belongs to someone else too.
             own_pid_ns: ns.creates(NamespaceKind::Pid),
+            cgroup: cg.as_ref().map(|(_, p)| p.to_string_lossy().into_owned()),
         };
         let mut state_buf = vec![0u8; 2 * state_json(&record, Status::Creating).len() + 64];
 
@@ -441,11 +476,21 @@ impl Runtime {
             intermediate: ns.needs_intermediate(),
             new_user_ns: ns.creates(NamespaceKind::User),
             setgroups_allowed: true,
+            cgroup_sync: cg.is_some(),
+            unshare_cgroup_ns: cg.is_some()
+                && !ns.needs_intermediate()
+                && ns.creates(NamespaceKind::Cgroup),
         };
         let flags = if ctx.intermediate {
             libc::SIGCHLD
         } else {
-            ns.clone_flags() | libc::SIGCHLD
+            // A cgroup namespace is unshared by the child once it is in the container's
+            // cgroup (ctx.unshare_cgroup_ns), so that cgroup is the namespace's root.
+            let mut f = ns.clone_flags() | libc::SIGCHLD;
+            if ctx.unshare_cgroup_ns {
+                f &= !libc::CLONE_NEWCGROUP;
+            }
+            f
         };
         // SAFETY: the child runs only init_main, which follows the fragile-child rules.
         let child = unsafe { sys::raw_clone(flags as libc::c_ulong) }
@@ -464,8 +509,16 @@ impl Runtime {
         let mut kill_guard = Cleanup(Some(|| kill_and_reap(guard_pid.get())));
         let describe = |f| init::describe(f, &ns, &rootfs, &pplan);
         let mut sock = UnixStream::from(parent_sock);
+        // The child (the init, or the slow path's intermediate) waits for `G`: put it in the
+        // cgroup first, so that the init is there before the user process runs and before a
+        // cgroup namespace is created.
+        if let Some((cg, _)) = &cg {
+            cg.add_process(child)?;
+        }
         if !ctx.intermediate && ctx.new_user_ns {
             ns.write_id_mappings(child)?;
+        }
+        if ctx.cgroup_sync || (!ctx.intermediate && ctx.new_user_ns) {
             sock.write_all(b"G")
                 .map_err(|e| Error::io("sync", &dir.path, e))?;
         }
@@ -532,6 +585,7 @@ impl Runtime {
             write_pid_file(p, init_pid)?;
         }
         kill_guard.disarm();
+        remove_cgroup.disarm();
         Ok(Container {
             id: id.to_owned(),
             pid: init_pid,
@@ -626,7 +680,8 @@ impl Runtime {
     }
 
     /// Sends `signal` to the container's init, or with `all` to every process of the
-    /// container (its pid namespace). Refused for a stopped container.
+    /// container's cgroup (frozen during the walk; without a cgroup, its own pid namespace).
+    /// Refused for a stopped container.
     pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), Error> {
         let dir = ContainerDir::open(&self.root, id)?;
         let record = dir.read_record()?.ok_or_else(|| Error::InvalidState {
@@ -642,8 +697,15 @@ impl Runtime {
                 op: "kill",
             });
         }
-        if all && record.own_pid_ns {
-            signal_pid_ns(record.pid, signal)?;
+        if all {
+            if let Some(cg) = record.cgroup()? {
+                // Every process of the container, with or without its own pid namespace.
+                cg.signal_all(signal)?;
+                return Ok(());
+            }
+            if record.own_pid_ns {
+                signal_pid_ns(record.pid, signal)?;
+            }
         }
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(record.pid),
@@ -660,7 +722,8 @@ impl Runtime {
     }
 
     /// Deletes a container: refused while it runs unless `force` (then it is killed with
-    /// SIGKILL and waited for). Runs the poststop hooks and removes all its state.
+    /// SIGKILL and waited for). Runs the poststop hooks, kills what is left in its cgroup and
+    /// removes the cgroup (waiting for those processes) and all its state.
     pub fn delete(&self, id: &str, force: bool) -> Result<(), Error> {
         let dir = ContainerDir::open(&self.root, id)?;
         let record = match dir.read_record() {
@@ -698,23 +761,103 @@ impl Runtime {
         for w in warnings {
             eprintln!("berth: warning: {w}");
         }
+        destroy_cgroup(&record)?;
         dir.remove()
+    }
+
+    /// Opens a container's record and cgroup, checking that its status is one of `allowed`.
+    fn live(
+        &self,
+        id: &str,
+        op: &'static str,
+        allowed: &[Status],
+    ) -> Result<(Record, CgroupManager), Error> {
+        let dir = ContainerDir::open(&self.root, id)?;
+        let record = dir.read_record()?.ok_or_else(|| Error::InvalidState {
+            id: id.to_owned(),
+            status: Status::Creating,
+            op,
+        })?;
+        let status = state::live_status(&dir.path, &record);
+        if !allowed.contains(&status) {
+            return Err(Error::InvalidState {
+                id: id.to_owned(),
+                status,
+                op,
+            });
+        }
+        let cg = record
+            .cgroup()?
+            .ok_or_else(|| Error::NoCgroup { id: id.to_owned() })?;
+        Ok((record, cg))
+    }
+
+    /// Pauses a running container: freezes every process of its cgroup.
+    pub fn pause(&self, id: &str) -> Result<(), Error> {
+        let (_, cg) = self.live(id, "pause", &[Status::Running])?;
+        Ok(cg.freeze()?)
+    }
+
+    /// Resumes a paused container.
+    pub fn resume(&self, id: &str) -> Result<(), Error> {
+        let (_, cg) = self.live(id, "resume", &[Status::Paused])?;
+        Ok(cg.thaw()?)
+    }
+
+    /// Changes the resources of a created, running or paused container; returns what was
+    /// adjusted rather than applied (as warnings).
+    pub fn update(&self, id: &str, resources: &LinuxResources) -> Result<Vec<String>, Error> {
+        let (_, cg) = self.live(
+            id,
+            "update",
+            &[Status::Created, Status::Running, Status::Paused],
+        )?;
+        Ok(cg
+            .update(resources)?
+            .iter()
+            .map(ToString::to_string)
+            .collect())
+    }
+
+    /// The host pids of every process of the container (sorted).
+    pub fn ps(&self, id: &str) -> Result<Vec<i32>, Error> {
+        let (_, cg) = self.live(
+            id,
+            "ps",
+            &[Status::Created, Status::Running, Status::Paused],
+        )?;
+        Ok(cg.pids()?)
+    }
+
+    /// Resource usage of the container's cgroup.
+    pub fn stats(&self, id: &str) -> Result<berth_cgroups::Stats, Error> {
+        let (_, cg) = self.live(
+            id,
+            "get stats of",
+            &[Status::Created, Status::Running, Status::Paused],
+        )?;
+        Ok(cg.stats()?)
+    }
+
+    /// Starts watching the container's OOM events; [`berth_cgroups::OomWatcher::wait`]
+    /// returns the new counters after each OOM (kill), and fails once the cgroup is gone.
+    pub fn oom_watcher(&self, id: &str) -> Result<berth_cgroups::OomWatcher, Error> {
+        let (_, cg) = self.live(
+            id,
+            "watch events of",
+            &[Status::Created, Status::Running, Status::Paused],
+        )?;
+        Ok(cg.oom_watcher()?)
     }
 }
 
-/// Config fields this version of berth does not apply yet (cgroups, seccomp and LSMs come
+/// Config fields this version of berth does not apply yet (seccomp and LSMs come
 /// with their own crates): said out loud rather than silently ignored.
 fn not_yet_applied(spec: &Spec) -> Vec<String> {
     let mut out = Vec::new();
     let mut note =
         |field: &str| out.push(format!("{field} is not applied by this version of berth"));
     if let Some(linux) = spec.linux() {
-        if linux.resources().is_some() {
-            note("linux.resources");
-        }
-        if linux.cgroups_path().is_some() {
-            note("linux.cgroupsPath");
-        }
         if linux.seccomp().is_some() {
             note("linux.seccomp");
         }
@@ -748,6 +891,140 @@ fn not_yet_applied(spec: &Spec) -> Vec<String> {
     out
 }
 
+/// How long removing a cgroup waits for its processes to be gone.
+const REMOVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `linux.resources` with the device rules runc applies: the config's rules, then an allow
+/// rule for each of `linux.devices`, then the devices every container gets (mknod of any,
+/// null, zero, full, random, urandom, tty, ptmx, the ptys and tun).
+fn cgroup_resources(linux: &oci_spec::runtime::Linux) -> LinuxResources {
+    let mut r = linux.resources().clone().unwrap_or_default();
+    let mut rules: Vec<LinuxDeviceCgroup> = r.devices().clone().unwrap_or_default();
+    let rule = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut d = LinuxDeviceCgroup::default();
+        d.set_allow(true);
+        d.set_typ(Some(typ));
+        d.set_major(major);
+        d.set_minor(minor);
+        d.set_access(Some(access.to_string()));
+        d
+    };
+    for d in linux.devices().iter().flatten() {
+        let typ = match d.typ() {
+            LinuxDeviceType::B => LinuxDeviceType::B,
+            LinuxDeviceType::P => continue,
+            _ => LinuxDeviceType::C,
+        };
+        rules.push(rule(typ, Some(d.major()), Some(d.minor()), "rwm"));
+    }
+    rules.push(rule(LinuxDeviceType::C, None, None, "m"));
+    rules.push(rule(LinuxDeviceType::B, None, None, "m"));
+    for (major, minor) in [
+        (1, 3),
+        (1, 8),
+        (1, 7),
+        (5, 0),
+        (1, 5),
+        (1, 9),
+        (5, 2),
+        (10, 200),
+    ] {
+        rules.push(rule(LinuxDeviceType::C, Some(major), Some(minor), "rwm"));
+    }
+    rules.push(rule(LinuxDeviceType::C, Some(136), None, "rwm"));
+    r.set_devices(Some(rules));
+    r
+}
+
+/// Creates the container's cgroup; returns it, its path from the root of every hierarchy
+/// (what the state records) and the warnings of applying the resources.
+fn setup_cgroup(
+    layout: &Layout,
+    path: &CgroupPath,
+    resources: &LinuxResources,
+) -> Result<(CgroupManager, PathBuf, Vec<berth_cgroups::Warning>), Error> {
+    let record_path = match path {
+        CgroupPath::Absolute(p) => p.clone(),
+        CgroupPath::Relative(p) => own_cgroup(layout)
+            .ok_or_else(|| {
+                Error::Config(ConfigError {
+                    field: "linux.cgroupsPath".into(),
+                    reason: format!(
+                        "{} is relative, but this process is not in the same cgroup in every \
+                         hierarchy",
+                        p.display()
+                    ),
+                })
+            })?
+            .join(p),
+    };
+    let (cg, warnings) = create_cgroup(layout, path, resources)?;
+    Ok((cg, record_path, warnings))
+}
+
+/// The cgroup this process is in, when it is the same in every hierarchy (the base of a
+/// relative `linux.cgroupsPath`).
+fn own_cgroup(layout: &Layout) -> Option<PathBuf> {
+    let mut all = layout
+        .v1_hierarchies()
+        .iter()
+        .chain(layout.unified())
+        .map(|h| h.own_cgroup.clone());
+    let first = all.next()?;
+    all.all(|p| p == first).then_some(first)
+}
+
+/// Kills every process of the container's cgroup (thawing it so that they can die) and
+/// removes the cgroup, waiting for the processes to be gone.
+fn destroy_cgroup(record: &Record) -> Result<(), Error> {
+    if let (Some(cg), Some(path)) = (record.cgroup()?, &record.cgroup) {
+        cg.kill_all()?;
+        let _ = cg.thaw();
+        cg.remove(REMOVE_TIMEOUT)?;
+        remove_default_parent(&cg, &CgroupPath::Absolute(PathBuf::from(path)));
+    }
+    Ok(())
+}
+
+/// Creates the cgroup; retried when a directory vanished under it (another container's
+/// delete removing the shared default parent `/berth` at that moment).
+fn create_cgroup(
+    layout: &Layout,
+    path: &CgroupPath,
+    resources: &LinuxResources,
+) -> Result<(CgroupManager, Vec<berth_cgroups::Warning>), Error> {
+    use berth_cgroups::CgroupError as E;
+    let mut tries = 0;
+    loop {
+        match CgroupManager::create(layout, path, Some(resources)) {
+            Err(E::Dir { source, .. } | E::Read { source, .. } | E::Write { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && tries < 20 =>
+            {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            r => return Ok(r?),
+        }
+    }
+}
+
+/// After the cgroup of a default `linux.cgroupsPath` (`/berth/<id>`) is removed, removes
+/// the `/berth` parent too when no other container uses it (rmdir fails on a non-empty
+/// directory, which is then kept).
+fn remove_default_parent(cg: &CgroupManager, path: &CgroupPath) {
+    let CgroupPath::Absolute(p) = path else {
+        return;
+    };
+    if p.parent() != Some(Path::new("/").join(berth_cgroups::DEFAULT_PARENT).as_path()) {
+        return;
+    }
+    for (_, dir) in cg.paths() {
+        if let Some(parent) = dir.parent() {
+            let _ = fs::remove_dir(parent);
+        }
+    }
+}
+
 fn raw_kill(pid: i32, sig: i32) -> Result<(), nix::Error> {
     // SAFETY: kill with integer arguments (real-time signals nix has no enum value for).
     if unsafe { libc::kill(pid, sig) } == 0 {
@@ -779,6 +1056,11 @@ fn signal_pid_ns(init: i32, sig: i32) -> Result<(), Error> {
 
 /// SIGKILLs the container (its whole pid namespace) and waits until the init is gone.
 fn kill_and_wait(record: &Record) -> Result<(), Error> {
+    if let Some(cg) = record.cgroup()? {
+        cg.kill_all()?;
+        // Frozen processes only die once thawed.
+        let _ = cg.thaw();
+    }
     if record.own_pid_ns {
         signal_pid_ns(record.pid, libc::SIGKILL)?;
     }

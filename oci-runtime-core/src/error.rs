@@ -67,6 +67,16 @@ pub enum Error {
         #[source]
         source: nix::Error,
     },
+    /// The container has no cgroup recorded (created by an older berth).
+    #[error("container \"{id}\" has no cgroup")]
+    NoCgroup {
+        /// The container id.
+        id: String,
+    },
+
+    /// The container's cgroup could not be created, applied, read or removed.
+    #[error("cgroup: {0}")]
+    Cgroup(#[from] berth_cgroups::CgroupError),
     /// The namespaces of the config could not be prepared or entered.
     #[error(transparent)]
     Namespaces(#[from] berth_namespaces::NamespaceError),

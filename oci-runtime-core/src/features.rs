@@ -2,9 +2,9 @@
 //! `features-linux.md` of the OCI runtime spec): what a runtime caller may put in a
 //! `config.json` and expect berth to honour.
 //!
-//! It only claims what berth implements today: the cgroup managers, seccomp,
-//! AppArmor, SELinux and Intel RDT are all reported as unavailable until they are
-//! wired in.
+//! It only claims what berth implements today: cgroup v1 and v2 (berth-cgroups manages
+//! both, and hybrid hosts), no systemd cgroup driver; seccomp, AppArmor, SELinux and
+//! Intel RDT are reported as unavailable until they are wired in.
 
 use serde_json::{Value, json};
 
@@ -99,8 +99,8 @@ pub fn features() -> Value {
             "namespaces": names(&NAMESPACES),
             "capabilities": names(capability_names(kernel_last_cap())),
             "cgroup": {
-                "v1": false,
-                "v2": false,
+                "v1": true,
+                "v2": true,
                 "systemd": false,
                 "systemdUser": false
             },
@@ -212,7 +212,7 @@ mod tests {
         );
         assert_eq!(
             linux["cgroup"],
-            json!({"v1": false, "v2": false, "systemd": false, "systemdUser": false})
+            json!({"v1": true, "v2": true, "systemd": false, "systemdUser": false})
         );
         for section in ["seccomp", "apparmor", "selinux", "intelRdt"] {
             assert_eq!(linux[section], json!({"enabled": false}), "{section}");
@@ -283,7 +283,7 @@ mod tests {
                 .any(|ns| *ns == LinuxNamespaceType::Time)
         );
         let cgroup = linux.cgroup().as_ref().expect("cgroup");
-        assert_eq!(cgroup.v2(), &Some(false));
+        assert_eq!(cgroup.v2(), &Some(true));
         assert_eq!(cgroup.systemd_user(), &Some(false));
         assert_eq!(
             linux.seccomp().as_ref().and_then(|s| *s.enabled()),

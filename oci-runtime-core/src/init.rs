@@ -8,7 +8,8 @@
 //! child -> parent: `M` write my id maps (slow path), `P`+pid (slow path: the init's pid),
 //! `H` mounts done, run the runtime-namespace hooks, `R` ready (about to block on exec.fifo),
 //! `E`+error record (then the child exits).
-//! parent -> child: `G` go on (maps written), `S`+state JSONs (hooks ran; creating NUL created).
+//! parent -> child: `G` go on (in the container's cgroup, maps written; the slow path's
+//! intermediate gets one `G` for the cgroup first thing and one per `M`), `S`+state JSONs (hooks ran; creating NUL created).
 //! After `R`, errors go to exec.fifo instead, where `start` reads them.
 
 use std::ffi::CStr;
@@ -50,12 +51,13 @@ pub(crate) enum InitStep {
     StartContainerHook,
     Chroot,
     SignalMask,
+    CgroupNs,
 }
 
 impl InitStep {
     fn from_u8(v: u8) -> Option<Self> {
         use InitStep::*;
-        const ALL: [InitStep; 25] = [
+        const ALL: [InitStep; 26] = [
             Sync,
             Clone,
             BecomeRoot,
@@ -81,6 +83,7 @@ impl InitStep {
             StartContainerHook,
             Chroot,
             SignalMask,
+            CgroupNs,
         ];
         ALL.into_iter().find(|s| *s as u8 == v)
     }
@@ -202,6 +205,12 @@ pub(crate) struct InitContext<'a> {
     pub new_user_ns: bool,
     /// setgroups(2) is possible in the container's user namespace.
     pub setgroups_allowed: bool,
+    /// The parent moves the child into the container's cgroup after the clone: wait for
+    /// its `G` before anything else (in the slow path, the intermediate waits first thing).
+    pub cgroup_sync: bool,
+    /// Fast path with a cgroup namespace: `CLONE_NEWCGROUP` was left out of the clone
+    /// flags; unshare it after `G`, so that the container's cgroup is the namespace root.
+    pub unshare_cgroup_ns: bool,
 }
 
 /// The entry point of the cloned child. Never returns.
@@ -286,6 +295,11 @@ fn run(
     };
 
     if ctx.intermediate {
+        if ctx.cgroup_sync {
+            // Moved into the container's cgroup by the parent before any namespace is
+            // joined or created: the init forked below inherits it.
+            wait_go(ctx.sock)?;
+        }
         ctx.ns.join_all()?;
         if ctx.new_user_ns {
             ctx.ns.unshare_user()?;
@@ -319,8 +333,14 @@ fn run(
     } else {
         ctx.ns.close_fds();
         drop_inherited_fds(ctx)?;
-        if ctx.new_user_ns {
+        if ctx.new_user_ns || ctx.cgroup_sync {
             wait_go(ctx.sock)?;
+        }
+        if ctx.unshare_cgroup_ns {
+            // SAFETY: unshare only reads its integer argument.
+            if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
+                return Err(InitError::new(InitStep::CgroupNs, 0, sys::errno()).into());
+            }
         }
     }
 
@@ -627,6 +647,7 @@ pub(crate) fn describe_init(e: InitError, process: Option<&ProcessPlan>) -> crat
         }
         Chroot => "chroot".into(),
         SignalMask => "reset the signal mask".into(),
+        CgroupNs => "unshare(CLONE_NEWCGROUP) after joining the container's cgroup".into(),
     };
     crate::Error::Init { what, source }
 }

@@ -5,7 +5,9 @@
 //! [OCI runtime spec](https://github.com/opencontainers/runtime-spec) describes, with hooks,
 //! namespaces (via `berth-namespaces`), the root filesystem (via `berth-rootfs`) and the
 //! container process (args, env, cwd, user, rlimits, capabilities, no_new_privs, oom score,
-//! console, preserved fds).
+//! console, preserved fds), and the container's cgroup (via `berth-cgroups`: `linux.resources`
+//! applied at create, [`Runtime::pause`], [`Runtime::resume`], [`Runtime::update`],
+//! [`Runtime::ps`], [`Runtime::stats`], [`Runtime::oom_watcher`], `kill --all` through it).
 //!
 //! ```no_run
 //! use berth_runtime_core::{CreateOptions, Runtime};
@@ -55,6 +57,7 @@ mod state;
 mod sys;
 pub mod validate;
 
+pub use berth_cgroups;
 pub use container::{Container, CreateOptions, Runtime};
 pub use error::Error;
 pub use oci_spec;

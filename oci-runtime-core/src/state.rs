@@ -113,9 +113,39 @@ pub(crate) struct Record {
     /// Whether the container has its own pid namespace (kill --all scans it).
     #[serde(default)]
     pub own_pid_ns: bool,
+    /// The container's cgroup, from the root of every hierarchy (`/berth/<id>`).
+    #[serde(default)]
+    pub cgroup: Option<String>,
 }
 
 impl Record {
+    /// Opens the container's cgroup, if it has one (`None` once its directory is gone).
+    pub fn cgroup(&self) -> Result<Option<berth_cgroups::CgroupManager>, Error> {
+        let Some(path) = &self.cgroup else {
+            return Ok(None);
+        };
+        let layout = berth_cgroups::Layout::detect()?;
+        let path = berth_cgroups::CgroupPath::Absolute(PathBuf::from(path));
+        match berth_cgroups::CgroupManager::open(&layout, &path) {
+            Ok(cg) => Ok(Some(cg)),
+            // Already removed (by hand, or by an interrupted delete): nothing to manage.
+            Err(berth_cgroups::CgroupError::Dir { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether the container's cgroup is frozen (paused).
+    pub fn frozen(&self) -> bool {
+        matches!(
+            self.cgroup().ok().flatten().map(|cg| cg.freezer_state()),
+            Some(Ok(berth_cgroups::FreezerState::Frozen))
+        )
+    }
+
     /// The public state for a given status.
     pub fn to_state(&self, status: Status) -> State {
         State {
@@ -331,6 +361,8 @@ pub(crate) fn live_status(dir: &Path, record: &Record) -> Status {
         Some((start, state)) if start == record.start_time && state != 'Z' && state != 'X' => {
             if dir.join(FIFO_FILE).exists() {
                 Status::Created
+            } else if record.frozen() {
+                Status::Paused
             } else {
                 Status::Running
             }

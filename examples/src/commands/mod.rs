@@ -1,5 +1,7 @@
 //! The table of commands, their flags and help, and the simple commands.
 
+mod cgroups;
+mod image;
 mod lifecycle;
 mod run;
 mod spec;
@@ -94,6 +96,33 @@ const RUN_FLAGS: &[Flag] = &[
     PRESERVE_FDS,
 ];
 
+const IMAGE_FLAGS: &[Flag] = &[
+    Flag::value(
+        &["ref"],
+        "NAME",
+        "the image's ref name (org.opencontainers.image.ref.name, or a docker tag)",
+    ),
+    Flag::value(
+        &["digest"],
+        "DIGEST",
+        "the digest of the manifest or index to use",
+    ),
+    Flag::value(
+        &["platform"],
+        "OS/ARCH[/VARIANT]",
+        "the platform to choose in an index (default: the host's)",
+    ),
+    Flag::boolean(
+        &["rootless"],
+        "unpack as an unprivileged user: owners recorded in xattrs, devices skipped",
+    ),
+    Flag::value(
+        &["store"],
+        "DIR",
+        "unpack layers once into the layer store DIR and mount an overlay rootfs",
+    ),
+];
+
 const NO_SUBREAPER: Flag = Flag::boolean(
     &["no-subreaper"],
     "do not make berth the child subreaper of the container's processes",
@@ -128,9 +157,9 @@ pub(crate) const COMMANDS: &[Command] = &[
     Command {
         name: "events",
         args: "<container-id>",
-        summary: "display container events and statistics (not implemented yet)",
-        flags: &[],
-        handler: None,
+        summary: "display container events (OOM notifications) and resource usage statistics",
+        flags: cgroups::EVENTS_FLAGS,
+        handler: Some(cgroups::events),
     },
     Command {
         name: "exec",
@@ -145,6 +174,14 @@ pub(crate) const COMMANDS: &[Command] = &[
         summary: "print the features this runtime supports, as JSON",
         flags: &[],
         handler: Some(spec::features),
+    },
+    Command {
+        name: "image",
+        args: "unpack IMAGE BUNDLE | refs IMAGE | inspect IMAGE",
+        summary: "unpack an OCI layout, OCI archive or docker-archive into a bundle; list its \
+                  refs; print its config",
+        flags: IMAGE_FLAGS,
+        handler: Some(image::image),
     },
     Command {
         name: "kill",
@@ -169,16 +206,16 @@ pub(crate) const COMMANDS: &[Command] = &[
     Command {
         name: "pause",
         args: "<container-id>",
-        summary: "freeze every process of a container (not implemented yet)",
+        summary: "freeze every process of a container",
         flags: &[],
-        handler: None,
+        handler: Some(cgroups::pause),
     },
     Command {
         name: "ps",
-        args: "<container-id>",
-        summary: "list the processes of a container (not implemented yet)",
-        flags: &[],
-        handler: None,
+        args: "<container-id> [-- ps options]",
+        summary: "list the processes of a container",
+        flags: cgroups::PS_FLAGS,
+        handler: Some(cgroups::ps),
     },
     Command {
         name: "restore",
@@ -190,9 +227,9 @@ pub(crate) const COMMANDS: &[Command] = &[
     Command {
         name: "resume",
         args: "<container-id>",
-        summary: "thaw a paused container (not implemented yet)",
+        summary: "thaw a paused container",
         flags: &[],
-        handler: None,
+        handler: Some(cgroups::resume),
     },
     Command {
         name: "run",
@@ -231,9 +268,9 @@ pub(crate) const COMMANDS: &[Command] = &[
     Command {
         name: "update",
         args: "<container-id>",
-        summary: "change the resource limits of a container (not implemented yet)",
-        flags: &[],
-        handler: None,
+        summary: "change the resource limits of a container",
+        flags: cgroups::UPDATE_FLAGS,
+        handler: Some(cgroups::update),
     },
 ];
 
@@ -423,16 +460,7 @@ mod tests {
         ] {
             assert!(find(name).is_some(), "{name}");
         }
-        for name in [
-            "ps",
-            "exec",
-            "pause",
-            "resume",
-            "update",
-            "events",
-            "checkpoint",
-            "restore",
-        ] {
+        for name in ["exec", "checkpoint", "restore"] {
             assert!(find(name).unwrap().handler.is_none(), "{name}");
         }
         assert!(find("frob").is_none());

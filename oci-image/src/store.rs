@@ -1,0 +1,208 @@
+//! The fast path: a store of unpacked layers keyed by diff_id, composed with overlayfs.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::mount::MsFlags;
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::error::{ImageError, Result};
+
+/// The name of the overlay description in a bundle made with a layer store.
+pub const OVERLAY_FILE: &str = "overlay.json";
+
+/// A directory of unpacked layers: `layers/<alg>/<hex>` holds the layer whose uncompressed
+/// digest (diff_id) is `<alg>:<hex>`, in overlayfs' format (whiteouts are 0/0 character
+/// devices, opaque directories carry `trusted.overlay.opaque=y`). A layer appears there
+/// only complete and verified (it is unpacked under `tmp/` and renamed into place), so
+/// bundles can share it as a read-only lower directory.
+///
+/// ```no_run
+/// let store = berth_image::LayerStore::open("/var/lib/berth/layers")?;
+/// println!("{}", store.path().display());
+/// # Ok::<(), berth_image::ImageError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct LayerStore {
+    root: PathBuf,
+}
+
+/// Characters overlayfs' option string cannot carry in a path.
+fn check_overlay_path(p: &Path, what: &str) -> Result<()> {
+    let s = p.to_string_lossy();
+    if s.contains([',', ':', '\\', '\n']) || p.to_str().is_none() {
+        return Err(ImageError::Unsupported {
+            what: format!("{what} {}", p.display()),
+            reason: "paths used in an overlay mount cannot contain ',', ':', '\\' or a \
+                     newline, and must be UTF-8"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+fn mkdir_all(p: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(p)
+        .map_err(|e| ImageError::io("create directory", p, e))
+}
+
+/// A name unique to this process and call.
+pub(crate) fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}{}-{nanos:x}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl LayerStore {
+    /// Opens (creating if needed) a store directory. The path is made absolute.
+    pub fn open(dir: impl AsRef<Path>) -> Result<LayerStore> {
+        let dir = dir.as_ref();
+        let root = std::path::absolute(dir).map_err(|e| ImageError::io("resolve", dir, e))?;
+        check_overlay_path(&root, "layer store")?;
+        for sub in ["layers/sha256", "layers/sha512", "tmp", "empty"] {
+            mkdir_all(&root.join(sub))?;
+        }
+        Ok(LayerStore { root })
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the layer with this diff_id is (or would be).
+    pub fn layer_path(&self, diff_id: &Digest) -> PathBuf {
+        self.root
+            .join("layers")
+            .join(diff_id.algorithm().name())
+            .join(diff_id.hex())
+    }
+
+    /// Is this layer in the store?
+    pub fn contains(&self, diff_id: &Digest) -> bool {
+        self.layer_path(diff_id).is_dir()
+    }
+
+    /// An always-empty directory, the bottom lower of every overlay.
+    pub(crate) fn empty_dir(&self) -> PathBuf {
+        self.root.join("empty")
+    }
+
+    /// A fresh directory to unpack a layer into.
+    pub(crate) fn new_tmp(&self) -> Result<PathBuf> {
+        let p = self.root.join("tmp").join(unique("layer-"));
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&p)
+            .map_err(|e| ImageError::io("create directory", &p, e))?;
+        Ok(p)
+    }
+
+    /// Moves a verified layer into place; if another unpack won the race, drops ours.
+    pub(crate) fn commit(&self, tmp: &Path, diff_id: &Digest) -> Result<()> {
+        let dest = self.layer_path(diff_id);
+        match std::fs::rename(tmp, &dest) {
+            Ok(()) => Ok(()),
+            Err(e) if dest.is_dir() => {
+                let _ = e;
+                crate::bundle::remove_tree(tmp)
+            }
+            Err(e) => Err(ImageError::io("rename", tmp, e)),
+        }
+    }
+}
+
+/// How to mount a bundle's rootfs made from a [`LayerStore`]: an overlay of the image's
+/// layers (read-only, shared by every bundle of the image) under a per-bundle upper
+/// directory. Saved as `overlay.json` in the bundle; a runtime mounts it on
+/// `<bundle>/rootfs` before starting the container with [`OverlayMount::mount`], or with
+/// `mount -t overlay overlay -o <options> <bundle>/rootfs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverlayMount {
+    /// Lower directories, topmost first.
+    pub lowerdirs: Vec<PathBuf>,
+    /// The bundle's writable layer.
+    pub upperdir: PathBuf,
+    /// overlayfs' work directory (same file system as `upperdir`).
+    pub workdir: PathBuf,
+}
+
+impl OverlayMount {
+    /// The mount option string: `lowerdir=A:B,upperdir=U,workdir=W`.
+    pub fn options(&self) -> String {
+        let lowers: Vec<String> = self
+            .lowerdirs
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lowers.join(":"),
+            self.upperdir.display(),
+            self.workdir.display()
+        )
+    }
+
+    /// Mounts the overlay on `target` (needs CAP_SYS_ADMIN in the mount namespace's owner
+    /// user namespace).
+    pub fn mount(&self, target: &Path) -> Result<()> {
+        for p in self.lowerdirs.iter().chain([&self.upperdir, &self.workdir]) {
+            check_overlay_path(p, "overlay directory")?;
+        }
+        nix::mount::mount(
+            Some("overlay"),
+            target,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(self.options().as_str()),
+        )
+        .map_err(|e| ImageError::sys("mount overlay", target, e))
+    }
+
+    /// Reads `<bundle>/overlay.json`; `None` if the bundle has a plain rootfs.
+    pub fn load(bundle: &Path) -> Result<Option<OverlayMount>> {
+        let p = bundle.join(OVERLAY_FILE);
+        match std::fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|source| ImageError::Json {
+                    what: p.display().to_string(),
+                    source,
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ImageError::io("read", p, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_string() {
+        let m = OverlayMount {
+            lowerdirs: vec!["/s/b".into(), "/s/a".into()],
+            upperdir: "/b/overlay/upper".into(),
+            workdir: "/b/overlay/work".into(),
+        };
+        assert_eq!(
+            m.options(),
+            "lowerdir=/s/b:/s/a,upperdir=/b/overlay/upper,workdir=/b/overlay/work"
+        );
+        assert!(check_overlay_path(Path::new("/a:b"), "x").is_err());
+        assert!(check_overlay_path(Path::new("/a/b"), "x").is_ok());
+    }
+}
