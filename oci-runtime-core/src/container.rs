@@ -492,9 +492,32 @@ impl Runtime {
             }
             f
         };
+        // Where the host has cgroup2, the init starts inside its cgroup2 directory
+        // (clone3 CLONE_INTO_CGROUP, Linux 5.7+); on a unified host that is the whole move and
+        // add_process is skipped. Kernels without clone3 fall back to clone + add_process.
+        let into = cg
+            .as_ref()
+            .and_then(|(c, _)| c.dir_fd())
+            .map(|fd| fd.as_raw_fd());
         // SAFETY: the child runs only init_main, which follows the fragile-child rules.
-        let child = unsafe { sys::raw_clone(flags as libc::c_ulong) }
-            .map_err(|e| Error::sys("clone", nix::Error::from_raw(e)))?;
+        let cloned = match into {
+            Some(fd) => {
+                unsafe { sys::raw_clone_into_cgroup((flags & !libc::SIGCHLD) as libc::c_ulong, fd) }
+                    .map(|pid| (pid, true))
+                    .or_else(|e| match e {
+                        libc::ENOSYS | libc::E2BIG => {
+                            // SAFETY: as above.
+                            unsafe { sys::raw_clone(flags as libc::c_ulong) }
+                                .map(|pid| (pid, false))
+                        }
+                        e => Err(e),
+                    })
+            }
+            // SAFETY: as above.
+            None => unsafe { sys::raw_clone(flags as libc::c_ulong) }.map(|pid| (pid, false)),
+        };
+        let (child, in_cgroup2) =
+            cloned.map_err(|e| Error::sys("clone", nix::Error::from_raw(e)))?;
         if child == 0 {
             init::init_main(&ctx);
         }
@@ -513,7 +536,9 @@ impl Runtime {
         // cgroup first, so that the init is there before the user process runs and before a
         // cgroup namespace is created.
         if let Some((cg, _)) = &cg {
-            cg.add_process(child)?;
+            if !(in_cgroup2 && cg.clone_into_cgroup_is_enough()) {
+                cg.add_process(child)?;
+            }
         }
         if !ctx.intermediate && ctx.new_user_ns {
             ns.write_id_mappings(child)?;

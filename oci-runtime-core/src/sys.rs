@@ -174,6 +174,61 @@ pub(crate) fn set_ids(uid: libc::uid_t, gid: libc::gid_t) -> Result<(), (bool, i
     Ok(())
 }
 
+/// `clone3(2)` with fork semantics (no new stack) and `CLONE_INTO_CGROUP`: the child starts
+/// inside the cgroup2 directory `cgroup_fd`, before it runs an instruction. `flags` are the
+/// `CLONE_*` flags without the exit signal, which is SIGCHLD. Returns 0 in the child.
+///
+/// # Safety
+/// As for [`raw_clone`].
+pub(crate) unsafe fn raw_clone_into_cgroup(
+    flags: libc::c_ulong,
+    cgroup_fd: RawFd,
+) -> Result<libc::pid_t, i32> {
+    /// `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2, 88 bytes).
+    #[repr(C)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let args = CloneArgs {
+        flags: flags as u64 | CLONE_INTO_CGROUP,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: cgroup_fd as u64,
+    };
+    // SAFETY: args is a valid clone_args of the size passed; with no stack the child is a
+    // fork-like copy, and the caller guarantees it only runs fragile-child-safe code.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(r as libc::pid_t)
+    }
+}
+
 /// Ends the calling (child) process at once, without running atexit handlers or destructors.
 pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and is async-signal-safe.
