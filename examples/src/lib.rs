@@ -224,10 +224,11 @@ fn dispatch(global: &Parsed, log: Logger) -> Result<i32, Failure> {
         Err(e) => return Err((log, CliError::io("resolve --root", root, e), None)),
     };
     log.debug(|| format!("berth {name}: root {}", root.display()));
-    let ctx = commands::Ctx {
-        runtime: Runtime::new(root),
-        log,
-    };
+    let mut runtime = Runtime::new(root);
+    if let Ok(wlog) = log.try_clone() {
+        runtime = runtime.on_warning(move |w| wlog.warn(w));
+    }
+    let ctx = commands::Ctx { runtime, log };
     match handler(&ctx, &parsed) {
         Ok(code) => Ok(code),
         Err(e) => {

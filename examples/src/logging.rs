@@ -207,6 +207,18 @@ impl Logger {
         })
     }
 
+    /// A second handle on the same destination (for the runtime's warnings).
+    pub fn try_clone(&self) -> std::io::Result<Logger> {
+        Ok(Logger {
+            dest: match &self.dest {
+                Dest::Stderr => Dest::Stderr,
+                Dest::File(f) => Dest::File(f.try_clone()?),
+            },
+            format: self.format,
+            debug: self.debug,
+        })
+    }
+
     /// True when log lines already go to stderr.
     pub fn to_stderr(&self) -> bool {
         matches!(self.dest, Dest::Stderr)

@@ -9,6 +9,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_cgroups::{CgroupManager, CgroupPath, Layout};
@@ -52,9 +53,18 @@ pub struct CreateOptions {
 /// rt.delete("demo", false)?;
 /// # Ok::<(), berth_runtime_core::Error>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Runtime {
     root: PathBuf,
+    warn: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A container created by this process: its init is our child, so we can wait for it.
@@ -206,8 +216,27 @@ fn list(h: &Option<Vec<Hook>>) -> &[Hook] {
 
 impl Runtime {
     /// A runtime keeping container state under `root` (created on first use, mode 0700).
+    /// Warnings (failed poststart/poststop hooks, which the spec says must not fail the
+    /// operation) go to stderr until [`Runtime::on_warning`] sends them elsewhere.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Runtime { root: root.into() }
+        Runtime {
+            root: root.into(),
+            warn: Arc::new(|w| eprintln!("berth: warning: {w}")),
+        }
+    }
+
+    /// Sends the runtime's warnings to `sink` (a logger, say) instead of stderr.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = Arc::clone(&seen);
+    /// let rt = berth_runtime_core::Runtime::new("/run/berth")
+    ///     .on_warning(move |w| sink.lock().unwrap().push(w.to_owned()));
+    /// ```
+    pub fn on_warning(mut self, sink: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.warn = Arc::new(sink);
+        self
     }
 
     /// The state root directory.
@@ -248,7 +277,7 @@ impl Runtime {
                             list(hooks.poststop()),
                             stopped.to_string().as_bytes(),
                         ) {
-                            eprintln!("berth: warning: {w}");
+                            (self.warn)(&w);
                         }
                     }
                 }
@@ -661,7 +690,7 @@ impl Runtime {
         if let Some(h) = &record.hooks {
             let running = state_json(&record, Status::Running);
             for w in hooks::run_hooks_warn("poststart", list(h.poststart()), &running) {
-                eprintln!("berth: warning: {w}");
+                (self.warn)(&w);
             }
         }
         Ok(())
@@ -784,7 +813,7 @@ impl Runtime {
             })
             .unwrap_or_default();
         for w in warnings {
-            eprintln!("berth: warning: {w}");
+            (self.warn)(&w);
         }
         destroy_cgroup(&record)?;
         dir.remove()

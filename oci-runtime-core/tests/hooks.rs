@@ -390,4 +390,16 @@ fn failing_poststart_and_poststop_hooks_only_warn() {
     // The hooks after the failing ones still ran.
     assert_eq!(json(&log, "poststart")["status"], "running");
     assert_eq!(json(&log, "poststop")["status"], "stopped");
+    // And each failure was reported through the runtime's warning sink.
+    let warnings = h.warnings();
+    for needle in [
+        "poststart hook #0",
+        "poststop hook #0",
+        "poststop hook #1 (/nonexistent/hook)",
+    ] {
+        assert!(
+            warnings.iter().any(|w| w.contains(needle)),
+            "no warning with {needle:?}: {warnings:?}"
+        );
+    }
 }

@@ -79,10 +79,20 @@ pub struct Harness {
     /// Inits created through the harness and not reaped yet, with a pidfd each (which
     /// names exactly that process, even once it is reaped and its pid reused).
     unreaped: Mutex<Vec<(i32, Option<OwnedFd>)>>,
+    /// What the runtime reported through `Runtime::on_warning`.
+    warnings: std::sync::Arc<Mutex<Vec<String>>>,
     _lock: Lock,
 }
 
 impl Harness {
+    /// The warnings the runtime reported so far.
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// An ordinary test's harness.
     pub fn new() -> Self {
         let g = EXCLUSIVE.read().unwrap_or_else(|e| e.into_inner());
@@ -98,13 +108,20 @@ impl Harness {
     fn with_lock(lock: Lock) -> Self {
         // The runtime creates its root itself: give it a path that does not exist yet.
         let root = TempDir::new("berth-root");
+        let warnings = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&warnings);
         Harness {
             rt: Rt {
-                inner: Runtime::new(root.path().join("state")),
+                inner: Runtime::new(root.path().join("state")).on_warning(move |w| {
+                    sink.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(w.to_owned())
+                }),
             },
             root,
             ids: Mutex::new(Vec::new()),
             unreaped: Mutex::new(Vec::new()),
+            warnings,
             _lock: lock,
         }
     }
