@@ -34,7 +34,6 @@ pub enum FreezerState {
 #[derive(Debug)]
 struct Dir {
     path: PathBuf,
-    created: bool,
 }
 
 /// One container's cgroup in every hierarchy of a [`Layout`].
@@ -73,6 +72,9 @@ pub struct CgroupManager {
     pub(crate) layout: Layout,
     v1: Vec<Dir>,
     v2: Option<(Dir, OwnedFd)>,
+    /// Every directory `create` made, parents included, top first: what a failed create
+    /// removes again.
+    new_dirs: Vec<PathBuf>,
 }
 
 fn mkdir_p(path: &Path, own: usize) -> Result<(bool, Vec<PathBuf>)> {
@@ -129,6 +131,7 @@ impl CgroupManager {
             layout: layout.clone(),
             v1: Vec::new(),
             v2: None,
+            new_dirs: Vec::new(),
         };
         match me.create_dirs(path) {
             Ok(()) => {}
@@ -153,11 +156,9 @@ impl CgroupManager {
     fn create_dirs(&mut self, path: &CgroupPath) -> Result<()> {
         for h in &self.layout.v1 {
             let (dir, own) = path.dir_in(h);
-            let (created, _) = mkdir_p(&dir, own)?;
-            self.v1.push(Dir {
-                path: dir.clone(),
-                created,
-            });
+            let (_, new) = mkdir_p(&dir, own)?;
+            self.new_dirs.extend(new);
+            self.v1.push(Dir { path: dir.clone() });
             if h.has("cpuset") {
                 // A new v1 cpuset cgroup starts with empty cpus and mems, and no task
                 // can join it until they are set: inherit the parent's. Every directory
@@ -172,9 +173,10 @@ impl CgroupManager {
         }
         if let Some(h) = &self.layout.unified {
             let (dir, own) = path.dir_in(h);
-            let (created, _) = mkdir_p(&dir, own)?;
+            let (_, new) = mkdir_p(&dir, own)?;
+            self.new_dirs.extend(new);
             let fd = open_dir(&dir)?;
-            self.v2 = Some((Dir { path: dir, created }, fd));
+            self.v2 = Some((Dir { path: dir }, fd));
         }
         Ok(())
     }
@@ -192,22 +194,13 @@ impl CgroupManager {
                     source: io::Error::from_raw_os_error(libc::ENOENT),
                 });
             }
-            v1.push(Dir {
-                path: dir,
-                created: false,
-            });
+            v1.push(Dir { path: dir });
         }
         let v2 = match &layout.unified {
             Some(h) => {
                 let (dir, _) = path.dir_in(h);
                 let fd = open_dir(&dir)?;
-                Some((
-                    Dir {
-                        path: dir,
-                        created: false,
-                    },
-                    fd,
-                ))
+                Some((Dir { path: dir }, fd))
             }
             None => None,
         };
@@ -215,6 +208,7 @@ impl CgroupManager {
             layout: layout.clone(),
             v1,
             v2,
+            new_dirs: Vec::new(),
         })
     }
 
@@ -526,12 +520,12 @@ impl CgroupManager {
         Ok(())
     }
 
-    /// Removes the directories this manager created (after a failed create).
+    /// Removes the directories this manager created, parents included, deepest first
+    /// (after a failed create). A parent another container started using meanwhile is not
+    /// empty, and stays.
     fn remove_created(&self) {
-        for d in self.v1.iter().chain(self.v2.iter().map(|(d, _)| d)) {
-            if d.created {
-                let _ = fs::remove_dir(&d.path);
-            }
+        for d in self.new_dirs.iter().rev() {
+            let _ = fs::remove_dir(d);
         }
     }
 }

@@ -620,7 +620,18 @@ impl Planner<'_> {
                     format!("hugetlb.{size}.rsvd.max"),
                 )
             };
-            if !fsutil::exists(&dir, &file) {
+            // The cgroup file appears only once the hugetlb controller is enabled (on v2 that
+            // happens when this plan is applied): the kernel's own list of page sizes decides.
+            let kb: u64 = digits.parse::<u64>().unwrap_or(0)
+                * match unit {
+                    "KB" => 1,
+                    "MB" => 1024,
+                    _ => 1024 * 1024,
+                };
+            let host_has = Path::new("/sys/kernel/mm/hugepages")
+                .join(format!("hugepages-{kb}kB"))
+                .is_dir();
+            if !host_has && !fsutil::exists(&dir, &file) {
                 return Err(invalid(
                     format!("{field}.pageSize"),
                     size,
@@ -731,17 +742,19 @@ impl Planner<'_> {
         for key in keys {
             let value = &map[key];
             let field = format!("unified.{key}");
-            let ok_chars = key
-                .bytes()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'.');
             let Some((ctl, rest)) = key.split_once('.') else {
                 return Err(invalid(&field, value, "key must be <controller>.<file>"));
             };
+            // Controller names are lowercase; file names may not be (hugetlb.2MB.max).
+            let ok_chars = ctl.bytes().all(|c| c.is_ascii_lowercase() || c == b'_')
+                && rest
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.');
             if !ok_chars || rest.is_empty() || ctl.is_empty() {
                 return Err(invalid(
                     &field,
                     value,
-                    "key must be <controller>.<file> in lowercase letters, digits, _ and .",
+                    "key must be <controller>.<file>: a lowercase controller, a file of letters, digits, _ and .",
                 ));
             }
             if matches!(

@@ -388,3 +388,20 @@ fn enable_controllers_writes_the_parents_subtree_control() {
     let e = cg.enable_controllers(&["net_cls"]).unwrap_err().to_string();
     assert!(e.contains("net_cls"), "{e}");
 }
+
+#[test]
+fn unified_keys_may_name_files_with_upper_case() {
+    // The kernel's hugetlb files are hugetlb.<size>.max with an upper-case size.
+    let f = Fake::new("fakeunifiedhuge", true, &[]);
+    let (_cg, w) = f.create(r#"{"unified": {"hugetlb.2MB.max": "4194304"}}"#);
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(read(&f.leaf, "hugetlb.2MB.max"), "4194304");
+    let e = CgroupManager::create(
+        &f.layout,
+        &f.path,
+        Some(&res(r#"{"unified": {"Hugetlb.2MB.max": "1"}}"#)),
+    )
+    .map(|_| ())
+    .unwrap_err();
+    assert!(e.to_string().contains("lowercase controller"), "{e}");
+}

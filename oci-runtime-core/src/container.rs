@@ -755,6 +755,11 @@ impl Runtime {
             if let Some(cg) = record.cgroup()? {
                 // Every process of the container, with or without its own pid namespace.
                 cg.signal_all(signal)?;
+                // Frozen processes can't die: a SIGKILL of a paused container thaws it (other
+                // signals stay pending until `resume`, as for a single process).
+                if status == Status::Paused && signal == libc::SIGKILL {
+                    cg.thaw()?;
+                }
                 return Ok(());
             }
             if record.own_pid_ns {

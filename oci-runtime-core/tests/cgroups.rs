@@ -362,3 +362,46 @@ fn delete_works_when_the_cgroup_is_already_gone() {
     drop(h);
     assert_no_cgroup(&id);
 }
+
+#[test]
+fn kill_all_sigkill_of_a_paused_container_kills_it() {
+    let (b, out) = sh_bundle("echo up > /out/up; while true; do sleep 0.02; done");
+    let h = Harness::new();
+    let id = h.id("cgkillpaused");
+    let c = h.create(&id, &b).expect("create");
+    h.rt.start(&id).expect("start");
+    assert!(wait_until(Duration::from_secs(10), || out
+        .path()
+        .join("up")
+        .exists()));
+    h.rt.raw().pause(&id).expect("pause");
+    assert_eq!(h.rt.state(&id).expect("state").status, Status::Paused);
+    h.rt.kill(&id, libc::SIGKILL, true)
+        .expect("kill --all KILL");
+    assert_eq!(h.wait(&c), 128 + libc::SIGKILL);
+    h.rt.delete(&id, false).expect("delete");
+    assert_no_cgroup(&id);
+}
+
+#[test]
+fn a_failed_create_removes_the_parents_it_made() {
+    let (mut b, _out) = sh_bundle("true");
+    let top = format!("/berth-test-{}", std::process::id());
+    let linux = b.spec.linux_mut().as_mut().expect("linux");
+    linux.set_cgroups_path(Some(PathBuf::from(format!("{top}/a/b"))));
+    let res: berth_runtime_core::oci_spec::runtime::LinuxResources =
+        serde_json::from_str(r#"{"memory": {"limit": 33554432, "swap": 16777216}}"#)
+            .expect("resources");
+    linux.set_resources(Some(res));
+    let h = Harness::new();
+    let id = h.id("cgparents");
+    h.create(&id, &b)
+        .expect_err("swap below the limit is refused");
+    let left: Vec<_> = fs::read_dir("/sys/fs/cgroup")
+        .expect("list hierarchies")
+        .flatten()
+        .map(|e| e.path().join(top.trim_start_matches('/')))
+        .filter(|p| p.exists())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
