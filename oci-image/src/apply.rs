@@ -818,8 +818,16 @@ impl Applier {
                 if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
                     existed = true;
                 } else {
+                    // LayerDir: a directory replacing this layer's own whiteout of the same
+                    // name must hide the lower layers' directory: make it opaque.
+                    let whiteout = self.target == Target::LayerDir
+                        && st.st_mode & libc::S_IFMT == libc::S_IFCHR
+                        && st.st_rdev == 0;
                     self.remove(p.fd, name)?;
                     fsops::mkdirat(p.fd, name, cmode).map_err(sys("mkdirat"))?;
+                    if whiteout {
+                        set_opaque(p.fd, name)?;
+                    }
                 }
             }
             Err(e) => return Err(Fail::Sys("mkdirat", e)),
@@ -1049,8 +1057,16 @@ impl Applier {
                     .parent(parent_path, true)?
                     .ok_or_else(|| Fail::Msg("parent directory missing".into()))?;
                 match fsops::mknodat(p.fd, &name, libc::S_IFCHR, 0) {
-                    // Something of this layer has the name: the whiteout does not hide it.
-                    Ok(()) | Err(Errno::EEXIST) => Ok(()),
+                    Ok(()) => Ok(()),
+                    // Something of this layer has the name: the whiteout does not hide it,
+                    // but a directory of this layer must still hide the lower ones' (opaque).
+                    Err(Errno::EEXIST) => {
+                        let st = fsops::lstatat(p.fd, &name).map_err(sys("fstatat"))?;
+                        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                            set_opaque(p.fd, &name)?;
+                        }
+                        Ok(())
+                    }
                     Err(e) => Err(Fail::Sys("mknodat", e)),
                 }
             }
@@ -1221,4 +1237,17 @@ mod tests {
         assert_eq!(unescape(b"user.a%3Db"), b"user.a=b");
         assert_eq!(unescape(b"user.x%"), b"user.x%");
     }
+}
+
+/// Marks the directory `name` in `parent` opaque for overlayfs (store layers).
+fn set_opaque(parent: std::os::fd::RawFd, name: &CStr) -> Result<(), Fail> {
+    let dir = fsops::openat(
+        parent,
+        name,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        0,
+    )
+    .map_err(sys("openat"))?;
+    fsops::fsetxattr(dir.as_raw_fd(), c"trusted.overlay.opaque", b"y")
+        .map_err(sys("fsetxattr trusted.overlay.opaque"))
 }

@@ -35,6 +35,8 @@ fn lower_and_upper() -> Vec<Vec<u8>> {
             E::File("dir-becomes-file/inner", b"i", 0o644),
             E::File("file-becomes-link", b"f", 0o644),
             E::File("target", b"shared inode", 0o640),
+            E::Dir("recreated/", 0o755),
+            E::File("recreated/keep", b"lower", 0o644),
         ]),
         layer(&[
             E::File("a/.wh.lower-hidden", b"", 0o644),
@@ -50,6 +52,11 @@ fn lower_and_upper() -> Vec<Vec<u8>> {
             E::Symlink("file-becomes-link", "target"),
             E::Hardlink("link-to-lower", "target"),
             E::File(".wh.gone-everywhere", b"", 0o644),
+            // A directory whited out and made again in the same layer: only its new
+            // content shows (through the overlay too).
+            E::File(".wh.recreated", b"", 0o644),
+            E::Dir("recreated/", 0o755),
+            E::File("recreated/new", b"upper", 0o644),
         ]),
     ]
 }
