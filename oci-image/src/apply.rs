@@ -1192,6 +1192,19 @@ fn copy<R: Read>(entry: &mut tar::Entry<'_, R>, fd: RawFd, buf: &mut [u8]) -> Re
     Ok(())
 }
 
+/// Marks the directory `name` in `parent` opaque for overlayfs (store layers).
+fn set_opaque(parent: std::os::fd::RawFd, name: &CStr) -> Result<(), Fail> {
+    let dir = fsops::openat(
+        parent,
+        name,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        0,
+    )
+    .map_err(sys("openat"))?;
+    fsops::fsetxattr(dir.as_raw_fd(), c"trusted.overlay.opaque", b"y")
+        .map_err(sys("fsetxattr trusted.overlay.opaque"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1237,17 +1250,4 @@ mod tests {
         assert_eq!(unescape(b"user.a%3Db"), b"user.a=b");
         assert_eq!(unescape(b"user.x%"), b"user.x%");
     }
-}
-
-/// Marks the directory `name` in `parent` opaque for overlayfs (store layers).
-fn set_opaque(parent: std::os::fd::RawFd, name: &CStr) -> Result<(), Fail> {
-    let dir = fsops::openat(
-        parent,
-        name,
-        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-        0,
-    )
-    .map_err(sys("openat"))?;
-    fsops::fsetxattr(dir.as_raw_fd(), c"trusted.overlay.opaque", b"y")
-        .map_err(sys("fsetxattr trusted.overlay.opaque"))
 }
