@@ -1205,3 +1205,60 @@ fn create_with_an_invalid_resource_leaves_nothing() {
     assert!(w.root_entries().is_empty(), "{:?}", w.root_entries());
     assert!(cgroups_left(&id).is_empty(), "{:?}", cgroups_left(&id));
 }
+
+#[test]
+fn image_unpack_refs_inspect_and_rm() {
+    // An image made by umoci (Debian's package; .ci/run installs it).
+    let w = World::new(&["true"]);
+    let layout = w.dir.join("layout");
+    let l = layout.to_str().unwrap();
+    let umoci = |args: &[&str]| {
+        let out = Command::new("umoci")
+            .args(args)
+            .output()
+            .expect("run umoci");
+        assert!(
+            out.status.success(),
+            "umoci {args:?}: {}",
+            text(&out.stderr)
+        );
+    };
+    umoci(&["init", "--layout", l]);
+    umoci(&["new", "--image", &format!("{l}:t")]);
+    umoci(&[
+        "config",
+        "--image",
+        &format!("{l}:t"),
+        "--config.cmd",
+        "echo",
+        "--config.cmd",
+        "hi",
+    ]);
+
+    let refs = w.berth(&["image", "refs", l]);
+    assert_ok(&refs);
+    assert!(
+        text(&refs.stdout).lines().any(|r| r.starts_with("t\t")),
+        "{}",
+        text(&refs.stdout)
+    );
+    let inspect = w.berth(&["image", "inspect", "--ref", "t", l]);
+    assert_ok(&inspect);
+    let cfg: Value = serde_json::from_slice(&inspect.stdout).expect("inspect prints JSON");
+    assert_eq!(cfg["config"]["Cmd"], serde_json::json!(["echo", "hi"]));
+
+    let bundle = w.dir.join("from-image");
+    let b = bundle.to_str().unwrap();
+    assert_ok(&w.berth(&["image", "unpack", "--ref", "t", l, b]));
+    let spec: Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(spec["process"]["args"], serde_json::json!(["echo", "hi"]));
+    assert!(bundle.join("rootfs").is_dir());
+    assert_ok(&w.berth(&["image", "rm", b]));
+    assert!(!bundle.exists(), "image rm left the bundle");
+
+    let out = w.berth(&["image", "unpack", "--ref", "nosuch", l, b]);
+    assert_fails_with_one_line(&out);
+    assert!(!bundle.exists(), "a failed unpack left a bundle");
+}

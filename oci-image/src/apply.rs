@@ -261,6 +261,9 @@ pub(crate) struct Applier {
     /// layer needs but does not name take their attributes from there, as they would show
     /// through the overlay if the layer did not have them.
     lowers: Vec<OwnedFd>,
+    /// LayerDir: a hard link of this layer points into a lower layer, so the stored layer
+    /// depends on the layers under it (the store then keys it by chain id).
+    links_into_lowers: bool,
     warnings: Vec<Warning>,
     dropped_warnings: usize,
     buf: Vec<u8>,
@@ -271,6 +274,11 @@ pub(crate) struct Applier {
 }
 
 impl Applier {
+    /// Whether a hard link of this layer points into a lower layer (LayerDir).
+    pub(crate) fn links_into_lowers(&self) -> bool {
+        self.links_into_lowers
+    }
+
     /// `root` must be a directory descriptor (any access mode, `O_PATH` is fine).
     pub(crate) fn new(root: OwnedFd, target: Target, rootless: bool) -> Result<Applier, Fail> {
         let st = fsops::lstatat(root.as_raw_fd(), c"").map_err(sys("fstat"))?;
@@ -291,6 +299,7 @@ impl Applier {
             dir_times: Vec::new(),
             final_modes: Vec::new(),
             lowers: Vec::new(),
+            links_into_lowers: false,
             warnings: Vec::new(),
             dropped_warnings: 0,
             buf: vec![0; COPY_BUF],
@@ -942,7 +951,10 @@ impl Applier {
         // (the same file system; store layers never change), as it shows through the overlay.
         if self.target == Target::LayerDir && !here {
             match self.lower_entry_parent(tp, &tname)? {
-                Some(fd) => tdir = Some(fd),
+                Some(fd) => {
+                    self.links_into_lowers = true;
+                    tdir = Some(fd)
+                }
                 None => return Err(self.missing_target(target, "linkat", Errno::ENOENT)),
             }
         }

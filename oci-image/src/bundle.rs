@@ -256,9 +256,12 @@ pub fn unpack(
             report.layers_unpacked = unpacked;
             report.layers_reused = resolved.layers.len() - unpacked;
             report.warnings = warnings;
+            let chains = chain_ids(&resolved.layers);
             let mut lowers: Vec<PathBuf> = Vec::new();
-            for l in resolved.layers.iter().rev() {
-                let p = store.layer_path(&l.diff_id);
+            for (l, chain) in resolved.layers.iter().zip(&chains).rev() {
+                let p = store
+                    .find(&l.diff_id, chain)
+                    .unwrap_or_else(|| store.layer_path(&l.diff_id));
                 if !lowers.contains(&p) {
                     lowers.push(p);
                 }
@@ -319,45 +322,80 @@ fn copy_dir_attrs(from: &Path, to: &Path) -> Result<()> {
     .map_err(|e| ImageError::sys("utimensat", to, e))
 }
 
+/// The image-spec's chain ids of `layers` (hex of sha256), bottom first:
+/// ChainID(L0) = DiffID(L0), ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln)).
+fn chain_ids(layers: &[Layer]) -> Vec<String> {
+    use sha2::{Digest as _, Sha256};
+    let mut out: Vec<String> = Vec::with_capacity(layers.len());
+    let mut prev: Option<String> = None;
+    for l in layers {
+        let diff = format!("{}:{}", l.diff_id.algorithm().name(), l.diff_id.hex());
+        let id = match &prev {
+            None => diff,
+            Some(p) => {
+                let h = Sha256::digest(format!("{p} {diff}").as_bytes());
+                let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
+                format!("sha256:{hex}")
+            }
+        };
+        out.push(id.rsplit(':').next().unwrap_or_default().to_owned());
+        prev = Some(id);
+    }
+    out
+}
+
 /// Unpacks the layers the store lacks; returns how many, and the warnings.
 fn fill_store(
     image: &Image,
     layers: &[Layer],
     store: &LayerStore,
 ) -> Result<(usize, Vec<Warning>)> {
-    let mut missing: Vec<Layer> = Vec::new();
-    for l in layers {
-        if !store.contains(&l.diff_id) && !missing.iter().any(|m| m.diff_id == l.diff_id) {
-            missing.push(l.clone());
+    let chains = chain_ids(layers);
+    // (layer, its chain id)
+    let mut missing: Vec<(Layer, String)> = Vec::new();
+    for (l, chain) in layers.iter().zip(&chains) {
+        if store.find(&l.diff_id, chain).is_none()
+            && !missing.iter().any(|(m, _)| m.diff_id == l.diff_id)
+        {
+            missing.push((l.clone(), chain.clone()));
         }
     }
+    let links_into_lowers: RefCell<Vec<bool>> = RefCell::new(vec![false; missing.len()]);
+    let missing_layers: Vec<Layer> = missing.iter().map(|(l, _)| l.clone()).collect();
     let tmps: RefCell<Vec<Cleanup>> = RefCell::new(Vec::new());
     let mut warnings = Vec::new();
     pipeline::run(
         image,
-        &missing,
+        &missing_layers,
         |i, s| {
             let dir = store.new_tmp()?;
             tmps.borrow_mut().push(Cleanup {
                 path: Some(dir.clone()),
             });
             let fd = open_dir_path(&dir)?;
-            let err =
-                |f: crate::apply::Fail| f.into_error(&missing[i].blob, dir.as_os_str().as_bytes());
+            let err = |f: crate::apply::Fail| {
+                f.into_error(&missing_layers[i].blob, dir.as_os_str().as_bytes())
+            };
             let mut a = Applier::new(fd, Target::LayerDir, false).map_err(err)?;
             // The layers under this one (all in the store by now: they come first).
             let pos = layers
                 .iter()
-                .position(|l| l.diff_id == missing[i].diff_id)
+                .position(|l| l.diff_id == missing_layers[i].diff_id)
                 .unwrap_or(0);
             let mut lowers = Vec::new();
-            for l in layers[..pos].iter().rev() {
-                lowers.push(open_dir_path(&store.layer_path(&l.diff_id))?);
+            for (l, chain) in layers[..pos].iter().zip(&chains).rev() {
+                let p = store
+                    .find(&l.diff_id, chain)
+                    .unwrap_or_else(|| store.layer_path(&l.diff_id));
+                lowers.push(open_dir_path(&p)?);
             }
             a.set_lowers(lowers).map_err(err)?;
-            pipeline::apply_layer(&mut a, s, &missing[i].blob)?;
+            pipeline::apply_layer(&mut a, s, &missing_layers[i].blob)?;
             a.finish()
-                .map_err(|f| f.into_error(&missing[i].blob, b"(directory modes)"))?;
+                .map_err(|f| f.into_error(&missing_layers[i].blob, b"(directory modes)"))?;
+            if let Some(flag) = links_into_lowers.borrow_mut().get_mut(i) {
+                *flag = a.links_into_lowers();
+            }
             warnings.extend(a.take_warnings());
             Ok(())
         },
@@ -365,7 +403,13 @@ fn fill_store(
             let mut t = tmps.borrow_mut();
             let c = t.get_mut(i).ok_or(ImageError::WorkerPanicked)?;
             let path = c.path.take().ok_or(ImageError::WorkerPanicked)?;
-            let r = store.commit(&path, &missing[i].diff_id);
+            let (layer, chain) = &missing[i];
+            let dest = if links_into_lowers.borrow().get(i).copied().unwrap_or(false) {
+                store.chain_path(chain)
+            } else {
+                store.layer_path(&layer.diff_id)
+            };
+            let r = store.commit(&path, &dest);
             if r.is_err() {
                 c.path = Some(path);
             }

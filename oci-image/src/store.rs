@@ -95,6 +95,19 @@ impl LayerStore {
         self.layer_path(diff_id).is_dir()
     }
 
+    /// Where a layer whose hard links point into the layers under it is kept: its content
+    /// depends on them, so it is keyed by its chain id (image-spec) instead of its diff_id.
+    pub(crate) fn chain_path(&self, chain_id: &str) -> PathBuf {
+        self.root.join("layers").join("chain").join(chain_id)
+    }
+
+    /// The stored copy of a layer for this image: by diff_id, else by chain id.
+    pub(crate) fn find(&self, diff_id: &Digest, chain_id: &str) -> Option<PathBuf> {
+        [self.layer_path(diff_id), self.chain_path(chain_id)]
+            .into_iter()
+            .find(|p| p.is_dir())
+    }
+
     /// An always-empty directory, the bottom lower of every overlay.
     pub(crate) fn empty_dir(&self) -> PathBuf {
         self.root.join("empty")
@@ -111,9 +124,11 @@ impl LayerStore {
     }
 
     /// Moves a verified layer into place; if another unpack won the race, drops ours.
-    pub(crate) fn commit(&self, tmp: &Path, diff_id: &Digest) -> Result<()> {
-        let dest = self.layer_path(diff_id);
-        match std::fs::rename(tmp, &dest) {
+    pub(crate) fn commit(&self, tmp: &Path, dest: &Path) -> Result<()> {
+        if let Some(parent) = dest.parent() {
+            mkdir_all(parent)?;
+        }
+        match std::fs::rename(tmp, dest) {
             Ok(()) => Ok(()),
             Err(e) if dest.is_dir() => {
                 let _ = e;

@@ -48,9 +48,10 @@ pub(crate) fn image(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
         Some("unpack") => unpack(ctx, p),
         Some("refs") => refs(p),
         Some("inspect") => inspect(p),
+        Some("rm") => remove(p),
         _ => Err(CliError::ArgCount {
             command: "image",
-            expected: "a subcommand: unpack IMAGE BUNDLE, refs IMAGE or inspect IMAGE",
+            expected: "a subcommand: unpack IMAGE BUNDLE, refs IMAGE, inspect IMAGE or rm BUNDLE",
             got: p.positionals.len(),
         }),
     }
@@ -90,6 +91,15 @@ fn unpack(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
             report.layers_reused
         )
     });
+    Ok(0)
+}
+
+/// `berth image rm BUNDLE`: unmounts an overlay rootfs made from the layer store (if any)
+/// and removes the bundle, without following symlinks out of it.
+fn remove(p: &Parsed) -> Result<i32, CliError> {
+    let rest = args(p, 2, "\"rm BUNDLE\"")?;
+    let path = PathBuf::from(&rest[0]);
+    berth_image::remove_bundle(&path).map_err(|e| fail("remove bundle", &path, e))?;
     Ok(0)
 }
 

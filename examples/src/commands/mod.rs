@@ -177,9 +177,9 @@ pub(crate) const COMMANDS: &[Command] = &[
     },
     Command {
         name: "image",
-        args: "unpack IMAGE BUNDLE | refs IMAGE | inspect IMAGE",
+        args: "unpack IMAGE BUNDLE | refs IMAGE | inspect IMAGE | rm BUNDLE",
         summary: "unpack an OCI layout, OCI archive or docker-archive into a bundle; list its \
-                  refs; print its config",
+                  refs; print its config; remove a bundle (unmounting a store rootfs)",
         flags: IMAGE_FLAGS,
         handler: Some(image::image),
     },
