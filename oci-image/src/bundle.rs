@@ -351,36 +351,36 @@ fn fill_store(
     store: &LayerStore,
 ) -> Result<(usize, Vec<Warning>)> {
     let chains = chain_ids(layers);
-    // (layer, its chain id)
-    let mut missing: Vec<(Layer, String)> = Vec::new();
+    // The layers to unpack, and their chain ids.
+    let mut missing: Vec<Layer> = Vec::new();
+    let mut missing_chains: Vec<&str> = Vec::new();
     for (l, chain) in layers.iter().zip(&chains) {
         if store.find(&l.diff_id, chain).is_none()
-            && !missing.iter().any(|(m, _)| m.diff_id == l.diff_id)
+            && !missing.iter().any(|m| m.diff_id == l.diff_id)
         {
-            missing.push((l.clone(), chain.clone()));
+            missing.push(l.clone());
+            missing_chains.push(chain);
         }
     }
     let links_into_lowers: RefCell<Vec<bool>> = RefCell::new(vec![false; missing.len()]);
-    let missing_layers: Vec<Layer> = missing.iter().map(|(l, _)| l.clone()).collect();
     let tmps: RefCell<Vec<Cleanup>> = RefCell::new(Vec::new());
     let mut warnings = Vec::new();
     pipeline::run(
         image,
-        &missing_layers,
+        &missing,
         |i, s| {
             let dir = store.new_tmp()?;
             tmps.borrow_mut().push(Cleanup {
                 path: Some(dir.clone()),
             });
             let fd = open_dir_path(&dir)?;
-            let err = |f: crate::apply::Fail| {
-                f.into_error(&missing_layers[i].blob, dir.as_os_str().as_bytes())
-            };
+            let err =
+                |f: crate::apply::Fail| f.into_error(&missing[i].blob, dir.as_os_str().as_bytes());
             let mut a = Applier::new(fd, Target::LayerDir, false).map_err(err)?;
             // The layers under this one (all in the store by now: they come first).
             let pos = layers
                 .iter()
-                .position(|l| l.diff_id == missing_layers[i].diff_id)
+                .position(|l| l.diff_id == missing[i].diff_id)
                 .unwrap_or(0);
             let mut lowers = Vec::new();
             for (l, chain) in layers[..pos].iter().zip(&chains).rev() {
@@ -390,9 +390,9 @@ fn fill_store(
                 lowers.push(open_dir_path(&p)?);
             }
             a.set_lowers(lowers).map_err(err)?;
-            pipeline::apply_layer(&mut a, s, &missing_layers[i].blob)?;
+            pipeline::apply_layer(&mut a, s, &missing[i].blob)?;
             a.finish()
-                .map_err(|f| f.into_error(&missing_layers[i].blob, b"(directory modes)"))?;
+                .map_err(|f| f.into_error(&missing[i].blob, b"(directory modes)"))?;
             if let Some(flag) = links_into_lowers.borrow_mut().get_mut(i) {
                 *flag = a.links_into_lowers();
             }
@@ -403,11 +403,10 @@ fn fill_store(
             let mut t = tmps.borrow_mut();
             let c = t.get_mut(i).ok_or(ImageError::WorkerPanicked)?;
             let path = c.path.take().ok_or(ImageError::WorkerPanicked)?;
-            let (layer, chain) = &missing[i];
             let dest = if links_into_lowers.borrow().get(i).copied().unwrap_or(false) {
-                store.chain_path(chain)
+                store.chain_path(missing_chains[i])
             } else {
-                store.layer_path(&layer.diff_id)
+                store.layer_path(&missing[i].diff_id)
             };
             let r = store.commit(&path, &dest);
             if r.is_err() {

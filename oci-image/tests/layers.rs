@@ -495,53 +495,37 @@ fn store_layers_equal_the_plain_unpack() {
         serde_json::json!({}),
     );
     unpack(&l.dir, "t", &t.join("plain")).unwrap();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            nix::sched::unshare(
-                nix::sched::CloneFlags::CLONE_NEWNS | nix::sched::CloneFlags::CLONE_FS,
-            )
-            .unwrap();
-            nix::mount::mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-                None::<&str>,
-            )
-            .unwrap();
-            let image = Image::open(&l.dir).unwrap();
-            let r = image.resolve(&Selector::reference("t")).unwrap();
-            let opts = UnpackOptions {
-                store: Some(t.join("store")),
-                mount: true,
-                ..Default::default()
-            };
-            berth_image::unpack(&image, &r, &t.join("ov"), Default::default(), &opts).unwrap();
-            assert_same_tree(&t.join("plain/rootfs"), &t.join("ov/rootfs"));
-            // The store keeps whiteouts as overlayfs does. This layer hard-links into the one
-            // under it, so it is kept by chain id, not by diff_id.
-            let by_diff = t
-                .join("store/layers")
-                .join(r.layers[1].diff_id.algorithm().name())
-                .join(r.layers[1].diff_id.hex());
-            assert!(
-                !by_diff.exists(),
-                "a layer linking into lower layers kept by diff_id"
-            );
-            let chained: Vec<_> = std::fs::read_dir(t.join("store/layers/chain"))
-                .unwrap()
-                .flatten()
-                .map(|e| e.path())
-                .collect();
-            assert_eq!(chained.len(), 1, "{chained:?}");
-            let upper = chained[0].clone();
-            let wh = std::fs::symlink_metadata(upper.join("a/lower-hidden")).unwrap();
-            assert_eq!((wh.mode() & libc::S_IFMT, wh.rdev()), (libc::S_IFCHR, 0));
-            assert_eq!(xattrs(&upper.join("opq"))["trusted.overlay.opaque"], b"y");
-            berth_image::remove_bundle(&t.join("ov")).unwrap();
-        })
-        .join()
-        .unwrap()
+    in_private_mount_ns(|| {
+        let image = Image::open(&l.dir).unwrap();
+        let r = image.resolve(&Selector::reference("t")).unwrap();
+        let opts = UnpackOptions {
+            store: Some(t.join("store")),
+            mount: true,
+            ..Default::default()
+        };
+        berth_image::unpack(&image, &r, &t.join("ov"), Default::default(), &opts).unwrap();
+        assert_same_tree(&t.join("plain/rootfs"), &t.join("ov/rootfs"));
+        // The store keeps whiteouts as overlayfs does. This layer hard-links into the one
+        // under it, so it is kept by chain id, not by diff_id.
+        let by_diff = t
+            .join("store/layers")
+            .join(r.layers[1].diff_id.algorithm().name())
+            .join(r.layers[1].diff_id.hex());
+        assert!(
+            !by_diff.exists(),
+            "a layer linking into lower layers kept by diff_id"
+        );
+        let chained: Vec<_> = std::fs::read_dir(t.join("store/layers/chain"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(chained.len(), 1, "{chained:?}");
+        let upper = chained[0].clone();
+        let wh = std::fs::symlink_metadata(upper.join("a/lower-hidden")).unwrap();
+        assert_eq!((wh.mode() & libc::S_IFMT, wh.rdev()), (libc::S_IFCHR, 0));
+        assert_eq!(xattrs(&upper.join("opq"))["trusted.overlay.opaque"], b"y");
+        berth_image::remove_bundle(&t.join("ov")).unwrap();
     });
 }
 
@@ -612,37 +596,21 @@ fn a_store_layer_linking_into_lower_layers_is_kept_per_chain() {
         Comp::Gzip,
         serde_json::json!({}),
     );
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            nix::sched::unshare(
-                nix::sched::CloneFlags::CLONE_NEWNS | nix::sched::CloneFlags::CLONE_FS,
-            )
-            .unwrap();
-            nix::mount::mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-                None::<&str>,
-            )
-            .unwrap();
-            let opts = UnpackOptions {
-                store: Some(t.join("store")),
-                mount: true,
-                ..Default::default()
-            };
-            for (layout, name, want) in [(&a.dir, "ba", "k"), (&b.dir, "bb", "DIFFERENT")] {
-                let image = Image::open(layout).unwrap();
-                let r = image.resolve(&Selector::reference("t")).unwrap();
-                berth_image::unpack(&image, &r, &t.join(name), Default::default(), &opts).unwrap();
-                let got = std::fs::read_to_string(t.join(name).join("rootfs/ln")).unwrap();
-                assert_eq!(got, want, "{name}: the link shows another image's file");
-            }
-            for name in ["ba", "bb"] {
-                berth_image::remove_bundle(&t.join(name)).unwrap();
-            }
-        })
-        .join()
-        .unwrap()
+    in_private_mount_ns(|| {
+        let opts = UnpackOptions {
+            store: Some(t.join("store")),
+            mount: true,
+            ..Default::default()
+        };
+        for (layout, name, want) in [(&a.dir, "ba", "k"), (&b.dir, "bb", "DIFFERENT")] {
+            let image = Image::open(layout).unwrap();
+            let r = image.resolve(&Selector::reference("t")).unwrap();
+            berth_image::unpack(&image, &r, &t.join(name), Default::default(), &opts).unwrap();
+            let got = std::fs::read_to_string(t.join(name).join("rootfs/ln")).unwrap();
+            assert_eq!(got, want, "{name}: the link shows another image's file");
+        }
+        for name in ["ba", "bb"] {
+            berth_image::remove_bundle(&t.join(name)).unwrap();
+        }
     });
 }

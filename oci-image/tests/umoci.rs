@@ -385,30 +385,6 @@ fn archives_and_zstd_made_by_skopeo_unpack_the_same() {
     );
 }
 
-/// Runs `f` in a thread that first moves to a private mount namespace: mounts it makes
-/// vanish with the thread, whatever happens.
-fn in_private_mount_ns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            nix::sched::unshare(
-                nix::sched::CloneFlags::CLONE_NEWNS | nix::sched::CloneFlags::CLONE_FS,
-            )
-            .unwrap();
-            nix::mount::mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-                None::<&str>,
-            )
-            .unwrap();
-            f()
-        })
-        .join()
-        .unwrap()
-    })
-}
-
 #[test]
 fn layer_store_overlay_matches_and_second_bundle_copies_nothing() {
     let f = fixture();

@@ -476,3 +476,27 @@ pub fn listing(dir: &Path) -> Vec<String> {
 pub fn set_mode(p: &Path, mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
+
+/// Runs `f` in a thread that first moves to a private mount namespace: mounts it makes
+/// vanish with the thread, whatever happens.
+pub fn in_private_mount_ns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::unshare(
+                nix::sched::CloneFlags::CLONE_NEWNS | nix::sched::CloneFlags::CLONE_FS,
+            )
+            .unwrap();
+            nix::mount::mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .unwrap();
+            f()
+        })
+        .join()
+        .unwrap()
+    })
+}
