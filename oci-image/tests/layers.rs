@@ -21,6 +21,9 @@ fn unpack_layers(tag: &str, layers: &[Vec<u8>], comp: Comp) -> (TempDir, std::pa
 fn lower_and_upper() -> Vec<Vec<u8>> {
     vec![
         layer(&[
+            // The root is named, so its mtime is the image's, not the time of the unpack
+            // (which differs between the plain and the store unpack across a second).
+            E::TimedDir("./", 1_600_000_000),
             E::Dir("a/", 0o755),
             E::File("a/lower-hidden", b"1", 0o644),
             E::File("a/same-layer", b"lower", 0o644),
@@ -39,6 +42,7 @@ fn lower_and_upper() -> Vec<Vec<u8>> {
             E::File("recreated/keep", b"lower", 0o644),
         ]),
         layer(&[
+            E::TimedDir("./", 1_600_000_000),
             E::File("a/.wh.lower-hidden", b"", 0o644),
             E::File("a/new", b"upper", 0o644),
             E::File("a/.wh.new", b"", 0o644), // same layer: does not hide a/new
@@ -495,6 +499,11 @@ fn store_layers_equal_the_plain_unpack() {
         serde_json::json!({}),
     );
     unpack(&l.dir, "t", &t.join("plain")).unwrap();
+    let root_mtime = std::fs::metadata(t.join("plain/rootfs")).unwrap().mtime();
+    assert_eq!(
+        root_mtime, 1_600_000_000,
+        "the named root keeps the image's mtime"
+    );
     in_private_mount_ns(|| {
         let image = Image::open(&l.dir).unwrap();
         let r = image.resolve(&Selector::reference("t")).unwrap();
