@@ -96,6 +96,34 @@ pub(crate) fn parse_flat_keyed(dir: &Path, file: &str, text: &str) -> Result<Vec
 }
 
 /// The pids listed in `dir/cgroup.procs`.
+/// The sub-cgroups of `dir` (its directories), not recursive; none if it is gone.
+pub(crate) fn sub_cgroups(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The pids of `dir` and of every cgroup below it (`runc exec --cgroup` puts processes in
+/// sub-cgroups of a container's).
+pub(crate) fn read_procs_tree(dir: &Path) -> Result<Vec<i32>> {
+    let mut pids = read_procs(dir)?;
+    for sub in sub_cgroups(dir) {
+        match read_procs_tree(&sub) {
+            Ok(p) => pids.extend(p),
+            // Removed meanwhile.
+            Err(CgroupError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(pids)
+}
+
 pub(crate) fn read_procs(dir: &Path) -> Result<Vec<i32>> {
     let text = read(dir, "cgroup.procs")?;
     text.split_whitespace()

@@ -26,10 +26,13 @@ pub struct Hierarchy {
     /// The cgroup of the hierarchy shown at the mount point (mountinfo's
     /// "root" field, `/` unless bind-mounted or inside a cgroup namespace).
     pub mount_root: PathBuf,
-    /// Its controllers. For v1: the controllers in the mount options
-    /// (`name=systemd` style named hierarchies are not recorded). For v2: the
-    /// controllers listed in the mount point's `cgroup.controllers`.
+    /// Its controllers. For v1: the controllers in the mount options (none for a
+    /// named hierarchy such as `name=systemd`). For v2: the controllers listed in the
+    /// mount point's `cgroup.controllers`.
     pub controllers: Vec<String>,
+    /// The name of a named v1 hierarchy: `systemd` for a mount with the option
+    /// `name=systemd`. `None` for other hierarchies.
+    pub name: Option<String>,
     /// The cgroup the calling process is in, in this hierarchy (from
     /// `/proc/self/cgroup`), `/` when unknown.
     pub own_cgroup: PathBuf,
@@ -50,16 +53,21 @@ impl Hierarchy {
     }
 }
 
-/// The cgroup layout of a host: the v1 hierarchies and the cgroup2 mount.
+/// The cgroup layout of a host: the v1 hierarchies with controllers, the named v1
+/// hierarchies without any (`name=systemd`), and the cgroup2 mount.
 ///
 /// ```no_run
 /// let layout = berth_cgroups::Layout::detect()?;
 /// println!("{:?}, v1 controllers: {:?}", layout.mode(), layout.v1_controllers());
+/// for h in layout.named_hierarchies() {
+///     println!("name={} at {}", h.name.as_deref().unwrap_or(""), h.mount_point.display());
+/// }
 /// # Ok::<(), berth_cgroups::CgroupError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     pub(crate) v1: Vec<Hierarchy>,
+    pub(crate) named: Vec<Hierarchy>,
     pub(crate) unified: Option<Hierarchy>,
 }
 
@@ -95,7 +103,14 @@ impl Layout {
     /// `cgroup.controllers` (empty if unreadable).
     pub fn from_proc(mountinfo: &str, proc_cgroup: &str) -> Result<Self> {
         let own = parse_proc_cgroup(proc_cgroup)?;
+        let own_in = |find: &dyn Fn(&ProcCgroup) -> bool| {
+            own.iter()
+                .find(|l| find(l))
+                .map(|l| l.path.clone())
+                .unwrap_or_else(|| PathBuf::from("/"))
+        };
         let mut v1: Vec<Hierarchy> = Vec::new();
+        let mut named: Vec<Hierarchy> = Vec::new();
         let mut unified = None;
         for line in mountinfo.lines().filter(|l| !l.trim().is_empty()) {
             let bad = || CgroupError::Parse {
@@ -115,45 +130,61 @@ impl Layout {
                     let controllers = fs::read_to_string(mount_point.join("cgroup.controllers"))
                         .map(|s| s.split_whitespace().map(str::to_string).collect())
                         .unwrap_or_default();
-                    let own_cgroup = own
-                        .iter()
-                        .find(|(id, _, _)| *id == 0)
-                        .map(|(_, _, p)| p.clone())
-                        .unwrap_or_else(|| PathBuf::from("/"));
                     unified = Some(Hierarchy {
                         mount_point,
                         mount_root: root,
                         controllers,
-                        own_cgroup,
+                        name: None,
+                        own_cgroup: own_in(&|l| l.id == 0),
                     });
                 }
                 "cgroup" => {
-                    let controllers: Vec<String> = fields[sep + 3]
-                        .split(',')
+                    let options = fields[sep + 3].split(',');
+                    let controllers: Vec<String> = options
+                        .clone()
                         .filter(|o| KNOWN_V1.contains(o))
                         .map(str::to_string)
                         .collect();
-                    if controllers.is_empty() || v1.iter().any(|h| h.controllers == controllers) {
+                    let name = options
+                        .filter_map(|o| o.strip_prefix("name="))
+                        .find(|n| !n.is_empty())
+                        .map(str::to_string);
+                    if controllers.is_empty() {
+                        // A named hierarchy without controllers: kept apart, so that no
+                        // controller is ever looked up in it. One entry per name (the
+                        // same hierarchy may be mounted twice).
+                        let Some(name) = name else { continue };
+                        if named.iter().any(|h| h.name.as_ref() == Some(&name)) {
+                            continue;
+                        }
+                        let own_cgroup = own_in(&|l| l.name.as_ref() == Some(&name));
+                        named.push(Hierarchy {
+                            mount_point,
+                            mount_root: root,
+                            controllers,
+                            name: Some(name),
+                            own_cgroup,
+                        });
                         continue;
                     }
-                    let own_cgroup = own
-                        .iter()
-                        .find(|(id, ctrls, _)| {
-                            *id != 0 && {
-                                let mut a: Vec<&str> = ctrls.iter().map(String::as_str).collect();
-                                let mut b: Vec<&str> =
-                                    controllers.iter().map(String::as_str).collect();
-                                a.sort_unstable();
-                                b.sort_unstable();
-                                a == b
-                            }
-                        })
-                        .map(|(_, _, p)| p.clone())
-                        .unwrap_or_else(|| PathBuf::from("/"));
+                    if v1.iter().any(|h| h.controllers == controllers) {
+                        continue;
+                    }
+                    let own_cgroup = own_in(&|l| {
+                        l.id != 0 && {
+                            let mut a: Vec<&str> =
+                                l.controllers.iter().map(String::as_str).collect();
+                            let mut b: Vec<&str> = controllers.iter().map(String::as_str).collect();
+                            a.sort_unstable();
+                            b.sort_unstable();
+                            a == b
+                        }
+                    });
                     v1.push(Hierarchy {
                         mount_point,
                         mount_root: root,
                         controllers,
+                        name,
                         own_cgroup,
                     });
                 }
@@ -162,10 +193,10 @@ impl Layout {
         }
         if v1.is_empty() && unified.is_none() {
             return Err(CgroupError::NoHierarchy {
-                reason: "no cgroup or cgroup2 mount in mountinfo".into(),
+                reason: "no cgroup mount with controllers and no cgroup2 mount in mountinfo".into(),
             });
         }
-        Ok(Self { v1, unified })
+        Ok(Self { v1, named, unified })
     }
 
     /// A pure cgroup v2 layout whose hierarchy is (or pretends to be) mounted at
@@ -189,16 +220,19 @@ impl Layout {
         })?;
         Ok(Self {
             v1: Vec::new(),
+            named: Vec::new(),
             unified: Some(Hierarchy {
                 mount_point,
                 mount_root: PathBuf::from("/"),
                 controllers: text.split_whitespace().map(str::to_string).collect(),
+                name: None,
                 own_cgroup: PathBuf::from("/"),
             }),
         })
     }
 
-    /// The host's mode.
+    /// The host's mode. Named v1 hierarchies do not count: a host with only cgroup2
+    /// and a `name=systemd` mount is [`CgroupMode::Unified`].
     pub fn mode(&self) -> CgroupMode {
         match (self.v1.is_empty(), self.unified.is_some()) {
             (false, false) => CgroupMode::Legacy,
@@ -207,9 +241,16 @@ impl Layout {
         }
     }
 
-    /// The v1 hierarchies.
+    /// The v1 hierarchies with controllers.
     pub fn v1_hierarchies(&self) -> &[Hierarchy] {
         &self.v1
+    }
+
+    /// The named v1 hierarchies without controllers, such as `name=systemd`: they only
+    /// group processes (systemd tracks its services there). A container's cgroup has a
+    /// directory in each of them on a legacy or hybrid host (see [`crate::CgroupManager`]).
+    pub fn named_hierarchies(&self) -> &[Hierarchy] {
+        &self.named
     }
 
     /// The cgroup2 hierarchy, if one is mounted.
@@ -254,8 +295,22 @@ fn read_proc(path: &str) -> Result<String> {
     })
 }
 
-/// Parses `/proc/<pid>/cgroup`: `(hierarchy id, controllers, path)`.
-pub(crate) fn parse_proc_cgroup(text: &str) -> Result<Vec<(u32, Vec<String>, PathBuf)>> {
+/// One line of `/proc/<pid>/cgroup`: `id:controllers:path`, where the controllers field
+/// may hold a `name=<name>` (`9:name=systemd:/a`, `3:cpu,name=x:/b`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProcCgroup {
+    /// The hierarchy id (0 for cgroup2).
+    pub(crate) id: u32,
+    /// The controllers, without the `name=`.
+    pub(crate) controllers: Vec<String>,
+    /// The hierarchy's name, without `name=`.
+    pub(crate) name: Option<String>,
+    /// The cgroup.
+    pub(crate) path: PathBuf,
+}
+
+/// Parses `/proc/<pid>/cgroup`.
+pub(crate) fn parse_proc_cgroup(text: &str) -> Result<Vec<ProcCgroup>> {
     let mut out = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let bad = || CgroupError::Parse {
@@ -269,12 +324,22 @@ pub(crate) fn parse_proc_cgroup(text: &str) -> Result<Vec<(u32, Vec<String>, Pat
             .ok_or_else(bad)?;
         let ctrls = parts.next().ok_or_else(bad)?;
         let path = parts.next().ok_or_else(bad)?;
-        let ctrls = ctrls
+        let name = ctrls
+            .split(',')
+            .filter_map(|c| c.strip_prefix("name="))
+            .find(|n| !n.is_empty())
+            .map(str::to_string);
+        let controllers = ctrls
             .split(',')
             .filter(|c| !c.is_empty() && !c.starts_with("name="))
             .map(str::to_string)
             .collect();
-        out.push((id, ctrls, PathBuf::from(path)));
+        out.push(ProcCgroup {
+            id,
+            controllers,
+            name,
+            path: PathBuf::from(path),
+        });
     }
     Ok(out)
 }
@@ -315,7 +380,7 @@ mod tests {
 40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
 41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
 ";
-    const PROC: &str = "9:name=systemd:/\n4:memory:/a/b\n2:cpuacct:/\n1:cpu:/\n0::/x\n";
+    const PROC: &str = "9:name=systemd:/s/t\n4:memory:/a/b\n2:cpuacct:/\n1:cpu:/\n0::/x\n";
 
     #[test]
     fn hybrid_from_mountinfo() {
@@ -331,6 +396,104 @@ mod tests {
         assert_eq!(l.unified().unwrap().own_cgroup, PathBuf::from("/x"));
         assert_eq!(l.locate("memory"), Some(Location::V1(2)));
         assert_eq!(l.locate("devices"), None);
+        // The named hierarchy is recorded apart, with its own cgroup, and changes no
+        // controller lookup.
+        assert_eq!(
+            l.named_hierarchies(),
+            [Hierarchy {
+                mount_point: "/sys/fs/cgroup/systemd".into(),
+                mount_root: "/".into(),
+                controllers: vec![],
+                name: Some("systemd".into()),
+                own_cgroup: "/s/t".into(),
+            }]
+        );
+        assert!(l.v1.iter().all(|h| h.name.is_none()));
+        assert_eq!(l.locate("systemd"), None);
+        assert_eq!(l.locate("name=systemd"), None);
+    }
+
+    #[test]
+    fn named_hierarchies() {
+        let m = "\
+1 0 0:1 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd
+2 0 0:1 /sub /mnt/again rw - cgroup cgroup rw,xattr,name=systemd
+3 0 0:2 / /mnt/track rw - cgroup cgroup rw,none,name=track
+4 0 0:3 / /mnt/cpu rw - cgroup cgroup rw,cpu,name=mixed
+5 0 0:4 / /mnt/odd rw - cgroup cgroup rw,name=
+6 0 0:5 / /mnt/debug rw - cgroup cgroup rw,debug
+";
+        let p = "5:cpu,name=mixed:/m\n3:name=track:/t\n1:name=systemd:/user.slice/x\n";
+        let l = Layout::from_proc(m, p).unwrap();
+        let named: Vec<(&str, &str, &str)> = l
+            .named_hierarchies()
+            .iter()
+            .map(|h| {
+                (
+                    h.name.as_deref().unwrap(),
+                    h.mount_point.to_str().unwrap(),
+                    h.own_cgroup.to_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("systemd", "/sys/fs/cgroup/systemd", "/user.slice/x"),
+                ("track", "/mnt/track", "/t"),
+            ]
+        );
+        // A hierarchy with a controller and a name is a controller hierarchy.
+        assert_eq!(l.v1_controllers(), ["cpu"]);
+        assert_eq!(l.v1[0].name.as_deref(), Some("mixed"));
+        assert_eq!(l.v1[0].own_cgroup, PathBuf::from("/m"));
+        assert_eq!(l.mode(), CgroupMode::Legacy);
+        let h = &l.named_hierarchies()[0];
+        assert_eq!(
+            h.dir_of(&h.own_cgroup.join("c")),
+            PathBuf::from("/sys/fs/cgroup/systemd/user.slice/x/c")
+        );
+        // Not in the process's cgroup file: its root.
+        let l = Layout::from_proc(m, "5:cpu,name=mixed:/m\n").unwrap();
+        assert_eq!(l.named_hierarchies()[0].own_cgroup, PathBuf::from("/"));
+    }
+
+    #[test]
+    fn named_hierarchies_alone_are_no_layout() {
+        // Beside cgroup2 only: a unified host.
+        let m = "\
+1 0 0:1 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw
+2 1 0:2 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd
+";
+        let l = Layout::from_proc(m, "1:name=systemd:/\n0::/\n").unwrap();
+        assert_eq!(l.mode(), CgroupMode::Unified);
+        assert_eq!(l.named_hierarchies().len(), 1);
+        // Nothing but a named hierarchy: nothing to manage.
+        let e =
+            Layout::from_proc("2 1 0:2 / /s rw - cgroup cgroup rw,name=systemd\n", "").unwrap_err();
+        assert!(matches!(e, CgroupError::NoHierarchy { .. }), "{e}");
+    }
+
+    #[test]
+    fn proc_cgroup_lines() {
+        let v =
+            parse_proc_cgroup("12:name=systemd:/a:b\n3:cpu,cpuacct:/c\n4:cpu,name=x:/d\n0::/\n")
+                .unwrap();
+        assert_eq!(
+            v[0],
+            ProcCgroup {
+                id: 12,
+                controllers: vec![],
+                name: Some("systemd".into()),
+                path: "/a:b".into(),
+            }
+        );
+        assert_eq!(v[1].controllers, ["cpu", "cpuacct"]);
+        assert_eq!(v[1].name, None);
+        assert_eq!(v[2].controllers, ["cpu"]);
+        assert_eq!(v[2].name.as_deref(), Some("x"));
+        assert_eq!((v[3].id, v[3].controllers.len()), (0, 0));
+        assert!(parse_proc_cgroup("x:name=systemd:/\n").is_err());
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //!   usually `/sys/fs/cgroup/unified`) and **unified** (cgroup2 only) hosts, detected
 //!   from `/proc/self/mountinfo` by [`Layout::detect`] (no fixed paths); a
 //!   [`Layout::unified_at`] a custom mount point (a non-standard mount, or a fake
-//!   tree in a temporary directory for tests);
+//!   tree in a temporary directory for tests); named v1 hierarchies without
+//!   controllers (`name=systemd`) are recorded apart and joined too on legacy and
+//!   hybrid hosts (runc joins `name=systemd` the same way);
 //! * `linux.cgroupsPath` in its three forms ([`CgroupPath`]);
 //! * every field of `linux.resources`, written to v1 files or converted to v2
 //!   (the conversions and their formulas are in [`resources`]), device rules as v1

@@ -11,7 +11,7 @@ use oci_spec::runtime::LinuxResources;
 
 use crate::error::{CgroupError, Result};
 use crate::fsutil;
-use crate::layout::{CgroupMode, Layout, Location};
+use crate::layout::{CgroupMode, Hierarchy, Layout, Location};
 use crate::path::CgroupPath;
 use crate::resources::Warning;
 use crate::stats::{self, Stats};
@@ -38,10 +38,12 @@ struct Dir {
 
 /// One container's cgroup in every hierarchy of a [`Layout`].
 ///
-/// On a v1 (legacy) host the cgroup is a directory in each mounted v1 hierarchy;
-/// on a hybrid host also one in the cgroup2 mount (so that `cgroup.kill`,
-/// `cgroup.events` and controllers bound to v2, such as `hugetlb` here, work);
-/// on a unified host a single cgroup2 directory.
+/// On a v1 (legacy) host the cgroup is a directory in each mounted v1 hierarchy,
+/// named ones without controllers (`name=systemd`) included, at the same
+/// `linux.cgroupsPath` (runc does so for `name=systemd`); on a hybrid host also one
+/// in the cgroup2 mount (so that `cgroup.kill`, `cgroup.events` and controllers bound
+/// to v2, such as `hugetlb` here, work); on a unified host a single cgroup2 directory
+/// (a named v1 hierarchy mounted beside it is left alone).
 ///
 /// A runtime creates it from `linux.cgroupsPath` and `linux.resources` before the
 /// container's init runs, puts the init in it (with [`CgroupManager::add_process`] or,
@@ -71,6 +73,8 @@ struct Dir {
 pub struct CgroupManager {
     pub(crate) layout: Layout,
     v1: Vec<Dir>,
+    /// `("name=<name>", dir)` per named v1 hierarchy joined.
+    named: Vec<(String, Dir)>,
     v2: Option<(Dir, OwnedFd)>,
     /// Every directory `create` made, parents included, top first: what a failed create
     /// removes again.
@@ -106,6 +110,21 @@ fn mkdir_p(path: &Path, own: usize) -> Result<(bool, Vec<PathBuf>)> {
     Ok((leaf_created, missing))
 }
 
+/// The named v1 hierarchies a container joins: all of them beside v1 controller
+/// hierarchies (legacy and hybrid hosts), none on a unified host.
+fn named_of(layout: &Layout) -> &[Hierarchy] {
+    if layout.v1.is_empty() {
+        &[]
+    } else {
+        &layout.named
+    }
+}
+
+/// The `name=<name>` label of a named hierarchy, as `/proc/<pid>/cgroup` shows it.
+fn named_label(h: &Hierarchy) -> String {
+    format!("name={}", h.name.as_deref().unwrap_or_default())
+}
+
 fn open_dir(path: &Path) -> Result<OwnedFd> {
     File::open(path)
         .map(OwnedFd::from)
@@ -130,6 +149,7 @@ impl CgroupManager {
         let mut me = Self {
             layout: layout.clone(),
             v1: Vec::new(),
+            named: Vec::new(),
             v2: None,
             new_dirs: Vec::new(),
         };
@@ -171,6 +191,12 @@ impl CgroupManager {
                 }
             }
         }
+        for h in named_of(&self.layout) {
+            let (dir, own) = path.dir_in(h);
+            let (_, new) = mkdir_p(&dir, own)?;
+            self.new_dirs.extend(new);
+            self.named.push((named_label(h), Dir { path: dir }));
+        }
         if let Some(h) = &self.layout.unified {
             let (dir, own) = path.dir_in(h);
             let (_, new) = mkdir_p(&dir, own)?;
@@ -182,7 +208,8 @@ impl CgroupManager {
     }
 
     /// Opens the existing cgroup `path` (for a later command on a running container).
-    /// Fails if its directory is missing in any hierarchy.
+    /// Fails if its directory is missing in any hierarchy with controllers; a named
+    /// hierarchy without the directory (a cgroup made by an older berth) is left out.
     pub fn open(layout: &Layout, path: &CgroupPath) -> Result<Self> {
         let mut v1 = Vec::new();
         for h in &layout.v1 {
@@ -196,6 +223,12 @@ impl CgroupManager {
             }
             v1.push(Dir { path: dir });
         }
+        let named = named_of(layout)
+            .iter()
+            .map(|h| (named_label(h), path.dir_in(h).0))
+            .filter(|(_, dir)| dir.is_dir())
+            .map(|(label, path)| (label, Dir { path }))
+            .collect();
         let v2 = match &layout.unified {
             Some(h) => {
                 let (dir, _) = path.dir_in(h);
@@ -207,6 +240,7 @@ impl CgroupManager {
         Ok(Self {
             layout: layout.clone(),
             v1,
+            named,
             v2,
             new_dirs: Vec::new(),
         })
@@ -217,7 +251,8 @@ impl CgroupManager {
         self.layout.mode()
     }
 
-    /// The cgroup directories: `(controllers, path)` per v1 hierarchy, then
+    /// The cgroup directories: `(controllers, path)` per v1 hierarchy with
+    /// controllers, `("name=<name>", path)` per named one (`name=systemd`), then
     /// `("cgroup2", path)` for the unified one.
     pub fn paths(&self) -> Vec<(String, &Path)> {
         let mut v: Vec<(String, &Path)> = self
@@ -227,6 +262,11 @@ impl CgroupManager {
             .zip(&self.v1)
             .map(|(h, d)| (h.controllers.join(","), d.path.as_path()))
             .collect();
+        v.extend(
+            self.named
+                .iter()
+                .map(|(l, d)| (l.clone(), d.path.as_path())),
+        );
         if let Some((d, _)) = &self.v2 {
             v.push(("cgroup2".to_string(), d.path.as_path()));
         }
@@ -244,9 +284,18 @@ impl CgroupManager {
     }
 
     /// Whether [`Self::dir_fd`] alone places a process in every hierarchy
-    /// (a unified host).
+    /// (a unified host: no v1 hierarchy, named ones included, to join by pid).
     pub fn clone_into_cgroup_is_enough(&self) -> bool {
-        self.v1.is_empty() && self.v2.is_some()
+        self.v1.is_empty() && self.named.is_empty() && self.v2.is_some()
+    }
+
+    /// Every v1 directory, named hierarchies included, then the cgroup2 one.
+    fn all_dirs(&self) -> impl Iterator<Item = &Path> {
+        self.v1
+            .iter()
+            .chain(self.named.iter().map(|(_, d)| d))
+            .chain(self.v2.iter().map(|(d, _)| d))
+            .map(|d| d.path.as_path())
     }
 
     /// The directory for `loc`.
@@ -270,14 +319,12 @@ impl CgroupManager {
         }
     }
 
-    /// Moves process `pid` (all its threads) into the cgroup in every hierarchy.
+    /// Moves process `pid` (all its threads) into the cgroup in every hierarchy,
+    /// named v1 hierarchies included.
     pub fn add_process(&self, pid: i32) -> Result<()> {
         let value = pid.to_string();
-        for d in &self.v1 {
-            fsutil::write(&d.path, "cgroup.procs", &value)?;
-        }
-        if let Some((d, _)) = &self.v2 {
-            fsutil::write(&d.path, "cgroup.procs", &value)?;
+        for d in self.all_dirs() {
+            fsutil::write(d, "cgroup.procs", &value)?;
         }
         Ok(())
     }
@@ -290,8 +337,9 @@ impl CgroupManager {
             (None, Some(d)) => &d.path,
             (None, None) => return Ok(Vec::new()),
         };
-        let mut v = fsutil::read_procs(dir)?;
+        let mut v = fsutil::read_procs_tree(dir)?;
         v.sort_unstable();
+        v.dedup();
         Ok(v)
     }
 
@@ -400,13 +448,8 @@ impl CgroupManager {
         }
         let result = (|| {
             let mut pids = Vec::new();
-            for d in self
-                .v1
-                .iter()
-                .map(|d| &d.path)
-                .chain(self.v2.iter().map(|(d, _)| &d.path))
-            {
-                pids.extend(fsutil::read_procs(d)?);
+            for d in self.all_dirs() {
+                pids.extend(fsutil::read_procs_tree(d)?);
             }
             pids.sort_unstable();
             pids.dedup();
@@ -478,44 +521,15 @@ impl CgroupManager {
     }
 
     /// Waits (up to `timeout`) until no process is left, then removes the cgroup's
-    /// directory in every hierarchy (parents such as `/berth` are kept). A missing
-    /// directory is not an error, so `remove` can be repeated.
+    /// directory in every hierarchy, named v1 hierarchies included (parents such as
+    /// `/berth` are kept). A missing directory is not an error, so `remove` can be
+    /// repeated.
     ///
     /// It does not kill anything: call [`Self::kill_all`] first.
     pub fn remove(&self, timeout: Duration) -> Result<()> {
         let start = Instant::now();
-        let dirs: Vec<&Path> = self
-            .v1
-            .iter()
-            .map(|d| d.path.as_path())
-            .chain(self.v2.iter().map(|(d, _)| d.path.as_path()))
-            .collect();
-        let mut delay = Duration::from_micros(200);
-        for d in dirs {
-            loop {
-                match fs::remove_dir(d) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                        if start.elapsed() > timeout {
-                            return Err(CgroupError::Timeout {
-                                what: "the processes to leave the cgroup",
-                                path: d.join("cgroup.procs"),
-                                waited_ms: start.elapsed().as_millis(),
-                            });
-                        }
-                        sleep(delay);
-                        delay = (delay * 2).min(Duration::from_millis(10));
-                    }
-                    Err(source) => {
-                        return Err(CgroupError::Dir {
-                            op: "rmdir",
-                            path: d.to_path_buf(),
-                            source,
-                        });
-                    }
-                }
-            }
+        for d in self.all_dirs() {
+            remove_tree(d, start, timeout)?;
         }
         Ok(())
     }
@@ -526,6 +540,39 @@ impl CgroupManager {
     fn remove_created(&self) {
         for d in self.new_dirs.iter().rev() {
             let _ = fs::remove_dir(d);
+        }
+    }
+}
+
+/// Removes a cgroup directory and every sub-cgroup below it (deepest first), waiting up to
+/// `timeout` since `start` for processes to leave.
+fn remove_tree(d: &Path, start: Instant, timeout: Duration) -> Result<()> {
+    for sub in fsutil::sub_cgroups(d) {
+        remove_tree(&sub, start, timeout)?;
+    }
+    let mut delay = Duration::from_micros(200);
+    loop {
+        match fs::remove_dir(d) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                if start.elapsed() > timeout {
+                    return Err(CgroupError::Timeout {
+                        what: "the processes to leave the cgroup",
+                        path: d.join("cgroup.procs"),
+                        waited_ms: start.elapsed().as_millis(),
+                    });
+                }
+                sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(10));
+            }
+            Err(source) => {
+                return Err(CgroupError::Dir {
+                    op: "rmdir",
+                    path: d.to_path_buf(),
+                    source,
+                });
+            }
         }
     }
 }

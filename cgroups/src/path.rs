@@ -131,6 +131,7 @@ mod tests {
             mount_point: "/sys/fs/cgroup/memory".into(),
             mount_root: "/".into(),
             controllers: vec!["memory".into()],
+            name: None,
             own_cgroup: "/runtime".into(),
         };
         let (dir, n) = CgroupPath::Relative("c/d".into()).dir_in(&h);

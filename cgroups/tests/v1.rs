@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use berth_cgroups::{CgroupError, CgroupManager, CgroupMode, FreezerState, Layout};
@@ -362,6 +362,7 @@ fn dirs_of(layout: &Layout, name: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = layout
         .v1_hierarchies()
         .iter()
+        .chain(layout.named_hierarchies())
         .chain(layout.unified())
         .map(|h| h.dir_of(&h.own_cgroup.join(name)))
         .collect();
@@ -431,4 +432,141 @@ fn open_finds_an_existing_cgroup() {
     again.apply(&res(r#"{"pids": {"limit": 7}}"#)).unwrap();
     assert_eq!(read(&_g.dir("pids"), "pids.max"), "7");
     assert!(CgroupManager::open(&layout, &test_path("v1none")).is_err());
+}
+
+/// The named `name=systemd` hierarchy of this host: a process put in the cgroup shows
+/// `N:name=systemd:<cgroup>` like every other v1 line, and the directory goes on remove.
+#[test]
+fn a_process_joins_the_named_hierarchy_and_its_dir_is_removed() {
+    let layout = v1_host();
+    let systemd = layout
+        .named_hierarchies()
+        .iter()
+        .find(|h| h.name.as_deref() == Some("systemd"))
+        .expect("this host mounts a name=systemd hierarchy")
+        .clone();
+    assert!(systemd.controllers.is_empty());
+    assert!(
+        !layout
+            .v1_controllers()
+            .iter()
+            .any(|c| c.contains("systemd"))
+    );
+    let path = test_path("v1named");
+    let (cg, _) = CgroupManager::create(&layout, &path, None).unwrap();
+    let mut g = Guard::new(cg);
+    assert!(!g.cg.clone_into_cgroup_is_enough());
+    let dir = g.dir("name=systemd");
+    assert!(dir.starts_with(&systemd.mount_point), "{}", dir.display());
+    assert!(dir.is_dir());
+    let name = dir.file_name().unwrap().to_str().unwrap().to_string();
+    let i = g.spawn_in("read _; cat /proc/self/cgroup; exec sleep 100");
+    let pid = g.pid(i);
+    let mut line = String::new();
+    let out = g.children[i].stdout.take().unwrap();
+    let mut out = std::io::BufReader::new(out);
+    while !line.contains(":name=systemd:") {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0);
+    }
+    let want = systemd.own_cgroup.join(&name);
+    assert_eq!(
+        line.trim_end().split_once(":name=systemd:").map(|x| x.1),
+        Some(want.to_str().unwrap()),
+        "{line}"
+    );
+    // `cat` may not have been reaped yet: wait for the shell (then sleep) alone.
+    eventually(5, "only the shell in the named cgroup", || {
+        read(&dir, "cgroup.procs") == pid.to_string()
+    });
+
+    // A later command finds it; a cgroup made without it (an older berth) still opens.
+    let again = CgroupManager::open(&layout, &path).unwrap();
+    assert!(
+        again
+            .paths()
+            .iter()
+            .any(|(c, d)| c == "name=systemd" && *d == dir)
+    );
+
+    g.cg.kill_all().unwrap();
+    g.children[i].wait().unwrap();
+    g.cg.remove(Duration::from_secs(5)).unwrap();
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    for (_, d) in g.cg.paths() {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+}
+
+/// A cgroup whose named-hierarchy directory is missing (made before berth joined named
+/// hierarchies) opens without it, and is removed without an error.
+#[test]
+fn open_without_the_named_dir_leaves_it_out() {
+    let layout = v1_host();
+    assert!(
+        !layout.named_hierarchies().is_empty(),
+        "no named hierarchy here"
+    );
+    let path = test_path("v1nonamed");
+    let (cg, _) = CgroupManager::create(&layout, &path, None).unwrap();
+    let g = Guard::new(cg);
+    let named = g.dir("name=systemd");
+    std::fs::remove_dir(&named).unwrap();
+    let again = CgroupManager::open(&layout, &path).unwrap();
+    let labels: Vec<String> = again.paths().into_iter().map(|(c, _)| c).collect();
+    assert!(!labels.iter().any(|c| c.starts_with("name=")), "{labels:?}");
+    assert_eq!(labels.len(), g.cg.paths().len() - 1, "{labels:?}");
+    again.remove(Duration::from_secs(5)).unwrap();
+    for (_, d) in g.cg.paths() {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+}
+
+/// `runc exec --cgroup sub` puts a process in a sub-cgroup of the container's: ps, kill --all
+/// and delete must reach it there too.
+#[test]
+fn processes_in_sub_cgroups_are_listed_killed_and_removed() {
+    let mut g = create("v1sub", None);
+    let top = g.spawn_in("read _; exec sleep 100");
+    let child = Command::new("/bin/sh")
+        .args(["-c", "read _; exec sleep 100"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sub_pid = child.id() as i32;
+    g.children.push(child);
+    let sub = g.children.len() - 1;
+    let mut subdirs = Vec::new();
+    for (_, dir) in g.cg.paths() {
+        let d = dir.join("sub");
+        std::fs::create_dir(&d).unwrap();
+        // A new cpuset cgroup has no cpus or mems until given its parent's.
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            if d.join(f).exists() {
+                std::fs::write(d.join(f), std::fs::read(dir.join(f)).unwrap()).unwrap();
+            }
+        }
+        std::fs::write(d.join("cgroup.procs"), sub_pid.to_string()).unwrap();
+        subdirs.push(d);
+    }
+    g.children[sub]
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"go\n")
+        .unwrap();
+    let mut want = vec![g.pid(top), sub_pid];
+    want.sort_unstable();
+    assert_eq!(g.cg.pids().unwrap(), want);
+    g.cg.kill_all().unwrap();
+    for i in [top, sub] {
+        assert_eq!(g.children[i].wait().unwrap().signal(), Some(libc::SIGKILL));
+    }
+    g.cg.remove(Duration::from_secs(5)).unwrap();
+    for d in subdirs {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+    for (_, dir) in g.cg.paths() {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
 }

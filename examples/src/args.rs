@@ -5,7 +5,7 @@
 //!   words `1 t T TRUE true True` and `0 f F FALSE false False`).
 //! * `--` ends the flags: everything after it is positional. A lone `-` is positional.
 //! * `-h` / `--help` is always understood and sets [`Parsed::help`].
-//! * Repeating a flag keeps the last value.
+//! * Repeating a flag keeps the last value ([`Parsed::value`]); [`Parsed::values`] has them all.
 //!
 //! Global flags stop at the first positional argument (the command name); command flags may
 //! come before or after the positional arguments ([`Mode`]).
@@ -113,6 +113,15 @@ impl Parsed {
             .rev()
             .find(|(n, _)| *n == name)
             .is_some_and(|(_, v)| *v)
+    }
+
+    /// Every value given for a repeatable flag taking a value (`--env A=1 -e B=2`), in order.
+    pub fn values(&self, name: &str) -> Vec<&str> {
+        self.values
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// The last value given for a flag taking a value.
@@ -296,6 +305,14 @@ mod tests {
         let parsed = p(&["--pid-file", "-weird", "id"]).unwrap();
         assert_eq!(parsed.value("pid-file"), Some("-weird"));
         assert_eq!(parsed.positionals, argv(&["id"]));
+    }
+
+    #[test]
+    fn repeated_values_are_all_kept() {
+        let parsed = p(&["--bundle", "/a", "-b=/b", "id", "--bundle", "/c"]).unwrap();
+        assert_eq!(parsed.values("bundle"), ["/a", "/b", "/c"]);
+        assert_eq!(parsed.value("bundle"), Some("/c"));
+        assert!(parsed.values("pid-file").is_empty());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 
-use berth_runtime_core::Container;
+use berth_runtime_core::{Container, ExecProcess};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -213,10 +213,37 @@ impl Proxy {
     }
 }
 
-/// Waits for the container's init to exit while forwarding signals to it and, when `master`
-/// is given, proxying the console. Returns the exit code (128 + N when killed by signal N).
+/// A process `berth` waits for in the foreground: a container's init or an exec'd process.
+pub(crate) trait Supervised {
+    /// Its host pid.
+    fn pid(&self) -> i32;
+    /// Reaps it; its exit code (128 + N when killed by signal N).
+    fn wait(&self) -> Result<i32, berth_runtime_core::Error>;
+}
+
+impl Supervised for Container {
+    fn pid(&self) -> i32 {
+        Container::pid(self)
+    }
+    fn wait(&self) -> Result<i32, berth_runtime_core::Error> {
+        Container::wait(self)
+    }
+}
+
+impl Supervised for ExecProcess {
+    fn pid(&self) -> i32 {
+        ExecProcess::pid(self)
+    }
+    fn wait(&self) -> Result<i32, berth_runtime_core::Error> {
+        ExecProcess::wait(self)
+    }
+}
+
+/// Waits for the container's init (or an exec'd process) to exit while forwarding signals to
+/// it and, when `master` is given, proxying the console. Returns the exit code (128 + N when
+/// killed by signal N).
 pub(crate) fn supervise(
-    container: &Container,
+    container: &impl Supervised,
     signals: &Signals,
     master: Option<OwnedFd>,
     log: &Logger,

@@ -196,7 +196,13 @@ fn dispatch(global: &Parsed, log: Logger) -> Result<i32, Failure> {
         };
         return Err((log, e, None));
     };
-    let parsed = match parse(cmd.flags, rest, Mode::Interspersed) {
+    // As with runc, `exec`'s flags come before the id: what follows is the command.
+    let mode = if cmd.name == "exec" {
+        Mode::StopAtFirstPositional
+    } else {
+        Mode::Interspersed
+    };
+    let parsed = match parse(cmd.flags, rest, mode) {
         Ok(p) => p,
         Err(e) => return Err((log, e, Some(commands::command_help(cmd)))),
     };

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -18,9 +18,13 @@ use berth_rootfs::{RootfsOptions, RootfsPlan};
 use oci_spec::runtime::{Hook, Hooks, LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, Spec};
 
 use crate::error::Error;
+use crate::home;
 use crate::hooks::{self, ChildHook};
 use crate::init::{self, ChildFailure, FAILURE_LEN, InitContext};
+use crate::intel_rdt::IntelRdt;
 use crate::process::ProcessPlan;
+use crate::seccomp::{self, SeccompPlan};
+use crate::security::SecurityPlan;
 use crate::state::{self, ContainerDir, Record, State, Status};
 use crate::sys;
 use crate::validate::{self, ConfigError};
@@ -116,6 +120,41 @@ impl Container {
     }
 }
 
+/// One message from the init, with the fd it carries (the seccomp notify listener), if any.
+pub(crate) fn recv_msg(
+    sock: &UnixStream,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, Option<OwnedFd>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    loop {
+        let mut iov = [std::io::IoSliceMut::new(buf)];
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(m) => {
+                let mut fd = None;
+                for c in m.cmsgs()? {
+                    if let ControlMessageOwned::ScmRights(fds) = c {
+                        for raw in fds {
+                            // SAFETY: the kernel just installed this fd in our table for us;
+                            // nothing else owns it.
+                            let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                            fd.get_or_insert(owned);
+                        }
+                    }
+                }
+                return Ok((m.bytes, fd));
+            }
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Runs `f` unless dropped after `disarm`.
 struct Cleanup<F: FnMut()>(Option<F>);
 impl<F: FnMut()> Cleanup<F> {
@@ -153,7 +192,7 @@ fn abs_path(p: &Path) -> Result<PathBuf, Error> {
     Ok(out)
 }
 
-fn state_json(record: &Record, status: Status) -> Vec<u8> {
+pub(crate) fn state_json(record: &Record, status: Status) -> Vec<u8> {
     // The spec's state for hooks: ociVersion, id, status, pid, bundle, annotations.
     let s = record.to_state(status);
     let mut v = serde_json::json!({
@@ -172,7 +211,7 @@ fn state_json(record: &Record, status: Status) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
-fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
     let path = abs_path(path)?;
     let dir = path.parent().unwrap_or(Path::new("/"));
     let name = path
@@ -322,7 +361,11 @@ impl Runtime {
                 "must include a mount namespace (berth never mounts in the host's)",
             ));
         }
-        let mounts = spec.mounts().clone().unwrap_or_default();
+        let security = SecurityPlan::prepare(&process, &linux).map_err(Error::Config)?;
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        if let Some(context) = security.mount_context_option() {
+            label_mounts(&mut mounts, &context);
+        }
         let devices = linux.devices().clone().unwrap_or_default();
         let masked = linux.masked_paths().clone().unwrap_or_default();
         let readonly = linux.readonly_paths().clone().unwrap_or_default();
@@ -362,8 +405,27 @@ impl Runtime {
                 preserve += n;
             }
         }
-        warnings.extend(not_yet_applied(spec));
+        let mut process = process;
+        process.set_env(Some(home::with_home(
+            process.env().clone().unwrap_or_default(),
+            &rootfs_path,
+            bundle,
+            spec.mounts().as_deref().unwrap_or_default(),
+            process.user().uid(),
+        )));
         let pplan = ProcessPlan::prepare(&process, &extra_env, preserve)?;
+        let seccomp = linux
+            .seccomp()
+            .as_ref()
+            .map(|s| SeccompPlan::prepare(s, &mut warnings))
+            .transpose()
+            .map_err(Error::Config)?;
+        let rdt = linux
+            .intel_rdt()
+            .as_ref()
+            .map(|r| IntelRdt::prepare(r, id))
+            .transpose()
+            .map_err(Error::Config)?;
 
         let all_hooks = hooks_of(spec);
         let cc_hooks =
@@ -482,6 +544,7 @@ impl Runtime {
             // joined one belongs to someone else too.
             own_pid_ns: ns.creates(NamespaceKind::Pid),
             cgroup: cg.as_ref().map(|(_, p)| p.to_string_lossy().into_owned()),
+            intel_rdt: None,
         };
         let mut state_buf = vec![0u8; 2 * state_json(&record, Status::Creating).len() + 64];
 
@@ -489,6 +552,8 @@ impl Runtime {
             ns: &ns,
             rootfs: &rootfs,
             process: &pplan,
+            seccomp: seccomp.as_ref(),
+            security: &security,
             create_container_hooks: &cc_hooks,
             start_container_hooks: &sc_hooks,
             sock: child_sock.as_raw_fd(),
@@ -569,6 +634,14 @@ impl Runtime {
                 cg.add_process(child)?;
             }
         }
+        // The resctrl group (linux.intelRdt): joined by pid, as a cgroup v1 hierarchy is;
+        // removed again if anything below fails.
+        let rdt_group = rdt.as_ref().map(|r| r.apply(child)).transpose()?;
+        let mut remove_rdt = Cleanup(Some(|| {
+            if let Some(g) = &rdt_group {
+                let _ = g.remove();
+            }
+        }));
         if !ctx.intermediate && ctx.new_user_ns {
             ns.write_id_mappings(child)?;
         }
@@ -578,8 +651,8 @@ impl Runtime {
         }
         let mut msg = vec![0u8; 64];
         loop {
-            let n = match sock.read(&mut msg) {
-                Ok(n) => n,
+            let (n, passed_fd) = match recv_msg(&sock, &mut msg) {
+                Ok(r) => r,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::io("sync with init", &dir.path, e)),
             };
@@ -618,6 +691,28 @@ impl Runtime {
                     sock.write_all(&s)
                         .map_err(|e| Error::io("sync", &dir.path, e))?;
                 }
+                b'F' => {
+                    // The seccomp notify listener: to the agent at listenerPath, with the
+                    // container's state (creating, the init's pid).
+                    let (Some(sc), Some(fd)) = (&seccomp, passed_fd) else {
+                        return Err(Error::Protocol("F message without a listener fd".into()));
+                    };
+                    record.pid = init_pid;
+                    let st: serde_json::Value =
+                        serde_json::from_slice(&state_json(&record, Status::Creating))
+                            .map_err(|e| Error::Protocol(format!("state JSON: {e}")))?;
+                    let metadata = linux
+                        .seccomp()
+                        .as_ref()
+                        .and_then(|s| s.listener_metadata().clone());
+                    seccomp::send_to_listener(
+                        sc,
+                        metadata.as_deref(),
+                        &st,
+                        init_pid,
+                        fd.as_raw_fd(),
+                    )?;
+                }
                 b'R' => break,
                 b'E' if n >= FAILURE_LEN => {
                     let err = ChildFailure::decode(&msg[..n])
@@ -634,12 +729,15 @@ impl Runtime {
             .ok_or_else(|| Error::Protocol(format!("init {init_pid} vanished")))?;
         record.pid = init_pid;
         record.start_time = start_time;
+        record.intel_rdt = rdt_group.clone();
+        dir.write_config(spec)?;
         dir.write_record(&record)?;
         if let Some(p) = &opts.pid_file {
             write_pid_file(p, init_pid)?;
         }
         kill_guard.disarm();
         remove_cgroup.disarm();
+        remove_rdt.disarm();
         Ok(Container {
             id: id.to_owned(),
             pid: init_pid,
@@ -910,44 +1008,20 @@ impl Runtime {
     }
 }
 
-/// Config fields this version of berth does not apply yet (seccomp and LSMs come
-/// with their own crates): said out loud rather than silently ignored.
-fn not_yet_applied(spec: &Spec) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut note =
-        |field: &str| out.push(format!("{field} is not applied by this version of berth"));
-    if let Some(linux) = spec.linux() {
-        if linux.seccomp().is_some() {
-            note("linux.seccomp");
+/// linux.mountLabel: the `context=` option on every mount of a file system that takes one
+/// (not bind mounts, nor proc, sysfs and cgroup, whose labels come from the policy).
+fn label_mounts(mounts: &mut [oci_spec::runtime::Mount], context: &str) {
+    for m in mounts {
+        let opts = m.options().clone().unwrap_or_default();
+        let bind = opts.iter().any(|o| o == "bind" || o == "rbind");
+        let typ = m.typ().as_deref().unwrap_or("");
+        if bind || matches!(typ, "bind" | "proc" | "sysfs" | "cgroup" | "cgroup2") {
+            continue;
         }
-        if linux.intel_rdt().is_some() {
-            note("linux.intelRdt");
-        }
-        if linux.personality().is_some() {
-            note("linux.personality");
-        }
-        if linux.mount_label().is_some() {
-            note("linux.mountLabel");
-        }
+        let mut opts = opts;
+        opts.push(context.to_owned());
+        m.set_options(Some(opts));
     }
-    if let Some(p) = spec.process() {
-        if p.apparmor_profile()
-            .as_deref()
-            .is_some_and(|s| !s.is_empty())
-        {
-            note("process.apparmorProfile");
-        }
-        if p.selinux_label().as_deref().is_some_and(|s| !s.is_empty()) {
-            note("process.selinuxLabel");
-        }
-        if p.scheduler().is_some() {
-            note("process.scheduler");
-        }
-        if p.io_priority().is_some() {
-            note("process.ioPriority");
-        }
-    }
-    out
 }
 
 /// How long removing a cgroup waits for its processes to be gone.
@@ -1041,6 +1115,9 @@ fn destroy_cgroup(record: &Record) -> Result<(), Error> {
         let _ = cg.thaw();
         cg.remove(REMOVE_TIMEOUT)?;
         remove_default_parent(&cg, &CgroupPath::Absolute(PathBuf::from(path)));
+    }
+    if let Some(g) = &record.intel_rdt {
+        g.remove()?;
     }
     Ok(())
 }
@@ -1241,5 +1318,42 @@ fn exit_reason(pid: i32) -> String {
             "init exited with status {} during setup",
             libc::WEXITSTATUS(st)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::Mount;
+
+    fn m(typ: &str, opts: &[&str]) -> Mount {
+        let mut m = Mount::default();
+        m.set_typ(Some(typ.into()));
+        m.set_options(Some(opts.iter().map(|o| o.to_string()).collect()));
+        m
+    }
+
+    #[test]
+    fn mount_label_goes_on_file_systems_that_take_it() {
+        let ctx = "context=\"system_u:object_r:container_file_t:s0:c1,c2\"";
+        let mut mounts = vec![
+            m("tmpfs", &["nosuid"]),
+            m("mqueue", &[]),
+            m("devpts", &["newinstance"]),
+            m("proc", &[]),
+            m("sysfs", &["ro"]),
+            m("cgroup", &[]),
+            m("none", &["rbind", "ro"]),
+            m("bind", &["ro"]),
+        ];
+        label_mounts(&mut mounts, ctx);
+        let labelled: Vec<bool> = mounts
+            .iter()
+            .map(|m| m.options().iter().flatten().any(|o| o == ctx))
+            .collect();
+        assert_eq!(
+            labelled,
+            [true, true, true, false, false, false, false, false]
+        );
     }
 }

@@ -115,6 +115,18 @@ pub enum Error {
         /// The error reported by the container init.
         reason: String,
     },
+    /// Setting up the process of [`crate::Runtime::exec`] failed (in the container's
+    /// namespaces, before it ran).
+    #[error("exec in container \"{id}\": {what}: {source}")]
+    Exec {
+        /// The container id.
+        id: String,
+        /// The step that failed, with the field, flag or path it concerned.
+        what: String,
+        /// The errno it returned.
+        #[source]
+        source: nix::Error,
+    },
     /// A state file could not be parsed.
     #[error("state of container \"{id}\" is corrupt: {source}")]
     CorruptState {

@@ -3,8 +3,8 @@
 //! `config.json` and expect berth to honour.
 //!
 //! It only claims what berth implements today: cgroup v1 and v2 (berth-cgroups manages
-//! both, and hybrid hosts), no systemd cgroup driver; seccomp, AppArmor, SELinux and
-//! Intel RDT are reported as unavailable until they are wired in.
+//! both, and hybrid hosts), no systemd cgroup driver; seccomp with the actions and flags the
+//! running kernel supports; AppArmor, SELinux and Intel RDT as the host has them.
 
 use serde_json::{Value, json};
 
@@ -90,6 +90,7 @@ const CAP_LAST_CAP: &str = "/proc/sys/kernel/cap_last_cap";
 /// println!("{}", serde_json::to_string_pretty(&doc).unwrap());
 /// ```
 pub fn features() -> Value {
+    let lsm = crate::security::HostLsm::detect();
     json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": oci_spec::runtime::VERSION,
@@ -104,10 +105,10 @@ pub fn features() -> Value {
                 "systemd": false,
                 "systemdUser": false
             },
-            "seccomp": { "enabled": false },
-            "apparmor": { "enabled": false },
-            "selinux": { "enabled": false },
-            "intelRdt": { "enabled": false }
+            "seccomp": crate::seccomp::features(),
+            "apparmor": { "enabled": lsm.apparmor },
+            "selinux": { "enabled": lsm.selinux },
+            "intelRdt": { "enabled": crate::intel_rdt::available() }
         },
         "annotations": {
             "io.github.berth.version": env!("CARGO_PKG_VERSION")
@@ -214,9 +215,25 @@ mod tests {
             linux["cgroup"],
             json!({"v1": true, "v2": true, "systemd": false, "systemdUser": false})
         );
-        for section in ["seccomp", "apparmor", "selinux", "intelRdt"] {
-            assert_eq!(linux[section], json!({"enabled": false}), "{section}");
+        // This host has neither LSM nor resctrl (see FIELD-NOTES.md).
+        let lsm = crate::security::HostLsm::detect();
+        assert_eq!(linux["apparmor"], json!({"enabled": lsm.apparmor}));
+        assert_eq!(linux["selinux"], json!({"enabled": lsm.selinux}));
+        assert_eq!(
+            linux["intelRdt"],
+            json!({"enabled": crate::intel_rdt::available()})
+        );
+        let sc = &linux["seccomp"];
+        assert_eq!(sc["enabled"], json!(true));
+        for a in ["SCMP_ACT_ERRNO", "SCMP_ACT_NOTIFY", "SCMP_ACT_KILL_PROCESS"] {
+            assert!(strings(&sc["actions"]).iter().any(|x| x == a), "{a}");
         }
+        assert_eq!(strings(&sc["operators"]).len(), 7);
+        assert!(
+            strings(&sc["supportedFlags"])
+                .iter()
+                .any(|f| f == "SECCOMP_FILTER_FLAG_TSYNC")
+        );
     }
 
     #[test]
@@ -287,7 +304,7 @@ mod tests {
         assert_eq!(cgroup.systemd_user(), &Some(false));
         assert_eq!(
             linux.seccomp().as_ref().and_then(|s| *s.enabled()),
-            Some(false)
+            Some(true)
         );
         assert_eq!(
             linux.intel_rdt().as_ref().and_then(|r| *r.enabled()),

@@ -6,8 +6,9 @@
 //!
 //! ## Sync protocol (SOCK_SEQPACKET pair, one message per read)
 //! child -> parent: `M` write my id maps (slow path), `P`+pid (slow path: the init's pid),
-//! `H` mounts done, run the runtime-namespace hooks, `R` ready (about to block on exec.fifo),
-//! `E`+error record (then the child exits).
+//! `H` mounts done, run the runtime-namespace hooks, `F` with the seccomp notify listener fd
+//! in SCM_RIGHTS, `R` ready (about to block on exec.fifo), `E`+error record (then the child
+//! exits).
 //! parent -> child: `G` go on (in the container's cgroup, maps written; the slow path's
 //! intermediate gets one `G` for the cgroup first thing and one per `M`), `S`+state JSONs (hooks ran; creating NUL created).
 //! After `R`, errors go to exec.fifo instead, where `start` reads them.
@@ -20,6 +21,8 @@ use berth_rootfs::RootfsPlan;
 
 use crate::hooks::ChildHook;
 use crate::process::ProcessPlan;
+use crate::seccomp::SeccompPlan;
+use crate::security::SecurityPlan;
 use crate::sys::{self, PathBuf4k};
 
 /// What the init was doing when it failed.
@@ -52,12 +55,17 @@ pub(crate) enum InitStep {
     Chroot,
     SignalMask,
     CgroupNs,
+    Personality,
+    IoPriority,
+    Scheduler,
+    ExecLabel,
+    Seccomp,
 }
 
 impl InitStep {
     fn from_u8(v: u8) -> Option<Self> {
         use InitStep::*;
-        const ALL: [InitStep; 26] = [
+        const ALL: [InitStep; 31] = [
             Sync,
             Clone,
             BecomeRoot,
@@ -84,6 +92,11 @@ impl InitStep {
             Chroot,
             SignalMask,
             CgroupNs,
+            Personality,
+            IoPriority,
+            Scheduler,
+            ExecLabel,
+            Seccomp,
         ];
         ALL.into_iter().find(|s| *s as u8 == v)
     }
@@ -178,6 +191,10 @@ pub(crate) struct InitContext<'a> {
     pub ns: &'a NamespacePlan,
     pub rootfs: &'a RootfsPlan,
     pub process: &'a ProcessPlan,
+    /// linux.seccomp, compiled.
+    pub seccomp: Option<&'a SeccompPlan>,
+    /// personality, ioPriority, scheduler, AppArmor/SELinux labels.
+    pub security: &'a SecurityPlan,
     pub create_container_hooks: &'a [ChildHook],
     pub start_container_hooks: &'a [ChildHook],
     /// Our end of the sync socket pair, and the parent's end (closed at once).
@@ -238,7 +255,7 @@ fn send(fd: RawFd, msg: &[u8]) -> Result<(), InitError> {
     sys::write_all(fd, msg).map_err(|e| InitError::new(InitStep::Sync, 1, e))
 }
 
-fn wait_go(fd: RawFd) -> Result<(), InitError> {
+pub(crate) fn wait_go(fd: RawFd) -> Result<(), InitError> {
     let mut b = [0u8; 1];
     recv(fd, &mut b)?;
     if b[0] == b'G' {
@@ -248,7 +265,7 @@ fn wait_go(fd: RawFd) -> Result<(), InitError> {
     }
 }
 
-fn reset_signals() -> Result<(), InitError> {
+pub(crate) fn reset_signals() -> Result<(), InitError> {
     // Handlers of the parent point at its code and ignored signals stay ignored across exec
     // (Rust ignores SIGPIPE): give the container default dispositions and an empty mask.
     for sig in 1..=libc::SIGRTMAX() {
@@ -279,6 +296,10 @@ fn run(
     ctx: &InitContext<'_>,
     report_fd: &mut RawFd,
 ) -> Result<std::convert::Infallible, ChildFailure> {
+    // Not dumpable while being set up: processes of the container (they share its user and
+    // pid namespace once joined) can't open /proc/<init>/exe, fd/ or cwd, nor ptrace it.
+    // execve resets it. SAFETY: plain prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     sys::close(ctx.parent_sock);
     sys::close(ctx.close_early);
     reset_signals()?;
@@ -395,7 +416,27 @@ fn run(
         setup_console(ctx)?;
     }
     ctx.rootfs.finish()?;
+    // Needs CAP_SYS_NICE for real-time classes: before the credentials change.
+    ctx.security.apply_process_attrs()?;
+    // The LSM label for execve goes in now, through the container's /proc (mounted and
+    // verified), before any seccomp filter that might forbid the writes; it only takes effect
+    // at execve (startContainer hooks exec with it too, as with runc).
+    ctx.security.apply_exec_labels()?;
+    // seccomp goes in as late as possible, so that the profile needn't allow what the init
+    // itself does. Without no_new_privs the kernel requires CAP_SYS_ADMIN, which the
+    // credentials below may drop: then it goes in before them (as runc does). With
+    // SCMP_ACT_NOTIFY, its listener fd must reach the runtime over the sync socket, which is
+    // closed at `R`: it goes in before `R`.
+    let mut seccomp_pending = ctx.seccomp;
+    if let Some(sc) = seccomp_pending.filter(|_| !ctx.process.no_new_privs()) {
+        install_seccomp(ctx, sc)?;
+        seccomp_pending = None;
+    }
     ctx.process.apply_credentials(ctx.setgroups_allowed)?;
+    if let Some(sc) = seccomp_pending.filter(|sc| sc.uses_notify()) {
+        install_seccomp(ctx, sc)?;
+        seccomp_pending = None;
+    }
     let mut program = PathBuf4k::new();
     ctx.process.resolve_program(&mut program)?;
 
@@ -423,8 +464,32 @@ fn run(
         hook.run(created)
             .map_err(|e| InitError::new(InitStep::StartContainerHook, i as u32, e))?;
     }
+    if let Some(sc) = seccomp_pending {
+        install_seccomp(ctx, sc)?;
+    }
     ctx.process.seal_fds(fifo)?;
     Err(ctx.process.exec(&program).into())
+}
+
+/// # Fragile child
+/// Installs the filter; a notify listener fd goes to the parent in an `F` message (it hands
+/// it to `listenerPath`) and is closed here.
+fn install_seccomp(ctx: &InitContext<'_>, sc: &SeccompPlan) -> Result<(), InitError> {
+    install_seccomp_on(ctx.sock, sc)
+}
+
+/// # Fragile child
+/// As `install_seccomp`, with the listener fd sent over `sock` (the init's or exec's).
+pub(crate) fn install_seccomp_on(sock: RawFd, sc: &SeccompPlan) -> Result<(), InitError> {
+    match sc.install() {
+        Ok(None) => Ok(()),
+        Ok(Some(fd)) => {
+            let r = send_fd(sock, fd, b"F");
+            sys::close(fd);
+            r.map_err(|e| InitError::new(InitStep::Seccomp, 1, e))
+        }
+        Err(e) => Err(InitError::new(InitStep::Seccomp, 0, e)),
+    }
 }
 
 /// The clone copied every fd of the (possibly multi-threaded) parent, including the state-dir
@@ -434,7 +499,12 @@ fn run(
 fn drop_inherited_fds(ctx: &InitContext<'_>) -> Result<(), InitError> {
     sys::close_fds_except(
         3 + ctx.process.preserve_fds as RawFd,
-        &[ctx.sock, ctx.state_dir, ctx.console_socket],
+        &[
+            ctx.sock,
+            ctx.state_dir,
+            ctx.console_socket,
+            ctx.process.guard_fd(),
+        ],
     )
     .map_err(|e| InitError::new(InitStep::SealFds, 1, e))
 }
@@ -470,6 +540,22 @@ fn exit_on_terminating_signals() {
 /// it on /dev/console and sends the master to the console socket (SCM_RIGHTS, the payload is
 /// the pty's path), as runc does.
 fn setup_console(ctx: &InitContext<'_>) -> Result<(), ChildFailure> {
+    open_console(
+        ctx.console_socket,
+        ctx.process.console_size,
+        Some(ctx.rootfs),
+    )
+}
+
+/// # Fragile child
+/// The console steps shared by the init and `exec`: a pty from the (container's) /dev/ptmx,
+/// bound on /dev/console when `rootfs` is given (the init only), its master sent to
+/// `console_socket`, its slave our controlling terminal and stdio.
+pub(crate) fn open_console(
+    console_socket: RawFd,
+    console_size: Option<(u16, u16)>,
+    rootfs: Option<&RootfsPlan>,
+) -> Result<(), ChildFailure> {
     let err = |i, e| ChildFailure::Init(InitError::new(InitStep::Console, i, e));
     let master = sys::open(
         c"/dev/ptmx",
@@ -510,10 +596,11 @@ fn setup_console(ctx: &InitContext<'_>) -> Result<(), ChildFailure> {
         sys::close(master);
         return Err(err(3, e));
     }
-    // SAFETY: path holds a NUL-terminated string.
-    let cpath = unsafe { CStr::from_ptr(path.as_ptr()) };
-    ctx.rootfs.mount_console(cpath)?;
-    if let Some((rows, cols)) = ctx.process.console_size {
+    // Bind the slave we hold, not its path: /dev/pts may have been swapped (CVE-2025-52565).
+    if let Some(rootfs) = rootfs {
+        rootfs.mount_console_fd(slave)?;
+    }
+    if let Some((rows, cols)) = console_size {
         let ws = libc::winsize {
             ws_row: rows,
             ws_col: cols,
@@ -523,10 +610,10 @@ fn setup_console(ctx: &InitContext<'_>) -> Result<(), ChildFailure> {
         // SAFETY: ws is a valid winsize.
         unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
     }
-    send_fd(ctx.console_socket, master, path.as_bytes())
+    send_fd(console_socket, master, path.as_bytes())
         .map_err(|e| ChildFailure::Init(InitError::new(InitStep::ConsoleSocket, 0, e)))?;
     sys::close(master);
-    sys::close(ctx.console_socket);
+    sys::close(console_socket);
     // SAFETY: session and terminal setup on fds we own.
     unsafe {
         if libc::setsid() < 0 {
@@ -548,7 +635,7 @@ fn setup_console(ctx: &InitContext<'_>) -> Result<(), ChildFailure> {
 }
 
 /// Sends `fd` over a unix socket with SCM_RIGHTS, `payload` as the data.
-fn send_fd(sock: RawFd, fd: RawFd, payload: &[u8]) -> Result<(), i32> {
+pub(crate) fn send_fd(sock: RawFd, fd: RawFd, payload: &[u8]) -> Result<(), i32> {
     // Room for one cmsghdr carrying one int, aligned as cmsg needs.
     #[repr(C, align(8))]
     struct CmsgBuf([u8; 64]);
@@ -628,6 +715,7 @@ pub(crate) fn describe_init(e: InitError, process: Option<&ProcessPlan>) -> crat
             None => "find process.args[0]".into(),
         },
         SealFds => "close_range(CLOSE_RANGE_CLOEXEC)".into(),
+        Exec if e.index == 1 => "execveat(exe-guard memfd) for process.args".into(),
         Exec => "execve(process.args)".into(),
         Console => format!("set up the console (step {})", e.index),
         ConsoleSocket => "send the pty master to --console-socket".into(),
@@ -648,6 +736,12 @@ pub(crate) fn describe_init(e: InitError, process: Option<&ProcessPlan>) -> crat
         Chroot => "chroot".into(),
         SignalMask => "reset the signal mask".into(),
         CgroupNs => "unshare(CLONE_NEWCGROUP) after joining the container's cgroup".into(),
+        Personality => format!("personality({:#x}) for linux.personality", e.index),
+        IoPriority => format!("ioprio_set(class {}) for process.ioPriority", e.index),
+        Scheduler => crate::security::describe_sched_failure(e.index, e.errno),
+        ExecLabel => crate::security::describe_exec_label_failure(e.index),
+        Seccomp if e.index == 1 => "send the seccomp listener fd to the runtime".into(),
+        Seccomp => "seccomp(SECCOMP_SET_MODE_FILTER) for linux.seccomp".into(),
     };
     crate::Error::Init { what, source }
 }

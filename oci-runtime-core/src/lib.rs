@@ -7,7 +7,9 @@
 //! container process (args, env, cwd, user, rlimits, capabilities, no_new_privs, oom score,
 //! console, preserved fds), and the container's cgroup (via `berth-cgroups`: `linux.resources`
 //! applied at create, [`Runtime::pause`], [`Runtime::resume`], [`Runtime::update`],
-//! [`Runtime::ps`], [`Runtime::stats`], [`Runtime::oom_watcher`], `kill --all` through it).
+//! [`Runtime::ps`], [`Runtime::stats`], [`Runtime::oom_watcher`], `kill --all` through it),
+//! and [`Runtime::exec`]: one more process in a running container, in all its namespaces and
+//! its cgroup.
 //!
 //! ```no_run
 //! use berth_runtime_core::{CreateOptions, Runtime};
@@ -47,10 +49,16 @@
 
 mod container;
 mod error;
+mod exe_guard;
+mod exec;
 pub mod features;
+mod home;
 mod hooks;
 mod init;
+mod intel_rdt;
 mod process;
+mod seccomp;
+mod security;
 mod signal;
 pub mod spec;
 mod state;
@@ -60,6 +68,7 @@ pub mod validate;
 pub use berth_cgroups;
 pub use container::{Container, CreateOptions, Runtime};
 pub use error::Error;
+pub use exec::{ExecOptions, ExecProcess};
 pub use oci_spec;
 pub use signal::parse_signal;
 pub use state::{State, Status};

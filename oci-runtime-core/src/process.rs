@@ -4,9 +4,11 @@
 use std::ffi::{CStr, CString};
 use std::os::fd::RawFd;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use oci_spec::runtime::{Capabilities, Process};
 
+use crate::exe_guard::{self, ExeGuard};
 use crate::init::{InitError, InitStep};
 use crate::sys::{self, PathBuf4k};
 use crate::validate::ConfigError;
@@ -50,6 +52,10 @@ impl CStrArray {
     pub(crate) fn as_ptr(&self) -> *const *const libc::c_char {
         self.ptrs.as_ptr()
     }
+
+    pub(crate) fn strings(&self) -> &[CString] {
+        &self._strings
+    }
 }
 
 /// `process` of the config, ready for the fragile child.
@@ -72,6 +78,11 @@ pub(crate) struct ProcessPlan {
     pub terminal: bool,
     pub console_size: Option<(u16, u16)>,
     pub preserve_fds: u32,
+    /// The CVE-2019-5736 guard: the stub in a sealed memfd the init execs first.
+    guard: ExeGuard,
+    /// The stub's argv: `[MARKER, <program>, argv..., NULL]`; slot 1 is filled in by the
+    /// child once it has resolved the program (the strings are owned by `argv`).
+    guard_argv: Vec<AtomicPtr<libc::c_char>>,
 }
 
 fn cstring(s: &str, field: &str) -> Result<CString, ConfigError> {
@@ -132,7 +143,7 @@ impl ProcessPlan {
         process: &Process,
         extra_env: &[String],
         preserve_fds: u32,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, crate::Error> {
         let args = process.args().clone().unwrap_or_default();
         let first = args.first().ok_or_else(|| ConfigError {
             field: "process.args".into(),
@@ -186,8 +197,19 @@ impl ProcessPlan {
                 Some(sets)
             }
         };
+        let argv = CStrArray::new(&args, "process.args")?;
+        let guard = ExeGuard::new(3 + preserve_fds as RawFd)?;
+        let mut guard_argv = Vec::with_capacity(args.len() + 3);
+        guard_argv.push(AtomicPtr::new(exe_guard::MARKER.as_ptr().cast_mut()));
+        guard_argv.push(AtomicPtr::new(std::ptr::null_mut()));
+        guard_argv.extend(
+            argv.strings()
+                .iter()
+                .map(|s| AtomicPtr::new(s.as_ptr().cast_mut())),
+        );
+        guard_argv.push(AtomicPtr::new(std::ptr::null_mut()));
         Ok(ProcessPlan {
-            argv: CStrArray::new(&args, "process.args")?,
+            argv,
             envp: CStrArray::new(&env, "process.env")?,
             arg0: cstring(first, "process.args[0]")?,
             search_dirs,
@@ -206,7 +228,15 @@ impl ProcessPlan {
                 .console_size()
                 .map(|b| (b.height() as u16, b.width() as u16)),
             preserve_fds,
+            guard,
+            guard_argv,
         })
+    }
+
+    /// The exe-guard memfd (-1 where there is no stub): the child must keep it open (it is
+    /// close-on-exec) until [`ProcessPlan::exec`].
+    pub(crate) fn guard_fd(&self) -> RawFd {
+        self.guard.raw()
     }
 
     /// # Fragile child
@@ -352,7 +382,8 @@ impl ProcessPlan {
         if r < 0 {
             return Err(InitError::new(InitStep::SealFds, 0, sys::errno()));
         }
-        for fd in (3..first_closed as RawFd).filter(|fd| *fd != ours) {
+        let guard = self.guard.raw();
+        for fd in (3..first_closed as RawFd).filter(|fd| *fd != ours && *fd != guard) {
             // SAFETY: fcntl on an fd number; EBADF (not open) is ignored.
             unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
         }
@@ -360,8 +391,47 @@ impl ProcessPlan {
     }
 
     /// # Fragile child
-    /// Replaces the process image. Returns only on failure.
+    /// Replaces the process image: through the exe-guard stub (`execveat` of the sealed memfd,
+    /// which then `execve`s `program`, see [`crate::exe_guard`]), or with a plain `execve`
+    /// where there is no stub. Returns only on failure. A failure of the stub's own `execve`
+    /// can't be reported here: the container process exits 127 with a message on stderr.
     pub(crate) fn exec(&self, program: &PathBuf4k) -> InitError {
+        let guard = self.guard.raw();
+        if let (true, Some(slot)) = (guard >= 0, self.guard_argv.get(1)) {
+            slot.store(program.as_ptr().cast_mut(), Ordering::Relaxed);
+            // SAFETY: guard is our open memfd; the path is an empty C string (AT_EMPTY_PATH);
+            // guard_argv is a NULL-terminated array of pointers to C strings owned by self
+            // (AtomicPtr has the layout of a raw pointer) and `program`, which outlives the
+            // call; envp likewise.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_execveat,
+                    guard,
+                    c"".as_ptr(),
+                    self.guard_argv.as_ptr().cast::<*const libc::c_char>(),
+                    self.envp.as_ptr(),
+                    libc::AT_EMPTY_PATH,
+                )
+            };
+            let first = sys::errno();
+            // A seccomp profile may allow execve but not execveat (runc's init only needs
+            // execve): the same memfd through the container's /proc, as plain execve.
+            let mut path = PathBuf4k::new();
+            let mut digits = [0u8; 20];
+            if path.push(b"/proc/self/fd/").is_ok()
+                && path.push(sys::fmt_u64(guard as u64, &mut digits)).is_ok()
+            {
+                // SAFETY: as above; path is NUL-terminated.
+                unsafe {
+                    libc::execve(
+                        path.as_ptr(),
+                        self.guard_argv.as_ptr().cast::<*const libc::c_char>(),
+                        self.envp.as_ptr(),
+                    )
+                };
+            }
+            return InitError::new(InitStep::Exec, 1, first);
+        }
         // SAFETY: program is NUL-terminated; argv/envp are NULL-terminated arrays of valid C
         // strings owned by self.
         unsafe { libc::execve(program.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr()) };
@@ -370,6 +440,11 @@ impl ProcessPlan {
 
     pub(crate) fn program_name(&self) -> &CStr {
         &self.arg0
+    }
+
+    /// process.noNewPrivileges.
+    pub(crate) fn no_new_privs(&self) -> bool {
+        self.no_new_privs
     }
 }
 

@@ -27,6 +27,8 @@ use crate::error::Error;
 pub(crate) const STATE_FILE: &str = "state.json";
 /// File name of the start barrier inside a container directory.
 pub(crate) const FIFO_FILE: &str = "exec.fifo";
+/// The config the container was created from (see `ContainerDir::config_path`).
+pub(crate) const CONFIG_FILE: &str = "config.json";
 
 /// The lifecycle status of a container, as the OCI runtime spec names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +118,9 @@ pub(crate) struct Record {
     /// The container's cgroup, from the root of every hierarchy (`/berth/<id>`).
     #[serde(default)]
     pub cgroup: Option<String>,
+    /// The resctrl group of linux.intelRdt, removed at delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intel_rdt: Option<crate::intel_rdt::RdtGroup>,
 }
 
 impl Record {
@@ -267,6 +272,32 @@ impl ContainerDir {
 
     pub fn fifo_path(&self) -> PathBuf {
         self.path.join(FIFO_FILE)
+    }
+
+    /// The container's config as it was created, kept for `exec` (its seccomp profile and
+    /// defaults must not depend on the bundle staying unchanged, or present).
+    pub fn config_path(&self) -> PathBuf {
+        self.path.join(CONFIG_FILE)
+    }
+
+    /// Saves the validated config (see [`ContainerDir::config_path`]).
+    pub fn write_config(&self, spec: &oci_spec::runtime::Spec) -> Result<(), Error> {
+        let path = self.config_path();
+        let data = serde_json::to_vec(spec)
+            .map_err(|e| Error::Protocol(format!("serialize the config: {e}")))?;
+        std::fs::write(&path, data).map_err(|e| Error::io("write", &path, e))
+    }
+
+    /// The saved config; `None` for a container created before configs were saved.
+    pub fn read_config(&self) -> Result<Option<oci_spec::runtime::Spec>, Error> {
+        let path = self.config_path();
+        match std::fs::read(&path) {
+            Ok(data) => serde_json::from_slice(&data)
+                .map(Some)
+                .map_err(|e| Error::Protocol(format!("saved config {}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("read", &path, e)),
+        }
     }
 
     /// Reads the record; `None` while `create` has not written it yet.

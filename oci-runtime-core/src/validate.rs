@@ -124,6 +124,8 @@ fn parse_config(bytes: &[u8]) -> Result<(Spec, Vec<String>), ConfigError> {
         .map_err(|err| ConfigError::new(CONFIG_FILE, format!("is not valid JSON: {err}")))?;
     // Go runtimes (runc) read `null` as "absent"; so do we.
     strip_nulls(&mut value);
+    // The runtime spec's names oci-spec 0.10 spells differently (scheduler flags, RDT flags).
+    crate::security::fix_oci_spec_spellings(&mut value);
     let warnings = drop_unknown_capabilities(&mut value);
     check_config_shape(&value)?;
     // The shape check above deserializes every part with the same types, so this

@@ -405,3 +405,75 @@ fn a_failed_create_removes_the_parents_it_made() {
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// runc puts the init in every mounted v1 hierarchy, the named `name=systemd` one of this
+/// hybrid host included, at the same `linux.cgroupsPath`: the container's
+/// `/proc/self/cgroup` equals runc's on the same bundle, line for line.
+#[test]
+fn proc_self_cgroup_equals_runcs() {
+    use std::process::{Command, Stdio};
+    if Command::new("runc").arg("--version").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "runc is missing under CI");
+        eprintln!("SKIP: runc not installed");
+        return;
+    }
+    /// Removes the test's cgroup from every hierarchy, whoever left it.
+    struct RemoveEverywhere(String);
+    impl Drop for RemoveEverywhere {
+        fn drop(&mut self) {
+            for e in fs::read_dir("/sys/fs/cgroup")
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let _ = fs::remove_dir(e.path().join(&self.0));
+            }
+        }
+    }
+    let (mut b, out) = sh_bundle("cat /proc/self/cgroup > /out/cgroup");
+    set_ns(&mut b.spec, LinuxNamespaceType::Cgroup, false);
+    let name = common::unique("berth-test-cgcmp");
+    let _rm = RemoveEverywhere(name.clone());
+    let linux = b.spec.linux_mut().as_mut().expect("linux");
+    linux.set_cgroups_path(Some(PathBuf::from(format!("/{name}"))));
+
+    let h = Harness::new();
+    assert_eq!(h.run(&b), 0);
+    let ours = read(out.path().join("cgroup"));
+    fs::remove_file(out.path().join("cgroup")).expect("rm output");
+    assert_eq!(cgroup_dirs_named(&name), Vec::<PathBuf>::new());
+
+    let root = common::TempDir::new("berth-runc-root");
+    let id = common::unique("cgcmp-runc");
+    let st = Command::new("runc")
+        .arg("--root")
+        .arg(root.path())
+        .args(["run", "--bundle"])
+        .arg(b.path())
+        .arg(&id)
+        .stdin(Stdio::null())
+        .status()
+        .expect("runc run");
+    let _ = Command::new("runc")
+        .arg("--root")
+        .arg(root.path())
+        .args(["delete", "-f", &id])
+        .status();
+    assert!(st.success(), "runc run: {st}");
+    let theirs = read(out.path().join("cgroup"));
+    assert!(
+        theirs.contains(&format!(":name=systemd:/{name}\n")),
+        "{theirs}"
+    );
+    assert_eq!(ours, theirs);
+}
+
+/// The directories named `name` at the top of every mounted hierarchy.
+fn cgroup_dirs_named(name: &str) -> Vec<PathBuf> {
+    fs::read_dir("/sys/fs/cgroup")
+        .expect("list /sys/fs/cgroup")
+        .flatten()
+        .map(|e| e.path().join(name))
+        .filter(|p| p.exists())
+        .collect()
+}

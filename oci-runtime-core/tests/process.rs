@@ -72,9 +72,14 @@ fn args_env_and_cwd() {
     for want in ["PATH=/usr/bin:/bin", "FOO=bar baz", "EMPTY=", "EQ=a=b"] {
         assert!(lines.contains(&want), "{want:?} missing in env:\n{env}");
     }
+    // HOME comes from the rootfs's /etc/passwd (root's is /root) when env has none, as with
+    // runc.
+    assert!(lines.contains(&"HOME=/root"), "HOME missing in env:\n{env}");
     // Nothing of the runtime's environment (cargo sets plenty for tests) gets in: only the
-    // config's variables and what sh itself exports.
-    let allowed = ["PATH", "FOO", "EMPTY", "EQ", "PWD", "SHLVL", "OLDPWD", "_"];
+    // config's variables, HOME and what sh itself exports.
+    let allowed = [
+        "PATH", "FOO", "EMPTY", "EQ", "HOME", "PWD", "SHLVL", "OLDPWD", "_",
+    ];
     for l in &lines {
         let key = l.split('=').next().unwrap_or_default();
         assert!(

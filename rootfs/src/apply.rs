@@ -12,7 +12,8 @@ use crate::error::{ApplyError, Step};
 use crate::plan::{CgroupMount, DevicePlan, Entry, MountKind, MountPlan, RootfsPlan, Target};
 use crate::resolve::{self, Create, ResolveError, Resolved};
 use crate::sys::{
-    self, Errno, Fd, IN_ROOT, RESOLVE_NO_SYMLINKS, StackPath, SysResult, proc_fd_path,
+    self, Errno, Fd, IN_ROOT, RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS,
+    RESOLVE_NO_XDEV, StackPath, SysResult, proc_fd_path,
 };
 
 type Result<T> = std::result::Result<T, ApplyError>;
@@ -26,6 +27,8 @@ const ATIME_FLAGS: c_ulong =
 const CGROUP_DEFAULT: c_ulong = libc::MS_NOEXEC | libc::MS_NOSUID | libc::MS_NODEV;
 /// `PROC_SUPER_MAGIC` from `<linux/magic.h>`.
 const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+/// `PROC_ROOT_INO`: the inode number of every procfs root.
+const PROC_ROOT_INO: libc::ino_t = 1;
 /// Maximum size of `/proc/self/cgroup` handled.
 const CGROUP_FILE_BUF: usize = 8192;
 /// Scratch buffer for tmpcopyup.
@@ -862,6 +865,27 @@ impl RootfsPlan {
     /// # Ok(()) }
     /// ```
     pub fn mount_console(&self, slave: &CStr) -> Result<()> {
+        self.console_onto(BindSource::Path(slave))
+    }
+
+    /// Like [`mount_console`](RootfsPlan::mount_console), with the terminal given as an open
+    /// descriptor of the pty slave (e.g. from `ioctl(TIOCGPTPEER)`) instead of a path: the
+    /// bind source can't be redirected by a symlink or mount in the container's `/dev/pts`
+    /// (CVE-2025-52565).
+    ///
+    /// # Fragile child
+    /// Call after [`pivot`](RootfsPlan::pivot). No allocation.
+    ///
+    /// ```no_run
+    /// # fn f(plan: &berth_rootfs::RootfsPlan, slave: std::os::fd::RawFd) -> Result<(), berth_rootfs::ApplyError> {
+    /// plan.mount_console_fd(slave)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn mount_console_fd(&self, slave: std::os::fd::RawFd) -> Result<()> {
+        self.console_onto(BindSource::Fd(slave))
+    }
+
+    fn console_onto(&self, slave: BindSource<'_>) -> Result<()> {
         let root = self.root_or_open(c"/")?;
         let e = &self.console;
         let parent = Self::entry_parent(root, e, Step::Console, 0)?;
@@ -899,7 +923,7 @@ impl RootfsPlan {
         if fmt != libc::S_IFREG && fmt != libc::S_IFCHR {
             return Err(ApplyError::new(Step::Console, 0, libc::ELOOP));
         }
-        bind_onto(BindSource::Path(slave), fd.raw(), false).map_err(err(Step::Console, 0))
+        bind_onto(slave, fd.raw(), false).map_err(err(Step::Console, 0))
     }
 
     /// Finish inside the new root: sysctls, read-only paths, masked paths,
@@ -923,19 +947,31 @@ impl RootfsPlan {
     fn finish_inner(&self) -> Result<()> {
         let root = self.root_or_open(c"/")?;
 
-        for (k, s) in self.sysctl.iter().enumerate() {
-            let f = sys::openat2(
-                root,
-                &s.path,
-                libc::O_WRONLY | libc::O_NOFOLLOW,
-                IN_ROOT | RESOLVE_NO_SYMLINKS,
-            )
-            .map_err(err(Step::SysctlOpen, k))?;
-            let fs = sys::fstatfs(f.raw()).map_err(err(Step::SysctlOpen, k))?;
-            if fs.fs_type != PROC_SUPER_MAGIC {
-                return Err(ApplyError::new(Step::SysctlOpen, k, libc::EXDEV));
+        if !self.sysctl.is_empty() {
+            let proc = Self::open_proc_root(root).map_err(err(Step::SysctlOpen, 0))?;
+            for (k, s) in self.sysctl.iter().enumerate() {
+                // "proc/sys/..." relative to the proc root, without any mount crossing:
+                // something mounted over the file (or a directory above it) to redirect the
+                // write onto another procfs file is refused (CVE-2025-52881).
+                let rel = s
+                    .path
+                    .to_bytes_with_nul()
+                    .get(b"proc/".len()..)
+                    .and_then(|b| CStr::from_bytes_with_nul(b).ok())
+                    .ok_or(ApplyError::new(Step::SysctlOpen, k, libc::EINVAL))?;
+                let f = sys::openat2(
+                    proc.raw(),
+                    rel,
+                    libc::O_WRONLY | libc::O_NOFOLLOW,
+                    RESOLVE_BENEATH | RESOLVE_NO_XDEV | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+                )
+                .map_err(err(Step::SysctlOpen, k))?;
+                let fs = sys::fstatfs(f.raw()).map_err(err(Step::SysctlOpen, k))?;
+                if fs.fs_type != PROC_SUPER_MAGIC {
+                    return Err(ApplyError::new(Step::SysctlOpen, k, libc::EXDEV));
+                }
+                sys::write_all(f.raw(), &s.value).map_err(err(Step::Sysctl, k))?;
             }
-            sys::write_all(f.raw(), &s.value).map_err(err(Step::Sysctl, k))?;
         }
 
         for (k, t) in self.readonly_paths.iter().enumerate() {
@@ -987,6 +1023,24 @@ impl RootfsPlan {
             make_readonly(root, c"/").map_err(err(Step::RootReadonly, 0))?;
         }
         Ok(())
+    }
+
+    /// Open the container's `/proc` without following symlinks and check that it is the root
+    /// of a procfs (`PROC_SUPER_MAGIC`, inode `PROC_ROOT_INO`), not a bind of some other
+    /// procfs directory or a file system made to look like one.
+    fn open_proc_root(root: c_int) -> SysResult<Fd> {
+        let fd = sys::openat2(
+            root,
+            c"proc",
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            IN_ROOT | RESOLVE_NO_SYMLINKS,
+        )?;
+        let fs = sys::fstatfs(fd.raw())?;
+        let st = sys::fstat(fd.raw())?;
+        if fs.fs_type != PROC_SUPER_MAGIC || st.st_ino != PROC_ROOT_INO {
+            return Err(libc::EXDEV);
+        }
+        Ok(fd)
     }
 
     /// Open the container's `/dev/null` without following symlinks and check

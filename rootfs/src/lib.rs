@@ -19,7 +19,11 @@
 //!   `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)` from a directory fd of
 //!   the root, missing directories are created one component at a time, and
 //!   mounts target the resolved fd through `/proc/self/fd/N`, so a symlink in
-//!   the image can never redirect a mount or a `mknod` onto the host. A
+//!   the image can never redirect a mount or a `mknod` onto the host.
+//!   Sysctls are written through the container's `/proc`, checked to be a
+//!   procfs root, without crossing any mount below it; masks bind only a
+//!   verified null device; the console is bound from the pty slave's fd
+//!   ([`RootfsPlan::mount_console_fd`]). A
 //!   failure is a 12-byte [`ApplyError`] (`step`, `index`, `errno`) that the
 //!   parent turns into a rich error with [`ApplyError::describe`].
 //!

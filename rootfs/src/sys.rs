@@ -20,6 +20,10 @@ pub(crate) const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
 pub(crate) const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 /// `RESOLVE_IN_ROOT` from `<linux/openat2.h>`.
 pub(crate) const RESOLVE_IN_ROOT: u64 = 0x10;
+/// `RESOLVE_NO_XDEV` from `<linux/openat2.h>`: fail on crossing a mount point.
+pub(crate) const RESOLVE_NO_XDEV: u64 = 0x01;
+/// `RESOLVE_BENEATH` from `<linux/openat2.h>`.
+pub(crate) const RESOLVE_BENEATH: u64 = 0x08;
 
 /// The resolve flags used for every path inside the container root.
 pub(crate) const IN_ROOT: u64 = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, symlink};
 use std::path::Path;
@@ -401,4 +402,153 @@ fn fake_dev_null_is_never_used_for_masking() {
         );
         assert_eq!(fs::read_to_string(host.join("target")).unwrap(), "host");
     }
+}
+
+/// `mount(2)` for the tests' attacks (they run in the container child).
+fn mount_raw(
+    src: &str,
+    dst: &str,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+) -> Result<(), String> {
+    let (s, d) = (cs(src), cs(dst));
+    let t = fstype.map(cs);
+    // SAFETY: valid C strings (or NULL) that outlive the call.
+    let r = unsafe {
+        libc::mount(
+            s.as_ptr(),
+            d.as_ptr(),
+            t.as_ref().map_or(std::ptr::null(), |t| t.as_ptr()),
+            flags,
+            std::ptr::null(),
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "mount {src} on {dst}: {}",
+            std::io::Error::last_os_error()
+        ))
+    }
+}
+
+/// CVE-2025-52881: between the mounts and the sysctl writes, something (a racing process
+/// sharing a volume, here the test itself) mounts another procfs file over the sysctl file.
+/// The write is refused (`EXDEV`, the open does not cross mounts) instead of landing on the
+/// other file: here the hostname of the container's own UTS namespace, a harmless target.
+#[test]
+fn sysctl_file_covered_by_a_mount_is_refused() {
+    let dir = TempDir::new("hostile-sysctl");
+    let rootfs = busybox_rootfs(&dir);
+    let mut cfg = Config::new(&rootfs);
+    cfg.mounts = default_mounts();
+    cfg.sysctl = HashMap::from([("kernel.domainname".to_string(), "pwned".to_string())]);
+    let plan = cfg.prepare().unwrap();
+    let hostname = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let kernel = rootfs.join("proc/sys/kernel");
+    let (from, to) = (
+        kernel.join("hostname").to_str().unwrap().to_string(),
+        kernel.join("domainname").to_str().unwrap().to_string(),
+    );
+    let c = spawn(libc::CLONE_NEWUTS | NEWIPC_NET, |_| {
+        plan.mount_all()
+            .map_err(|e| e.describe(&plan).to_string())?;
+        mount_raw(&from, &to, None, libc::MS_BIND)?;
+        plan.pivot().map_err(|e| e.describe(&plan).to_string())?;
+        let r = plan.finish().map_err(|e| format!("{e:?}"));
+        let now = fs::read_to_string("/proc/sys/kernel/hostname").map_err(|e| e.to_string())?;
+        Err(format!("{r:?} hostname={}", now.trim()))
+    });
+    assert_eq!(
+        c.report,
+        format!(
+            "ERR Err(\"ApplyError {{ step: SysctlOpen, index: 0, errno: 18 }}\") hostname={}\n",
+            hostname.trim()
+        )
+    );
+}
+
+/// The same with `/proc` itself replaced by a bind of a procfs directory (not a proc root).
+#[test]
+fn sysctl_under_a_fake_proc_root_is_refused() {
+    let dir = TempDir::new("hostile-sysctl-root");
+    let rootfs = busybox_rootfs(&dir);
+    let mut cfg = Config::new(&rootfs);
+    cfg.mounts = default_mounts();
+    cfg.sysctl = HashMap::from([("kernel.domainname".to_string(), "pwned".to_string())]);
+    let plan = cfg.prepare().unwrap();
+    let proc_dir = rootfs.join("proc").to_str().unwrap().to_string();
+    let c = spawn(libc::CLONE_NEWUTS | NEWIPC_NET, |_| {
+        plan.mount_all()
+            .map_err(|e| e.describe(&plan).to_string())?;
+        // /proc now shows /proc/sys/net, whose "sys/kernel/..." doesn't matter: the root
+        // check comes first.
+        mount_raw("/proc/sys", &proc_dir, None, libc::MS_BIND)?;
+        plan.pivot().map_err(|e| e.describe(&plan).to_string())?;
+        plan.finish().map_err(|e| format!("{e:?}"))
+    });
+    assert_eq!(
+        c.report,
+        "ERR ApplyError { step: SysctlOpen, index: 0, errno: 18 }\n"
+    );
+}
+
+/// CVE-2025-52565: the container's /dev/pts is swapped (here: a tmpfs with a plain file "0"
+/// mounted over it) after the pty was opened. Binding the console by path lands the fake file
+/// on /dev/console; binding the slave fd the runtime holds always gives the real pty.
+#[test]
+fn console_bound_from_the_slave_fd_ignores_a_swapped_dev_pts() {
+    let dir = TempDir::new("hostile-console");
+    let rootfs = busybox_rootfs(&dir);
+    let mut cfg = Config::new(&rootfs);
+    cfg.mounts = default_mounts();
+    let plan = cfg.prepare().unwrap();
+    let c = spawn(0, |_| {
+        plan.mount_all()
+            .map_err(|e| e.describe(&plan).to_string())?;
+        plan.pivot().map_err(|e| e.describe(&plan).to_string())?;
+        // SAFETY: test child; plain pty calls.
+        let slave = unsafe {
+            let m = libc::open(
+                c"/dev/ptmx".as_ptr(),
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            );
+            if m < 0 || libc::grantpt(m) != 0 || libc::unlockpt(m) != 0 {
+                return Err(format!("ptmx: {}", std::io::Error::last_os_error()));
+            }
+            libc::ioctl(
+                m,
+                libc::TIOCGPTPEER,
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            )
+        };
+        if slave < 0 {
+            return Err(format!("TIOCGPTPEER: {}", std::io::Error::last_os_error()));
+        }
+        mount_raw("tmpfs", "/dev/pts", Some("tmpfs"), 0)?;
+        fs::write("/dev/pts/0", "fake").map_err(|e| e.to_string())?;
+        let kind = || {
+            fs::metadata("/dev/console")
+                .map(|m| (m.mode() & libc::S_IFMT, m.rdev()))
+                .map_err(|e| e.to_string())
+        };
+        plan.mount_console(c"/dev/pts/0")
+            .map_err(|e| e.describe(&plan).to_string())?;
+        let by_path = kind()?;
+        plan.mount_console_fd(slave)
+            .map_err(|e| e.describe(&plan).to_string())?;
+        let by_fd = kind()?;
+        let real = fs::metadata(format!("/proc/self/fd/{slave}")).map_err(|e| e.to_string())?;
+        Err(format!(
+            "path: regular={} fd: char={} same-pty={}",
+            by_path.0 == libc::S_IFREG,
+            by_fd.0 == libc::S_IFCHR,
+            by_fd.1 == real.rdev()
+        ))
+    });
+    assert_eq!(
+        c.report,
+        "ERR path: regular=true fd: char=true same-pty=true\n"
+    );
 }

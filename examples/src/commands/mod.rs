@@ -1,6 +1,7 @@
 //! The table of commands, their flags and help, and the simple commands.
 
 mod cgroups;
+mod exec;
 mod image;
 mod lifecycle;
 mod run;
@@ -164,9 +165,9 @@ pub(crate) const COMMANDS: &[Command] = &[
     Command {
         name: "exec",
         args: "<container-id> <command> [args...]",
-        summary: "run a new process inside a container (not implemented yet)",
-        flags: &[],
-        handler: None,
+        summary: "run a new process inside a container",
+        flags: exec::EXEC_FLAGS,
+        handler: Some(exec::exec),
     },
     Command {
         name: "features",
@@ -460,7 +461,7 @@ mod tests {
         ] {
             assert!(find(name).is_some(), "{name}");
         }
-        for name in ["exec", "checkpoint", "restore"] {
+        for name in ["checkpoint", "restore"] {
             assert!(find(name).unwrap().handler.is_none(), "{name}");
         }
         assert!(find("frob").is_none());

@@ -1,0 +1,785 @@
+//! `exec`: one more process in a created or running container ([`Runtime::exec`]), as
+//! `runc exec` starts one.
+//!
+//! The parent (the caller of `exec`, possibly multi-threaded) prepares everything: the
+//! [`ProcessPlan`], a pidfd of the container's init (checked against the recorded start time,
+//! so a recycled pid is never entered), the set of the init's namespaces that differ from
+//! ours, the cgroup directories to join and the console socket. Then it clones a child that
+//! only runs fragile-child code (docs/DESIGN.md):
+//!
+//! 1. becomes non-dumpable (container processes can't open `/proc/<pid>/exe|fd|cwd` of the
+//!    half set-up process nor ptrace it; `execve` resets the flag), waits for `G` (the parent
+//!    moved it into the container's v1 cgroups; cgroup2 is entered at the clone, with
+//!    `clone3(CLONE_INTO_CGROUP)`), closes every inherited fd but stdio, the preserved ones and
+//!    its own (no host fd reaches the container);
+//! 2. enters all the differing namespaces at once, `setns(pidfd, flags)` (Linux 5.8): the
+//!    user namespace first, and after the mount namespace its root and cwd are the
+//!    container's;
+//! 3. if the pid or time namespace was joined (they apply to children only), forks the real
+//!    process with `CLONE_PARENT`, so that it is the caller's child, and exits;
+//! 4. the process: console, oom_score_adj, scheduler/ioPriority/personality and the LSM
+//!    label, rlimits, credentials and capabilities, the container's seccomp filter, finds the
+//!    program, marks every other fd close-on-exec and `execve`s.
+//!
+//! ## Sync protocol (SOCK_SEQPACKET pair, close-on-exec)
+//! parent -> child: `G` (in the container's cgroups).
+//! child -> parent: `P`+pid (the intermediate: the process it forked), `F` with the seccomp
+//! notify listener fd in SCM_RIGHTS (handed to `listenerPath`), `R` (about to exec),
+//! `E`+failure record (shared with the init, [`ChildFailure`]) or `X`+step+errno (a step of
+//! its own), then it exits. EOF after `R` is the exec: only then is the process reported
+//! started.
+
+use std::fs;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Component, Path, PathBuf};
+
+use berth_cgroups::{CgroupManager, CgroupPath, Layout};
+use berth_namespaces::NamespaceKind;
+use oci_spec::runtime::Process;
+
+use crate::container::Runtime;
+use crate::error::Error;
+use crate::home;
+use crate::init::{self, ChildFailure, FAILURE_LEN, InitStep};
+use crate::process::ProcessPlan;
+use crate::seccomp::{self, SeccompPlan};
+use crate::security::SecurityPlan;
+use crate::state::{self, ContainerDir, Status};
+use crate::sys::{self, PathBuf4k};
+use crate::validate::{self, ConfigError};
+
+/// How to start a process in a container (the flags of `runc exec` that are not about the
+/// process itself).
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// Unix socket to which the pty master is sent when `process.terminal` is set.
+    pub console_socket: Option<PathBuf>,
+    /// Where to write the process' host pid (atomically: temp file + rename).
+    pub pid_file: Option<PathBuf>,
+    /// Pass this many fds after stdio (3, 4, ...) into the container.
+    pub preserve_fds: u32,
+    /// runc's `--cgroup`: run in an existing sub-cgroup of the container's, given as `path`
+    /// (every hierarchy) or `ctrl[,ctrl]:path` (the v1 hierarchies of those controllers;
+    /// `cgroup2` names the unified one). Several entries (one per `--cgroup` flag) are
+    /// separated by newlines; an entry with controllers wins over a plain one.
+    pub cgroup: Option<String>,
+    /// Allow exec in a paused container (the process is frozen with it until `resume`, and
+    /// so is this call).
+    pub ignore_paused: bool,
+}
+
+/// A process started by [`Runtime::exec`]: our child, so we can wait for it.
+#[derive(Debug)]
+pub struct ExecProcess {
+    id: String,
+    pid: i32,
+}
+
+impl ExecProcess {
+    /// The container id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Host pid of the process.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Waits for the process to exit and returns its exit code as a shell reports it
+    /// (128 + N when killed by signal N). Only the process that called `exec` can wait.
+    pub fn wait(&self) -> Result<i32, Error> {
+        loop {
+            let mut status = 0;
+            // SAFETY: status is a valid out-pointer.
+            let r = unsafe { libc::waitpid(self.pid, &mut status, libc::__WALL) };
+            if r == self.pid {
+                if libc::WIFEXITED(status) {
+                    return Ok(libc::WEXITSTATUS(status));
+                }
+                if libc::WIFSIGNALED(status) {
+                    return Ok(128 + libc::WTERMSIG(status));
+                }
+                continue;
+            }
+            let e = nix::Error::last();
+            if e != nix::Error::EINTR {
+                return Err(Error::sys(format!("waitpid({})", self.pid), e));
+            }
+        }
+    }
+}
+
+/// Steps of the exec child that the init does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum ExecStep {
+    Dumpable = 1,
+    Setns,
+    Fork,
+}
+
+/// A failure in the exec child.
+#[derive(Debug, Clone, Copy)]
+enum Failure {
+    Shared(ChildFailure),
+    Own(ExecStep, i32),
+}
+
+impl<T: Into<ChildFailure>> From<T> for Failure {
+    fn from(e: T) -> Self {
+        Failure::Shared(e.into())
+    }
+}
+
+impl Failure {
+    fn encode(&self) -> [u8; FAILURE_LEN] {
+        match self {
+            Failure::Shared(f) => f.encode(),
+            Failure::Own(step, errno) => {
+                let mut out = [0u8; FAILURE_LEN];
+                out[0] = b'X';
+                out[1] = *step as u8;
+                out[2..6].copy_from_slice(&errno.to_le_bytes());
+                out
+            }
+        }
+    }
+
+    fn decode(msg: &[u8]) -> Option<Self> {
+        if msg.first() == Some(&b'X') {
+            let step = match msg.get(1)? {
+                1 => ExecStep::Dumpable,
+                2 => ExecStep::Setns,
+                3 => ExecStep::Fork,
+                _ => return None,
+            };
+            let errno = i32::from_le_bytes(msg.get(2..6)?.try_into().ok()?);
+            return Some(Failure::Own(step, errno));
+        }
+        ChildFailure::decode(msg).map(Failure::Shared)
+    }
+}
+
+/// Everything the exec child needs, prepared by the parent before the clone.
+struct ExecContext<'a> {
+    process: &'a ProcessPlan,
+    /// The container's linux.seccomp, compiled.
+    seccomp: Option<&'a SeccompPlan>,
+    /// personality, ioPriority, scheduler, AppArmor/SELinux labels.
+    security: &'a SecurityPlan,
+    sock: RawFd,
+    parent_sock: RawFd,
+    /// pidfd of the container's init, and the `CLONE_NEW*` flags of its namespaces to enter.
+    pidfd: RawFd,
+    ns_flags: libc::c_int,
+    /// A pid or time namespace is joined: fork the real process after `setns`.
+    fork: bool,
+    console_socket: RawFd,
+    setgroups_allowed: bool,
+    /// Wait for `G` (the parent moves us into v1 cgroups, or cgroup2 without clone3).
+    cgroup_sync: bool,
+}
+
+fn send(fd: RawFd, msg: &[u8]) -> Result<(), Failure> {
+    sys::write_all(fd, msg).map_err(|e| Failure::Shared(ChildFailure::Init(sync_err(e))))
+}
+
+fn sync_err(errno: i32) -> init::InitError {
+    init::InitError::new(InitStep::Sync, 1, errno)
+}
+
+fn set_pdeathsig(sig: libc::c_int) {
+    // SAFETY: PR_SET_PDEATHSIG with an integer argument.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) };
+}
+
+/// The entry point of the cloned child. Never returns.
+fn exec_main(ctx: &ExecContext<'_>) -> ! {
+    match run(ctx) {
+        Ok(never) => match never {},
+        Err(f) => {
+            let _ = sys::write_all(ctx.sock, &f.encode());
+            sys::exit_now(1)
+        }
+    }
+}
+
+fn run(ctx: &ExecContext<'_>) -> Result<std::convert::Infallible, Failure> {
+    // Before anything of the container can see us.
+    // SAFETY: plain prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(Failure::Own(ExecStep::Dumpable, sys::errno()));
+    }
+    sys::close(ctx.parent_sock);
+    // If `exec` dies before the process runs, don't linger half set up.
+    set_pdeathsig(libc::SIGKILL);
+    init::reset_signals()?;
+    if ctx.cgroup_sync {
+        init::wait_go(ctx.sock)?;
+    }
+    // No host fd may reach the container (CVE-2024-21626): only stdio, the preserved fds,
+    // and ours (the sync socket, the pidfd, the console socket, the exe guard).
+    sys::close_fds_except(
+        3 + ctx.process.preserve_fds as RawFd,
+        &[
+            ctx.sock,
+            ctx.pidfd,
+            ctx.console_socket,
+            ctx.process.guard_fd(),
+        ],
+    )
+    .map_err(|e| init::InitError::new(InitStep::SealFds, 1, e))?;
+    if ctx.ns_flags != 0 {
+        // SAFETY: setns only reads its two integer arguments.
+        if unsafe { libc::setns(ctx.pidfd, ctx.ns_flags) } != 0 {
+            return Err(Failure::Own(ExecStep::Setns, sys::errno()));
+        }
+    }
+    sys::close(ctx.pidfd);
+    if ctx.fork {
+        // SAFETY: the forked process continues with fragile-child code only; its parent is
+        // the caller of `exec` (CLONE_PARENT).
+        let pid = unsafe { sys::raw_clone((libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong) }
+            .map_err(|e| Failure::Own(ExecStep::Fork, e))?;
+        if pid > 0 {
+            let mut msg = [0u8; 5];
+            msg[0] = b'P';
+            msg[1..5].copy_from_slice(&pid.to_le_bytes());
+            send(ctx.sock, &msg)?;
+            sys::exit_now(0);
+        }
+        set_pdeathsig(libc::SIGKILL);
+    }
+    if ctx.process.terminal {
+        init::open_console(ctx.console_socket, ctx.process.console_size, None)?;
+    }
+    ctx.process.apply_oom_score_adj()?;
+    // As in the init: scheduling and I/O class while privileged, the LSM label for execve
+    // through the container's /proc, then the container's seccomp filter as late as the
+    // credentials allow (before them without no_new_privs: the kernel then wants
+    // CAP_SYS_ADMIN).
+    ctx.security.apply_process_attrs()?;
+    ctx.security.apply_exec_labels()?;
+    let mut seccomp_pending = ctx.seccomp;
+    if let Some(sc) = seccomp_pending.filter(|_| !ctx.process.no_new_privs()) {
+        init::install_seccomp_on(ctx.sock, sc)?;
+        seccomp_pending = None;
+    }
+    ctx.process.apply_credentials(ctx.setgroups_allowed)?;
+    let mut program = PathBuf4k::new();
+    ctx.process.resolve_program(&mut program)?;
+    if let Some(sc) = seccomp_pending {
+        init::install_seccomp_on(ctx.sock, sc)?;
+    }
+    ctx.process.seal_fds(ctx.sock)?;
+    // The process must outlive `exec` (e.g. `berth exec -d`).
+    set_pdeathsig(0);
+    send(ctx.sock, b"R")?;
+    Err(ctx.process.exec(&program).into())
+}
+
+/// Kills and reaps a child on drop unless disarmed.
+struct KillGuard(i32);
+
+impl Drop for KillGuard {
+    fn drop(&mut self) {
+        if self.0 > 0 {
+            // SAFETY: signalling and reaping our own child.
+            unsafe {
+                libc::kill(self.0, libc::SIGKILL);
+                let mut st = 0;
+                while libc::waitpid(self.0, &mut st, libc::__WALL) < 0
+                    && sys::errno() == libc::EINTR
+                {}
+            }
+        }
+    }
+}
+
+fn pidfd_open(pid: i32) -> Result<OwnedFd, Error> {
+    // SAFETY: pidfd_open with integer arguments.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(Error::sys(format!("pidfd_open({pid})"), nix::Error::last()));
+    }
+    // SAFETY: a new fd the kernel just gave us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// The `CLONE_NEW*` flags of the namespaces of `pid` that differ from the ones our children
+/// get, user first (the order does not matter to a pidfd `setns`, which enters them at once).
+fn differing_namespaces(pid: i32) -> Result<libc::c_int, Error> {
+    let mut flags = 0;
+    for k in NamespaceKind::ALL {
+        let theirs_path = berth_namespaces::namespace_path(pid, k);
+        let theirs = match fs::read_link(&theirs_path) {
+            Ok(l) => l,
+            // A namespace type this kernel lacks.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("read namespace", theirs_path, e)),
+        };
+        let ours_name = match k {
+            NamespaceKind::Pid => "pid_for_children",
+            NamespaceKind::Time => "time_for_children",
+            k => k.proc_name(),
+        };
+        let ours_path = PathBuf::from(format!("/proc/self/ns/{ours_name}"));
+        let ours =
+            fs::read_link(&ours_path).map_err(|e| Error::io("read namespace", &ours_path, e))?;
+        if ours != theirs {
+            flags |= k.clone_flag();
+        }
+    }
+    Ok(flags)
+}
+
+/// Where the process goes: the cgroup2 directory (opened, for clone3) and every directory
+/// whose `cgroup.procs` gets its pid from the parent.
+struct CgroupTargets {
+    v2: Option<(PathBuf, OwnedFd)>,
+    v1: Vec<PathBuf>,
+}
+
+/// Parses `--cgroup` entries: `(controllers, sub path)`, no controllers for a plain path.
+fn parse_cgroup_option(opt: &str) -> Result<Vec<(Vec<String>, PathBuf)>, Error> {
+    let bad = |entry: &str, reason: &str| {
+        Error::Config(ConfigError {
+            field: format!("--cgroup {entry:?}"),
+            reason: reason.into(),
+        })
+    };
+    let mut out: Vec<(Vec<String>, PathBuf)> = Vec::new();
+    for entry in opt.lines().map(str::trim).filter(|e| !e.is_empty()) {
+        let (ctrls, path) = match entry.split_once(':') {
+            Some((c, p)) => (
+                c.split(',')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>(),
+                p,
+            ),
+            None => (Vec::new(), entry),
+        };
+        let path = PathBuf::from(path);
+        if path.components().any(|c| matches!(c, Component::ParentDir))
+            || path.as_os_str().is_empty()
+        {
+            return Err(bad(
+                entry,
+                "must name a sub-cgroup of the container's cgroup (no \"..\")",
+            ));
+        }
+        if ctrls.is_empty() && out.iter().any(|(c, _)| c.is_empty()) {
+            return Err(bad(entry, "a second path for every controller"));
+        }
+        out.push((ctrls, path));
+    }
+    Ok(out)
+}
+
+fn cgroup_targets(cgroup: &str, opt: Option<&str>) -> Result<CgroupTargets, Error> {
+    let layout = Layout::detect()?;
+    let cg = CgroupManager::open(&layout, &CgroupPath::Absolute(PathBuf::from(cgroup)))?;
+    let subs = parse_cgroup_option(opt.unwrap_or(""))?;
+    for (ctrls, _) in &subs {
+        for c in ctrls {
+            if !cg
+                .paths()
+                .iter()
+                .any(|(names, _)| names.split(',').any(|n| n == c))
+            {
+                return Err(Error::Config(ConfigError {
+                    field: format!("--cgroup {c}:"),
+                    reason: format!("no cgroup hierarchy of this host has the controller {c:?}"),
+                }));
+            }
+        }
+    }
+    let mut targets = CgroupTargets {
+        v2: None,
+        v1: Vec::new(),
+    };
+    for (names, dir) in cg.paths() {
+        let sub = subs
+            .iter()
+            .find(|(ctrls, _)| ctrls.iter().any(|c| names.split(',').any(|n| n == c)))
+            .or_else(|| subs.iter().find(|(ctrls, _)| ctrls.is_empty()))
+            .map(|(_, p)| p.strip_prefix("/").unwrap_or(p));
+        let dir = match sub {
+            Some(s) => dir.join(s),
+            None => dir.to_path_buf(),
+        };
+        if !dir.is_dir() {
+            return Err(Error::io(
+                "join sub-cgroup (--cgroup)",
+                dir,
+                std::io::Error::from_raw_os_error(libc::ENOENT),
+            ));
+        }
+        if names == "cgroup2" {
+            let fd = fs::File::open(&dir)
+                .map_err(|e| Error::io("open cgroup", &dir, e))?
+                .into();
+            targets.v2 = Some((dir, fd));
+        } else {
+            targets.v1.push(dir);
+        }
+    }
+    Ok(targets)
+}
+
+fn join_cgroup(dir: &Path, pid: i32) -> Result<(), Error> {
+    let procs = dir.join("cgroup.procs");
+    fs::write(&procs, pid.to_string()).map_err(|e| Error::io("join cgroup", &procs, e))
+}
+
+fn describe(id: &str, f: Failure, process: &ProcessPlan) -> Error {
+    let exec_err = |what: String, errno: i32| Error::Exec {
+        id: id.to_owned(),
+        what,
+        source: nix::Error::from_raw(errno.max(0)),
+    };
+    match f {
+        Failure::Own(step, errno) => exec_err(
+            match step {
+                ExecStep::Dumpable => "prctl(PR_SET_DUMPABLE, 0)".into(),
+                ExecStep::Setns if errno == libc::EINVAL => {
+                    "setns(pidfd of the container init) into its namespaces (Linux 5.8+)".into()
+                }
+                ExecStep::Setns => "setns(pidfd of the container init) into its namespaces".into(),
+                ExecStep::Fork => "fork into the container's pid namespace".into(),
+            },
+            errno,
+        ),
+        Failure::Shared(ChildFailure::Init(e)) if e.step == InitStep::FindProgram => exec_err(
+            format!(
+                "exec: {:?}: executable file not found in $PATH",
+                process.program_name()
+            ),
+            e.errno,
+        ),
+        Failure::Shared(ChildFailure::Init(e)) => match init::describe_init(e, Some(process)) {
+            Error::Init { what, source } => Error::Exec {
+                id: id.to_owned(),
+                what,
+                source,
+            },
+            other => other,
+        },
+        Failure::Shared(other) => Error::Protocol(format!("exec child failed: {other:?}")),
+    }
+}
+
+/// Why a child that never reported anything is gone.
+fn exit_reason(pid: i32) -> String {
+    let mut st = 0;
+    // SAFETY: reaping our own child.
+    let r = unsafe { libc::waitpid(pid, &mut st, libc::__WALL) };
+    if r != pid {
+        "the exec'd process vanished during setup".into()
+    } else if libc::WIFSIGNALED(st) {
+        format!(
+            "the exec'd process was killed by signal {} during setup",
+            libc::WTERMSIG(st)
+        )
+    } else {
+        format!(
+            "the exec'd process exited with status {} during setup",
+            libc::WEXITSTATUS(st)
+        )
+    }
+}
+
+impl Runtime {
+    /// Starts `process` in the container `id` (created, running, or with
+    /// [`ExecOptions::ignore_paused`] paused): in all the namespaces of its init, in its
+    /// cgroup, with the process' own user, capabilities, rlimits, cwd, env and console.
+    /// Returns once the process has exec'd; the process is our child ([`ExecProcess::wait`]).
+    ///
+    /// `process` is used as given: build it from the container's config.json process (what
+    /// `runc exec` does without `--process`) if the container's defaults are wanted.
+    ///
+    /// ```no_run
+    /// use berth_runtime_core::{ExecOptions, Runtime};
+    /// use berth_runtime_core::oci_spec::runtime::Process;
+    ///
+    /// let rt = Runtime::new("/run/berth");
+    /// let mut p = Process::default();
+    /// p.set_args(Some(vec!["/bin/sh".into(), "-c".into(), "exit 7".into()]));
+    /// let proc = rt.exec("web", &p, &ExecOptions::default())?;
+    /// assert_eq!(proc.wait()?, 7);
+    /// # Ok::<(), berth_runtime_core::Error>(())
+    /// ```
+    pub fn exec(
+        &self,
+        id: &str,
+        process: &Process,
+        opts: &ExecOptions,
+    ) -> Result<ExecProcess, Error> {
+        let dir = ContainerDir::open(self.root(), id)?;
+        let record = dir.read_record()?.ok_or_else(|| Error::InvalidState {
+            id: id.to_owned(),
+            status: Status::Creating,
+            op: "exec in",
+        })?;
+        let refuse = |status| Error::InvalidState {
+            id: id.to_owned(),
+            status,
+            op: "exec in",
+        };
+        match state::live_status(&dir.path, &record) {
+            Status::Created | Status::Running => {}
+            Status::Paused if opts.ignore_paused => {}
+            status => return Err(refuse(status)),
+        }
+        if !process.cwd().is_absolute() {
+            return Err(Error::Config(ConfigError {
+                field: "process.cwd".into(),
+                reason: format!("{} is not an absolute path", process.cwd().display()),
+            }));
+        }
+        // The container's config as created (saved in the state dir; the bundle's for a
+        // container of an older berth): its seccomp profile and personality apply to the
+        // exec'd process too, as with runc.
+        let spec = match dir.read_config()? {
+            Some(s) => s,
+            None => validate::load_bundle_config(Path::new(&record.bundle))?,
+        };
+        let linux = spec.linux().clone().unwrap_or_default();
+        let mut warnings = Vec::new();
+        let seccomp = linux
+            .seccomp()
+            .as_ref()
+            .map(|s| SeccompPlan::prepare(s, &mut warnings))
+            .transpose()
+            .map_err(Error::Config)?;
+        let security = SecurityPlan::prepare(process, &linux).map_err(Error::Config)?;
+        let mut process = process.clone();
+        process.set_env(Some(home::with_home(
+            process.env().clone().unwrap_or_default(),
+            Path::new(&record.rootfs),
+            Path::new(&record.bundle),
+            spec.mounts().as_deref().unwrap_or_default(),
+            process.user().uid(),
+        )));
+        let process = &process;
+
+        // The init, by pidfd: once opened, a recycled pid can't redirect us; checked against
+        // the recorded start time so that it is the container's init now.
+        let pidfd = pidfd_open(record.pid).map_err(|_| refuse(Status::Stopped))?;
+        match state::process_start_time(record.pid) {
+            Some((start, st)) if start == record.start_time && st != 'Z' && st != 'X' => {}
+            _ => return Err(refuse(Status::Stopped)),
+        }
+        // From here on the pidfd names the init: release the container's lock, so that
+        // `resume` can thaw a paused container the process waits in (--ignore-paused), and a
+        // concurrent `delete` only makes the setns fail.
+        let state_path = dir.path.clone();
+        drop(dir);
+        let ns_flags = differing_namespaces(record.pid)?;
+        let fork = ns_flags & (libc::CLONE_NEWPID | libc::CLONE_NEWTIME) != 0;
+        // In a user namespace whose setgroups is "deny", setgroups(2) always fails.
+        let setgroups_allowed = fs::read_to_string(format!("/proc/{}/setgroups", record.pid))
+            .map(|s| s.trim() != "deny")
+            .unwrap_or(true);
+
+        let pplan = ProcessPlan::prepare(process, &[], opts.preserve_fds)?;
+        let console = if pplan.terminal {
+            let path = opts.console_socket.as_ref().ok_or_else(|| {
+                Error::Config(ConfigError {
+                    field: "process.terminal".into(),
+                    reason: "is set but no console socket was given (--console-socket)".into(),
+                })
+            })?;
+            Some(
+                UnixStream::connect(path)
+                    .map_err(|e| Error::io("connect console socket", path, e))?,
+            )
+        } else {
+            None
+        };
+        let targets = match &record.cgroup {
+            Some(cg) => Some(cgroup_targets(cg, opts.cgroup.as_deref())?),
+            None if opts.cgroup.is_some() => return Err(Error::NoCgroup { id: id.to_owned() }),
+            None => None,
+        };
+
+        let (parent_sock, child_sock) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::SeqPacket,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| Error::sys("socketpair", e))?;
+        let ctx = ExecContext {
+            process: &pplan,
+            seccomp: seccomp.as_ref(),
+            security: &security,
+            sock: child_sock.as_raw_fd(),
+            parent_sock: parent_sock.as_raw_fd(),
+            pidfd: pidfd.as_raw_fd(),
+            ns_flags,
+            fork,
+            console_socket: console.as_ref().map_or(-1, |c| c.as_raw_fd()),
+            setgroups_allowed,
+            cgroup_sync: targets.is_some(),
+        };
+        let into = targets
+            .as_ref()
+            .and_then(|t| t.v2.as_ref())
+            .map(|(_, fd)| fd.as_raw_fd());
+        // SAFETY: the child runs only exec_main, which follows the fragile-child rules.
+        let cloned = match into {
+            Some(fd) => unsafe { sys::raw_clone_into_cgroup(0, fd) }
+                .map(|pid| (pid, true))
+                .or_else(|e| match e {
+                    // SAFETY: as above.
+                    libc::ENOSYS | libc::E2BIG => {
+                        unsafe { sys::raw_clone(libc::SIGCHLD as libc::c_ulong) }
+                            .map(|pid| (pid, false))
+                    }
+                    e => Err(e),
+                }),
+            // SAFETY: as above.
+            None => unsafe { sys::raw_clone(libc::SIGCHLD as libc::c_ulong) }.map(|p| (p, false)),
+        };
+        let (child, in_cgroup2) =
+            cloned.map_err(|e| Error::sys("clone", nix::Error::from_raw(e)))?;
+        if child == 0 {
+            exec_main(&ctx);
+        }
+        drop(child_sock);
+        drop(console);
+        drop(pidfd);
+        let mut guard = KillGuard(child);
+
+        if let Some(t) = &targets {
+            for d in &t.v1 {
+                join_cgroup(d, child)?;
+            }
+            if let (Some((d, _)), false) = (&t.v2, in_cgroup2) {
+                join_cgroup(d, child)?;
+            }
+        }
+        let mut sock = UnixStream::from(parent_sock);
+        if ctx.cgroup_sync {
+            sock.write_all(b"G")
+                .map_err(|e| Error::io("sync with exec child", &state_path, e))?;
+        }
+        let mut pid = if fork { 0 } else { child };
+        // Read to EOF: every writer (the intermediate, the process) has then exited or exec'd.
+        // The process' `R` or failure may come before the intermediate's `P`.
+        let mut ready = false;
+        let mut failure = None;
+        let mut msg = [0u8; 64];
+        // The seccomp notify listener, until the process' pid is known.
+        let mut listener_fd: Option<OwnedFd> = None;
+        loop {
+            let (n, passed_fd) = match crate::container::recv_msg(&sock, &mut msg) {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("sync with exec child", &state_path, e)),
+            };
+            match msg.get(..n).unwrap_or(&[]) {
+                [] => break,
+                [b'P', a, b, c, d] if fork && pid == 0 => {
+                    pid = i32::from_le_bytes([*a, *b, *c, *d]);
+                    // The intermediate exits right after; the process is our child too.
+                    let mut st = 0;
+                    // SAFETY: reaping our own child.
+                    unsafe { libc::waitpid(child, &mut st, libc::__WALL) };
+                    guard.0 = pid;
+                }
+                [b'R'] => ready = true,
+                [b'F'] if passed_fd.is_some() && seccomp.is_some() => listener_fd = passed_fd,
+                m if m.len() >= FAILURE_LEN && matches!(m[0], b'E' | b'X') => {
+                    failure.get_or_insert_with(|| {
+                        Failure::decode(m)
+                            .map(|f| describe(id, f, &pplan))
+                            .unwrap_or_else(|| {
+                                Error::Protocol("undecodable error record from exec child".into())
+                            })
+                    });
+                }
+                m => {
+                    return Err(Error::Protocol(format!(
+                        "unexpected message {:#x} from exec child",
+                        m[0]
+                    )));
+                }
+            }
+            // The agent at listenerPath gets the listener with the container's state and
+            // the exec'd process' pid (the process may wait on it: don't hold it back).
+            if let (Some(sc), true) = (&seccomp, pid > 0 && listener_fd.is_some()) {
+                if let Some(fd) = listener_fd.take() {
+                    let st: serde_json::Value = serde_json::from_slice(
+                        &crate::container::state_json(&record, Status::Running),
+                    )
+                    .map_err(|e| Error::Protocol(format!("state JSON: {e}")))?;
+                    let metadata = linux
+                        .seccomp()
+                        .as_ref()
+                        .and_then(|s| s.listener_metadata().clone());
+                    seccomp::send_to_listener(sc, metadata.as_deref(), &st, pid, fd.as_raw_fd())?;
+                }
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if !ready || pid <= 0 {
+            return Err(Error::Protocol(exit_reason(guard.0)));
+        }
+        if let Some(p) = &opts.pid_file {
+            crate::container::write_pid_file(p, pid)?;
+        }
+        guard.0 = 0;
+        Ok(ExecProcess {
+            id: id.to_owned(),
+            pid,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_failures_round_trip() {
+        for (step, errno) in [
+            (ExecStep::Dumpable, libc::EPERM),
+            (ExecStep::Setns, libc::EINVAL),
+            (ExecStep::Fork, libc::EAGAIN),
+        ] {
+            let bytes = Failure::Own(step, errno).encode();
+            match Failure::decode(&bytes) {
+                Some(Failure::Own(s, e)) => assert_eq!((s, e), (step, errno)),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(Failure::decode(b"X\x09\0\0\0\0\0\0\0\0\0\0\0\0").is_none());
+    }
+
+    #[test]
+    fn cgroup_option_entries() {
+        let e = parse_cgroup_option("sub\ncpu,memory:/other\npids:p").unwrap();
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[0], (vec![], PathBuf::from("sub")));
+        assert_eq!(
+            e[1],
+            (
+                vec!["cpu".to_string(), "memory".to_string()],
+                PathBuf::from("/other")
+            )
+        );
+        for bad in ["../up", "cpu:a/../../b", "a\nb", "cpu:"] {
+            let err = parse_cgroup_option(bad).unwrap_err();
+            assert!(err.to_string().contains("--cgroup"), "{bad}: {err}");
+        }
+    }
+}
