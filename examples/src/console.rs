@@ -182,6 +182,36 @@ impl Drop for RawTty {
 }
 
 /// Copies the window size of terminal `from` to terminal `to` (for the pty master).
+/// How long to wait for the runtime to hand over the console, per step (milliseconds).
+pub(crate) const CONSOLE_TIMEOUT_MS: u16 = 10_000;
+
+/// The foreground side of `-t` without `--console-socket`: takes the pty master the runtime
+/// sent to `console` (if any), sizes it like our terminal and puts our terminal in raw mode
+/// (restored when the returned guard drops).
+pub(crate) fn take_console(
+    console: Option<ConsoleSocket>,
+    log: &crate::logging::Logger,
+) -> Result<(Option<OwnedFd>, Option<RawTty>), CliError> {
+    let master = console
+        .as_ref()
+        .map(|c| c.receive(CONSOLE_TIMEOUT_MS))
+        .transpose()?;
+    drop(console);
+    let raw = match &master {
+        Some(m) => {
+            let stdin = std::io::stdin();
+            if nix::unistd::isatty(stdin.as_fd()).unwrap_or(false) {
+                if let Err(e) = copy_winsize(stdin.as_fd(), m.as_fd()) {
+                    log.debug(|| format!("console size: {e}"));
+                }
+            }
+            RawTty::enable()?
+        }
+        None => None,
+    };
+    Ok((master, raw))
+}
+
 pub(crate) fn copy_winsize(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> Result<(), CliError> {
     let mut ws = libc::winsize {
         ws_row: 0,

@@ -95,6 +95,9 @@ fn utf8_args(args: impl IntoIterator<Item = OsString>) -> Result<Vec<String>, Cl
 }
 
 /// Reports a failure the way runc does and returns the exit status (1).
+/// Exit status of `exec` when the process could not be started (runc's).
+const EXEC_FAILED: i32 = 255;
+
 fn fail(log: &Logger, err: &CliError, help: Option<String>) -> i32 {
     if let Some(help) = help {
         // runc prints "Incorrect Usage" and the help on stdout; the error itself is logged.
@@ -237,6 +240,12 @@ fn dispatch(global: &Parsed, log: Logger) -> Result<i32, Failure> {
     let ctx = commands::Ctx { runtime, log };
     match handler(&ctx, &parsed) {
         Ok(code) => Ok(code),
+        // As runc does, a failed exec exits 255, which no exit status of the process can be
+        // confused with (berth exec reports the process' status as its own).
+        Err(e) if cmd.name == "exec" && !matches!(e, CliError::ArgCount { .. }) => {
+            fail(&ctx.log, &e, None);
+            Ok(EXEC_FAILED)
+        }
         Err(e) => {
             // Like runc, a wrong number of arguments shows the command's help; a bad flag
             // value found by the command (--format xml) is reported alone.

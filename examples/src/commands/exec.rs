@@ -6,7 +6,6 @@
 //! (a runtime-spec `process` object) and the flags about the process are ignored, like the
 //! arguments after the id.
 
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use berth_runtime_core::ExecOptions;
@@ -15,12 +14,9 @@ use berth_runtime_core::oci_spec::runtime::{Capability, Process};
 use super::Ctx;
 use super::lifecycle::check_console;
 use crate::args::{Flag, Parsed};
-use crate::console::{ConsoleSocket, RawTty, copy_winsize};
+use crate::console::{ConsoleSocket, take_console};
 use crate::error::CliError;
 use crate::foreground::{Signals, supervise};
-
-/// How long to wait for the runtime to hand over the console, per step (milliseconds).
-const CONSOLE_TIMEOUT_MS: u16 = 10_000;
 
 /// The flags of `berth exec` (those of `runc exec`).
 pub(crate) const EXEC_FLAGS: &[Flag] = &[
@@ -284,23 +280,7 @@ pub(crate) fn exec(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
     let Some(signals) = signals else {
         return Ok(0);
     };
-    let master = console
-        .as_ref()
-        .map(|c| c.receive(CONSOLE_TIMEOUT_MS))
-        .transpose()?;
-    drop(console);
-    let raw = match &master {
-        Some(m) => {
-            let stdin = std::io::stdin();
-            if nix::unistd::isatty(stdin.as_fd()).unwrap_or(false) {
-                if let Err(e) = copy_winsize(stdin.as_fd(), m.as_fd()) {
-                    ctx.log.debug(|| format!("console size: {e}"));
-                }
-            }
-            RawTty::enable()?
-        }
-        None => None,
-    };
+    let (master, raw) = take_console(console, &ctx.log)?;
     let code = supervise(&proc, &signals, master, &ctx.log);
     drop(raw);
     code

@@ -1,20 +1,15 @@
 //! `berth run`: create + start, then (in the foreground) supervise, wait and delete.
 
-use std::os::fd::AsFd;
-
 use berth_runtime_core::Runtime;
 use nix::errno::Errno;
 
 use super::lifecycle::{check_console, config_wants_terminal};
 use super::{Ctx, create_options, one_id};
 use crate::args::Parsed;
-use crate::console::{ConsoleSocket, RawTty, copy_winsize};
+use crate::console::{ConsoleSocket, take_console};
 use crate::error::CliError;
 use crate::foreground::{Signals, supervise};
 use crate::logging::Logger;
-
-/// How long to wait for the runtime to hand over the console, per step (milliseconds).
-const CONSOLE_TIMEOUT_MS: u16 = 10_000;
 
 /// Force-deletes the container on drop unless disarmed: a `run` that fails half-way leaves
 /// nothing behind.
@@ -87,23 +82,7 @@ pub(crate) fn run(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
     };
     // The runtime sent the pty master while creating: take it and size the container's
     // terminal like ours before the user process runs.
-    let master = console
-        .as_ref()
-        .map(|c| c.receive(CONSOLE_TIMEOUT_MS))
-        .transpose()?;
-    drop(console);
-    let raw = match &master {
-        Some(m) => {
-            let stdin = std::io::stdin();
-            if nix::unistd::isatty(stdin.as_fd()).unwrap_or(false) {
-                if let Err(e) = copy_winsize(stdin.as_fd(), m.as_fd()) {
-                    ctx.log.debug(|| format!("console size: {e}"));
-                }
-            }
-            RawTty::enable()?
-        }
-        None => None,
-    };
+    let (master, raw) = take_console(console, &ctx.log)?;
     ctx.runtime.start(id)?;
     let Some(signals) = signals else {
         guard.armed = false;
