@@ -4,32 +4,22 @@
 //! and bundle in fresh temporary directories and unique container ids; a guard force-deletes
 //! the containers and removes the directories even when the test fails.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{BERTH, berth_cmd, busybox_rootfs, edit_json, run_to_files, text, unique};
 use rstest::rstest;
 use serde_json::Value;
 
-const BERTH: &str = env!("CARGO_BIN_EXE_berth");
-const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "sleep", "ls", "hostname", "id", "true", "false", "kill", "env", "read",
     "test", "pwd", "tty", "stty",
 ];
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
-}
 
 /// A test's private world: `--root`, a busybox bundle, and the ids it hands out.
 struct World {
@@ -73,18 +63,11 @@ impl World {
     }
 
     fn edit_config(&self, f: impl FnOnce(&mut Value)) {
-        let path = self.config_path();
-        let mut cfg: Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        f(&mut cfg);
-        std::fs::write(&path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+        edit_json(&self.config_path(), f);
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BERTH);
-        c.arg("--root").arg(&self.root).args(args);
-        c.stdin(Stdio::null());
-        c
+        berth_cmd(&self.root, args)
     }
 
     /// Runs `berth --root ROOT args...` to completion.
@@ -92,23 +75,7 @@ impl World {
     /// stdout and stderr go to files, not pipes: a container started by `create` or `run -d`
     /// inherits them (as with runc) and would keep a pipe open long after berth exited.
     fn berth(&self, args: &[&str]) -> Output {
-        let n = unique("out");
-        let out_path = self.dir.join(format!("{n}.stdout"));
-        let err_path = self.dir.join(format!("{n}.stderr"));
-        let status = self
-            .cmd(args)
-            .stdout(std::fs::File::create(&out_path).unwrap())
-            .stderr(std::fs::File::create(&err_path).unwrap())
-            .status()
-            .unwrap();
-        let out = Output {
-            status,
-            stdout: std::fs::read(&out_path).unwrap(),
-            stderr: std::fs::read(&err_path).unwrap(),
-        };
-        let _ = std::fs::remove_file(out_path);
-        let _ = std::fs::remove_file(err_path);
-        out
+        run_to_files(self.cmd(args), &self.dir)
     }
 
     fn bundle_str(&self) -> &str {
@@ -165,18 +132,8 @@ impl Drop for World {
 }
 
 fn make_rootfs(rootfs: &Path) {
-    for d in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
-        std::fs::create_dir_all(rootfs.join(d)).unwrap();
-    }
-    std::fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
-    for applet in APPLETS {
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-    }
+    busybox_rootfs(rootfs, APPLETS);
     std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 fn assert_ok(out: &Output) {

@@ -15,17 +15,18 @@
 //! A guard tears it all down even when the test fails: containers, conmon, shims, containerd,
 //! mounts, cgroups, directories.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-const BERTH: &str = env!("CARGO_BIN_EXE_berth");
-const BUSYBOX: &str = "/bin/busybox";
+use common::{BERTH, BUSYBOX, unique};
+
 /// The image's ref name in the layout and in containerd.
 const REF: &str = "busybox";
 const CTR_IMAGE: &str = "berth.test/busybox:latest";
@@ -43,16 +44,6 @@ const PODMAN_RUN_FLAGS: &[&str] = &[
 ];
 /// The terminal size set on the outer pty, which the container must see.
 const TTY_SIZE: &str = "stty cols 91 rows 17";
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
-}
 
 // ---------------------------------------------------------------------------------------
 // Tools, runtimes, comparison.
@@ -154,9 +145,9 @@ fn spawn(cmd: &mut Command, scratch: &Path) -> Running {
 /// [`spawn`] for cleanup paths: never panics. stdin is /dev/null, or with `stdin_pipe` a pipe
 /// that stays open (no end of file) until the command finishes.
 fn try_spawn(cmd: &mut Command, scratch: &Path, stdin_pipe: bool) -> Result<Running, String> {
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let out = scratch.join(format!("cmd-{n}.stdout"));
-    let err = scratch.join(format!("cmd-{n}.stderr"));
+    let n = unique("cmd");
+    let out = scratch.join(format!("{n}.stdout"));
+    let err = scratch.join(format!("{n}.stderr"));
     let what = format!("{cmd:?}");
     let file = |p: &Path| File::create(p).map_err(|e| format!("create {p:?}: {e}"));
     let start = Instant::now();
@@ -835,6 +826,25 @@ struct Seen {
     stdout: String,
 }
 
+impl From<Out> for Seen {
+    fn from(out: Out) -> Seen {
+        Seen {
+            code: out.code,
+            stdout: out.stdout,
+        }
+    }
+}
+
+/// What the exec scenarios check: the plain exec's status and output, and that the `-t` one
+/// ran on a pty of [`TTY_SIZE`] and exited 4.
+fn assert_execs(exec: &Seen, code: i32, stdout: &str, tty: &Seen) {
+    assert_eq!(exec.code, Some(code), "{exec:?}");
+    assert_eq!(exec.stdout, stdout);
+    assert_eq!(tty.code, Some(4), "{tty:?}");
+    assert!(tty.stdout.starts_with("/dev/pts/"), "{tty:?}");
+    assert!(tty.stdout.ends_with("\n17 91\n"), "{tty:?}");
+}
+
 #[test]
 fn podman_run_output_equals_runc() {
     let Some(pm) = Podman::new("podman_run_output_equals_runc") else {
@@ -964,11 +974,7 @@ fn podman_tty_equals_runc() {
             &["--rm", "-t"],
             &["sh", "-c", "tty; stty size; echo $TERM; exit 3"],
         );
-        let out = in_pty(&cmd, pm.dir.path(), 120);
-        Seen {
-            code: out.code,
-            stdout: out.stdout,
-        }
+        Seen::from(in_pty(&cmd, pm.dir.path(), 120))
     });
     assert_eq!(seen.code, Some(3));
     assert_eq!(seen.stdout, "/dev/pts/0\n17 91\nxterm\n");
@@ -1120,23 +1126,9 @@ fn podman_exec_equals_runc() {
         let tty = in_pty(&cmd, pm.dir.path(), 120);
         let top = pm.podman(rt, &["top", &id, "args"]).ok().stdout;
         pm.podman(rt, &["rm", "-f", "-t", "0", &id]).ok();
-        (
-            Seen {
-                code: exec.code,
-                stdout: exec.stdout,
-            },
-            Seen {
-                code: tty.code,
-                stdout: tty.stdout,
-            },
-            top,
-        )
+        (Seen::from(exec), Seen::from(tty), top)
     });
-    assert_eq!(seen.0.code, Some(7));
-    assert_eq!(seen.0.stdout, "bar\n/tmp\n0\n");
-    assert_eq!(seen.1.code, Some(4));
-    assert!(seen.1.stdout.starts_with("/dev/pts/"), "{seen:?}");
-    assert!(seen.1.stdout.ends_with("\n17 91\n"), "{seen:?}");
+    assert_execs(&seen.0, 7, "bar\n/tmp\n0\n", &seen.1);
 }
 
 #[test]
@@ -1285,6 +1277,14 @@ impl Containerd {
             .and_then(|l| l.split_whitespace().nth(2))
             .unwrap_or("")
             .to_string()
+    }
+
+    /// `ctr task kill -s KILL ID`, then waits until the task is stopped.
+    fn kill_task(&self, id: &str) {
+        self.ctr_out(&["task", "kill", "-s", "KILL", id]).ok();
+        wait_until(&format!("{id} to stop"), 20, || {
+            self.task_status(id) == "STOPPED"
+        });
     }
 
     fn cgroup_of(&self, id: &str) -> String {
@@ -1496,11 +1496,7 @@ fn containerd_tty_equals_runc() {
         let script = "i=0; while [ \"$(stty size 2>/dev/null)\" != '17 91' ] && [ $i -lt 50 ]; \
                       do sleep 0.1; i=$((i+1)); done; tty; stty size; exit 3";
         let cmd = cd.run_cmd(rt, &["--rm", "-t"], &id, &["/bin/sh", "-c", script]);
-        let out = in_pty(&cmd, cd.dir.path(), 120);
-        Seen {
-            code: out.code,
-            stdout: out.stdout,
-        }
+        Seen::from(in_pty(&cmd, cd.dir.path(), 120))
     });
     assert_eq!(seen.code, Some(3));
     assert_eq!(seen.stdout, "/dev/pts/0\n17 91\n");
@@ -1525,10 +1521,7 @@ fn containerd_task_lifecycle_equals_runc() {
             let paused = (cd.task_status(&id), freezer_state(&cg));
             cd.ctr_out(&["task", "resume", &id]).ok();
             let resumed = (cd.task_status(&id), freezer_state(&cg));
-            cd.ctr_out(&["task", "kill", "-s", "KILL", &id]).ok();
-            wait_until(&format!("{id} to stop"), 20, || {
-                cd.task_status(&id) == "STOPPED"
-            });
+            cd.kill_task(&id);
             let delete = cd.ctr_out(&["task", "delete", &id]);
             let delete = (delete.code, delete.stderr.contains("exit code 137"));
             let cdelete = cd.ctr_out(&["container", "delete", &id]).code;
@@ -1615,29 +1608,12 @@ fn containerd_task_exec_equals_runc() {
         ]);
         let tty = in_pty(&cmd, cd.dir.path(), 120);
         let ps = cd.ctr_out(&["task", "ps", &id]).ok().stdout.lines().count();
-        cd.ctr_out(&["task", "kill", "-s", "KILL", &id]).ok();
-        wait_until(&format!("{id} to stop"), 20, || {
-            cd.task_status(&id) == "STOPPED"
-        });
+        cd.kill_task(&id);
         cd.ctr_out(&["task", "delete", &id]);
         cd.ctr_out(&["container", "delete", &id]).ok();
-        (
-            Seen {
-                code: exec.code,
-                stdout: exec.stdout,
-            },
-            Seen {
-                code: tty.code,
-                stdout: tty.stdout,
-            },
-            ps,
-        )
+        (Seen::from(exec), Seen::from(tty), ps)
     });
-    assert_eq!(seen.0.code, Some(6));
-    assert_eq!(seen.0.stdout, "in\n/tmp\n");
-    assert_eq!(seen.1.code, Some(4));
-    assert!(seen.1.stdout.starts_with("/dev/pts/"), "{seen:?}");
-    assert!(seen.1.stdout.ends_with("\n17 91\n"), "{seen:?}");
+    assert_execs(&seen.0, 6, "in\n/tmp\n", &seen.1);
 }
 
 #[test]

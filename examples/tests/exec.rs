@@ -1,36 +1,22 @@
 //! `berth exec` from the outside: the binary run against real containers, its output and exit
 //! status checked, and compared with `runc exec` on the same bundle.
 
-use std::io::{IoSliceMut, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+mod common;
+
+use std::io::Read;
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use common::console::{accept_master, read_master};
+use common::{berth_cmd, busybox_rootfs, edit_json, run_to_files, text, unique};
 use serde_json::Value;
 
-const BERTH: &str = env!("CARGO_BIN_EXE_berth");
-const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "sleep", "ls", "hostname", "id", "true", "grep", "kill", "env", "pwd",
     "tty", "readlink", "test",
 ];
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// A bundle running `sleep 1000`, a berth root, and the containers started from them
 /// (force-deleted on drop, with berth and with runc).
@@ -47,14 +33,7 @@ impl World {
     fn new() -> World {
         let dir = std::env::temp_dir().join(unique("berth-exec-test"));
         let bundle = dir.join("bundle");
-        let rootfs = bundle.join("rootfs");
-        for d in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
-            std::fs::create_dir_all(rootfs.join(d)).expect("mkdir rootfs");
-        }
-        std::fs::copy(BUSYBOX, rootfs.join("bin/busybox")).expect("copy busybox");
-        for a in APPLETS {
-            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).expect("symlink");
-        }
+        busybox_rootfs(&bundle.join("rootfs"), APPLETS);
         let world = World {
             root: dir.join("root"),
             runc_root: dir.join("runc-root"),
@@ -65,23 +44,16 @@ impl World {
         };
         let out = world.berth(&["spec", "--bundle", world.bundle.to_str().expect("utf8")]);
         assert!(out.status.success(), "spec: {}", text(&out.stderr));
-        let path = world.bundle.join("config.json");
-        let mut cfg: Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).expect("read config"))
-                .expect("parse config");
-        cfg["process"]["terminal"] = Value::Bool(false);
-        cfg["process"]["args"] = serde_json::json!(["sleep", "1000"]);
-        cfg["hostname"] = Value::from("exec-test");
-        std::fs::write(&path, serde_json::to_string_pretty(&cfg).expect("json"))
-            .expect("write config");
+        edit_json(&world.bundle.join("config.json"), |cfg| {
+            cfg["process"]["terminal"] = Value::Bool(false);
+            cfg["process"]["args"] = serde_json::json!(["sleep", "1000"]);
+            cfg["hostname"] = Value::from("exec-test");
+        });
         world
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BERTH);
-        c.arg("--root").arg(&self.root).args(args);
-        c.stdin(Stdio::null());
-        c
+        berth_cmd(&self.root, args)
     }
 
     /// Runs berth with stdout and stderr in files (a detached process keeps no pipe open).
@@ -135,24 +107,6 @@ impl Drop for World {
     }
 }
 
-fn run_to_files(mut cmd: Command, dir: &Path) -> Output {
-    let n = unique("out");
-    let (o, e) = (dir.join(format!("{n}.out")), dir.join(format!("{n}.err")));
-    let status = cmd
-        .stdout(std::fs::File::create(&o).expect("stdout file"))
-        .stderr(std::fs::File::create(&e).expect("stderr file"))
-        .status()
-        .expect("spawn");
-    let out = Output {
-        status,
-        stdout: std::fs::read(&o).unwrap_or_default(),
-        stderr: std::fs::read(&e).unwrap_or_default(),
-    };
-    let _ = std::fs::remove_file(o);
-    let _ = std::fs::remove_file(e);
-    out
-}
-
 fn ns(pid: i32, name: &str) -> String {
     std::fs::read_link(format!("/proc/{pid}/ns/{name}"))
         .map(|l| l.to_string_lossy().into_owned())
@@ -201,7 +155,8 @@ fn missing_program_and_bad_states_are_errors() {
     let mut w = World::new();
     let (id, _) = w.start();
     let out = w.berth(&["exec", &id, "nosuch"]);
-    assert_ne!(out.status.code(), Some(0));
+    // runc's status for an exec that could not start: never a process' own status.
+    assert_eq!(out.status.code(), Some(255));
     let err = text(&out.stderr);
     assert!(
         err.contains(r#"exec: \"nosuch\": executable file not found in $PATH"#)
@@ -365,56 +320,6 @@ fn signals_are_forwarded_to_the_process() {
     assert_eq!(rest, "got-term\n");
 }
 
-/// Receives one fd from an accepted console socket connection.
-fn recv_fd(conn: &std::os::unix::net::UnixStream) -> OwnedFd {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-    let mut buf = [0u8; 4096];
-    let mut cmsg = nix::cmsg_space!(std::os::fd::RawFd);
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::empty(),
-    )
-    .expect("recvmsg");
-    let mut fd = None;
-    for c in msg.cmsgs().expect("cmsgs") {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            for f in fds {
-                // SAFETY: the kernel just installed this fd in our table for us.
-                fd.get_or_insert(unsafe { OwnedFd::from_raw_fd(f) });
-            }
-        }
-    }
-    fd.expect("no fd in the console message")
-}
-
-/// Reads a pty master until the slave side is gone (EIO) or 10 s pass.
-fn read_master(master: &OwnedFd) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut out = Vec::new();
-    let mut buf = [0u8; 1024];
-    while Instant::now() < deadline {
-        let mut pfd = libc::pollfd {
-            fd: master.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: pfd is a valid pollfd.
-        if unsafe { libc::poll(&mut pfd, 1, 100) } <= 0 {
-            continue;
-        }
-        // SAFETY: buf is valid for its length.
-        let n = unsafe { libc::read(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n <= 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n as usize]);
-    }
-    String::from_utf8_lossy(&out).replace('\r', "")
-}
-
 #[test]
 fn tty_with_console_socket_and_in_the_foreground() {
     let mut w = World::new();
@@ -436,9 +341,8 @@ fn tty_with_console_socket_and_in_the_foreground() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let (conn, _) = listener.accept().expect("accept");
-    let master = recv_fd(&conn);
-    let seen = read_master(&master);
+    let master = accept_master(&listener);
+    let seen = read_master(&master, Duration::from_secs(10));
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
     assert!(seen.contains("tty=/dev/pts/"), "{seen:?}");

@@ -20,14 +20,14 @@ use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
-use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_runtime_core::CreateOptions;
 use berth_runtime_core::oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Spec};
 use common::{Bundle, TempDir, unique};
+use support::console::read_master;
 use support::*;
 
 /// The role a re-executed copy of this test binary plays (see `cve_2019_5736_role`).
@@ -356,25 +356,25 @@ fn cve_2021_30465_mount_target_swapped_by_another_container_stays_inside() {
     let vol_src = vol.path().to_string_lossy().into_owned();
     let tag = unique("evil");
     let host_evil = Path::new("/").join(&tag);
+    // Both containers bind the shared volume on /vol.
+    let vol_bundle = || {
+        let mut b = Bundle::new();
+        fs::create_dir_all(b.rootfs().join("vol")).expect("mkdir");
+        add_mount(
+            &mut b.spec,
+            mount("/vol", "bind", &vol_src, &["rbind", "rw"]),
+        );
+        b
+    };
     // Container A flips vol/x between a directory and a symlink to / as fast as it can.
-    let mut a = Bundle::new();
-    fs::create_dir_all(a.rootfs().join("vol")).expect("mkdir");
-    add_mount(
-        &mut a.spec,
-        mount("/vol", "bind", &vol_src, &["rbind", "rw"]),
-    );
+    let mut a = vol_bundle();
     sh(
         &mut a,
         "while [ ! -e /vol/stop ]; do rm -rf /vol/x; mkdir -p /vol/x/sub; rm -rf /vol/x; \
          ln -s / /vol/x; done 2>/dev/null; true",
     );
     // Container B mounts tmpfs below /vol/x.
-    let mut b = Bundle::new();
-    fs::create_dir_all(b.rootfs().join("vol")).expect("mkdir");
-    add_mount(
-        &mut b.spec,
-        mount("/vol", "bind", &vol_src, &["rbind", "rw"]),
-    );
+    let mut b = vol_bundle();
     add_mount(
         &mut b.spec,
         mount(&format!("/vol/x/{tag}"), "tmpfs", "tmpfs", &["size=64k"]),
@@ -475,56 +475,6 @@ fn cve_2025_31133_dev_null_symlink_is_never_used_for_masking() {
     assert_eq!(core_pattern(), before);
 }
 
-/// Accepts one console-socket connection and returns the pty master it carries.
-fn recv_master(listener: &UnixListener) -> OwnedFd {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-    let (conn, _) = listener.accept().expect("accept");
-    let mut buf = [0u8; 256];
-    let mut cmsg = nix::cmsg_space!(std::os::fd::RawFd);
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .expect("recvmsg");
-    for c in msg.cmsgs().expect("cmsgs") {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(f) = fds.first() {
-                // SAFETY: the kernel just installed this fd for us.
-                return unsafe { OwnedFd::from_raw_fd(*f) };
-            }
-        }
-    }
-    panic!("no fd in the console message");
-}
-
-/// Drains a pty master until the slave side is gone or `limit` passes.
-fn drain(master: &OwnedFd, limit: Duration) -> String {
-    let deadline = Instant::now() + limit;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 1024];
-    while Instant::now() < deadline {
-        let mut pfd = libc::pollfd {
-            fd: master.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: pfd is a valid pollfd.
-        if unsafe { libc::poll(&mut pfd, 1, 100) } <= 0 {
-            continue;
-        }
-        // SAFETY: buf is valid for its length.
-        let n = unsafe { libc::read(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n <= 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n as usize]);
-    }
-    String::from_utf8_lossy(&out).replace('\r', "")
-}
-
 #[test]
 fn cve_2025_52565_dev_console_symlink_is_not_followed() {
     let before = core_pattern();
@@ -542,25 +492,11 @@ fn cve_2025_52565_dev_console_symlink_is_not_followed() {
         b.rootfs().join("dev/console"),
     )
     .expect("symlink");
-    b.write();
-    let sock_dir = TempDir::new("berth-console");
-    let sock = sock_dir.path().join("console.sock");
-    let listener = UnixListener::bind(&sock).expect("bind");
     let h = Harness::new();
     let id = h.id("console");
-    let c = h
-        .create_opts(
-            &id,
-            &CreateOptions {
-                bundle: b.path().to_path_buf(),
-                console_socket: Some(sock.clone()),
-                ..Default::default()
-            },
-        )
-        .expect("create");
-    let master = recv_master(&listener);
+    let (c, master, _) = h.create_with_console(&id, &b);
     h.rt.start(&id).expect("start");
-    let text = drain(&master, Duration::from_secs(20));
+    let text = read_master(&master, Duration::from_secs(20));
     assert_eq!(h.wait(&c), 0, "{text}");
     h.rt.delete(&id, false).expect("delete");
     // A pty slave (major 136 = 0x88), not the procfs file.
@@ -573,6 +509,18 @@ fn cve_2025_52565_dev_console_symlink_is_not_followed() {
     // The symlink was replaced by the mount point, not followed.
     let meta = fs::symlink_metadata(b.rootfs().join("dev/console")).expect("stat");
     assert!(meta.is_file(), "{meta:?}");
+}
+
+/// Asks for the sysctl `kernel.domainname = value`.
+fn sysctl_domainname(b: &mut Bundle, value: &str) {
+    b.spec
+        .linux_mut()
+        .as_mut()
+        .expect("linux")
+        .set_sysctl(Some(HashMap::from([(
+            "kernel.domainname".to_string(),
+            value.to_string(),
+        )])));
 }
 
 #[test]
@@ -590,14 +538,7 @@ fn cve_2025_52881_mounts_into_proc_sys_and_fake_proc_are_refused() {
             &["bind"],
         ),
     );
-    b.spec
-        .linux_mut()
-        .as_mut()
-        .expect("linux")
-        .set_sysctl(Some(HashMap::from([(
-            "kernel.domainname".to_string(),
-            "|/bin/pwned".to_string(),
-        )])));
+    sysctl_domainname(&mut b, "|/bin/pwned");
     let err = h
         .create(&h.id("sysctl"), &b)
         .expect_err("mount into /proc/sys");
@@ -607,14 +548,7 @@ fn cve_2025_52881_mounts_into_proc_sys_and_fake_proc_are_refused() {
     let mut b = Bundle::new();
     drop_mount(&mut b.spec, "/proc");
     add_mount(&mut b.spec, mount("/proc", "bind", "/proc/sys", &["rbind"]));
-    b.spec
-        .linux_mut()
-        .as_mut()
-        .expect("linux")
-        .set_sysctl(Some(HashMap::from([(
-            "kernel.domainname".to_string(),
-            "pwned".to_string(),
-        )])));
+    sysctl_domainname(&mut b, "pwned");
     let err = h.create(&h.id("fakeproc"), &b).expect_err("fake /proc");
     assert_err_contains(&err, &["linux.sysctl kernel.domainname"]);
     assert_eq!(core_pattern(), before);

@@ -8,55 +8,82 @@ mod support;
 use std::collections::BTreeSet;
 use std::ffi::CString;
 use std::fs;
-use std::io::IoSliceMut;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use berth_runtime_core::oci_spec::runtime::{Capability, LinuxCapabilities, Process, User};
 use berth_runtime_core::{Container, Error, ExecOptions, ExecProcess, Status};
 use common::{Bundle, TempDir};
+use support::console::{accept_master, read_master};
 use support::*;
 
-/// Kills and reaps an exec'd process on drop if the test did not wait for it.
-struct Reap(i32);
+/// An exec'd process, killed and reaped on drop if the test did not wait for it.
+struct Exec {
+    p: ExecProcess,
+    reaped: bool,
+}
 
-impl Drop for Reap {
+impl Exec {
+    fn new(p: ExecProcess) -> Exec {
+        Exec { p, reaped: false }
+    }
+
+    fn pid(&self) -> i32 {
+        self.p.pid()
+    }
+
+    /// Waits for the process (killing it after [`WAIT_LIMIT`]) and returns its exit code.
+    fn wait(&mut self) -> i32 {
+        let pid = self.pid();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let code = std::thread::scope(|s| {
+            s.spawn(|| {
+                let deadline = Instant::now() + WAIT_LIMIT;
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    if Instant::now() >= deadline {
+                        // SAFETY: our unreaped child.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            });
+            let r = self.p.wait();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            r
+        });
+        self.reaped = true;
+        code.expect("ExecProcess::wait")
+    }
+
+    /// Sends `signal` to the process and returns its exit code.
+    fn kill(&mut self, signal: i32) -> i32 {
+        // SAFETY: signalling our own child, not reaped yet (so not recycled).
+        unsafe { libc::kill(self.pid(), signal) };
+        self.wait()
+    }
+}
+
+impl Drop for Exec {
     fn drop(&mut self) {
-        if self.0 > 0 {
+        if !self.reaped {
             // SAFETY: signalling and reaping our own child (not reaped yet, so not recycled).
             unsafe {
-                libc::kill(self.0, libc::SIGKILL);
+                libc::kill(self.pid(), libc::SIGKILL);
                 let mut st = 0;
-                libc::waitpid(self.0, &mut st, libc::__WALL);
+                libc::waitpid(self.pid(), &mut st, libc::__WALL);
             }
         }
     }
 }
 
-/// Waits for an exec'd process (killing it after a limit) and returns its exit code.
-fn wait(p: &ExecProcess, reap: &mut Reap) -> i32 {
-    let pid = p.pid();
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let code = std::thread::scope(|s| {
-        s.spawn(|| {
-            let deadline = Instant::now() + WAIT_LIMIT;
-            while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                if Instant::now() >= deadline {
-                    // SAFETY: our unreaped child.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        });
-        let r = p.wait();
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
-        r
-    });
-    reap.0 = 0;
-    code.expect("ExecProcess::wait")
+/// Execs `p` in container `id` with `opts`.
+fn exec(h: &Harness, id: &str, p: &Process, opts: &ExecOptions) -> Exec {
+    let e =
+        h.rt.raw()
+            .exec(id, p, opts)
+            .unwrap_or_else(|e| panic!("exec {:?}: {e}", p.args()));
+    Exec::new(e)
 }
 
 /// A running container (`sleep 1000`) with /out bound to the returned dir.
@@ -97,18 +124,27 @@ fn process(r: &Running, args: &[&str]) -> Process {
     p
 }
 
+/// Runs `p` in the container (default options) and returns its exit code.
+fn exec_wait(h: &Harness, r: &Running, p: &Process) -> i32 {
+    exec(h, &r.id, p, &ExecOptions::default()).wait()
+}
+
 /// Runs `sh -c script` in the container and returns its exit code.
 fn exec_sh(h: &Harness, r: &Running, script: &str) -> i32 {
-    let p =
-        h.rt.raw()
-            .exec(
-                &r.id,
-                &process(r, &["/bin/sh", "-c", script]),
-                &ExecOptions::default(),
-            )
-            .expect("exec");
-    let mut reap = Reap(p.pid());
-    wait(&p, &mut reap)
+    exec_wait(h, r, &process(r, &["/bin/sh", "-c", script]))
+}
+
+/// Capabilities with CAP_KILL in the bounding, effective and permitted sets and nothing else.
+fn only_cap_kill() -> LinuxCapabilities {
+    let mut caps = LinuxCapabilities::default();
+    let set: std::collections::HashSet<Capability> = [Capability::Kill].into_iter().collect();
+    caps.set_bounding(Some(set.clone()));
+    caps.set_effective(Some(set.clone()));
+    caps.set_permitted(Some(set));
+    // (The default of LinuxCapabilities fills every set: clear the others.)
+    caps.set_inheritable(Some(Default::default()));
+    caps.set_ambient(Some(Default::default()));
+    caps
 }
 
 fn finish(h: &Harness, r: Running) {
@@ -158,15 +194,12 @@ fn exec_sees_the_containers_hostname_pids_mounts_and_cgroup() {
 fn exec_enters_every_namespace_of_the_init() {
     let h = Harness::new();
     let r = running(&h, "exec-ns", |_| {});
-    let p =
-        h.rt.raw()
-            .exec(
-                &r.id,
-                &process(&r, &["/bin/sleep", "1000"]),
-                &ExecOptions::default(),
-            )
-            .expect("exec");
-    let mut reap = Reap(p.pid());
+    let mut p = exec(
+        &h,
+        &r.id,
+        &process(&r, &["/bin/sleep", "1000"]),
+        &ExecOptions::default(),
+    );
     assert!(wait_until(Duration::from_secs(10), || {
         fs::read_to_string(format!("/proc/{}/comm", p.pid())).is_ok_and(|s| s.trim() == "sleep")
     }));
@@ -184,9 +217,7 @@ fn exec_enters_every_namespace_of_the_init() {
     );
     // It is our child, and a member of the container: `ps` lists it.
     assert!(h.rt.raw().ps(&r.id).expect("ps").contains(&p.pid()));
-    // SAFETY: our child.
-    unsafe { libc::kill(p.pid(), libc::SIGTERM) };
-    assert_eq!(wait(&p, &mut reap), 128 + libc::SIGTERM);
+    assert_eq!(p.kill(libc::SIGTERM), 128 + libc::SIGTERM);
     finish(&h, r);
 }
 
@@ -213,21 +244,8 @@ fn exec_uses_the_process_user_caps_env_cwd_and_nnp() {
     p.set_cwd(PathBuf::from("/work"));
     p.set_env(Some(vec!["PATH=/bin".into(), "FOO=from-exec".into()]));
     p.set_no_new_privileges(Some(true));
-    let mut caps = LinuxCapabilities::default();
-    let set: std::collections::HashSet<Capability> = [Capability::Kill].into_iter().collect();
-    caps.set_bounding(Some(set.clone()));
-    caps.set_effective(Some(set.clone()));
-    caps.set_permitted(Some(set));
-    // (The default of LinuxCapabilities fills every set: clear the others.)
-    caps.set_inheritable(Some(Default::default()));
-    caps.set_ambient(Some(Default::default()));
-    p.set_capabilities(Some(caps));
-    let e =
-        h.rt.raw()
-            .exec(&r.id, &p, &ExecOptions::default())
-            .expect("exec");
-    let mut reap = Reap(e.pid());
-    assert_eq!(wait(&e, &mut reap), 0);
+    p.set_capabilities(Some(only_cap_kill()));
+    assert_eq!(exec_wait(&h, &r, &p), 0);
     assert_eq!(read(r.out.join("id")), "uid=1000 gid=1001 groups=5,6");
     let status = read(r.out.join("status"));
     // Not root: the effective set is cleared by the uid change, the bounding set is CAP_KILL.
@@ -248,22 +266,9 @@ fn exec_uses_the_process_user_caps_env_cwd_and_nnp() {
         &r,
         &["/bin/sh", "-c", "grep CapEff /proc/self/status > /out/eff"],
     );
-    let mut caps = LinuxCapabilities::default();
-    let set: std::collections::HashSet<Capability> = [Capability::Kill].into_iter().collect();
-    caps.set_bounding(Some(set.clone()));
-    caps.set_effective(Some(set.clone()));
-    caps.set_permitted(Some(set));
-    // (The default of LinuxCapabilities fills every set: clear the others.)
-    caps.set_inheritable(Some(Default::default()));
-    caps.set_ambient(Some(Default::default()));
-    p.set_capabilities(Some(caps));
+    p.set_capabilities(Some(only_cap_kill()));
     p.set_no_new_privileges(Some(false));
-    let e =
-        h.rt.raw()
-            .exec(&r.id, &p, &ExecOptions::default())
-            .expect("exec");
-    let mut reap = Reap(e.pid());
-    assert_eq!(wait(&e, &mut reap), 0);
+    assert_eq!(exec_wait(&h, &r, &p), 0);
     assert_eq!(
         status_field(&read(r.out.join("eff")), "CapEff").as_deref(),
         Some("0000000000000020")
@@ -314,12 +319,7 @@ fn exec_in_a_created_container_works_and_a_stopped_or_paused_one_is_refused() {
         "-c".into(),
         "echo created > /out/c".into(),
     ]));
-    let e =
-        h.rt.raw()
-            .exec(&id, &p, &ExecOptions::default())
-            .expect("exec");
-    let mut reap = Reap(e.pid());
-    assert_eq!(wait(&e, &mut reap), 0);
+    assert_eq!(exec(&h, &id, &p, &ExecOptions::default()).wait(), 0);
     assert_eq!(read(out.path().join("c")), "created");
     // Stopped.
     h.rt.start(&id).expect("start");
@@ -384,9 +384,8 @@ fn exec_in_a_created_container_works_and_a_stopped_or_paused_one_is_refused() {
         h.rt.raw().resume(&r.id).expect("resume");
         t.join().expect("exec thread")
     });
-    let e = started.expect("exec --ignore-paused");
-    let mut reap = Reap(e.pid());
-    assert_eq!(wait(&e, &mut reap), 0);
+    let mut e = Exec::new(started.expect("exec --ignore-paused"));
+    assert_eq!(e.wait(), 0);
     assert_eq!(read(r.out.join("thawed")), "thawed");
     finish(&h, r);
 }
@@ -397,23 +396,18 @@ fn pid_file_names_the_process() {
     let r = running(&h, "exec-pidfile", |_| {});
     let dir = TempDir::new("berth-exec-pid");
     let pid_file = dir.path().join("exec.pid");
-    let e =
-        h.rt.raw()
-            .exec(
-                &r.id,
-                &process(&r, &["/bin/sleep", "1000"]),
-                &ExecOptions {
-                    pid_file: Some(pid_file.clone()),
-                    ..Default::default()
-                },
-            )
-            .expect("exec");
-    let mut reap = Reap(e.pid());
+    let mut e = exec(
+        &h,
+        &r.id,
+        &process(&r, &["/bin/sleep", "1000"]),
+        &ExecOptions {
+            pid_file: Some(pid_file.clone()),
+            ..Default::default()
+        },
+    );
     assert_eq!(read(&pid_file), e.pid().to_string());
     assert_eq!(ns_id(e.pid(), "pid"), ns_id(r.c.pid(), "pid"));
-    // SAFETY: our child.
-    unsafe { libc::kill(e.pid(), libc::SIGKILL) };
-    assert_eq!(wait(&e, &mut reap), 128 + libc::SIGKILL);
+    assert_eq!(e.kill(libc::SIGKILL), 128 + libc::SIGKILL);
     finish(&h, r);
 }
 
@@ -447,85 +441,30 @@ fn no_host_fd_reaches_the_process_and_preserved_ones_do() {
 
     // Preserved: every fd from 3 up to `leak` is passed, `leak` readable by number.
     let n = (leak - 2) as u32;
-    let e =
-        h.rt.raw()
-            .exec(
-                &r.id,
-                &process(
-                    &r,
-                    &["/bin/sh", "-c", &format!("cat <&{leak} > /out/passed")],
-                ),
-                &ExecOptions {
-                    preserve_fds: n,
-                    ..Default::default()
-                },
-            )
-            .expect("exec");
+    let mut e = exec(
+        &h,
+        &r.id,
+        &process(
+            &r,
+            &["/bin/sh", "-c", &format!("cat <&{leak} > /out/passed")],
+        ),
+        &ExecOptions {
+            preserve_fds: n,
+            ..Default::default()
+        },
+    );
     // SAFETY: closing the fd this test opened.
     unsafe { libc::close(leak) };
-    let mut reap = Reap(e.pid());
-    assert_eq!(wait(&e, &mut reap), 0);
+    assert_eq!(e.wait(), 0);
     assert_eq!(read(r.out.join("passed")), "through-fd");
     finish(&h, r);
-}
-
-/// Receives one fd from an accepted console socket connection.
-fn recv_fd(conn: &std::os::unix::net::UnixStream) -> OwnedFd {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-    let mut buf = [0u8; 4096];
-    let mut cmsg = nix::cmsg_space!(std::os::fd::RawFd);
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .expect("recvmsg");
-    let mut fd = None;
-    for c in msg.cmsgs().expect("cmsgs") {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            for f in fds {
-                // SAFETY: the kernel just installed this fd in our table for us.
-                fd.get_or_insert(unsafe { OwnedFd::from_raw_fd(f) });
-            }
-        }
-    }
-    fd.expect("no fd in the console message")
-}
-
-/// Reads a pty master until the slave side is gone (EIO) or `limit` passes.
-fn read_master(master: &OwnedFd, limit: Duration) -> String {
-    let deadline = Instant::now() + limit;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 1024];
-    while Instant::now() < deadline {
-        let mut pfd = libc::pollfd {
-            fd: master.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: pfd is a valid pollfd.
-        if unsafe { libc::poll(&mut pfd, 1, 100) } <= 0 {
-            continue;
-        }
-        // SAFETY: buf is valid for its length.
-        let n = unsafe { libc::read(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n <= 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n as usize]);
-    }
-    String::from_utf8_lossy(&out).replace('\r', "")
 }
 
 #[test]
 fn terminal_goes_to_the_console_socket() {
     let h = Harness::new();
     let r = running(&h, "exec-tty", |_| {});
-    let sock_dir = TempDir::new("berth-exec-console");
-    let sock_path = sock_dir.path().join("console.sock");
-    let listener = UnixListener::bind(&sock_path).expect("bind");
+    let sock = ConsoleSocket::new();
     let mut p = process(
         &r,
         &[
@@ -542,25 +481,20 @@ fn terminal_goes_to_the_console_socket() {
             .expect_err("terminal without console socket");
     assert_err_contains(&err, &["process.terminal", "console socket"]);
 
-    let accept = std::thread::spawn(move || {
-        let (conn, _) = listener.accept().expect("accept");
-        recv_fd(&conn)
-    });
-    let e =
-        h.rt.raw()
-            .exec(
-                &r.id,
-                &p,
-                &ExecOptions {
-                    console_socket: Some(sock_path),
-                    ..Default::default()
-                },
-            )
-            .expect("exec");
-    let mut reap = Reap(e.pid());
+    let listener = sock.listener;
+    let accept = std::thread::spawn(move || accept_master(&listener));
+    let mut e = exec(
+        &h,
+        &r.id,
+        &p,
+        &ExecOptions {
+            console_socket: Some(sock.path.clone()),
+            ..Default::default()
+        },
+    );
     let master = accept.join().expect("accept thread");
     let text = read_master(&master, Duration::from_secs(10));
-    assert_eq!(wait(&e, &mut reap), 0);
+    assert_eq!(e.wait(), 0);
     assert!(text.contains("tty=/dev/pts/"), "console output: {text:?}");
     assert!(text.contains("done"), "console output: {text:?}");
     finish(&h, r);
@@ -606,25 +540,20 @@ fn cgroup_option_puts_the_process_in_a_sub_cgroup() {
         }
     }
     let rmdirs = Rmdirs(made);
-    let e =
-        h.rt.raw()
-            .exec(
-                &r.id,
-                &process(&r, &["/bin/sleep", "1000"]),
-                &ExecOptions {
-                    cgroup: Some("sub".into()),
-                    ..Default::default()
-                },
-            )
-            .expect("exec --cgroup sub");
-    let mut reap = Reap(e.pid());
+    let mut e = exec(
+        &h,
+        &r.id,
+        &process(&r, &["/bin/sleep", "1000"]),
+        &ExecOptions {
+            cgroup: Some("sub".into()),
+            ..Default::default()
+        },
+    );
     let seen = read(format!("/proc/{}/cgroup", e.pid()));
     for line in seen.lines() {
         assert!(line.ends_with("/sub"), "{line} (all: {seen})");
     }
-    // SAFETY: our child.
-    unsafe { libc::kill(e.pid(), libc::SIGKILL) };
-    assert_eq!(wait(&e, &mut reap), 128 + libc::SIGKILL);
+    assert_eq!(e.kill(libc::SIGKILL), 128 + libc::SIGKILL);
     // A sub-cgroup that does not exist is an error naming it.
     let err =
         h.rt.raw()
@@ -701,11 +630,7 @@ fn exec_joins_a_user_time_and_cgroup_namespace() {
         .next()
         .and_then(|s| s.parse().ok())
         .expect("host uptime");
-    let e =
-        h.rt.raw()
-            .exec(&r.id, &p, &ExecOptions::default())
-            .expect("exec");
-    let mut reap = Reap(e.pid());
+    let mut e = exec(&h, &r.id, &p, &ExecOptions::default());
     assert!(wait_until(Duration::from_secs(10), || {
         fs::read_to_string(format!("/proc/{}/comm", e.pid())).is_ok_and(|s| s.trim() == "sleep")
     }));
@@ -737,9 +662,7 @@ fn exec_joins_a_user_time_and_cgroup_namespace() {
     for line in read(r.out.join("cg")).lines() {
         assert!(line.ends_with(":/"), "{line}");
     }
-    // SAFETY: our child.
-    unsafe { libc::kill(e.pid(), libc::SIGKILL) };
-    assert_eq!(wait(&e, &mut reap), 128 + libc::SIGKILL);
+    assert_eq!(e.kill(libc::SIGKILL), 128 + libc::SIGKILL);
     finish(&h, r);
 }
 
@@ -763,16 +686,13 @@ fn exec_without_a_pid_namespace_of_its_own() {
             .expect("linux")
             .set_namespaces(Some(ns));
     });
-    let e =
-        h.rt.raw()
-            .exec(
-                &r.id,
-                &process(&r, &["/bin/sh", "-c", "echo $$ > /out/pid; exit 3"]),
-                &ExecOptions::default(),
-            )
-            .expect("exec");
-    let mut reap = Reap(e.pid());
-    assert_eq!(wait(&e, &mut reap), 3);
+    let mut e = exec(
+        &h,
+        &r.id,
+        &process(&r, &["/bin/sh", "-c", "echo $$ > /out/pid; exit 3"]),
+        &ExecOptions::default(),
+    );
+    assert_eq!(e.wait(), 3);
     // Its own pid, as the host sees it.
     assert_eq!(read(r.out.join("pid")), e.pid().to_string());
     finish(&h, r);
@@ -827,12 +747,7 @@ fn exec_sets_home_from_passwd_when_env_has_none() {
     let r = running(&h, "exec-home", |_| {});
     let mut p = process(&r, &["/bin/sh", "-c", "echo \"$HOME\" > /out/home"]);
     p.set_env(Some(vec!["PATH=/bin".into()]));
-    let e =
-        h.rt.raw()
-            .exec(&r.id, &p, &ExecOptions::default())
-            .expect("exec");
-    let mut reap = Reap(e.pid());
-    assert_eq!(wait(&e, &mut reap), 0);
+    assert_eq!(exec_wait(&h, &r, &p), 0);
     assert_eq!(read(r.out.join("home")), "/root");
     finish(&h, r);
 }
@@ -856,8 +771,7 @@ fn cve_2024_21626_exec_cwd_through_a_leaked_fd_is_refused() {
         match h.rt.raw().exec(&r.id, &p, &ExecOptions::default()) {
             Err(_) => {}
             Ok(e) => {
-                let mut reap = Reap(e.pid());
-                wait(&e, &mut reap);
+                Exec::new(e).wait();
                 let ls = fs::read_to_string(r.out.join("ls")).unwrap_or_default();
                 assert!(
                     !ls.contains("host-secret"),

@@ -6,18 +6,17 @@ mod common;
 mod support;
 
 use std::fs;
-use std::io::IoSliceMut;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_runtime_core::oci_spec::runtime::{
     Capabilities, Capability, LinuxCapabilities, PosixRlimit, PosixRlimitBuilder, PosixRlimitType,
 };
 use berth_runtime_core::{CreateOptions, Error};
 use common::{Bundle, TempDir};
+use support::console::read_master;
 use support::*;
 
 fn mask(caps: &[Capability]) -> u64 {
@@ -345,65 +344,6 @@ fn pid_file_holds_the_init_pid() {
     assert_eq!(h.wait(&c), 128 + libc::SIGKILL);
 }
 
-/// Receives one fd (and the payload) from an accepted console socket connection.
-fn recv_fd(conn: &std::os::unix::net::UnixStream) -> (OwnedFd, Vec<u8>) {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-    let mut buf = [0u8; 4096];
-    let mut cmsg = nix::cmsg_space!(std::os::fd::RawFd);
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .expect("recvmsg");
-    let n = msg.bytes;
-    let mut fd = None;
-    for c in msg.cmsgs().expect("cmsgs") {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            for f in fds {
-                // SAFETY: the kernel just installed this fd in our table for us.
-                let owned = unsafe { OwnedFd::from_raw_fd(f) };
-                fd.get_or_insert(owned);
-            }
-        }
-    }
-    (fd.expect("no fd in the console message"), buf[..n].to_vec())
-}
-
-/// Reads a pty master until the slave side is gone (EIO) or `limit` passes.
-fn read_master(master: &OwnedFd, limit: Duration) -> String {
-    let deadline = Instant::now() + limit;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 1024];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "console output did not end: {:?}",
-            String::from_utf8_lossy(&out)
-        );
-        let mut pfd = libc::pollfd {
-            fd: master.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: pfd is a valid pollfd.
-        let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) };
-        if r <= 0 {
-            continue;
-        }
-        // SAFETY: buf is valid for its length.
-        let n = unsafe { libc::read(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n <= 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n as usize]);
-    }
-    String::from_utf8_lossy(&out).replace('\r', "")
-}
-
 #[test]
 fn console_socket_receives_the_pty_master() {
     let mut b = Bundle::new();
@@ -418,9 +358,6 @@ fn console_socket_receives_the_pty_master() {
         .expect("process")
         .set_terminal(Some(true));
     b.write();
-    let sock_dir = TempDir::new("berth-console");
-    let sock_path = sock_dir.path().join("console.sock");
-    let listener = UnixListener::bind(&sock_path).expect("bind console socket");
     let h = Harness::new();
 
     // terminal without a socket is a config error naming the field.
@@ -439,18 +376,7 @@ fn console_socket_receives_the_pty_master() {
     assert!(h.leftover_state().is_empty());
 
     let id = h.id("console");
-    let c = h
-        .create_opts(
-            &id,
-            &CreateOptions {
-                bundle: b.path().to_path_buf(),
-                console_socket: Some(sock_path.clone()),
-                ..Default::default()
-            },
-        )
-        .expect("create with console");
-    let (conn, _) = listener.accept().expect("accept");
-    let (master, payload) = recv_fd(&conn);
+    let (c, master, payload) = h.create_with_console(&id, &b);
     assert!(
         String::from_utf8_lossy(&payload).starts_with("/dev/pts/"),
         "payload {:?}",

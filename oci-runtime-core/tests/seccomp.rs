@@ -228,6 +228,53 @@ fn recv_state(conn: &std::os::unix::net::UnixStream) -> (OwnedFd, Value) {
     (fds.remove(0), v)
 }
 
+/// The agent at listenerPath: for one connection (accepted here), takes the state and the listener fd, then
+/// answers every notification with EXDEV until the filtered processes are gone. Returns the
+/// state and how many notifications it answered.
+fn serve_one(listener: &UnixListener) -> (Value, usize) {
+    let (conn, _) = listener.accept().expect("accept");
+    serve(conn)
+}
+
+/// As [`serve_one`], for an accepted connection.
+fn serve(conn: std::os::unix::net::UnixStream) -> (Value, usize) {
+    let (fd, state) = recv_state(&conn);
+    let mut answered = 0;
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, 10_000) };
+        if r <= 0 || pfd.revents & libc::POLLIN == 0 {
+            break; // timeout, or POLLHUP: the filtered processes are gone
+        }
+        // SAFETY: a zeroed seccomp_notif is what NOTIF_RECV wants (it must be zeroed).
+        let mut n: Notif = unsafe { std::mem::zeroed() };
+        // SAFETY: n has the kernel's layout for this ioctl.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), NOTIF_RECV, &mut n) } < 0 {
+            continue;
+        }
+        let mut resp = NotifResp {
+            id: n.id,
+            val: 0,
+            error: -libc::EXDEV,
+            flags: 0,
+        };
+        // SAFETY: resp has the kernel's layout for this ioctl.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), NOTIF_SEND, &mut resp) } == 0 {
+            answered += 1;
+        }
+    }
+    (state, answered)
+}
+
+fn spawn_agent(listener: UnixListener) -> std::thread::JoinHandle<(Value, usize)> {
+    std::thread::spawn(move || serve_one(&listener))
+}
+
 #[test]
 fn notify_hands_the_listener_and_state_to_the_agent() {
     let h = Harness::new();
@@ -251,41 +298,7 @@ fn notify_hands_the_listener_and_state_to_the_agent() {
     );
     let id = h.id("sc-notify");
 
-    // The agent: take the state and the fd, then answer every notification with EXDEV.
-    let agent = std::thread::spawn(move || {
-        let (conn, _) = listener.accept().expect("accept");
-        let (fd, state) = recv_state(&conn);
-        let mut answered = 0;
-        loop {
-            let mut pfd = libc::pollfd {
-                fd: fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            let r = unsafe { libc::poll(&mut pfd, 1, 10_000) };
-            if r <= 0 || pfd.revents & libc::POLLIN == 0 {
-                break; // timeout, or POLLHUP: the filtered processes are gone
-            }
-            // SAFETY: a zeroed seccomp_notif is what NOTIF_RECV wants (it must be zeroed).
-            let mut n: Notif = unsafe { std::mem::zeroed() };
-            // SAFETY: n has the kernel's layout for this ioctl.
-            if unsafe { libc::ioctl(fd.as_raw_fd(), NOTIF_RECV, &mut n) } < 0 {
-                continue;
-            }
-            let mut resp = NotifResp {
-                id: n.id,
-                val: 0,
-                error: -libc::EXDEV,
-                flags: 0,
-            };
-            // SAFETY: resp has the kernel's layout for this ioctl.
-            if unsafe { libc::ioctl(fd.as_raw_fd(), NOTIF_SEND, &mut resp) } == 0 {
-                answered += 1;
-            }
-        }
-        (state, answered)
-    });
+    let agent = spawn_agent(listener);
 
     let c = h.create(&id, &b).expect("create");
     let pid = c.pid();
@@ -332,4 +345,55 @@ fn a_profile_that_forbids_execveat_still_starts_the_container() {
     );
     assert_eq!(h.run(&b), 0);
     assert_eq!(read(out.path().join("log")), "started");
+}
+
+#[test]
+fn an_exec_process_gets_the_filter_and_its_listener_goes_to_the_agent() {
+    let h = Harness::new();
+    let dir = TempDir::new("berth-seccomp-agent");
+    let sock_path = dir.path().join("agent.sock");
+    let listener = UnixListener::bind(&sock_path).expect("bind agent socket");
+    let mut b = Bundle::new();
+    let out = bind_out(&mut b);
+    sh(&mut b, "exec sleep 1000");
+    set_seccomp(
+        &mut b,
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": sock_path,
+            "syscalls": [{ "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY" }]
+        }),
+    );
+    // One connection for the init (create), one for the exec'd process.
+    let agent = std::thread::spawn(move || {
+        let (first, _) = listener.accept().expect("accept");
+        let init = std::thread::spawn(move || serve(first));
+        let exec = serve_one(&listener);
+        (init.join().expect("init agent"), exec)
+    });
+    let id = h.id("sc-exec-notify");
+    let c = h.create(&id, &b).expect("create");
+    h.rt.start(&id).expect("start");
+    let mut p = b.spec.process().clone().expect("process");
+    p.set_args(Some(vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        "mkdir /out/e 2> /out/err; echo $? > /out/rc".into(),
+    ]));
+    let e =
+        h.rt.raw()
+            .exec(&id, &p, &berth_runtime_core::ExecOptions::default())
+            .expect("exec");
+    let exec_pid = e.pid();
+    assert_eq!(e.wait().expect("wait"), 0);
+    h.rt.delete(&id, true).expect("delete");
+    h.wait(&c);
+    let ((init_state, _), (exec_state, answered)) = agent.join().expect("agent");
+    assert_eq!(init_state["pid"], json!(c.pid()));
+    assert_eq!(exec_state["pid"], json!(exec_pid));
+    assert_eq!(exec_state["state"]["pid"], json!(c.pid()));
+    assert_eq!(exec_state["state"]["status"], json!("running"));
+    assert!(answered >= 1);
+    assert_eq!(read(out.path().join("rc")), "1");
+    assert!(read(out.path().join("err")).contains("cross-device"));
 }

@@ -505,18 +505,10 @@ fn console_bound_from_the_slave_fd_ignores_a_swapped_dev_pts() {
     cfg.mounts = default_mounts();
     let plan = cfg.prepare().unwrap();
     let c = spawn(0, |_| {
-        plan.mount_all()
-            .map_err(|e| e.describe(&plan).to_string())?;
-        plan.pivot().map_err(|e| e.describe(&plan).to_string())?;
-        // SAFETY: test child; plain pty calls.
+        mount_and_pivot(&plan)?;
+        let m = open_ptmx()?;
+        // SAFETY: TIOCGPTPEER on the master just opened, with flags (no pointer).
         let slave = unsafe {
-            let m = libc::open(
-                c"/dev/ptmx".as_ptr(),
-                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-            );
-            if m < 0 || libc::grantpt(m) != 0 || libc::unlockpt(m) != 0 {
-                return Err(format!("ptmx: {}", std::io::Error::last_os_error()));
-            }
             libc::ioctl(
                 m,
                 libc::TIOCGPTPEER,

@@ -173,18 +173,11 @@ fn console_is_bound_over_dev_console() {
     cfg.mounts = default_mounts();
     let plan = cfg.prepare().unwrap();
     let c = spawn(0, |_| {
-        plan.mount_all()
-            .map_err(|e| e.describe(&plan).to_string())?;
-        plan.pivot().map_err(|e| e.describe(&plan).to_string())?;
-        // SAFETY: test child; plain pty calls.
+        mount_and_pivot(&plan)?;
+        let m = open_ptmx()?;
+        // SAFETY: ptsname_r writes at most buf.len() bytes into buf; on success it holds a
+        // NUL-terminated name.
         let slave = unsafe {
-            let m = libc::open(
-                c"/dev/ptmx".as_ptr(),
-                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-            );
-            if m < 0 || libc::grantpt(m) != 0 || libc::unlockpt(m) != 0 {
-                return Err(format!("ptmx: {}", std::io::Error::last_os_error()));
-            }
             let mut buf = [0 as libc::c_char; 64];
             if libc::ptsname_r(m, buf.as_mut_ptr(), buf.len()) != 0 {
                 return Err("ptsname".into());

@@ -9,12 +9,16 @@
 //!   never run at the same time.
 //! - Helpers to make a container "print what it sees" into a bind-mounted host dir (`/out`),
 //!   and to read what the kernel shows about processes in /proc.
+//! - [`console`]: the test side of a console socket (receive the pty master, read it).
 
 #![allow(dead_code)]
+
+pub mod console;
 
 use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
@@ -176,6 +180,27 @@ impl Harness {
         Ok(c)
     }
 
+    /// Writes the bundle's config.json (whose `process.terminal` must be true) and creates a
+    /// container from it with its console socket on a fresh [`ConsoleSocket`]; returns the
+    /// container, the pty master the runtime sent and the payload with it (the pty's name).
+    pub fn create_with_console(&self, id: &str, bundle: &Bundle) -> (Container, OwnedFd, Vec<u8>) {
+        bundle.write();
+        let sock = ConsoleSocket::new();
+        let c = self
+            .create_opts(
+                id,
+                &CreateOptions {
+                    bundle: bundle.path().to_path_buf(),
+                    console_socket: Some(sock.path.clone()),
+                    ..Default::default()
+                },
+            )
+            .expect("create with a console socket");
+        let (conn, _) = sock.listener.accept().expect("accept");
+        let (master, payload) = console::recv_fd(&conn);
+        (c, master, payload)
+    }
+
     /// SIGKILLs every container init created through the harness and not reaped yet (from
     /// any thread: a watchdog's way out of a deadlock).
     pub fn kill_all(&self) {
@@ -317,6 +342,27 @@ fn pidfd_kill(fd: &OwnedFd, sig: i32) {
             0,
         )
     };
+}
+
+/// A listening console socket in a temp dir of its own.
+pub struct ConsoleSocket {
+    pub path: PathBuf,
+    pub listener: UnixListener,
+    _dir: TempDir,
+}
+
+impl ConsoleSocket {
+    pub fn new() -> Self {
+        let dir = TempDir::new("berth-console");
+        let path = dir.path().join("console.sock");
+        let listener =
+            UnixListener::bind(&path).unwrap_or_else(|e| panic!("bind {}: {e}", path.display()));
+        ConsoleSocket {
+            path,
+            listener,
+            _dir: dir,
+        }
+    }
 }
 
 /// Fails if /proc/self/mountinfo shows a mount under one of this process' temp dirs.

@@ -480,9 +480,30 @@ fn spawn_full(
 
 /// Run the whole plan (mount_all, pivot, finish) in the container process.
 pub fn run_plan(plan: &RootfsPlan) -> Result<(), String> {
-    plan.mount_all().map_err(|e| e.describe(plan).to_string())?;
-    plan.pivot().map_err(|e| e.describe(plan).to_string())?;
+    mount_and_pivot(plan)?;
     plan.finish().map_err(|e| e.describe(plan).to_string())
+}
+
+/// The plan's mounts and the root switch, without `finish` (in the container process).
+pub fn mount_and_pivot(plan: &RootfsPlan) -> Result<(), String> {
+    plan.mount_all().map_err(|e| e.describe(plan).to_string())?;
+    plan.pivot().map_err(|e| e.describe(plan).to_string())
+}
+
+/// A new pty master (`/dev/ptmx` of the current root), granted and unlocked.
+pub fn open_ptmx() -> Result<i32, String> {
+    // SAFETY: a constant C string; grantpt and unlockpt on the fd just opened.
+    let m = unsafe {
+        libc::open(
+            c"/dev/ptmx".as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    // SAFETY: as above.
+    if m < 0 || unsafe { libc::grantpt(m) != 0 || libc::unlockpt(m) != 0 } {
+        return Err(format!("ptmx: {}", std::io::Error::last_os_error()));
+    }
+    Ok(m)
 }
 
 /// `(major, minor)` of a device number.

@@ -1,0 +1,83 @@
+//! What the CLI's integration tests share: unique names, running a command with its output in
+//! files, a busybox rootfs, and the test side of a console socket (the runtime's tests' own
+//! helpers, `oci-runtime-core/tests/support/console.rs`, included by path).
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+#[path = "../../../oci-runtime-core/tests/support/console.rs"]
+pub mod console;
+
+pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+pub const BUSYBOX: &str = "/bin/busybox";
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// `prefix-<our pid>-<n>`, a new `n` on every call.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Command output as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `berth --root ROOT args...` with stdin from /dev/null.
+pub fn berth_cmd(root: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(BERTH);
+    c.arg("--root").arg(root).args(args);
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Runs `cmd` to completion with stdout and stderr in files under `dir`, not pipes: a
+/// container started by `create` or `run -d` inherits them (as with runc) and would keep a
+/// pipe open long after berth exited.
+pub fn run_to_files(mut cmd: Command, dir: &Path) -> Output {
+    let n = unique("out");
+    let (o, e) = (dir.join(format!("{n}.out")), dir.join(format!("{n}.err")));
+    let status = cmd
+        .stdout(std::fs::File::create(&o).expect("stdout file"))
+        .stderr(std::fs::File::create(&e).expect("stderr file"))
+        .status()
+        .expect("spawn");
+    let out = Output {
+        status,
+        stdout: std::fs::read(&o).unwrap_or_default(),
+        stderr: std::fs::read(&e).unwrap_or_default(),
+    };
+    let _ = std::fs::remove_file(o);
+    let _ = std::fs::remove_file(e);
+    out
+}
+
+/// Reads the JSON file at `path`, lets `f` change it and writes it back.
+pub fn edit_json(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let mut v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path:?}: {e}")),
+    )
+    .unwrap_or_else(|e| panic!("parse {path:?}: {e}"));
+    f(&mut v);
+    std::fs::write(path, serde_json::to_string_pretty(&v).expect("json"))
+        .unwrap_or_else(|e| panic!("write {path:?}: {e}"));
+}
+
+/// A rootfs at `rootfs`: the usual directories, [`BUSYBOX`] as /bin/busybox and a symlink to
+/// it for each of `applets`.
+pub fn busybox_rootfs(rootfs: &Path, applets: &[&str]) {
+    for d in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
+        std::fs::create_dir_all(rootfs.join(d)).expect("mkdir rootfs");
+    }
+    std::fs::copy(BUSYBOX, rootfs.join("bin/busybox")).expect("copy busybox");
+    for a in applets {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).expect("symlink");
+    }
+}
