@@ -11,7 +11,11 @@
 //! is rewritten to return the group's real action, which is also how `SCMP_ACT_NOTIFY`
 //! (`SECCOMP_RET_USER_NOTIF`, unknown to seccompiler) and `SCMP_ACT_KILL_THREAD` get in, and
 //! every `RET <mismatch placeholder>` becomes a jump to the first instruction of the next
-//! group. After the last group comes `RET defaultAction`.
+//! group. After the last group comes `RET defaultAction`. The system calls of a group that
+//! match whatever their arguments are not left to seccompiler (five instructions each) but
+//! compared by us, one `JEQ` each to the group's `RET`, which keeps an allow-list profile
+//! small enough to be compiled for three architectures. Each architecture (see below) gets its
+//! own copy of the groups, with its own system call numbers.
 //!
 //! Groups are evaluated in the kernel's precedence order of their actions (`KILL_PROCESS`,
 //! `KILL_THREAD`, `TRAP`, `ERRNO`, `USER_NOTIF`, `TRACE`, `LOG`, `ALLOW`; equal actions by
@@ -20,26 +24,41 @@
 //!
 //! # Rules
 //!
-//! - `args` of one entry are ANDed, each compared on all 64 bits. As runc does, when an entry
-//!   compares the same argument index more than once, every one of its comparisons becomes a
-//!   rule of its own (ORed). `SCMP_CMP_MASKED_EQ` matches `(arg & value) == valueTwo`.
+//! - `args` of one entry are ANDed, each compared on all 64 bits on the native architecture and
+//!   on the low 32 bits (of the argument, `value` and `valueTwo`) on the 32-bit ones, where the
+//!   kernel only uses those (as libseccomp does). As runc does, when an entry compares the same
+//!   argument index more than once, every one of its comparisons becomes a rule of its own
+//!   (ORed). `SCMP_CMP_MASKED_EQ` matches `(arg & value) == valueTwo`.
 //! - `errnoRet` (and `defaultErrnoRet`) default to `EPERM` for `SCMP_ACT_ERRNO` and
 //!   `SCMP_ACT_TRACE` (the trace message data); on any other action they are an error.
 //! - `SCMP_ACT_KILL` is `SCMP_ACT_KILL_THREAD`, as in libseccomp.
 //! - Entries whose action is the default action are skipped (they change nothing).
-//! - System call names this build's table (see `seccomp/syscall_table.rs`) does not know are
-//!   skipped with one warning, as runc skips the names libseccomp does not know.
+//! - System call names this build's tables (see `seccomp/syscall_table.rs`) know on none of the
+//!   filtered architectures are skipped with one warning, as runc skips the names libseccomp
+//!   does not know; a name missing on only some of them is skipped there silently.
 //! - Actions and flags are checked against the running kernel (`SECCOMP_GET_ACTION_AVAIL`,
 //!   `SECCOMP_GET_NOTIF_SIZES`, a flags probe): an unsupported one is a config error.
 //!
 //! # Architectures
 //!
-//! Rules are compiled for the native architecture (x86_64 or aarch64) only, which is always
-//! filtered whether or not `architectures` lists it. Every other architecture the profile lists
-//! (`SCMP_ARCH_X86` and `SCMP_ARCH_X32` on x86_64, in the podman and Docker default profiles)
-//! gets `defaultAction` for every system call, with one warning naming them. System calls of an
-//! architecture the profile does not list, including x32 calls (numbers with bit `0x40000000`
-//! under `AUDIT_ARCH_X86_64`) when `SCMP_ARCH_X32` is not listed, kill the process.
+//! The native architecture (x86_64 or aarch64) is always filtered, whether or not
+//! `architectures` lists it. The other architectures a process on this host can use
+//! (`SCMP_ARCH_X86` and `SCMP_ARCH_X32` on x86_64, as in the podman and Docker default profiles;
+//! `SCMP_ARCH_ARM` on aarch64) get the rules too, with their own system call numbers, when
+//! listed: the program starts with a dispatch on `seccomp_data.arch` (and, for x32, on the
+//! x32 bit `0x40000000` of the number under `AUDIT_ARCH_X86_64`) to one section per
+//! architecture, each being the groups for that architecture followed by `RET defaultAction`.
+//!
+//! When every group on every listed architecture does not fit in the kernel's 4096
+//! instructions, the foreign sections keep only the groups whose action is at least as
+//! restrictive as `defaultAction` (the ones a call through a foreign architecture would
+//! otherwise escape); system calls the dropped groups would have let through less restricted
+//! get `defaultAction` there, which fails closed, and one warning says so. Only when even that
+//! does not fit is the profile an error.
+//!
+//! System calls of an architecture the profile does not list, including x32 calls when
+//! `SCMP_ARCH_X32` is not listed, kill the process. Listed architectures no process on this
+//! host can use (`SCMP_ARCH_ARM` on x86_64, say) are ignored: no system call carries them.
 //!
 //! # Installing
 //!
@@ -95,22 +114,55 @@ const MAX_ERRNO: u32 = 4095;
 const PLACEHOLDER_MATCH: SeccompAction = SeccompAction::Trace(0xbe01);
 const PLACEHOLDER_MISMATCH: SeccompAction = SeccompAction::Trace(0xbe02);
 
+/// An architecture other than the native one whose system calls a process on this host can
+/// make.
+struct Foreign {
+    arch: Arch,
+    /// `seccomp_data.arch` of its calls (x32's is x86_64's: told apart by the number).
+    audit: u32,
+    /// Its system call numbers, sorted by name.
+    table: &'static [(&'static str, u32)],
+}
+
 #[cfg(target_arch = "x86_64")]
 mod native {
+    use super::Foreign;
+    use oci_spec::runtime::Arch;
+
     pub(super) const AUDIT_ARCH: u32 = 0xc000_003e;
-    pub(super) const ARCH: oci_spec::runtime::Arch = oci_spec::runtime::Arch::ScmpArchX86_64;
+    pub(super) const ARCH: Arch = Arch::ScmpArchX86_64;
     pub(super) const TARGET: seccompiler::TargetArch = seccompiler::TargetArch::x86_64;
     pub(super) const TABLE: &[(&str, u32)] = super::syscall_table::X86_64;
     pub(super) const HAS_X32: bool = true;
+    pub(super) const FOREIGN: &[Foreign] = &[
+        Foreign {
+            arch: Arch::ScmpArchX86,
+            audit: 0x4000_0003,
+            table: super::syscall_table::X86,
+        },
+        Foreign {
+            arch: Arch::ScmpArchX32,
+            audit: AUDIT_ARCH,
+            table: super::syscall_table::X32,
+        },
+    ];
 }
 
 #[cfg(target_arch = "aarch64")]
 mod native {
+    use super::Foreign;
+    use oci_spec::runtime::Arch;
+
     pub(super) const AUDIT_ARCH: u32 = 0xc000_00b7;
-    pub(super) const ARCH: oci_spec::runtime::Arch = oci_spec::runtime::Arch::ScmpArchAarch64;
+    pub(super) const ARCH: Arch = Arch::ScmpArchAarch64;
     pub(super) const TARGET: seccompiler::TargetArch = seccompiler::TargetArch::aarch64;
     pub(super) const TABLE: &[(&str, u32)] = super::syscall_table::AARCH64;
     pub(super) const HAS_X32: bool = false;
+    pub(super) const FOREIGN: &[Foreign] = &[Foreign {
+        arch: Arch::ScmpArchArm,
+        audit: 0x4000_0028,
+        table: super::syscall_table::ARM,
+    }];
 }
 
 /// A compiled seccomp profile, ready for the fragile child to install.
@@ -136,13 +188,35 @@ impl std::fmt::Debug for SeccompPlan {
     }
 }
 
-/// The rules of one syscall in one group: `None` matches whatever the arguments.
-type Chain = Option<Vec<SeccompRule>>;
+/// One comparison of an entry's `args`.
+#[derive(Clone, Debug)]
+struct Cmp {
+    index: u8,
+    op: SeccompCmpOp,
+    value: u64,
+}
+
+/// The rules of one syscall in one group, ORed, each a list of ANDed comparisons: `None`
+/// matches whatever the arguments.
+type Chain = Option<Vec<Vec<Cmp>>>;
+
+/// The groups: by return value (in precedence order), the chain of each system call name.
+type Groups<'a> = BTreeMap<(i32, u32), BTreeMap<&'a str, Chain>>;
+
+/// How wide the arguments the kernel hands a filter are.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Width {
+    /// The native architecture: all 64 bits count.
+    Bits64,
+    /// A 32-bit architecture (i386, x32, arm): only the low 32 bits count.
+    Bits32,
+}
 
 impl SeccompPlan {
-    /// Compile in the parent. Unknown syscall names (not known to this kernel/arch table or to
-    /// seccompiler) are skipped and reported in `warnings` (one warning listing them), never an
-    /// error.
+    /// Compile in the parent. Unknown syscall names (known on none of the filtered
+    /// architectures) are skipped and reported in `warnings` (one warning listing them), never
+    /// an error; so are the rules left out on foreign architectures for want of room (see the
+    /// module documentation).
     ///
     /// Invalid profiles (errnoRet on an action without one, an argument index above 5, an
     /// action or flag the running kernel doesn't support, `SCMP_ACT_NOTIFY` as the default
@@ -168,7 +242,12 @@ impl SeccompPlan {
             ));
         }
 
-        let mut groups: BTreeMap<(i32, u32), BTreeMap<i64, Chain>> = BTreeMap::new();
+        let foreign = listed_foreign(s);
+        let known = |name: &str| {
+            lookup(native::TABLE, name).is_some()
+                || foreign.iter().any(|f| lookup(f.table, name).is_some())
+        };
+        let mut groups: Groups = BTreeMap::new();
         let mut unknown: Vec<&str> = Vec::new();
         let mut notify = false;
         for (i, entry) in s.syscalls().iter().flatten().enumerate() {
@@ -187,21 +266,23 @@ impl SeccompPlan {
             if value == default {
                 continue;
             }
-            // Every comparison of the entry can never match: no rule at all.
-            if matches!(&rules, Some(r) if r.is_empty()) {
-                continue;
+            // No rule of the entry can ever match, whatever the architecture.
+            if let Some(r) = &rules {
+                if never(r, Width::Bits64) && never(r, Width::Bits32) {
+                    continue;
+                }
             }
             let group = groups.entry(precedence_key(value)).or_default();
             for name in entry.names() {
-                let Some(nr) = syscall_number(name) else {
+                if !known(name) {
                     if !unknown.contains(&name.as_str()) {
                         unknown.push(name);
                     }
                     continue;
-                };
+                }
                 notify |= entry.action() == LinuxSeccompAction::ScmpActNotify;
                 let chain = group
-                    .entry(i64::from(nr))
+                    .entry(name.as_str())
                     .or_insert_with(|| Some(Vec::new()));
                 match (&rules, chain.as_mut()) {
                     (None, _) => *chain = None,
@@ -211,9 +292,11 @@ impl SeccompPlan {
             }
         }
         if !unknown.is_empty() {
+            let mut arches = vec![native::ARCH.to_string()];
+            arches.extend(foreign.iter().map(|f| f.arch.to_string()));
             warnings.push(format!(
                 "linux.seccomp.syscalls: ignoring system calls unknown on {}: {}",
-                std::env::consts::ARCH,
+                arches.join(", "),
                 unknown.join(", ")
             ));
         }
@@ -231,8 +314,23 @@ impl SeccompPlan {
             ));
         }
 
-        let x32_listed = arch_warning(s, warnings);
-        let program = assemble(s, &groups, default, x32_listed)?;
+        let program = match assemble(&groups, default, &foreign, true) {
+            Ok(program) => program,
+            Err(Assemble::TooLarge(_)) => {
+                let program = assemble(&groups, default, &foreign, false)
+                    .map_err(|e| e.into_config_error())?;
+                let names: Vec<String> = foreign.iter().map(|f| f.arch.to_string()).collect();
+                warnings.push(format!(
+                    "linux.seccomp.architectures: with every rule compiled for {} too, the \
+                     program would exceed the kernel's limit of {MAX_INSNS} BPF instructions; \
+                     for those, the rules whose action is less restrictive than defaultAction \
+                     are left out (their system calls get defaultAction)",
+                    names.join(", ")
+                ));
+                program
+            }
+            Err(e) => return Err(e.into_config_error()),
+        };
 
         let mut flags: libc::c_ulong = 0;
         for (i, flag) in s.flags().iter().flatten().enumerate() {
@@ -446,10 +544,11 @@ pub(crate) fn features() -> serde_json::Value {
         .filter(|(_, f)| probe.flag_supported(*f))
         .map(|(n, _)| *n)
         .collect();
-    #[cfg(target_arch = "x86_64")]
-    let archs = ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"].as_slice();
-    #[cfg(target_arch = "aarch64")]
-    let archs = ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"].as_slice();
+    // The architectures whose system calls are filtered by their own numbers.
+    let archs: Vec<String> = std::iter::once(native::ARCH)
+        .chain(native::FOREIGN.iter().map(|f| f.arch))
+        .map(|a| a.to_string())
+        .collect();
     serde_json::json!({
         "enabled": true,
         "actions": actions,
@@ -470,13 +569,21 @@ fn err(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-/// The kernel's number for `name` on the native architecture.
-fn syscall_number(name: &str) -> Option<u32> {
-    native::TABLE
+/// The kernel's number for `name` in `table` (one architecture's, sorted by name).
+fn lookup(table: &[(&str, u32)], name: &str) -> Option<u32> {
+    table
         .binary_search_by(|(n, _)| (*n).cmp(name))
         .ok()
-        .and_then(|i| native::TABLE.get(i))
+        .and_then(|i| table.get(i))
         .map(|(_, nr)| *nr)
+}
+
+/// The foreign architectures of this host the profile lists.
+fn listed_foreign(s: &LinuxSeccomp) -> Vec<&'static Foreign> {
+    native::FOREIGN
+        .iter()
+        .filter(|f| s.architectures().iter().flatten().any(|a| *a == f.arch))
+        .collect()
 }
 
 /// Sort key of a return value: the kernel's precedence of its action (`ACTION_ONLY` as a signed
@@ -529,15 +636,14 @@ fn action_value(
     Ok(value)
 }
 
-/// The rules of one entry: `None` for no `args` (matches any arguments), else the rules, ORed
-/// (empty when every comparison can never match).
+/// The rules of one entry: `None` for no `args` (matches any arguments), else the rules, ORed,
+/// each a list of ANDed comparisons.
 fn entry_rules(args: &[LinuxSeccompArg], field: &str) -> Result<Chain, ConfigError> {
     if args.is_empty() {
         return Ok(None);
     }
-    let mut conditions = Vec::with_capacity(args.len());
+    let mut cmps = Vec::with_capacity(args.len());
     let mut seen = [0usize; 6];
-    let mut never = false;
     for (j, arg) in args.iter().enumerate() {
         let index = arg.index();
         let Some(count) = seen.get_mut(index) else {
@@ -554,140 +660,253 @@ fn entry_rules(args: &[LinuxSeccompArg], field: &str) -> Result<Chain, ConfigErr
             LinuxSeccompOperator::ScmpCmpEq => (SeccompCmpOp::Eq, arg.value()),
             LinuxSeccompOperator::ScmpCmpGe => (SeccompCmpOp::Ge, arg.value()),
             LinuxSeccompOperator::ScmpCmpGt => (SeccompCmpOp::Gt, arg.value()),
-            LinuxSeccompOperator::ScmpCmpMaskedEq => {
-                let (mask, datum) = (arg.value(), arg.value_two().unwrap_or(0));
-                // seccompiler compares (arg & mask) with (datum & mask); a datum with bits
-                // outside the mask can never equal (arg & mask).
-                (SeccompCmpOp::MaskedEq(mask), datum)
-            }
+            LinuxSeccompOperator::ScmpCmpMaskedEq => (
+                SeccompCmpOp::MaskedEq(arg.value()),
+                arg.value_two().unwrap_or(0),
+            ),
         };
-        let impossible = matches!(op, SeccompCmpOp::MaskedEq(mask) if value & !mask != 0);
-        let cond = SeccompCondition::new(index as u8, SeccompCmpArgLen::Qword, op, value)
-            .map_err(|e| err(format!("{field}.args[{j}]"), format!("is invalid: {e}")))?;
-        conditions.push((cond, impossible));
-        never |= impossible;
+        cmps.push(Cmp {
+            index: index as u8,
+            op,
+            value,
+        });
     }
-    let rule = |conds: Vec<SeccompCondition>| {
-        SeccompRule::new(conds)
-            .map_err(|e| err(format!("{field}.args"), format!("is invalid: {e}")))
-    };
     if seen.iter().any(|&c| c > 1) {
         // The same argument compared twice: every comparison is a rule of its own (runc).
-        let mut rules = Vec::new();
-        for (cond, impossible) in conditions {
-            if !impossible {
-                rules.push(rule(vec![cond])?);
-            }
-        }
-        Ok(Some(rules))
-    } else if never {
-        Ok(Some(Vec::new()))
+        Ok(Some(cmps.into_iter().map(|c| vec![c]).collect()))
     } else {
-        Ok(Some(vec![rule(
-            conditions.into_iter().map(|(c, _)| c).collect(),
-        )?]))
+        Ok(Some(vec![cmps]))
     }
 }
 
-/// Warns (once) about listed architectures that only get `defaultAction`; returns whether x32
-/// is listed.
-fn arch_warning(s: &LinuxSeccomp, warnings: &mut Vec<String>) -> bool {
-    let mut foreign = Vec::new();
-    let mut x32 = false;
-    for arch in s.architectures().iter().flatten() {
-        if *arch == native::ARCH || *arch == Arch::ScmpArchNative {
-            continue;
-        }
-        x32 |= *arch == Arch::ScmpArchX32;
-        let name = arch.to_string();
-        if !foreign.contains(&name) {
-            foreign.push(name);
-        }
+impl Cmp {
+    /// Whether the comparison can never match: seccompiler compares `(arg & mask)` with
+    /// `(valueTwo & mask)`, while a `valueTwo` with (compared) bits outside the mask can never
+    /// equal `(arg & mask)`.
+    fn never(&self, width: Width) -> bool {
+        let compared = match width {
+            Width::Bits64 => u64::MAX,
+            Width::Bits32 => u64::from(u32::MAX),
+        };
+        matches!(self.op, SeccompCmpOp::MaskedEq(mask) if self.value & !mask & compared != 0)
     }
-    if !foreign.is_empty() {
-        warnings.push(format!(
-            "linux.seccomp.architectures: rules are only compiled for {}; system calls of {} \
-             get defaultAction",
-            native::ARCH,
-            foreign.join(", ")
-        ));
-    }
-    x32 && native::HAS_X32
 }
 
-/// The whole program: architecture dispatch, the groups, the default action.
-fn assemble(
-    s: &LinuxSeccomp,
-    groups: &BTreeMap<(i32, u32), BTreeMap<i64, Chain>>,
-    default: u32,
-    x32_listed: bool,
-) -> Result<BpfProgram, ConfigError> {
-    let stmt = |code, k| sock_filter {
+/// Whether no rule of `rules` can ever match on an architecture of `width`.
+fn never(rules: &[Vec<Cmp>], width: Width) -> bool {
+    rules.iter().all(|r| r.iter().any(|c| c.never(width)))
+}
+
+/// seccompiler's rules for `rules` on an architecture of `width`, leaving out those that can
+/// never match (none left: the chain can never match).
+fn compile_rules(rules: &[Vec<Cmp>], width: Width) -> Result<Vec<SeccompRule>, ConfigError> {
+    let len = match width {
+        Width::Bits64 => SeccompCmpArgLen::Qword,
+        // seccompiler compares the low halves only, of the argument and of the value.
+        Width::Bits32 => SeccompCmpArgLen::Dword,
+    };
+    let invalid = |e: seccompiler::BackendError| {
+        err("linux.seccomp.syscalls", format!("cannot be compiled: {e}"))
+    };
+    let mut out = Vec::new();
+    for rule in rules.iter().filter(|r| !r.iter().any(|c| c.never(width))) {
+        let conditions = rule
+            .iter()
+            .map(|c| SeccompCondition::new(c.index, len.clone(), c.op.clone(), c.value))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid)?;
+        out.push(SeccompRule::new(conditions).map_err(invalid)?);
+    }
+    Ok(out)
+}
+
+/// Why [`assemble`] failed.
+enum Assemble {
+    /// The program would have at least this many instructions, over [`MAX_INSNS`].
+    TooLarge(usize),
+    /// Anything else.
+    Config(ConfigError),
+}
+
+impl Assemble {
+    fn into_config_error(self) -> ConfigError {
+        match self {
+            Assemble::TooLarge(len) => err(
+                "linux.seccomp",
+                format!(
+                    "compiles to {len} BPF instructions or more, over the kernel's limit of \
+                     {MAX_INSNS}"
+                ),
+            ),
+            Assemble::Config(e) => e,
+        }
+    }
+}
+
+impl From<ConfigError> for Assemble {
+    fn from(e: ConfigError) -> Self {
+        Assemble::Config(e)
+    }
+}
+
+fn stmt(code: u16, k: u32) -> sock_filter {
+    sock_filter {
         code,
         jt: 0,
         jf: 0,
         k,
-    };
-    let jump = |code, k, jt, jf| sock_filter { code, jt, jf, k };
+    }
+}
 
-    // Audit values of the listed foreign architectures (x32 is told apart by number, below).
-    let mut foreign: Vec<u32> = s
-        .architectures()
+fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
+    sock_filter { code, jt, jf, k }
+}
+
+/// The whole program: architecture dispatch, then one section per architecture (the native
+/// one first), each its groups and `RET default`. With `full`, the foreign sections get every
+/// group; without, only those whose action is at least as restrictive as the default one.
+fn assemble(
+    groups: &Groups,
+    default: u32,
+    foreign: &[&Foreign],
+    full: bool,
+) -> Result<BpfProgram, Assemble> {
+    let x32 = foreign.iter().position(|f| f.arch == Arch::ScmpArchX32);
+    // Foreign architectures told apart by `seccomp_data.arch`.
+    let dispatched: Vec<usize> = (0..foreign.len()).filter(|i| Some(*i) != x32).collect();
+
+    let native_body = compile_groups(groups, native::TABLE, Width::Bits64, None)?;
+    let default_action = precedence_key(default).0;
+    let foreign_bodies = foreign
         .iter()
-        .flatten()
-        .filter(|a| !matches!(a, Arch::ScmpArchNative | Arch::ScmpArchX32) && **a != native::ARCH)
-        .map(|a| *a as u32)
-        .collect();
-    foreign.sort_unstable();
-    foreign.dedup();
+        .map(|f| {
+            let up_to = (!full).then_some(default_action);
+            compile_groups(groups, f.table, Width::Bits32, up_to)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
 
-    let mut program = vec![stmt(BPF_LD_W_ABS, DATA_ARCH)];
-    // Native: skip the foreign checks and the two returns after them.
-    let skip = u8::try_from(foreign.len() + 2).map_err(|_| {
-        err(
-            "linux.seccomp.architectures",
-            "lists too many architectures",
-        )
-    })?;
-    program.push(jump(BPF_JMP_JEQ_K, native::AUDIT_ARCH, skip, 0));
-    for (i, audit) in foreign.iter().enumerate() {
-        // Jump to `RET default`, past the other checks and `RET bad arch`.
-        let to_default = u8::try_from(foreign.len() - i).unwrap_or(u8::MAX);
-        program.push(jump(BPF_JMP_JEQ_K, *audit, to_default, 0));
+    // Dispatch: load the arch, `JEQ audit; JA section` for each, kill the rest.
+    let dispatch_len = 1 + 2 * (1 + dispatched.len()) + 1;
+    // Native: load the number, the x32 check, the groups, the default.
+    let x32_check = if native::HAS_X32 { 3 } else { 0 };
+    let native_len = 1 + x32_check + native_body.len() + 1;
+    let mut starts = Vec::with_capacity(foreign.len());
+    let mut at = dispatch_len + native_len;
+    for body in &foreign_bodies {
+        starts.push(at);
+        at += body.len() + 1;
+    }
+    if at > MAX_INSNS {
+        return Err(Assemble::TooLarge(at));
+    }
+    // `JA` from the instruction at `from` to `to`.
+    let ja = |from: usize, to: usize| stmt(BPF_JMP_JA, (to - from - 1) as u32);
+
+    let mut program = Vec::with_capacity(at);
+    program.push(stmt(BPF_LD_W_ABS, DATA_ARCH));
+    program.push(jump(BPF_JMP_JEQ_K, native::AUDIT_ARCH, 0, 1));
+    program.push(ja(program.len(), dispatch_len));
+    for i in &dispatched {
+        program.push(jump(BPF_JMP_JEQ_K, foreign[*i].audit, 0, 1));
+        program.push(ja(program.len(), starts[*i]));
     }
     program.push(stmt(BPF_RET_K, BAD_ARCH_ACTION));
-    program.push(stmt(BPF_RET_K, default));
 
     program.push(stmt(BPF_LD_W_ABS, DATA_NR));
     if native::HAS_X32 {
-        // x32 numbers, except -1 (a tracer skipping the call), go no further.
+        // x32 numbers, except -1 (a tracer skipping the call), go to their own section.
         program.push(jump(BPF_JMP_JGE_K, X32_SYSCALL_BIT, 0, 2));
         program.push(jump(BPF_JMP_JEQ_K, u32::MAX, 1, 0));
-        program.push(stmt(
-            BPF_RET_K,
-            if x32_listed { default } else { BAD_ARCH_ACTION },
-        ));
+        program.push(match x32 {
+            Some(i) => ja(program.len(), starts[i]),
+            None => stmt(BPF_RET_K, BAD_ARCH_ACTION),
+        });
     }
+    program.extend(native_body);
+    program.push(stmt(BPF_RET_K, default));
+    for body in foreign_bodies {
+        program.extend(body);
+        program.push(stmt(BPF_RET_K, default));
+    }
+    debug_assert_eq!(program.len(), at);
+    Ok(program)
+}
 
-    let too_large = |len: usize| {
-        err(
+/// The groups for one architecture (`table`, `width`), each group's mismatch falling through to
+/// the next one, the last one's to the instruction after them. With `up_to`, only the groups
+/// whose action is at least as restrictive as that one (a `SECCOMP_RET_ACTION_FULL` value as
+/// in [`precedence_key`]).
+fn compile_groups(
+    groups: &Groups,
+    table: &[(&str, u32)],
+    width: Width,
+    up_to: Option<i32>,
+) -> Result<Vec<sock_filter>, Assemble> {
+    let unexpected = || {
+        Assemble::Config(err(
             "linux.seccomp",
-            format!(
-                "compiles to {len} BPF instructions or more, over the kernel's limit of \
-                 {MAX_INSNS}"
-            ),
-        )
+            "cannot be compiled: unexpected seccompiler output",
+        ))
     };
-    for ((action, data), rules) in groups {
+    let mut program = Vec::new();
+    for ((action, data), chains) in groups {
+        if up_to.is_some_and(|limit| *action > limit) {
+            continue;
+        }
         let value = (*action as u32) | data;
         // `None` (any arguments) is seccompiler's empty rule list; an empty list of ours (no
         // rule can match) must not become one.
-        let rules: BTreeMap<i64, Vec<SeccompRule>> = rules
+        let mut by_nr: BTreeMap<i64, Option<Vec<SeccompRule>>> = BTreeMap::new();
+        for (name, chain) in chains {
+            let Some(nr) = lookup(table, name) else {
+                continue;
+            };
+            let rules = match chain {
+                None => None,
+                Some(rules) => {
+                    let rules = compile_rules(rules, width)?;
+                    if rules.is_empty() {
+                        continue;
+                    }
+                    Some(rules)
+                }
+            };
+            let merged = by_nr
+                .entry(i64::from(nr))
+                .or_insert_with(|| Some(Vec::new()));
+            match (rules, merged.as_mut()) {
+                (None, _) => *merged = None,
+                (Some(new), Some(existing)) => existing.extend(new),
+                (Some(_), None) => {}
+            }
+        }
+        // System calls matched whatever their arguments: one `JEQ` each, in blocks that end in
+        // the group's return (seccompiler would spend five instructions on each).
+        let any: Vec<u32> = by_nr
             .iter()
-            .filter(|(_, chain)| !matches!(chain, Some(r) if r.is_empty()))
-            .map(|(nr, chain)| (*nr, chain.clone().unwrap_or_default()))
+            .filter(|(_, rules)| rules.is_none())
+            .filter_map(|(nr, _)| u32::try_from(*nr).ok())
+            .collect();
+        if !any.is_empty() {
+            program.push(stmt(BPF_LD_W_ABS, DATA_NR));
+            for block in any.chunks(usize::from(u8::MAX) - 1) {
+                for (i, nr) in block.iter().enumerate() {
+                    // Past the rest of the block and its `JA` to the `RET`.
+                    let to_ret = u8::try_from(block.len() - i).map_err(|_| unexpected())?;
+                    program.push(jump(BPF_JMP_JEQ_K, *nr, to_ret, 0));
+                }
+                program.push(stmt(BPF_JMP_JA, 1));
+                program.push(stmt(BPF_RET_K, value));
+            }
+        }
+        let rules: BTreeMap<i64, Vec<SeccompRule>> = by_nr
+            .into_iter()
+            .filter_map(|(nr, rules)| rules.map(|r| (nr, r)))
             .collect();
         if rules.is_empty() {
+            if program.len() > MAX_INSNS {
+                return Err(Assemble::TooLarge(program.len()));
+            }
             continue;
         }
         let filter = SeccompFilter::new(
@@ -700,25 +919,20 @@ fn assemble(
         let compiled: BpfProgram = match BpfProgram::try_from(filter) {
             Ok(p) => p,
             Err(seccompiler::BackendError::FilterTooLarge(n)) => {
-                return Err(too_large(program.len() + n));
+                return Err(Assemble::TooLarge(program.len() + n));
             }
             Err(e) => {
-                return Err(err(
+                return Err(Assemble::Config(err(
                     "linux.seccomp.syscalls",
                     format!("cannot be compiled: {e}"),
-                ));
+                )));
             }
         };
         // seccompiler starts with its own architecture check (load, compare, kill): ours is
         // already done.
         let body = match compiled.get(..3) {
             Some([_, _, kill]) if kill.code == BPF_RET_K => compiled.get(3..).unwrap_or_default(),
-            _ => {
-                return Err(err(
-                    "linux.seccomp",
-                    "cannot be compiled: unexpected seccompiler output",
-                ));
-            }
+            _ => return Err(unexpected()),
         };
         let end = body.len();
         let match_k = u32::from(PLACEHOLDER_MATCH);
@@ -729,24 +943,17 @@ fn assemble(
                 if insn.k == match_k {
                     insn.k = value;
                 } else if insn.k == mismatch_k {
-                    // On to the next group (or the default action after the last one).
+                    // On to the next group (or whatever follows the last one).
                     insn = stmt(BPF_JMP_JA, (end - i - 1) as u32);
                 } else {
-                    return Err(err(
-                        "linux.seccomp",
-                        "cannot be compiled: unexpected seccompiler output",
-                    ));
+                    return Err(unexpected());
                 }
             }
             program.push(insn);
         }
         if program.len() > MAX_INSNS {
-            return Err(too_large(program.len()));
+            return Err(Assemble::TooLarge(program.len()));
         }
-    }
-    program.push(stmt(BPF_RET_K, default));
-    if program.len() > MAX_INSNS {
-        return Err(too_large(program.len()));
     }
     Ok(program)
 }
@@ -1213,50 +1420,103 @@ mod tests {
     }
 
     #[test]
-    fn unknown_names_and_foreign_arches_warn_once() {
+    fn unknown_names_warn_once() {
         let (plan, warnings) = compile(json!({
             "defaultAction": "SCMP_ACT_ALLOW",
-            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64", "SCMP_ARCH_MIPS"],
             "syscalls": [
                 {"names": ["no_such_call", "getppid", "another_one"], "action": "SCMP_ACT_ERRNO"},
                 {"names": ["no_such_call"], "action": "SCMP_ACT_ERRNO", "errnoRet": 3},
             ]
         }));
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
-        let names = warnings
-            .iter()
-            .find(|w| w.contains("no_such_call"))
-            .expect("names warning");
+        // Architectures no process here can use are ignored without a word.
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let names = &warnings[0];
         assert!(
             names.contains("another_one") && names.matches("no_such_call").count() == 1,
             "{names}"
         );
-        let arches = warnings
-            .iter()
-            .find(|w| w.contains("architectures"))
-            .expect("arch warning");
-        assert!(arches.contains("defaultAction"), "{arches}");
         assert_eq!(
             run(&plan, libc::SYS_getppid, [0; 6]),
             Outcome::Errno(libc::EPERM)
         );
     }
 
+    /// Names known on a listed foreign architecture only are no unknown names.
+    #[test]
+    fn names_of_listed_foreign_arches_are_known() {
+        let (foreign_name, arch) = match native::FOREIGN.first() {
+            Some(f) if f.arch == Arch::ScmpArchX86 => ("fcntl64", "SCMP_ARCH_X86"),
+            Some(_) => ("arm_fadvise64_64", "SCMP_ARCH_ARM"),
+            None => return,
+        };
+        let with = |arches: serde_json::Value| {
+            compile(
+                json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": arches,
+                           "syscalls": [{"names": [foreign_name], "action": "SCMP_ACT_ERRNO"}]}),
+            )
+            .1
+        };
+        assert!(with(json!([arch])).is_empty());
+        let warnings = with(json!([]));
+        assert!(
+            warnings.len() == 1 && warnings[0].contains(foreign_name),
+            "{warnings:?}"
+        );
+    }
+
+    /// A system call through the i386 entry point (`int 0x80`) of this x86_64 process, with
+    /// three arguments (all 64 bits of `a0` in `rbx`): the result, or -errno.
+    #[cfg(target_arch = "x86_64")]
+    fn int80(nr: u32, a0: u64, a1: u32, a2: u32) -> i64 {
+        let mut eax = nr as i32;
+        // SAFETY: the tests make only harmless calls with plain numbers as arguments; rbx
+        // (reserved by the compiler) is swapped in and back, and the registers the kernel may
+        // change are declared.
+        unsafe {
+            std::arch::asm!(
+                "xchg {b}, rbx",
+                "int 0x80",
+                "xchg {b}, rbx",
+                b = inout(reg) a0 => _,
+                inout("eax") eax,
+                in("ecx") a1,
+                in("edx") a2,
+                out("r8") _,
+                out("r9") _,
+                out("r10") _,
+                out("r11") _,
+            )
+        };
+        i64::from(eax)
+    }
+
+    /// i386 numbers (asm/unistd_32.h).
+    #[cfg(target_arch = "x86_64")]
+    const I386_GETPID: u32 = 20;
+    #[cfg(target_arch = "x86_64")]
+    const I386_GETPPID: u32 = 64;
+    #[cfg(target_arch = "x86_64")]
+    const I386_UNAME: u32 = 122;
+    #[cfg(target_arch = "x86_64")]
+    const I386_GETPRIORITY: u32 = 96;
+
+    /// An x32 number: x86_64's with the x32 bit.
+    #[cfg(target_arch = "x86_64")]
+    fn x32(nr: libc::c_long) -> libc::c_long {
+        libc::c_long::from(X32_SYSCALL_BIT) | nr
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn x32_and_i386_calls_cannot_bypass_the_filter() {
-        let getpid_x32 = libc::c_long::from(X32_SYSCALL_BIT as i32) | libc::SYS_getpid;
-        // SAFETY: getpid via the i386 entry point (number 20); clobbers only eax.
-        let int80 = || -> i64 {
-            let mut eax: i32 = 20;
-            unsafe { std::arch::asm!("int 0x80", inout("eax") eax) };
-            i64::from(eax)
-        };
+        let getpid_x32 = x32(libc::SYS_getpid);
         let deny = |arches: serde_json::Value| {
             compile(json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": arches,
                            "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 61}]}))
             .0
         };
+        let int80_getpid = || int80(I386_GETPID, 0, 0, 0);
         let native_only = deny(json!(["SCMP_ARCH_X86_64"]));
         assert_eq!(
             run(&native_only, libc::SYS_getpid, [0; 6]),
@@ -1267,7 +1527,7 @@ mod tests {
             Outcome::Signal(libc::SIGSYS)
         );
         assert_eq!(
-            spawn(&native_only, None, int80).wait(),
+            spawn(&native_only, None, int80_getpid).wait(),
             Outcome::Signal(libc::SIGSYS)
         );
         // No architectures at all: the native one only.
@@ -1276,19 +1536,144 @@ mod tests {
             run(&none, getpid_x32, [0; 6]),
             Outcome::Signal(libc::SIGSYS)
         );
-        // Listed: defaultAction (ALLOW here; x32 itself may be compiled out: then ENOSYS).
+        // Listed: the rules hold there too (before the kernel finds x32 compiled out).
         let all = deny(json!([
             "SCMP_ARCH_X86_64",
             "SCMP_ARCH_X86",
             "SCMP_ARCH_X32"
         ]));
-        assert!(matches!(
-            run(&all, getpid_x32, [0; 6]),
-            Outcome::Ok | Outcome::Errno(libc::ENOSYS)
-        ));
-        assert_eq!(spawn(&all, None, int80).wait(), Outcome::Ok);
+        assert_eq!(run(&all, getpid_x32, [0; 6]), Outcome::Errno(61));
+        assert_eq!(spawn(&all, None, int80_getpid).wait(), Outcome::Errno(61));
+        // Only i386 listed: x32 calls still kill.
+        let x86 = deny(json!(["SCMP_ARCH_X86"]));
+        assert_eq!(spawn(&x86, None, int80_getpid).wait(), Outcome::Errno(61));
+        assert_eq!(run(&x86, getpid_x32, [0; 6]), Outcome::Signal(libc::SIGSYS));
         // A tracer's "skip" number (-1) is not an x32 call.
         assert_eq!(run(&native_only, -1, [0; 6]), Outcome::Errno(libc::ENOSYS));
+        assert_eq!(run(&all, -1, [0; 6]), Outcome::Errno(libc::ENOSYS));
+    }
+
+    /// A deny-list profile listing the foreign architectures blocks their calls by their own
+    /// numbers (getppid and uname differ on each), with every action, and leaves the others.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn deny_list_holds_on_every_listed_arch() {
+        let (plan, warnings) = compile(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [
+                {"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 61},
+                {"names": ["uname"], "action": "SCMP_ACT_KILL_PROCESS"},
+                {"names": ["fcntl64"], "action": "SCMP_ACT_ERRNO", "errnoRet": 62},
+            ]
+        }));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let mut buf = [0u8; 512];
+        let uts = buf.as_mut_ptr() as u64;
+        // x86_64
+        assert_eq!(run(&plan, libc::SYS_getppid, [0; 6]), Outcome::Errno(61));
+        assert_eq!(
+            run(&plan, libc::SYS_uname, [uts, 0, 0, 0, 0, 0]),
+            Outcome::Signal(libc::SIGSYS)
+        );
+        assert_eq!(run(&plan, libc::SYS_getpid, [0; 6]), Outcome::Ok);
+        // i386 (its 221, fcntl64, is x86_64's getdents64: ERRNO only through int 0x80)
+        let i386 = |nr: u32, a0: u64| spawn(&plan, None, move || int80(nr, a0, 0, 0)).wait();
+        assert_eq!(i386(I386_GETPPID, 0), Outcome::Errno(61));
+        assert_eq!(i386(I386_UNAME, 0), Outcome::Signal(libc::SIGSYS));
+        assert_eq!(i386(221, 0), Outcome::Errno(62));
+        assert_eq!(i386(I386_GETPID, 0), Outcome::Ok);
+        assert_eq!(
+            run(&plan, libc::SYS_getdents64, [u64::MAX, 0, 0, 0, 0, 0]),
+            Outcome::Errno(libc::EBADF)
+        );
+        // x32 (compiled out here: what is not denied fails with ENOSYS)
+        assert_eq!(
+            run(&plan, x32(libc::SYS_getppid), [0; 6]),
+            Outcome::Errno(61)
+        );
+        assert_eq!(
+            run(&plan, x32(libc::SYS_uname), [uts, 0, 0, 0, 0, 0]),
+            Outcome::Signal(libc::SIGSYS)
+        );
+        assert_eq!(
+            run(&plan, x32(libc::SYS_getpid), [0; 6]),
+            Outcome::Errno(libc::ENOSYS)
+        );
+    }
+
+    /// On the 32-bit architectures only the low 32 bits of an argument count: a value with
+    /// high bits matches its low half, and high bits in the register do not dodge a rule.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn foreign_arches_compare_the_low_32_bits() {
+        const HI: u64 = 0x1_0000_0000;
+        let (plan, _) = compile(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [{"names": ["getpriority"], "action": "SCMP_ACT_ERRNO", "errnoRet": 77,
+                          "args": [{"index": 0, "value": HI, "op": "SCMP_CMP_EQ"}]}]
+        }));
+        // Native: all 64 bits.
+        assert_eq!(getprio(&plan, HI, 0), Outcome::Errno(77));
+        assert_eq!(getprio(&plan, 0, 0), Outcome::Ok);
+        // i386
+        let i386 = |a0: u64| spawn(&plan, None, move || int80(I386_GETPRIORITY, a0, 0, 0)).wait();
+        assert_eq!(i386(0), Outcome::Errno(77));
+        assert_eq!(i386(HI), Outcome::Errno(77));
+        assert_eq!(i386(1), Outcome::Ok);
+        // x32
+        let prio_x32 = x32(libc::SYS_getpriority);
+        assert_eq!(run(&plan, prio_x32, [0; 6]), Outcome::Errno(77));
+        assert_eq!(
+            run(&plan, prio_x32, [HI, 0, 0, 0, 0, 0]),
+            Outcome::Errno(77)
+        );
+        assert_eq!(
+            run(&plan, prio_x32, [1, 0, 0, 0, 0, 0]),
+            Outcome::Errno(libc::ENOSYS)
+        );
+
+        // A masked datum with bits outside the mask only above bit 31: never on x86_64,
+        // compared on its low half on the 32-bit ones.
+        let (plan, _) = compile(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+            "syscalls": [{"names": ["getpriority"], "action": "SCMP_ACT_ERRNO", "errnoRet": 77,
+                          "args": [{"index": 0, "value": 0xf, "valueTwo": HI | 1,
+                                    "op": "SCMP_CMP_MASKED_EQ"}]}]
+        }));
+        assert_eq!(getprio(&plan, HI | 1, 0), Outcome::Ok);
+        let i386 = |a0: u64| spawn(&plan, None, move || int80(I386_GETPRIORITY, a0, 0, 0)).wait();
+        assert_eq!(i386(0x21), Outcome::Errno(77));
+        assert_eq!(i386(0), Outcome::Ok);
+    }
+
+    /// An allow-list profile listing i386: small enough for every rule there too.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn allow_list_holds_on_listed_arches() {
+        let (plan, warnings) = compile(json!({
+            "defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 5,
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+            "syscalls": [
+                {"names": ["exit_group", "exit", "getpid"], "action": "SCMP_ACT_ALLOW"},
+                {"names": ["getppid"], "action": "SCMP_ACT_TRAP"},
+            ]
+        }));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let i386 = |nr: u32| spawn(&plan, None, move || int80(nr, 0, 0, 0)).wait();
+        assert_eq!(i386(I386_GETPID), Outcome::Ok);
+        assert_eq!(i386(I386_GETPPID), Outcome::Trapped);
+        assert_eq!(i386(I386_UNAME), Outcome::Errno(5));
+        assert_eq!(run(&plan, libc::SYS_getpid, [0; 6]), Outcome::Ok);
+        assert_eq!(run(&plan, libc::SYS_getppid, [0; 6]), Outcome::Trapped);
+        assert_eq!(run(&plan, libc::SYS_uname, [0; 6]), Outcome::Errno(5));
+        // x32 not listed: killed.
+        assert_eq!(
+            run(&plan, x32(libc::SYS_getpid), [0; 6]),
+            Outcome::Signal(libc::SIGSYS)
+        );
     }
 
     #[test]
@@ -1331,6 +1716,27 @@ mod tests {
             })
             .collect();
         let e = compile_err(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}));
+        assert_eq!(e.field, "linux.seccomp");
+        assert!(e.reason.contains("4096"), "{e}");
+
+        // Fits for the native architecture alone, but these rules are more restrictive than
+        // the default action: every listed architecture must have them, and they do not fit.
+        let rules: Vec<_> = (0..300u64)
+            .map(|v| {
+                json!({"names": ["getpriority"], "action": "SCMP_ACT_ERRNO",
+                            "args": [{"index": 0, "value": v, "op": "SCMP_CMP_EQ"}]})
+            })
+            .collect();
+        let (plan, _) = compile(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}));
+        assert!(plan.len() > MAX_INSNS / 3, "{}", plan.len());
+        let arches: Vec<String> = std::iter::once(native::ARCH)
+            .chain(native::FOREIGN.iter().map(|f| f.arch))
+            .map(|a| a.to_string())
+            .collect();
+        let e = compile_err(
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": arches,
+                                   "syscalls": rules}),
+        );
         assert_eq!(e.field, "linux.seccomp");
         assert!(e.reason.contains("4096"), "{e}");
     }
@@ -1630,11 +2036,13 @@ mod tests {
         }));
         eprintln!("default profile: {} BPF instructions", plan.len());
         assert!(plan.len() <= MAX_INSNS);
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        // Every rule on all three architectures; fcntl64 is an i386 call.
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(
-            warnings
-                .iter()
-                .any(|w| w.contains("s390_runtime_instr") && w.contains("fcntl64"))
+            warnings[0].contains("s390_runtime_instr")
+                && warnings[0].contains("cacheflush")
+                && !warnings[0].contains("fcntl64"),
+            "{warnings:?}"
         );
 
         assert_eq!(run(&plan, libc::SYS_getpid, [0; 6]), Outcome::Ok);
@@ -1660,22 +2068,111 @@ mod tests {
             run(&plan, libc::SYS_clone, [newuser, 0, 0, 0, 0, 0]),
             Outcome::Errno(libc::EPERM)
         );
-        // Listed x32: defaultAction.
-        let getpid_x32 = libc::c_long::from(X32_SYSCALL_BIT as i32) | libc::SYS_getpid;
-        assert_eq!(run(&plan, getpid_x32, [0; 6]), Outcome::Errno(libc::EPERM));
+        // i386 (kcmp 349, clone3 435, personality 136) and x32 (compiled out here: what is
+        // allowed fails with ENOSYS).
+        let i386 = |nr: u32, a0: u64| spawn(&plan, None, move || int80(nr, a0, 0, 0)).wait();
+        assert_eq!(i386(I386_GETPID, 0), Outcome::Ok);
+        assert_eq!(i386(349, 0), Outcome::Errno(libc::EPERM));
+        assert_eq!(i386(435, 0), Outcome::Errno(libc::ENOSYS));
+        assert_eq!(i386(136, 0xffff_ffff), Outcome::Ok);
+        assert_eq!(i386(136, 0x0040000), Outcome::Errno(libc::EPERM));
+        assert_eq!(
+            run(&plan, x32(libc::SYS_getpid), [0; 6]),
+            Outcome::Errno(libc::ENOSYS)
+        );
+        assert_eq!(
+            run(&plan, x32(libc::SYS_kcmp), [0; 6]),
+            Outcome::Errno(libc::EPERM)
+        );
+    }
+
+    /// When every rule on every listed architecture does not fit, the foreign ones keep the
+    /// rules more restrictive than the default action and lose the others (failing closed).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn foreign_arches_keep_the_restrictive_rules_when_all_do_not_fit() {
+        let mut syscalls: Vec<_> = (0..450u64)
+            .map(|v| {
+                json!({"names": ["getpriority"], "action": "SCMP_ACT_ALLOW",
+                       "args": [{"index": 0, "value": v, "op": "SCMP_CMP_EQ"}]})
+            })
+            .collect();
+        syscalls.push(json!({"names": ["exit_group", "getpid"], "action": "SCMP_ACT_ALLOW"}));
+        syscalls.push(json!({"names": ["getppid"], "action": "SCMP_ACT_TRAP"}));
+        let profile = |arches: serde_json::Value| {
+            json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 5,
+                   "architectures": arches, "syscalls": syscalls})
+        };
+        let (native_only, warnings) = compile(profile(json!(["SCMP_ARCH_X86_64"])));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let (plan, warnings) = compile(profile(json!([
+            "SCMP_ARCH_X86_64",
+            "SCMP_ARCH_X86",
+            "SCMP_ARCH_X32"
+        ])));
+        eprintln!(
+            "native only: {} BPF instructions, with i386 and x32: {}",
+            native_only.len(),
+            plan.len()
+        );
+        assert!(plan.len() <= MAX_INSNS);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("SCMP_ARCH_X86, SCMP_ARCH_X32") && warnings[0].contains("4096"),
+            "{warnings:?}"
+        );
+        // Native: everything.
+        assert_eq!(getprio(&plan, 0, 0), Outcome::Ok);
+        assert_eq!(run(&plan, libc::SYS_getpid, [0; 6]), Outcome::Ok);
+        assert_eq!(run(&plan, libc::SYS_getppid, [0; 6]), Outcome::Trapped);
+        // i386 and x32: TRAP kept, ALLOW left out.
+        let i386 = |nr: u32| spawn(&plan, None, move || int80(nr, 0, 0, 0)).wait();
+        assert_eq!(i386(I386_GETPPID), Outcome::Trapped);
+        assert_eq!(i386(I386_GETPID), Outcome::Errno(5));
+        assert_eq!(i386(I386_GETPRIORITY), Outcome::Errno(5));
+        assert_eq!(run(&plan, x32(libc::SYS_getppid), [0; 6]), Outcome::Trapped);
+        assert_eq!(run(&plan, x32(libc::SYS_getpid), [0; 6]), Outcome::Errno(5));
     }
 
     #[test]
     fn syscall_table_is_sorted_and_right() {
-        assert!(native::TABLE.windows(2).all(|w| w[0].0 < w[1].0));
+        for table in std::iter::once(native::TABLE).chain(native::FOREIGN.iter().map(|f| f.table)) {
+            assert!(table.windows(2).all(|w| w[0].0 < w[1].0));
+            assert_eq!(lookup(table, "no_such_call"), None);
+        }
         for (name, nr) in [
             ("getpid", libc::SYS_getpid),
             ("getpriority", libc::SYS_getpriority),
             ("openat", libc::SYS_openat),
             ("clone3", libc::SYS_clone3),
         ] {
-            assert_eq!(syscall_number(name).map(i64::from), Some(nr), "{name}");
+            assert_eq!(
+                lookup(native::TABLE, name).map(i64::from),
+                Some(nr),
+                "{name}"
+            );
         }
-        assert_eq!(syscall_number("no_such_call"), None);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn foreign_syscall_tables_are_right() {
+        let x86 = |name| lookup(syscall_table::X86, name);
+        let x32 = |name| lookup(syscall_table::X32, name);
+        // asm/unistd_32.h
+        assert_eq!(x86("getpid"), Some(20));
+        assert_eq!(x86("getppid"), Some(64));
+        assert_eq!(x86("uname"), Some(122));
+        assert_eq!(x86("fcntl64"), Some(221));
+        assert_eq!(x86("cachestat"), Some(451));
+        assert_eq!(x86("arch_prctl"), Some(384));
+        // x32: x86_64's numbers with the x32 bit, but its own from 512 on.
+        let bit = |nr: libc::c_long| Some(X32_SYSCALL_BIT | nr as u32);
+        assert_eq!(x32("getpid"), bit(libc::SYS_getpid));
+        assert_eq!(x32("getppid"), bit(libc::SYS_getppid));
+        assert_eq!(x32("ioctl"), bit(514));
+        assert_eq!(x32("execve"), bit(520));
+        assert_eq!(x32("cachestat"), bit(451));
+        assert_eq!(x32("fcntl64"), None);
     }
 }
