@@ -774,7 +774,7 @@ impl Runtime {
         if !report.is_empty() {
             let reason = match ChildFailure::decode(&report) {
                 Some(ChildFailure::Init(e)) => fill_hook_path(
-                    init::describe_init(e, None),
+                    init::describe_init_named(e, saved_program(&dir).as_deref()),
                     record.hooks.as_ref().unwrap_or(&Hooks::default()),
                 )
                 .to_string(),
@@ -1271,6 +1271,12 @@ fn read_barrier(fifo: &fs::File, pid: i32, start_time: u64) -> std::io::Result<V
             return Ok(out);
         }
     }
+}
+
+/// `process.args[0]` of the saved config, to name the program in an exec failure.
+fn saved_program(dir: &ContainerDir) -> Option<String> {
+    let spec = dir.read_config().ok()??;
+    spec.process().as_ref()?.args().as_ref()?.first().cloned()
 }
 
 fn fill_hook_path(err: Error, hooks: &Hooks) -> Error {

@@ -278,7 +278,7 @@ fn run(ctx: &ExecContext<'_>) -> Result<std::convert::Infallible, Failure> {
     // The process must outlive `exec` (e.g. `berth exec -d`).
     set_pdeathsig(0);
     send(ctx.sock, b"R")?;
-    Err(ctx.process.exec(&program).into())
+    Err(ctx.process.exec(&program, ctx.sock).into())
 }
 
 /// Kills and reaps a child on drop unless disarmed.

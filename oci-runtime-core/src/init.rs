@@ -468,7 +468,7 @@ fn run(
         install_seccomp(ctx, sc)?;
     }
     ctx.process.seal_fds(fifo)?;
-    Err(ctx.process.exec(&program).into())
+    Err(ctx.process.exec(&program, fifo).into())
 }
 
 /// # Fragile child
@@ -689,6 +689,13 @@ pub(crate) fn describe(
 }
 
 pub(crate) fn describe_init(e: InitError, process: Option<&ProcessPlan>) -> crate::Error {
+    let program = process.map(|p| p.program_name().to_string_lossy());
+    describe_init_named(e, program.as_deref())
+}
+
+/// As [`describe_init`], with only `process.args[0]` known (`start` reads it from the saved
+/// config).
+pub(crate) fn describe_init_named(e: InitError, program: Option<&str>) -> crate::Error {
     use InitStep::*;
     let source = nix::Error::from_raw(e.errno.max(0));
     let what = match e.step {
@@ -707,16 +714,21 @@ pub(crate) fn describe_init(e: InitError, process: Option<&ProcessPlan>) -> crat
         Capset => "capset(process.capabilities)".into(),
         Ambient => format!("raise ambient capability {}", e.index),
         NoNewPrivs => "prctl(PR_SET_NO_NEW_PRIVS)".into(),
-        FindProgram => match process {
-            Some(p) => format!(
-                "exec: {:?}: executable file not found in $PATH or not executable",
-                p.program_name()
-            ),
+        FindProgram => match program {
+            Some(p) => format!("exec: {p:?}: executable file not found in $PATH or not executable"),
             None => "find process.args[0]".into(),
         },
         SealFds => "close_range(CLOSE_RANGE_CLOEXEC)".into(),
         Exec if e.index == 1 => "execveat(exe-guard memfd) for process.args".into(),
-        Exec => "execve(process.args)".into(),
+        // The exe-guard stub's own execve (see crate::exe_guard).
+        Exec if e.index == 2 => match program {
+            Some(p) => format!("exec {p:?} (from the exe guard)"),
+            None => "execve(process.args) from the exe guard".into(),
+        },
+        Exec => match program {
+            Some(p) => format!("exec {p:?}"),
+            None => "execve(process.args)".into(),
+        },
         Console => format!("set up the console (step {})", e.index),
         ConsoleSocket => "send the pty master to --console-socket".into(),
         OpenFifo => "open exec.fifo".into(),

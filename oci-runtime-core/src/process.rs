@@ -80,8 +80,8 @@ pub(crate) struct ProcessPlan {
     pub preserve_fds: u32,
     /// The CVE-2019-5736 guard: the stub in a sealed memfd the init execs first.
     guard: ExeGuard,
-    /// The stub's argv: `[MARKER, <program>, argv..., NULL]`; slot 1 is filled in by the
-    /// child once it has resolved the program (the strings are owned by `argv`).
+    /// The stub's argv: `[MARKER, <report fd>, <program>, argv..., NULL]`; slots 1 and 2 are
+    /// filled in by the child right before the exec (the strings are owned by `argv`).
     guard_argv: Vec<AtomicPtr<libc::c_char>>,
 }
 
@@ -199,8 +199,9 @@ impl ProcessPlan {
         };
         let argv = CStrArray::new(&args, "process.args")?;
         let guard = ExeGuard::new(3 + preserve_fds as RawFd)?;
-        let mut guard_argv = Vec::with_capacity(args.len() + 3);
+        let mut guard_argv = Vec::with_capacity(args.len() + 4);
         guard_argv.push(AtomicPtr::new(exe_guard::MARKER.as_ptr().cast_mut()));
+        guard_argv.push(AtomicPtr::new(std::ptr::null_mut()));
         guard_argv.push(AtomicPtr::new(std::ptr::null_mut()));
         guard_argv.extend(
             argv.strings()
@@ -393,16 +394,36 @@ impl ProcessPlan {
     /// # Fragile child
     /// Replaces the process image: through the exe-guard stub (`execveat` of the sealed memfd,
     /// which then `execve`s `program`, see [`crate::exe_guard`]), or with a plain `execve`
-    /// where there is no stub. Returns only on failure. A failure of the stub's own `execve`
-    /// can't be reported here: the container process exits 127 with a message on stderr.
-    pub(crate) fn exec(&self, program: &PathBuf4k) -> InitError {
+    /// where there is no stub. Returns only on failure.
+    ///
+    /// `report` is where the caller reports failures (exec.fifo for the init, the sync socket
+    /// for `exec`; close-on-exec, -1 for none): the stub gets it open, as `argv[1]`, and
+    /// writes the failure record of its own `execve` there (`InitStep::Exec`, index 2), or
+    /// marks it close-on-exec and lets the successful `execve` close it. It is close-on-exec
+    /// again when this returns.
+    pub(crate) fn exec(&self, program: &PathBuf4k, report: RawFd) -> InitError {
         let guard = self.guard.raw();
-        if let (true, Some(slot)) = (guard >= 0, self.guard_argv.get(1)) {
+        if let (true, Some(fd_slot), Some(slot)) =
+            (guard >= 0, self.guard_argv.get(1), self.guard_argv.get(2))
+        {
+            // The report fd in decimal, NUL-terminated; empty (no report) when there is none.
+            let mut fd_arg = [0u8; 21];
+            if report >= 0 {
+                let mut digits = [0u8; 20];
+                let d = sys::fmt_u64(report as u64, &mut digits);
+                if let Some(dst) = fd_arg.get_mut(..d.len()) {
+                    dst.copy_from_slice(d);
+                }
+                // SAFETY: fcntl on an fd number with integer arguments; it only changes the
+                // flags of our report fd.
+                unsafe { libc::fcntl(report, libc::F_SETFD, 0) };
+            }
+            fd_slot.store(fd_arg.as_mut_ptr().cast(), Ordering::Relaxed);
             slot.store(program.as_ptr().cast_mut(), Ordering::Relaxed);
             // SAFETY: guard is our open memfd; the path is an empty C string (AT_EMPTY_PATH);
             // guard_argv is a NULL-terminated array of pointers to C strings owned by self
-            // (AtomicPtr has the layout of a raw pointer) and `program`, which outlives the
-            // call; envp likewise.
+            // (AtomicPtr has the layout of a raw pointer), `fd_arg` and `program`, which
+            // outlive the call; envp likewise.
             unsafe {
                 libc::syscall(
                     libc::SYS_execveat,
@@ -429,6 +450,10 @@ impl ProcessPlan {
                         self.envp.as_ptr(),
                     )
                 };
+            }
+            if report >= 0 {
+                // SAFETY: as above.
+                unsafe { libc::fcntl(report, libc::F_SETFD, libc::FD_CLOEXEC) };
             }
             return InitError::new(InitStep::Exec, 1, first);
         }

@@ -784,3 +784,28 @@ fn cve_2024_21626_exec_cwd_through_a_leaked_fd_is_refused() {
     unsafe { libc::close(leak) };
     finish(&h, r);
 }
+
+#[test]
+fn exec_failure_of_the_program_is_an_error() {
+    // The exe-guard stub's execve fails: its errno comes back over the sync socket.
+    let h = Harness::new();
+    let r = running(&h, "exec-enoexec", |b| {
+        use std::os::unix::fs::PermissionsExt;
+        let p = b.rootfs().join("garbage");
+        fs::write(&p, "not a program\n").expect("write /garbage");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod /garbage");
+    });
+    let err =
+        h.rt.raw()
+            .exec(&r.id, &process(&r, &["/garbage"]), &ExecOptions::default())
+            .expect_err("exec of a file of no known format");
+    assert!(matches!(err, Error::Exec { .. }), "{err:?}");
+    assert_err_contains(&err, &["exec \"/garbage\"", "ENOEXEC"]);
+    assert!(
+        err.to_string().to_lowercase().contains("exec format error"),
+        "{err}"
+    );
+    // The container is fine: an ordinary exec still works.
+    assert_eq!(exec_sh(&h, &r, "exit 3"), 3);
+    finish(&h, r);
+}

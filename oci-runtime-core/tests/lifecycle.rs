@@ -509,3 +509,139 @@ fn failure_after_setup_kills_the_init_and_leaves_nothing() {
         "the init of the failed create is still around"
     );
 }
+
+/// An executable file of no known format (`ENOEXEC`) in `b`'s rootfs at `/garbage`, and at
+/// `/dynamic` a dynamic ELF of the host without its ELF interpreter (`ENOENT`): both pass the
+/// checks of `create` (they exist and are executable) and only fail at `execve`.
+fn add_unrunnable_programs(b: &Bundle) {
+    use std::os::unix::fs::PermissionsExt;
+    let garbage = b.rootfs().join("garbage");
+    fs::write(&garbage, "not a program\n").expect("write /garbage");
+    fs::set_permissions(&garbage, fs::Permissions::from_mode(0o755)).expect("chmod /garbage");
+    // /bin/true of the host is dynamic (its interpreter lives in /lib64 or /lib, which the
+    // busybox rootfs lacks).
+    let host = fs::read("/bin/true").expect("read /bin/true");
+    assert!(
+        host.windows(4).any(|w| w == b"ld-l"),
+        "/bin/true is not dynamic"
+    );
+    assert!(!b.rootfs().join("lib").exists() && !b.rootfs().join("lib64").exists());
+    fs::write(b.rootfs().join("dynamic"), host).expect("write /dynamic");
+    fs::set_permissions(
+        b.rootfs().join("dynamic"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .expect("chmod /dynamic");
+}
+
+#[test]
+fn exec_failure_of_the_program_fails_start_and_the_container_stops() {
+    // The exe-guard stub's execve fails after the start barrier: its errno reaches `start`
+    // (runc 1.1.5 only prints "exec /garbage: exec format error" on the container's stderr
+    // and its start succeeds; berth makes it start's error).
+    let h = Harness::new();
+    let mut b = Bundle::new();
+    add_unrunnable_programs(&b);
+    for (prog, errno, text) in [
+        ("/garbage", "ENOEXEC", "exec format error"),
+        ("/dynamic", "ENOENT", "no such file or directory"),
+    ] {
+        b.args(&[prog]);
+        let id = h.id("badexec");
+        let c = h.create(&id, &b).expect("create");
+        assert_eq!(h.rt.state(&id).expect("state").status, Status::Created);
+        let err = h.rt.start(&id).expect_err(prog);
+        assert!(matches!(err, Error::Start { .. }), "{prog}: {err:?}");
+        assert_err_contains(&err, &[&format!("exec \"{prog}\""), errno]);
+        assert!(
+            err.to_string().to_lowercase().contains(text),
+            "{prog}: {err}"
+        );
+        assert_eq!(h.wait(&c), 127, "{prog}");
+        assert_eq!(h.rt.state(&id).expect("state").status, Status::Stopped);
+        h.rt.delete(&id, false).expect("delete");
+        assert!(!h.state_dir(&id).exists());
+    }
+}
+
+#[test]
+fn start_returns_once_the_program_itself_runs() {
+    let mut b = Bundle::new();
+    b.args(&["/bin/sleep", "1000"]);
+    let h = Harness::new();
+    let id = h.id("execd");
+    let c = h.create(&id, &b).expect("create");
+    let t = std::time::Instant::now();
+    h.rt.start(&id).expect("start");
+    let took = t.elapsed();
+    // Not the exe-guard stub (a memfd) any more: start waited for its execve.
+    let exe = fs::read_link(format!("/proc/{}/exe", c.pid())).expect("exe");
+    assert!(exe.ends_with("bin/busybox"), "{}", exe.display());
+    assert!(took < Duration::from_secs(2), "start took {took:?}");
+    assert_eq!(h.rt.state(&id).expect("state").status, Status::Running);
+    h.rt.kill(&id, libc::SIGKILL, false).expect("kill");
+    assert_eq!(h.wait(&c), 128 + libc::SIGKILL);
+    h.rt.delete(&id, false).expect("delete");
+}
+
+/// A profile returning EPERM for `names`.
+fn deny_syscalls(b: &mut Bundle, names: &[&str]) {
+    let profile = serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{ "names": names, "action": "SCMP_ACT_ERRNO" }]
+    });
+    let s = serde_json::from_value(profile).expect("profile parses");
+    if let Some(l) = b.spec.linux_mut() {
+        l.set_seccomp(Some(s));
+    }
+}
+
+#[test]
+fn exec_failure_of_the_init_itself_still_fails_start() {
+    // With noNewPrivileges the filter goes in right before the exec: the init's execveat of
+    // the stub (and its execve fallback) fail, and the init reports that itself.
+    let mut b = Bundle::new();
+    assert_eq!(
+        b.spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.no_new_privileges()),
+        Some(true)
+    );
+    deny_syscalls(&mut b, &["execve", "execveat"]);
+    let h = Harness::new();
+    let id = h.id("noexec");
+    let c = h.create(&id, &b).expect("create");
+    let err = h.rt.start(&id).expect_err("start without execve");
+    assert_err_contains(&err, &["execveat(exe-guard memfd)", "EPERM"]);
+    assert_eq!(h.wait(&c), 1);
+    h.rt.delete(&id, false).expect("delete");
+}
+
+#[test]
+fn a_profile_forbidding_fcntl_neither_hangs_start_nor_leaks_the_fifo() {
+    // The stub can't mark exec.fifo close-on-exec: it closes it instead (no report, but the
+    // program does not hold start's fifo open).
+    let mut b = Bundle::new();
+    b.args(&["/bin/sleep", "3"]);
+    deny_syscalls(&mut b, &["fcntl"]);
+    let h = Harness::new();
+    let id = h.id("nofcntl");
+    let c = h.create(&id, &b).expect("create");
+    let t = std::time::Instant::now();
+    h.rt.start(&id).expect("start");
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(2), "start took {took:?}");
+    let fds: Vec<String> = fs::read_dir(format!("/proc/{}/fd", c.pid()))
+        .expect("fd dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        fds.iter().all(|f| ["0", "1", "2"].contains(&f.as_str())),
+        "{fds:?}"
+    );
+    h.rt.kill(&id, libc::SIGKILL, false).expect("kill");
+    assert_eq!(h.wait(&c), 128 + libc::SIGKILL);
+    h.rt.delete(&id, false).expect("delete");
+}
