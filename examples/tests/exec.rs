@@ -211,7 +211,8 @@ fn detach_writes_the_pid_file_and_returns() {
         .trim()
         .parse()
         .expect("a pid");
-    // (Reported once exec'd; the exe-guard stub may still be on its way to `sleep`.)
+    // Reported once the program itself has exec'd (the exe-guard stub closes the sync socket
+    // only at its own successful execve); the loop only tolerates a slow /proc.
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .expect("alive")
