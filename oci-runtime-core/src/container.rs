@@ -99,24 +99,7 @@ impl Container {
     /// Waits for the init to exit and returns its exit code as a shell reports it (128 + N
     /// when killed by signal N). Only the process that created the container can wait.
     pub fn wait(&self) -> Result<i32, Error> {
-        loop {
-            let mut status = 0;
-            // SAFETY: status is a valid out-pointer.
-            let r = unsafe { libc::waitpid(self.pid, &mut status, libc::__WALL) };
-            if r == self.pid {
-                if libc::WIFEXITED(status) {
-                    return Ok(libc::WEXITSTATUS(status));
-                }
-                if libc::WIFSIGNALED(status) {
-                    return Ok(128 + libc::WTERMSIG(status));
-                }
-                continue;
-            }
-            let e = nix::Error::last();
-            if e != nix::Error::EINTR {
-                return Err(Error::sys(format!("waitpid({})", self.pid), e));
-            }
-        }
+        wait_exit(self.pid)
     }
 }
 
@@ -151,6 +134,29 @@ pub(crate) fn recv_msg(
             }
             Err(nix::Error::EINTR) => continue,
             Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits for our child `pid` and returns its exit code as a shell reports it (128 + N when
+/// killed by signal N).
+pub(crate) fn wait_exit(pid: i32) -> Result<i32, Error> {
+    loop {
+        let mut status = 0;
+        // SAFETY: status is a valid out-pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
+        if r == pid {
+            if libc::WIFEXITED(status) {
+                return Ok(libc::WEXITSTATUS(status));
+            }
+            if libc::WIFSIGNALED(status) {
+                return Ok(128 + libc::WTERMSIG(status));
+            }
+            continue;
+        }
+        let e = nix::Error::last();
+        if e != nix::Error::EINTR {
+            return Err(Error::sys(format!("waitpid({pid})"), e));
         }
     }
 }

@@ -91,24 +91,7 @@ impl ExecProcess {
     /// Waits for the process to exit and returns its exit code as a shell reports it
     /// (128 + N when killed by signal N). Only the process that called `exec` can wait.
     pub fn wait(&self) -> Result<i32, Error> {
-        loop {
-            let mut status = 0;
-            // SAFETY: status is a valid out-pointer.
-            let r = unsafe { libc::waitpid(self.pid, &mut status, libc::__WALL) };
-            if r == self.pid {
-                if libc::WIFEXITED(status) {
-                    return Ok(libc::WEXITSTATUS(status));
-                }
-                if libc::WIFSIGNALED(status) {
-                    return Ok(128 + libc::WTERMSIG(status));
-                }
-                continue;
-            }
-            let e = nix::Error::last();
-            if e != nix::Error::EINTR {
-                return Err(Error::sys(format!("waitpid({})", self.pid), e));
-            }
-        }
+        crate::container::wait_exit(self.pid)
     }
 }
 
