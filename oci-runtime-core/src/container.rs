@@ -199,7 +199,12 @@ fn abs_path(p: &Path) -> Result<PathBuf, Error> {
 }
 
 pub(crate) fn state_json(record: &Record, status: Status) -> Vec<u8> {
-    // The spec's state for hooks: ociVersion, id, status, pid, bundle, annotations.
+    serde_json::to_vec(&state_value(record, status)).unwrap_or_default()
+}
+
+/// The spec's state for hooks and the seccomp agent: ociVersion, id, status, pid, bundle,
+/// annotations.
+pub(crate) fn state_value(record: &Record, status: Status) -> serde_json::Value {
     let s = record.to_state(status);
     let mut v = serde_json::json!({
         "ociVersion": s.oci_version,
@@ -214,7 +219,7 @@ pub(crate) fn state_json(record: &Record, status: Status) -> Vec<u8> {
     if !s.annotations.is_empty() {
         v["annotations"] = serde_json::json!(s.annotations);
     }
-    serde_json::to_vec(&v).unwrap_or_default()
+    v
 }
 
 pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
@@ -704,20 +709,8 @@ impl Runtime {
                         return Err(Error::Protocol("F message without a listener fd".into()));
                     };
                     record.pid = init_pid;
-                    let st: serde_json::Value =
-                        serde_json::from_slice(&state_json(&record, Status::Creating))
-                            .map_err(|e| Error::Protocol(format!("state JSON: {e}")))?;
-                    let metadata = linux
-                        .seccomp()
-                        .as_ref()
-                        .and_then(|s| s.listener_metadata().clone());
-                    seccomp::send_to_listener(
-                        sc,
-                        metadata.as_deref(),
-                        &st,
-                        init_pid,
-                        fd.as_raw_fd(),
-                    )?;
+                    let st = state_value(&record, Status::Creating);
+                    seccomp::send_to_listener(sc, &st, init_pid, fd.as_raw_fd())?;
                 }
                 b'R' => break,
                 b'E' if n >= FAILURE_LEN => {

@@ -699,15 +699,8 @@ impl Runtime {
             // the exec'd process' pid (the process may wait on it: don't hold it back).
             if let (Some(sc), true) = (&seccomp, pid > 0 && listener_fd.is_some()) {
                 if let Some(fd) = listener_fd.take() {
-                    let st: serde_json::Value = serde_json::from_slice(
-                        &crate::container::state_json(&record, Status::Running),
-                    )
-                    .map_err(|e| Error::Protocol(format!("state JSON: {e}")))?;
-                    let metadata = linux
-                        .seccomp()
-                        .as_ref()
-                        .and_then(|s| s.listener_metadata().clone());
-                    seccomp::send_to_listener(sc, metadata.as_deref(), &st, pid, fd.as_raw_fd())?;
+                    let st = crate::container::state_value(&record, Status::Running);
+                    seccomp::send_to_listener(sc, &st, pid, fd.as_raw_fd())?;
                 }
             }
         }

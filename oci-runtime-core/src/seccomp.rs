@@ -175,6 +175,8 @@ pub(crate) struct SeccompPlan {
     notify: bool,
     /// `listenerPath`.
     listener_path: Option<PathBuf>,
+    /// `listenerMetadata`, sent to the agent with the listener.
+    listener_metadata: Option<String>,
 }
 
 impl std::fmt::Debug for SeccompPlan {
@@ -382,6 +384,7 @@ impl SeccompPlan {
             flags,
             notify,
             listener_path: s.listener_path().clone(),
+            listener_metadata: s.listener_metadata().clone(),
         })
     }
 
@@ -458,7 +461,6 @@ impl SeccompPlan {
 /// connection.
 pub(crate) fn send_to_listener(
     plan: &SeccompPlan,
-    metadata: Option<&str>,
     state: &serde_json::Value,
     pid: i32,
     fd: RawFd,
@@ -477,8 +479,8 @@ pub(crate) fn send_to_listener(
         "pid": pid,
         "state": state,
     });
-    if let (Some(m), Some(obj)) = (metadata, msg.as_object_mut()) {
-        obj.insert("metadata".into(), m.into());
+    if let (Some(m), Some(obj)) = (&plan.listener_metadata, msg.as_object_mut()) {
+        obj.insert("metadata".into(), m.as_str().into());
     }
     let payload = msg.to_string().into_bytes();
     let mut stream = UnixStream::connect(path)
@@ -1893,14 +1895,7 @@ mod tests {
         let devnull = std::fs::File::open("/dev/null").expect("open /dev/null");
         let state = json!({"ociVersion": "1.2.0", "id": "c1", "status": "creating", "pid": 42,
                            "bundle": "/b"});
-        send_to_listener(
-            &plan,
-            Some("MKNOD=/dev/null"),
-            &state,
-            42,
-            devnull.as_raw_fd(),
-        )
-        .expect("send");
+        send_to_listener(&plan, &state, 42, devnull.as_raw_fd()).expect("send");
         let (data, fds) = agent.join().expect("agent thread");
         let fds: Vec<std::os::fd::OwnedFd> = fds
             .into_iter()
@@ -1920,8 +1915,7 @@ mod tests {
 
         // Nobody listening: an error naming the path.
         drop(dir);
-        let e =
-            send_to_listener(&plan, None, &state, 42, devnull.as_raw_fd()).expect_err("no agent");
+        let e = send_to_listener(&plan, &state, 42, devnull.as_raw_fd()).expect_err("no agent");
         assert!(e.to_string().contains("agent.sock"), "{e}");
     }
 
