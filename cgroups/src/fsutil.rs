@@ -95,7 +95,6 @@ pub(crate) fn parse_flat_keyed(dir: &Path, file: &str, text: &str) -> Result<Vec
         .collect()
 }
 
-/// The pids listed in `dir/cgroup.procs`.
 /// The sub-cgroups of `dir` (its directories), not recursive; none if it is gone.
 pub(crate) fn sub_cgroups(dir: &Path) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(dir)
@@ -124,6 +123,7 @@ pub(crate) fn read_procs_tree(dir: &Path) -> Result<Vec<i32>> {
     Ok(pids)
 }
 
+/// The pids listed in `dir/cgroup.procs`.
 pub(crate) fn read_procs(dir: &Path) -> Result<Vec<i32>> {
     let text = read(dir, "cgroup.procs")?;
     text.split_whitespace()

@@ -81,10 +81,12 @@ pub struct CgroupManager {
     new_dirs: Vec<PathBuf>,
 }
 
-fn mkdir_p(path: &Path, own: usize) -> Result<(bool, Vec<PathBuf>)> {
-    // Returns whether the leaf was created, and the new directories (top first).
+/// Makes `path.dir_in(h)` and the missing parents among its last `own` components,
+/// recording the new directories (top first) in `new_dirs`; returns the directory.
+fn mkdir_in(h: &Hierarchy, path: &CgroupPath, new_dirs: &mut Vec<PathBuf>) -> Result<PathBuf> {
+    let (dir, own) = path.dir_in(h);
     let mut missing = Vec::new();
-    let mut p = path;
+    let mut p = dir.as_path();
     while !p.exists() {
         missing.push(p.to_path_buf());
         match p.parent() {
@@ -106,8 +108,8 @@ fn mkdir_p(path: &Path, own: usize) -> Result<(bool, Vec<PathBuf>)> {
             }
         }
     }
-    let leaf_created = missing.last().is_some_and(|d| d == path);
-    Ok((leaf_created, missing))
+    new_dirs.extend(missing);
+    Ok(dir)
 }
 
 /// The named v1 hierarchies a container joins: all of them beside v1 controller
@@ -175,9 +177,8 @@ impl CgroupManager {
 
     fn create_dirs(&mut self, path: &CgroupPath) -> Result<()> {
         for h in &self.layout.v1 {
-            let (dir, own) = path.dir_in(h);
-            let (_, new) = mkdir_p(&dir, own)?;
-            self.new_dirs.extend(new);
+            let dir = mkdir_in(h, path, &mut self.new_dirs)?;
+            let own = path.dir_in(h).1;
             self.v1.push(Dir { path: dir.clone() });
             if h.has("cpuset") {
                 // A new v1 cpuset cgroup starts with empty cpus and mems, and no task
@@ -192,15 +193,11 @@ impl CgroupManager {
             }
         }
         for h in named_of(&self.layout) {
-            let (dir, own) = path.dir_in(h);
-            let (_, new) = mkdir_p(&dir, own)?;
-            self.new_dirs.extend(new);
+            let dir = mkdir_in(h, path, &mut self.new_dirs)?;
             self.named.push((named_label(h), Dir { path: dir }));
         }
         if let Some(h) = &self.layout.unified {
-            let (dir, own) = path.dir_in(h);
-            let (_, new) = mkdir_p(&dir, own)?;
-            self.new_dirs.extend(new);
+            let dir = mkdir_in(h, path, &mut self.new_dirs)?;
             let fd = open_dir(&dir)?;
             self.v2 = Some((Dir { path: dir }, fd));
         }

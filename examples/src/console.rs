@@ -181,7 +181,6 @@ impl Drop for RawTty {
     }
 }
 
-/// Copies the window size of terminal `from` to terminal `to` (for the pty master).
 /// How long to wait for the runtime to hand over the console, per step (milliseconds).
 pub(crate) const CONSOLE_TIMEOUT_MS: u16 = 10_000;
 
@@ -212,6 +211,7 @@ pub(crate) fn take_console(
     Ok((master, raw))
 }
 
+/// Copies the window size of terminal `from` to terminal `to` (for the pty master).
 pub(crate) fn copy_winsize(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> Result<(), CliError> {
     let mut ws = libc::winsize {
         ws_row: 0,

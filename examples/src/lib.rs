@@ -94,10 +94,10 @@ fn utf8_args(args: impl IntoIterator<Item = OsString>) -> Result<Vec<String>, Cl
         .collect()
 }
 
-/// Reports a failure the way runc does and returns the exit status (1).
 /// Exit status of `exec` when the process could not be started (runc's).
 const EXEC_FAILED: i32 = 255;
 
+/// Reports a failure the way runc does and returns the exit status (1).
 fn fail(log: &Logger, err: &CliError, help: Option<String>) -> i32 {
     if let Some(help) = help {
         // runc prints "Incorrect Usage" and the help on stdout; the error itself is logged.

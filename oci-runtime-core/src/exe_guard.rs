@@ -107,19 +107,10 @@ impl ExeGuard {
             // SAFETY: as above: a new descriptor only we own (the old one is closed on drop).
             fd = unsafe { OwnedFd::from_raw_fd(high) };
         }
-        let mut done = 0;
-        while done < stub.len() {
-            let rest = &stub[done..];
-            // SAFETY: rest is a valid buffer of rest.len() bytes.
-            let n = unsafe { libc::write(fd.as_raw_fd(), rest.as_ptr().cast(), rest.len()) };
-            if n < 0 {
-                if nix::errno::Errno::last() == nix::errno::Errno::EINTR {
-                    continue;
-                }
-                return Err(sys_err("write(memfd)"));
-            }
-            done += n as usize;
-        }
+        crate::sys::write_all(fd.as_raw_fd(), stub).map_err(|e| Error::Sys {
+            syscall: "exe guard: write(memfd)".into(),
+            source: nix::Error::from_raw(e),
+        })?;
         let seals =
             libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
         // SAFETY: fcntl with integer arguments on our own fd.

@@ -215,7 +215,8 @@ mod tests {
             linux["cgroup"],
             json!({"v1": true, "v2": true, "systemd": false, "systemdUser": false})
         );
-        // This host has neither LSM nor resctrl (see FIELD-NOTES.md).
+        // The LSM and resctrl sections report what the host has (whatever machine runs this):
+        // exactly an `enabled` boolean, from the same detection `create` uses.
         let lsm = crate::security::HostLsm::detect();
         assert_eq!(linux["apparmor"], json!({"enabled": lsm.apparmor}));
         assert_eq!(linux["selinux"], json!({"enabled": lsm.selinux}));

@@ -24,8 +24,6 @@
 //! fake tree of plain files; the development VM has no RDT, so the kernel path is untested
 //! there.
 
-// Until `create`/`delete` call into this module (the lead wires it), only its tests do.
-
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -80,16 +78,14 @@ pub(crate) struct RdtGroup {
     pub mon_group: Option<PathBuf>,
 }
 
-fn cfg(field: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        field: field.into(),
-        reason: reason.into(),
-    }
-}
-
 /// Whether resctrl is mounted at `/sys/fs/resctrl` (the features document's `intelRdt`).
 pub(crate) fn available() -> bool {
-    nix::sys::statfs::statfs(RESCTRL_ROOT)
+    is_resctrl(Path::new(RESCTRL_ROOT))
+}
+
+/// Whether the kernel's resctrl file system is mounted at `root`.
+fn is_resctrl(root: &Path) -> bool {
+    nix::sys::statfs::statfs(root)
         .is_ok_and(|s| s.filesystem_type() == FsType(libc::RDTGROUP_SUPER_MAGIC))
 }
 
@@ -112,11 +108,10 @@ impl IntelRdt {
         rdt: &LinuxIntelRdt,
         id: &str,
     ) -> Result<Self, ConfigError> {
-        let kernel = nix::sys::statfs::statfs(root)
-            .is_ok_and(|s| s.filesystem_type() == FsType(libc::RDTGROUP_SUPER_MAGIC));
+        let kernel = is_resctrl(root);
         let looks_like_resctrl = root.join("tasks").is_file() && root.join("info").is_dir();
         if !kernel && !looks_like_resctrl {
-            return Err(cfg(
+            return Err(ConfigError::new(
                 "linux.intelRdt",
                 format!(
                     "resctrl is not mounted at {} (no Intel RDT on this host)",
@@ -132,7 +127,7 @@ impl IntelRdt {
                     || c.contains(['/', '\0', '\n'])
                     || RESERVED.contains(&c)
                 {
-                    return Err(cfg(
+                    return Err(ConfigError::new(
                         "linux.intelRdt.closID",
                         format!("{c:?} is not a valid resctrl group name"),
                     ));
@@ -145,7 +140,7 @@ impl IntelRdt {
             Some(mb) => {
                 let mb = mb.trim();
                 if !mb.starts_with("MB:") || mb.contains(['\n', '\0']) {
-                    return Err(cfg(
+                    return Err(ConfigError::new(
                         "linux.intelRdt.memBwSchema",
                         format!("must be one line starting with \"MB:\", not {mb:?}"),
                     ));
@@ -157,7 +152,10 @@ impl IntelRdt {
         let mut schema_lines = Vec::new();
         if let Some(l3) = rdt.l3_cache_schema().as_deref() {
             if l3.contains('\0') {
-                return Err(cfg("linux.intelRdt.l3CacheSchema", "contains a NUL byte"));
+                return Err(ConfigError::new(
+                    "linux.intelRdt.l3CacheSchema",
+                    "contains a NUL byte",
+                ));
             }
             schema_lines.extend(
                 lines(l3)
@@ -169,8 +167,8 @@ impl IntelRdt {
         let mut schemata_lines = Vec::new();
         for (i, s) in rdt.schemata().iter().flatten().enumerate() {
             if s.contains('\0') {
-                return Err(cfg(
-                    &format!("linux.intelRdt.schemata[{i}]"),
+                return Err(ConfigError::new(
+                    format!("linux.intelRdt.schemata[{i}]"),
                     "contains a NUL byte",
                 ));
             }
@@ -211,7 +209,7 @@ impl IntelRdt {
         let created = if path.is_dir() {
             false
         } else if self.clos_id && !has_schemas {
-            return Err(Error::Config(cfg(
+            return Err(Error::Config(ConfigError::new(
                 "linux.intelRdt.closID",
                 format!(
                     "names no existing resctrl group ({} does not exist) and no schema is given to create it",
@@ -248,7 +246,7 @@ impl IntelRdt {
                 .iter()
                 .find(|l| !schema_present(&current, l))
             {
-                return Err(Error::Config(cfg(
+                return Err(Error::Config(ConfigError::new(
                     "linux.intelRdt",
                     format!(
                         "schema {line:?} does not match the existing resctrl group {} (its schemata: {:?})",

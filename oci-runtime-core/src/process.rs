@@ -4,7 +4,7 @@
 use std::ffi::{CStr, CString};
 use std::os::fd::RawFd;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::cell::Cell;
 
 use oci_spec::runtime::{Capabilities, Process};
 
@@ -52,10 +52,6 @@ impl CStrArray {
     pub(crate) fn as_ptr(&self) -> *const *const libc::c_char {
         self.ptrs.as_ptr()
     }
-
-    pub(crate) fn strings(&self) -> &[CString] {
-        &self._strings
-    }
 }
 
 /// `process` of the config, ready for the fragile child.
@@ -82,7 +78,7 @@ pub(crate) struct ProcessPlan {
     guard: ExeGuard,
     /// The stub's argv: `[MARKER, <report fd>, <program>, argv..., NULL]`; slots 1 and 2 are
     /// filled in by the child right before the exec (the strings are owned by `argv`).
-    guard_argv: Vec<AtomicPtr<libc::c_char>>,
+    guard_argv: Vec<Cell<*const libc::c_char>>,
 }
 
 fn cstring(s: &str, field: &str) -> Result<CString, ConfigError> {
@@ -200,15 +196,11 @@ impl ProcessPlan {
         let argv = CStrArray::new(&args, "process.args")?;
         let guard = ExeGuard::new(3 + preserve_fds as RawFd)?;
         let mut guard_argv = Vec::with_capacity(args.len() + 4);
-        guard_argv.push(AtomicPtr::new(exe_guard::MARKER.as_ptr().cast_mut()));
-        guard_argv.push(AtomicPtr::new(std::ptr::null_mut()));
-        guard_argv.push(AtomicPtr::new(std::ptr::null_mut()));
-        guard_argv.extend(
-            argv.strings()
-                .iter()
-                .map(|s| AtomicPtr::new(s.as_ptr().cast_mut())),
-        );
-        guard_argv.push(AtomicPtr::new(std::ptr::null_mut()));
+        guard_argv.push(Cell::new(exe_guard::MARKER.as_ptr()));
+        guard_argv.push(Cell::new(std::ptr::null()));
+        guard_argv.push(Cell::new(std::ptr::null()));
+        // argv's pointers, its NULL terminator included.
+        guard_argv.extend(argv.ptrs.iter().copied().map(Cell::new));
         Ok(ProcessPlan {
             argv,
             envp: CStrArray::new(&env, "process.env")?,
@@ -383,8 +375,9 @@ impl ProcessPlan {
         if r < 0 {
             return Err(InitError::new(InitStep::SealFds, 0, sys::errno()));
         }
-        let guard = self.guard.raw();
-        for fd in (3..first_closed as RawFd).filter(|fd| *fd != ours && *fd != guard) {
+        // (The exe guard's memfd is never in this range: ExeGuard::new places it at
+        // 3 + preserve_fds or above.)
+        for fd in (3..first_closed as RawFd).filter(|fd| *fd != ours) {
             // SAFETY: fcntl on an fd number; EBADF (not open) is ignored.
             unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
         }
@@ -418,11 +411,11 @@ impl ProcessPlan {
                 // flags of our report fd.
                 unsafe { libc::fcntl(report, libc::F_SETFD, 0) };
             }
-            fd_slot.store(fd_arg.as_mut_ptr().cast(), Ordering::Relaxed);
-            slot.store(program.as_ptr().cast_mut(), Ordering::Relaxed);
+            fd_slot.set(fd_arg.as_ptr().cast());
+            slot.set(program.as_ptr());
             // SAFETY: guard is our open memfd; the path is an empty C string (AT_EMPTY_PATH);
             // guard_argv is a NULL-terminated array of pointers to C strings owned by self
-            // (AtomicPtr has the layout of a raw pointer), `fd_arg` and `program`, which
+            // (Cell has the layout of a raw pointer), `fd_arg` and `program`, which
             // outlive the call; envp likewise.
             unsafe {
                 libc::syscall(

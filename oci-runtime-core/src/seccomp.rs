@@ -169,10 +169,9 @@ mod native {
 pub(crate) struct SeccompPlan {
     /// The complete BPF program.
     program: BpfProgram,
-    /// `SECCOMP_FILTER_FLAG_*` from the profile (without `NEW_LISTENER`).
+    /// The `SECCOMP_FILTER_FLAG_*` to install with: the profile's, plus `NEW_LISTENER` when
+    /// an action is `SCMP_ACT_NOTIFY`.
     flags: libc::c_ulong,
-    /// Whether any action is `SCMP_ACT_NOTIFY`.
-    notify: bool,
     /// `listenerPath`.
     listener_path: Option<PathBuf>,
     /// `listenerMetadata`, sent to the agent with the listener.
@@ -184,7 +183,6 @@ impl std::fmt::Debug for SeccompPlan {
         f.debug_struct("SeccompPlan")
             .field("instructions", &self.program.len())
             .field("flags", &self.flags)
-            .field("notify", &self.notify)
             .field("listener_path", &self.listener_path)
             .finish()
     }
@@ -237,7 +235,7 @@ impl SeccompPlan {
             &mut probe,
         )?;
         if s.default_action() == LinuxSeccompAction::ScmpActNotify {
-            return Err(err(
+            return Err(ConfigError::new(
                 "linux.seccomp.defaultAction",
                 "cannot be SCMP_ACT_NOTIFY: the container init's own system calls (including \
                  the one handing the listener to the runtime) would wait for an agent",
@@ -255,7 +253,7 @@ impl SeccompPlan {
         for (i, entry) in s.syscalls().iter().flatten().enumerate() {
             let field = format!("linux.seccomp.syscalls[{i}]");
             if entry.names().is_empty() {
-                return Err(err(format!("{field}.names"), "is empty"));
+                return Err(ConfigError::new(format!("{field}.names"), "is empty"));
             }
             let value = action_value(
                 entry.action(),
@@ -304,13 +302,13 @@ impl SeccompPlan {
         }
 
         if notify && s.listener_path().is_none() {
-            return Err(err(
+            return Err(ConfigError::new(
                 "linux.seccomp.listenerPath",
                 "is required when a rule uses SCMP_ACT_NOTIFY",
             ));
         }
         if s.listener_metadata().is_some() && s.listener_path().is_none() {
-            return Err(err(
+            return Err(ConfigError::new(
                 "linux.seccomp.listenerMetadata",
                 "must not be set without listenerPath",
             ));
@@ -354,7 +352,7 @@ impl SeccompPlan {
                 }
             };
             if !probe.flag_supported(bit) {
-                return Err(err(
+                return Err(ConfigError::new(
                     format!("linux.seccomp.flags[{i}]"),
                     format!("{flag} is not supported by the running kernel"),
                 ));
@@ -366,23 +364,20 @@ impl SeccompPlan {
         if notify && flags & libc::SECCOMP_FILTER_FLAG_TSYNC != 0 {
             flags |= libc::SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
         }
-        let all = flags
-            | if notify {
-                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
-            } else {
-                0
-            };
-        if !probe.flag_supported(all) {
-            return Err(err(
+        if notify {
+            flags |= libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
+        }
+        // (No flags at all is always supported.)
+        if flags != 0 && !probe.flag_supported(flags) {
+            return Err(ConfigError::new(
                 "linux.seccomp.flags",
-                format!("combination {all:#x} is not supported by the running kernel"),
+                format!("combination {flags:#x} is not supported by the running kernel"),
             ));
         }
 
         Ok(SeccompPlan {
             program,
             flags,
-            notify,
             listener_path: s.listener_path().clone(),
             listener_metadata: s.listener_metadata().clone(),
         })
@@ -391,7 +386,7 @@ impl SeccompPlan {
     /// Whether any rule is SCMP_ACT_NOTIFY (the default action cannot be): the init must hand
     /// the listener fd to the parent.
     pub(crate) fn uses_notify(&self) -> bool {
-        self.notify
+        self.flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER != 0
     }
 
     /// Installs the filter on the calling thread.
@@ -399,7 +394,7 @@ impl SeccompPlan {
     /// # Fragile child
     ///
     /// One raw `seccomp(SECCOMP_SET_MODE_FILTER)` on the prepared program, with the profile's
-    /// flags plus `SECCOMP_FILTER_FLAG_NEW_LISTENER` when [`uses_notify`](Self::uses_notify).
+    /// flags (plus `SECCOMP_FILTER_FLAG_NEW_LISTENER` when [`uses_notify`](Self::uses_notify)).
     /// No allocation. Returns the listener fd (the kernel opens it `O_CLOEXEC`) when notify is
     /// used; `Err(errno)` on failure.
     pub(crate) fn install(&self) -> Result<Option<RawFd>, i32> {
@@ -411,26 +406,20 @@ impl SeccompPlan {
             // seccompiler's sock_filter is `repr(C)` with the kernel's layout, as is libc's.
             filter: self.program.as_ptr().cast::<libc::sock_filter>().cast_mut(),
         };
-        let flags = self.flags
-            | if self.notify {
-                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
-            } else {
-                0
-            };
         // SAFETY: `prog` points to `len` initialised instructions that outlive the call; the
         // kernel copies them and keeps no pointer.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_seccomp,
                 libc::SECCOMP_SET_MODE_FILTER as libc::c_ulong,
-                flags,
+                self.flags,
                 &prog as *const libc::sock_fprog,
             )
         };
         if r < 0 {
             return Err(crate::sys::errno());
         }
-        if self.notify {
+        if self.uses_notify() {
             // With TSYNC_ESRCH or without TSYNC, the return value is the listener fd.
             Ok(Some(r as RawFd))
         } else if r > 0 {
@@ -468,7 +457,7 @@ pub(crate) fn send_to_listener(
     use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 
     let path = plan.listener_path().ok_or_else(|| {
-        crate::Error::Config(err(
+        crate::Error::Config(ConfigError::new(
             "linux.seccomp.listenerPath",
             "is required with SCMP_ACT_NOTIFY",
         ))
@@ -564,13 +553,6 @@ pub(crate) fn features() -> serde_json::Value {
     })
 }
 
-fn err(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        field: field.into(),
-        reason: reason.into(),
-    }
-}
-
 /// The kernel's number for `name` in `table` (one architecture's, sorted by name).
 fn lookup(table: &[(&str, u32)], name: &str) -> Option<u32> {
     table
@@ -609,7 +591,10 @@ fn action_value(
     let data = |max: u32| match errno_ret {
         None => Ok(libc::EPERM as u32),
         Some(v) if v <= max => Ok(v),
-        Some(v) => Err(err(errno_field, format!("{v} is larger than {max}"))),
+        Some(v) => Err(ConfigError::new(
+            errno_field,
+            format!("{v} is larger than {max}"),
+        )),
     };
     let value = match action {
         A::ScmpActKill | A::ScmpActKillThread => libc::SECCOMP_RET_KILL_THREAD,
@@ -622,7 +607,7 @@ fn action_value(
         A::ScmpActNotify => libc::SECCOMP_RET_USER_NOTIF,
     };
     if errno_ret.is_some() && !matches!(action, A::ScmpActErrno | A::ScmpActTrace) {
-        return Err(err(
+        return Err(ConfigError::new(
             errno_field,
             format!(
                 "is set, but {action} returns no errno (only SCMP_ACT_ERRNO and SCMP_ACT_TRACE do)"
@@ -630,7 +615,7 @@ fn action_value(
         ));
     }
     if !probe.action_supported(value & libc::SECCOMP_RET_ACTION_FULL) {
-        return Err(err(
+        return Err(ConfigError::new(
             action_field,
             format!("{action} is not supported by the running kernel"),
         ));
@@ -649,7 +634,7 @@ fn entry_rules(args: &[LinuxSeccompArg], field: &str) -> Result<Chain, ConfigErr
     for (j, arg) in args.iter().enumerate() {
         let index = arg.index();
         let Some(count) = seen.get_mut(index) else {
-            return Err(err(
+            return Err(ConfigError::new(
                 format!("{field}.args[{j}].index"),
                 format!("{index} is out of range: system calls have arguments 0 to 5"),
             ));
@@ -708,7 +693,7 @@ fn compile_rules(rules: &[Vec<Cmp>], width: Width) -> Result<Vec<SeccompRule>, C
         Width::Bits32 => SeccompCmpArgLen::Dword,
     };
     let invalid = |e: seccompiler::BackendError| {
-        err("linux.seccomp.syscalls", format!("cannot be compiled: {e}"))
+        ConfigError::new("linux.seccomp.syscalls", format!("cannot be compiled: {e}"))
     };
     let mut out = Vec::new();
     for rule in rules.iter().filter(|r| !r.iter().any(|c| c.never(width))) {
@@ -733,7 +718,7 @@ enum Assemble {
 impl Assemble {
     fn into_config_error(self) -> ConfigError {
         match self {
-            Assemble::TooLarge(len) => err(
+            Assemble::TooLarge(len) => ConfigError::new(
                 "linux.seccomp",
                 format!(
                     "compiles to {len} BPF instructions or more, over the kernel's limit of \
@@ -845,7 +830,7 @@ fn compile_groups(
     up_to: Option<i32>,
 ) -> Result<Vec<sock_filter>, Assemble> {
     let unexpected = || {
-        Assemble::Config(err(
+        Assemble::Config(ConfigError::new(
             "linux.seccomp",
             "cannot be compiled: unexpected seccompiler output",
         ))
@@ -917,14 +902,16 @@ fn compile_groups(
             PLACEHOLDER_MATCH,
             native::TARGET,
         )
-        .map_err(|e| err("linux.seccomp.syscalls", format!("cannot be compiled: {e}")))?;
+        .map_err(|e| {
+            ConfigError::new("linux.seccomp.syscalls", format!("cannot be compiled: {e}"))
+        })?;
         let compiled: BpfProgram = match BpfProgram::try_from(filter) {
             Ok(p) => p,
             Err(seccompiler::BackendError::FilterTooLarge(n)) => {
                 return Err(Assemble::TooLarge(program.len() + n));
             }
             Err(e) => {
-                return Err(Assemble::Config(err(
+                return Err(Assemble::Config(ConfigError::new(
                     "linux.seccomp.syscalls",
                     format!("cannot be compiled: {e}"),
                 )));

@@ -4,7 +4,9 @@
 //! running as any uid can open the start barrier by name). It holds:
 //! - `state.json`: the [`Record`], replaced atomically (write to a temp name, rename; the root
 //!   normally lives on a tmpfs such as /run, where an fsync would buy nothing);
-//! - `exec.fifo`: the start barrier; its existence is what "created" means.
+//! - `exec.fifo`: the start barrier; its existence is what "created" means;
+//! - `config.json`: the validated config the container was created from, for `exec` (so a
+//!   rewritten or removed bundle can't change what an exec'd process gets).
 //!
 //! Commands on one id are serialised by an exclusive `flock` on the directory itself; a
 //! command that obtains the lock after the directory was deleted sees `st_nlink == 0` and
@@ -27,8 +29,6 @@ use crate::error::Error;
 pub(crate) const STATE_FILE: &str = "state.json";
 /// File name of the start barrier inside a container directory.
 pub(crate) const FIFO_FILE: &str = "exec.fifo";
-/// The config the container was created from (see `ContainerDir::config_path`).
-pub(crate) const CONFIG_FILE: &str = "config.json";
 
 /// The lifecycle status of a container, as the OCI runtime spec names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -275,12 +275,13 @@ impl ContainerDir {
     }
 
     /// The container's config as it was created, kept for `exec` (its seccomp profile and
-    /// defaults must not depend on the bundle staying unchanged, or present).
-    pub fn config_path(&self) -> PathBuf {
-        self.path.join(CONFIG_FILE)
+    /// defaults must not depend on the bundle staying unchanged, or present). Named as in a
+    /// bundle.
+    fn config_path(&self) -> PathBuf {
+        self.path.join(crate::validate::CONFIG_FILE)
     }
 
-    /// Saves the validated config (see [`ContainerDir::config_path`]).
+    /// Saves the validated config (`config.json` in the container directory).
     pub fn write_config(&self, spec: &oci_spec::runtime::Spec) -> Result<(), Error> {
         let path = self.config_path();
         let data = serde_json::to_vec(spec)
