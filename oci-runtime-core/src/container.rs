@@ -162,9 +162,9 @@ pub(crate) fn wait_exit(pid: i32) -> Result<i32, Error> {
 }
 
 /// Runs `f` unless dropped after `disarm`.
-struct Cleanup<F: FnMut()>(Option<F>);
+pub(crate) struct Cleanup<F: FnMut()>(pub(crate) Option<F>);
 impl<F: FnMut()> Cleanup<F> {
-    fn disarm(&mut self) {
+    pub(crate) fn disarm(&mut self) {
         self.0 = None;
     }
 }
@@ -245,7 +245,8 @@ pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
     })
 }
 
-fn kill_and_reap(pid: i32) {
+/// SIGKILLs our child `pid` and reaps it (nothing for a pid of 0 or less).
+pub(crate) fn kill_and_reap(pid: i32) {
     if pid > 0 {
         // SAFETY: signalling and reaping our own child.
         unsafe {
@@ -587,11 +588,11 @@ impl Runtime {
                 && ns.creates(NamespaceKind::Cgroup),
         };
         let flags = if ctx.intermediate {
-            libc::SIGCHLD
+            0
         } else {
             // A cgroup namespace is unshared by the child once it is in the container's
             // cgroup (ctx.unshare_cgroup_ns), so that cgroup is the namespace's root.
-            let mut f = ns.clone_flags() | libc::SIGCHLD;
+            let mut f = ns.clone_flags();
             if ctx.unshare_cgroup_ns {
                 f &= !libc::CLONE_NEWCGROUP;
             }
@@ -605,22 +606,7 @@ impl Runtime {
             .and_then(|(c, _)| c.dir_fd())
             .map(|fd| fd.as_raw_fd());
         // SAFETY: the child runs only init_main, which follows the fragile-child rules.
-        let cloned = match into {
-            Some(fd) => {
-                unsafe { sys::raw_clone_into_cgroup((flags & !libc::SIGCHLD) as libc::c_ulong, fd) }
-                    .map(|pid| (pid, true))
-                    .or_else(|e| match e {
-                        libc::ENOSYS | libc::E2BIG => {
-                            // SAFETY: as above.
-                            unsafe { sys::raw_clone(flags as libc::c_ulong) }
-                                .map(|pid| (pid, false))
-                        }
-                        e => Err(e),
-                    })
-            }
-            // SAFETY: as above.
-            None => unsafe { sys::raw_clone(flags as libc::c_ulong) }.map(|pid| (pid, false)),
-        };
+        let cloned = unsafe { sys::clone_maybe_into_cgroup(flags as libc::c_ulong, into) };
         let (child, in_cgroup2) =
             cloned.map_err(|e| Error::sys("clone", nix::Error::from_raw(e)))?;
         if child == 0 {
@@ -668,7 +654,7 @@ impl Runtime {
                 Err(e) => return Err(Error::io("sync with init", &dir.path, e)),
             };
             if n == 0 {
-                return Err(Error::Protocol(exit_reason(guard_pid.get())));
+                return Err(Error::Protocol(exit_reason(guard_pid.get(), "init")));
             }
             match msg[0] {
                 b'M' => {
@@ -1306,21 +1292,22 @@ fn fill_hook_path(err: Error, hooks: &Hooks) -> Error {
     }
 }
 
-fn exit_reason(pid: i32) -> String {
+/// Why our child `pid` (`who`: "init", "the exec'd process") ended during setup without
+/// reporting anything; reaps it.
+pub(crate) fn exit_reason(pid: i32, who: &str) -> String {
     let mut st = 0;
     // SAFETY: reaping our own child.
     let r = unsafe { libc::waitpid(pid, &mut st, libc::__WALL) };
     if r != pid {
-        return "init exited during setup".into();
-    }
-    if libc::WIFSIGNALED(st) {
+        format!("{who} exited during setup")
+    } else if libc::WIFSIGNALED(st) {
         format!(
-            "init was killed by signal {} during setup",
+            "{who} was killed by signal {} during setup",
             libc::WTERMSIG(st)
         )
     } else {
         format!(
-            "init exited with status {} during setup",
+            "{who} exited with status {} during setup",
             libc::WEXITSTATUS(st)
         )
     }

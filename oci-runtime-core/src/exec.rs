@@ -25,10 +25,11 @@
 //! parent -> child: `G` (in the container's cgroups).
 //! child -> parent: `P`+pid (the intermediate: the process it forked), `F` with the seccomp
 //! notify listener fd in SCM_RIGHTS (handed to `listenerPath`), `R` (about to exec),
-//! `E`+failure record (shared with the init, [`ChildFailure`]) or `X`+step+errno (a step of
-//! its own), then it exits. EOF after `R` is the exec: only then is the process reported
-//! started.
+//! `E`+failure record (shared with the init, [`ChildFailure`]; the exec-only steps are
+//! `InitStep::Setns`, `Dumpable` and `Clone` index 1), then it exits. EOF after `R` is the
+//! exec: only then is the process reported started.
 
+use std::cell::Cell;
 use std::fs;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -39,10 +40,10 @@ use berth_cgroups::{CgroupManager, CgroupPath, Layout};
 use berth_namespaces::NamespaceKind;
 use oci_spec::runtime::Process;
 
-use crate::container::Runtime;
+use crate::container::{Cleanup, Runtime, kill_and_reap};
 use crate::error::Error;
 use crate::home;
-use crate::init::{self, ChildFailure, FAILURE_LEN, InitStep};
+use crate::init::{self, ChildFailure, FAILURE_LEN, InitError, InitStep};
 use crate::process::ProcessPlan;
 use crate::seccomp::{self, SeccompPlan};
 use crate::security::SecurityPlan;
@@ -95,57 +96,6 @@ impl ExecProcess {
     }
 }
 
-/// Steps of the exec child that the init does not have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-enum ExecStep {
-    Dumpable = 1,
-    Setns,
-    Fork,
-}
-
-/// A failure in the exec child.
-#[derive(Debug, Clone, Copy)]
-enum Failure {
-    Shared(ChildFailure),
-    Own(ExecStep, i32),
-}
-
-impl<T: Into<ChildFailure>> From<T> for Failure {
-    fn from(e: T) -> Self {
-        Failure::Shared(e.into())
-    }
-}
-
-impl Failure {
-    fn encode(&self) -> [u8; FAILURE_LEN] {
-        match self {
-            Failure::Shared(f) => f.encode(),
-            Failure::Own(step, errno) => {
-                let mut out = [0u8; FAILURE_LEN];
-                out[0] = b'X';
-                out[1] = *step as u8;
-                out[2..6].copy_from_slice(&errno.to_le_bytes());
-                out
-            }
-        }
-    }
-
-    fn decode(msg: &[u8]) -> Option<Self> {
-        if msg.first() == Some(&b'X') {
-            let step = match msg.get(1)? {
-                1 => ExecStep::Dumpable,
-                2 => ExecStep::Setns,
-                3 => ExecStep::Fork,
-                _ => return None,
-            };
-            let errno = i32::from_le_bytes(msg.get(2..6)?.try_into().ok()?);
-            return Some(Failure::Own(step, errno));
-        }
-        ChildFailure::decode(msg).map(Failure::Shared)
-    }
-}
-
 /// Everything the exec child needs, prepared by the parent before the clone.
 struct ExecContext<'a> {
     process: &'a ProcessPlan,
@@ -166,19 +116,6 @@ struct ExecContext<'a> {
     cgroup_sync: bool,
 }
 
-fn send(fd: RawFd, msg: &[u8]) -> Result<(), Failure> {
-    sys::write_all(fd, msg).map_err(|e| Failure::Shared(ChildFailure::Init(sync_err(e))))
-}
-
-fn sync_err(errno: i32) -> init::InitError {
-    init::InitError::new(InitStep::Sync, 1, errno)
-}
-
-fn set_pdeathsig(sig: libc::c_int) {
-    // SAFETY: PR_SET_PDEATHSIG with an integer argument.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) };
-}
-
 /// The entry point of the cloned child. Never returns.
 fn exec_main(ctx: &ExecContext<'_>) -> ! {
     match run(ctx) {
@@ -190,15 +127,15 @@ fn exec_main(ctx: &ExecContext<'_>) -> ! {
     }
 }
 
-fn run(ctx: &ExecContext<'_>) -> Result<std::convert::Infallible, Failure> {
+fn run(ctx: &ExecContext<'_>) -> Result<std::convert::Infallible, ChildFailure> {
     // Before anything of the container can see us.
     // SAFETY: plain prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-        return Err(Failure::Own(ExecStep::Dumpable, sys::errno()));
+        return Err(InitError::new(InitStep::Dumpable, 0, sys::errno()).into());
     }
     sys::close(ctx.parent_sock);
     // If `exec` dies before the process runs, don't linger half set up.
-    set_pdeathsig(libc::SIGKILL);
+    sys::set_pdeathsig(libc::SIGKILL);
     init::reset_signals()?;
     if ctx.cgroup_sync {
         init::wait_go(ctx.sock)?;
@@ -214,27 +151,18 @@ fn run(ctx: &ExecContext<'_>) -> Result<std::convert::Infallible, Failure> {
             ctx.process.guard_fd(),
         ],
     )
-    .map_err(|e| init::InitError::new(InitStep::SealFds, 1, e))?;
+    .map_err(|e| InitError::new(InitStep::SealFds, 1, e))?;
     if ctx.ns_flags != 0 {
         // SAFETY: setns only reads its two integer arguments.
         if unsafe { libc::setns(ctx.pidfd, ctx.ns_flags) } != 0 {
-            return Err(Failure::Own(ExecStep::Setns, sys::errno()));
+            return Err(InitError::new(InitStep::Setns, 0, sys::errno()).into());
         }
     }
     sys::close(ctx.pidfd);
     if ctx.fork {
-        // SAFETY: the forked process continues with fragile-child code only; its parent is
-        // the caller of `exec` (CLONE_PARENT).
-        let pid = unsafe { sys::raw_clone((libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong) }
-            .map_err(|e| Failure::Own(ExecStep::Fork, e))?;
-        if pid > 0 {
-            let mut msg = [0u8; 5];
-            msg[0] = b'P';
-            msg[1..5].copy_from_slice(&pid.to_le_bytes());
-            send(ctx.sock, &msg)?;
-            sys::exit_now(0);
-        }
-        set_pdeathsig(libc::SIGKILL);
+        // The process continues with fragile-child code only; its parent is the caller of
+        // `exec`.
+        init::fork_parented(ctx.sock, 1)?;
     }
     if ctx.process.terminal {
         init::open_console(ctx.console_socket, ctx.process.console_size, None)?;
@@ -248,38 +176,20 @@ fn run(ctx: &ExecContext<'_>) -> Result<std::convert::Infallible, Failure> {
     ctx.security.apply_exec_labels()?;
     let mut seccomp_pending = ctx.seccomp;
     if let Some(sc) = seccomp_pending.filter(|_| !ctx.process.no_new_privs()) {
-        init::install_seccomp_on(ctx.sock, sc)?;
+        init::install_seccomp(ctx.sock, sc)?;
         seccomp_pending = None;
     }
     ctx.process.apply_credentials(ctx.setgroups_allowed)?;
     let mut program = PathBuf4k::new();
     ctx.process.resolve_program(&mut program)?;
     if let Some(sc) = seccomp_pending {
-        init::install_seccomp_on(ctx.sock, sc)?;
+        init::install_seccomp(ctx.sock, sc)?;
     }
     ctx.process.seal_fds(ctx.sock)?;
     // The process must outlive `exec` (e.g. `berth exec -d`).
-    set_pdeathsig(0);
-    send(ctx.sock, b"R")?;
+    sys::set_pdeathsig(0);
+    init::send(ctx.sock, b"R")?;
     Err(ctx.process.exec(&program, ctx.sock).into())
-}
-
-/// Kills and reaps a child on drop unless disarmed.
-struct KillGuard(i32);
-
-impl Drop for KillGuard {
-    fn drop(&mut self) {
-        if self.0 > 0 {
-            // SAFETY: signalling and reaping our own child.
-            unsafe {
-                libc::kill(self.0, libc::SIGKILL);
-                let mut st = 0;
-                while libc::waitpid(self.0, &mut st, libc::__WALL) < 0
-                    && sys::errno() == libc::EINTR
-                {}
-            }
-        }
-    }
 }
 
 fn pidfd_open(pid: i32) -> Result<OwnedFd, Error> {
@@ -420,32 +330,10 @@ fn join_cgroup(dir: &Path, pid: i32) -> Result<(), Error> {
     fs::write(&procs, pid.to_string()).map_err(|e| Error::io("join cgroup", &procs, e))
 }
 
-fn describe(id: &str, f: Failure, process: &ProcessPlan) -> Error {
-    let exec_err = |what: String, errno: i32| Error::Exec {
-        id: id.to_owned(),
-        what,
-        source: nix::Error::from_raw(errno.max(0)),
-    };
+/// Turns a failure record of the exec child into an error naming the container.
+fn describe(id: &str, f: ChildFailure, process: &ProcessPlan) -> Error {
     match f {
-        Failure::Own(step, errno) => exec_err(
-            match step {
-                ExecStep::Dumpable => "prctl(PR_SET_DUMPABLE, 0)".into(),
-                ExecStep::Setns if errno == libc::EINVAL => {
-                    "setns(pidfd of the container init) into its namespaces (Linux 5.8+)".into()
-                }
-                ExecStep::Setns => "setns(pidfd of the container init) into its namespaces".into(),
-                ExecStep::Fork => "fork into the container's pid namespace".into(),
-            },
-            errno,
-        ),
-        Failure::Shared(ChildFailure::Init(e)) if e.step == InitStep::FindProgram => exec_err(
-            format!(
-                "exec: {:?}: executable file not found in $PATH",
-                process.program_name()
-            ),
-            e.errno,
-        ),
-        Failure::Shared(ChildFailure::Init(e)) => match init::describe_init(e, Some(process)) {
+        ChildFailure::Init(e) => match init::describe_init(e, Some(process)) {
             Error::Init { what, source } => Error::Exec {
                 id: id.to_owned(),
                 what,
@@ -453,27 +341,7 @@ fn describe(id: &str, f: Failure, process: &ProcessPlan) -> Error {
             },
             other => other,
         },
-        Failure::Shared(other) => Error::Protocol(format!("exec child failed: {other:?}")),
-    }
-}
-
-/// Why a child that never reported anything is gone.
-fn exit_reason(pid: i32) -> String {
-    let mut st = 0;
-    // SAFETY: reaping our own child.
-    let r = unsafe { libc::waitpid(pid, &mut st, libc::__WALL) };
-    if r != pid {
-        "the exec'd process vanished during setup".into()
-    } else if libc::WIFSIGNALED(st) {
-        format!(
-            "the exec'd process was killed by signal {} during setup",
-            libc::WTERMSIG(st)
-        )
-    } else {
-        format!(
-            "the exec'd process exited with status {} during setup",
-            libc::WEXITSTATUS(st)
-        )
+        other => Error::Protocol(format!("exec child failed: {other:?}")),
     }
 }
 
@@ -514,6 +382,10 @@ impl Runtime {
             status,
             op: "exec in",
         };
+        // The init, by pidfd: once opened, a recycled pid can't redirect us. Checked after
+        // the open against the recorded start time (live_status: a zombie or another
+        // process with that pid is Stopped), so that it names the container's init.
+        let pidfd = pidfd_open(record.pid).map_err(|_| refuse(Status::Stopped))?;
         match state::live_status(&dir.path, &record) {
             Status::Created | Status::Running => {}
             Status::Paused if opts.ignore_paused => {}
@@ -551,13 +423,6 @@ impl Runtime {
         )));
         let process = &process;
 
-        // The init, by pidfd: once opened, a recycled pid can't redirect us; checked against
-        // the recorded start time so that it is the container's init now.
-        let pidfd = pidfd_open(record.pid).map_err(|_| refuse(Status::Stopped))?;
-        match state::process_start_time(record.pid) {
-            Some((start, st)) if start == record.start_time && st != 'Z' && st != 'X' => {}
-            _ => return Err(refuse(Status::Stopped)),
-        }
         // From here on the pidfd names the init: release the container's lock, so that
         // `resume` can thaw a paused container the process waits in (--ignore-paused), and a
         // concurrent `delete` only makes the setns fail.
@@ -616,20 +481,7 @@ impl Runtime {
             .and_then(|t| t.v2.as_ref())
             .map(|(_, fd)| fd.as_raw_fd());
         // SAFETY: the child runs only exec_main, which follows the fragile-child rules.
-        let cloned = match into {
-            Some(fd) => unsafe { sys::raw_clone_into_cgroup(0, fd) }
-                .map(|pid| (pid, true))
-                .or_else(|e| match e {
-                    // SAFETY: as above.
-                    libc::ENOSYS | libc::E2BIG => {
-                        unsafe { sys::raw_clone(libc::SIGCHLD as libc::c_ulong) }
-                            .map(|pid| (pid, false))
-                    }
-                    e => Err(e),
-                }),
-            // SAFETY: as above.
-            None => unsafe { sys::raw_clone(libc::SIGCHLD as libc::c_ulong) }.map(|p| (p, false)),
-        };
+        let cloned = unsafe { sys::clone_maybe_into_cgroup(0, into) };
         let (child, in_cgroup2) =
             cloned.map_err(|e| Error::sys("clone", nix::Error::from_raw(e)))?;
         if child == 0 {
@@ -638,7 +490,9 @@ impl Runtime {
         drop(child_sock);
         drop(console);
         drop(pidfd);
-        let mut guard = KillGuard(child);
+        // Whom to kill if anything below fails: the child, then (after a fork) the process.
+        let guard_pid = Cell::new(child);
+        let mut kill_guard = Cleanup(Some(|| kill_and_reap(guard_pid.get())));
 
         if let Some(t) = &targets {
             for d in &t.v1 {
@@ -675,13 +529,13 @@ impl Runtime {
                     let mut st = 0;
                     // SAFETY: reaping our own child.
                     unsafe { libc::waitpid(child, &mut st, libc::__WALL) };
-                    guard.0 = pid;
+                    guard_pid.set(pid);
                 }
                 [b'R'] => ready = true,
                 [b'F'] if passed_fd.is_some() && seccomp.is_some() => listener_fd = passed_fd,
-                m if m.len() >= FAILURE_LEN && matches!(m[0], b'E' | b'X') => {
+                m if m.len() >= FAILURE_LEN && m[0] == b'E' => {
                     failure.get_or_insert_with(|| {
-                        Failure::decode(m)
+                        ChildFailure::decode(m)
                             .map(|f| describe(id, f, &pplan))
                             .unwrap_or_else(|| {
                                 Error::Protocol("undecodable error record from exec child".into())
@@ -697,23 +551,27 @@ impl Runtime {
             }
             // The agent at listenerPath gets the listener with the container's state and
             // the exec'd process' pid (the process may wait on it: don't hold it back).
-            if let (Some(sc), true) = (&seccomp, pid > 0 && listener_fd.is_some()) {
-                if let Some(fd) = listener_fd.take() {
-                    let st = crate::container::state_value(&record, Status::Running);
-                    seccomp::send_to_listener(sc, &st, pid, fd.as_raw_fd())?;
-                }
+            if let Some(sc) = &seccomp
+                && pid > 0
+                && let Some(fd) = listener_fd.take()
+            {
+                let st = crate::container::state_value(&record, Status::Running);
+                seccomp::send_to_listener(sc, &st, pid, fd.as_raw_fd())?;
             }
         }
         if let Some(e) = failure {
             return Err(e);
         }
         if !ready || pid <= 0 {
-            return Err(Error::Protocol(exit_reason(guard.0)));
+            return Err(Error::Protocol(crate::container::exit_reason(
+                guard_pid.get(),
+                "the exec'd process",
+            )));
         }
         if let Some(p) = &opts.pid_file {
             crate::container::write_pid_file(p, pid)?;
         }
-        guard.0 = 0;
+        kill_guard.disarm();
         Ok(ExecProcess {
             id: id.to_owned(),
             pid,
@@ -726,19 +584,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn own_failures_round_trip() {
-        for (step, errno) in [
-            (ExecStep::Dumpable, libc::EPERM),
-            (ExecStep::Setns, libc::EINVAL),
-            (ExecStep::Fork, libc::EAGAIN),
+    fn exec_failures_round_trip_and_name_the_step() {
+        let mut p = Process::default();
+        p.set_args(Some(vec!["true".into()]));
+        let plan = ProcessPlan::prepare(&p, &[], 0).unwrap();
+        for (step, index, errno, what) in [
+            (
+                InitStep::Dumpable,
+                0,
+                libc::EPERM,
+                "prctl(PR_SET_DUMPABLE, 0)",
+            ),
+            (
+                InitStep::Setns,
+                0,
+                libc::EINVAL,
+                "setns(pidfd of the container init) into its namespaces (Linux 5.8+)",
+            ),
+            (
+                InitStep::Setns,
+                0,
+                libc::EPERM,
+                "setns(pidfd of the container init) into its namespaces",
+            ),
+            (
+                InitStep::Clone,
+                1,
+                libc::EAGAIN,
+                "fork into the container's pid namespace",
+            ),
         ] {
-            let bytes = Failure::Own(step, errno).encode();
-            match Failure::decode(&bytes) {
-                Some(Failure::Own(s, e)) => assert_eq!((s, e), (step, errno)),
-                other => panic!("{other:?}"),
+            let f = ChildFailure::from(InitError::new(step, index, errno));
+            let back = ChildFailure::decode(&f.encode());
+            assert!(
+                matches!(back, Some(ChildFailure::Init(e)) if e == InitError::new(step, index, errno)),
+                "{step:?}: {back:?}"
+            );
+            match describe("c1", f, &plan) {
+                Error::Exec {
+                    id,
+                    what: w,
+                    source,
+                } => {
+                    assert_eq!((id.as_str(), w.as_str()), ("c1", what));
+                    assert_eq!(source, nix::Error::from_raw(errno));
+                }
+                other => panic!("{step:?}: {other:?}"),
             }
         }
-        assert!(Failure::decode(b"X\x09\0\0\0\0\0\0\0\0\0\0\0\0").is_none());
     }
 
     #[test]

@@ -60,12 +60,16 @@ pub(crate) enum InitStep {
     Scheduler,
     ExecLabel,
     Seccomp,
+    /// `exec` only: `setns(pidfd, flags)` into the container init's namespaces.
+    Setns,
+    /// `exec` only: `prctl(PR_SET_DUMPABLE, 0)` (the init ignores its failure).
+    Dumpable,
 }
 
 impl InitStep {
     fn from_u8(v: u8) -> Option<Self> {
         use InitStep::*;
-        const ALL: [InitStep; 31] = [
+        const ALL: [InitStep; 33] = [
             Sync,
             Clone,
             BecomeRoot,
@@ -97,6 +101,8 @@ impl InitStep {
             Scheduler,
             ExecLabel,
             Seccomp,
+            Setns,
+            Dumpable,
         ];
         ALL.into_iter().find(|s| *s as u8 == v)
     }
@@ -251,7 +257,7 @@ fn recv(fd: RawFd, buf: &mut [u8]) -> Result<usize, InitError> {
     }
 }
 
-fn send(fd: RawFd, msg: &[u8]) -> Result<(), InitError> {
+pub(crate) fn send(fd: RawFd, msg: &[u8]) -> Result<(), InitError> {
     sys::write_all(fd, msg).map_err(|e| InitError::new(InitStep::Sync, 1, e))
 }
 
@@ -303,17 +309,9 @@ fn run(
     sys::close(ctx.parent_sock);
     sys::close(ctx.close_early);
     reset_signals()?;
-    // SAFETY: PR_SET_PDEATHSIG with an integer: if `create` dies before we are ready, die too
-    // instead of lingering half set up. Cleared once ready.
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
+    // If `create` dies before we are ready, die too instead of lingering half set up.
+    // Cleared once ready.
+    sys::set_pdeathsig(libc::SIGKILL);
 
     if ctx.intermediate {
         if ctx.cgroup_sync {
@@ -331,26 +329,8 @@ fn run(
         ctx.ns.write_time_offsets()?;
         ctx.ns.close_fds();
         drop_inherited_fds(ctx)?;
-        // SAFETY: the init child continues with fragile-child code only.
-        let pid = unsafe { sys::raw_clone((libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong) }
-            .map_err(|e| InitError::new(InitStep::Clone, 0, e))?;
-        if pid > 0 {
-            let mut msg = [0u8; 5];
-            msg[0] = b'P';
-            msg[1..5].copy_from_slice(&pid.to_le_bytes());
-            send(ctx.sock, &msg)?;
-            sys::exit_now(0);
-        }
-        // SAFETY: as above; the new parent is `create`.
-        unsafe {
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            )
-        };
+        // The init continues with fragile-child code only; its parent is `create`.
+        fork_parented(ctx.sock, 0)?;
     } else {
         ctx.ns.close_fds();
         drop_inherited_fds(ctx)?;
@@ -413,7 +393,11 @@ fn run(
 
     ctx.rootfs.pivot()?;
     if ctx.process.terminal {
-        setup_console(ctx)?;
+        open_console(
+            ctx.console_socket,
+            ctx.process.console_size,
+            Some(ctx.rootfs),
+        )?;
     }
     ctx.rootfs.finish()?;
     // Needs CAP_SYS_NICE for real-time classes: before the credentials change.
@@ -429,20 +413,19 @@ fn run(
     // closed at `R`: it goes in before `R`.
     let mut seccomp_pending = ctx.seccomp;
     if let Some(sc) = seccomp_pending.filter(|_| !ctx.process.no_new_privs()) {
-        install_seccomp(ctx, sc)?;
+        install_seccomp(ctx.sock, sc)?;
         seccomp_pending = None;
     }
     ctx.process.apply_credentials(ctx.setgroups_allowed)?;
     if let Some(sc) = seccomp_pending.filter(|sc| sc.uses_notify()) {
-        install_seccomp(ctx, sc)?;
+        install_seccomp(ctx.sock, sc)?;
         seccomp_pending = None;
     }
     let mut program = PathBuf4k::new();
     ctx.process.resolve_program(&mut program)?;
 
     // Ready: from here on the parent is gone and errors go to exec.fifo.
-    // SAFETY: clearing the parent-death signal; plain prctl.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    sys::set_pdeathsig(0);
     exit_on_terminating_signals();
     send(ctx.sock, b"R")?;
     // SAFETY: state_dir is an O_PATH fd of a directory; the name is a C string literal.
@@ -465,22 +448,16 @@ fn run(
             .map_err(|e| InitError::new(InitStep::StartContainerHook, i as u32, e))?;
     }
     if let Some(sc) = seccomp_pending {
-        install_seccomp(ctx, sc)?;
+        install_seccomp(ctx.sock, sc)?;
     }
     ctx.process.seal_fds(fifo)?;
     Err(ctx.process.exec(&program, fifo).into())
 }
 
 /// # Fragile child
-/// Installs the filter; a notify listener fd goes to the parent in an `F` message (it hands
-/// it to `listenerPath`) and is closed here.
-fn install_seccomp(ctx: &InitContext<'_>, sc: &SeccompPlan) -> Result<(), InitError> {
-    install_seccomp_on(ctx.sock, sc)
-}
-
-/// # Fragile child
-/// As `install_seccomp`, with the listener fd sent over `sock` (the init's or exec's).
-pub(crate) fn install_seccomp_on(sock: RawFd, sc: &SeccompPlan) -> Result<(), InitError> {
+/// Installs the filter; a notify listener fd goes to the parent over `sock` (the init's or
+/// exec's sync socket) in an `F` message (it hands it to `listenerPath`) and is closed here.
+pub(crate) fn install_seccomp(sock: RawFd, sc: &SeccompPlan) -> Result<(), InitError> {
     match sc.install() {
         Ok(None) => Ok(()),
         Ok(Some(fd)) => {
@@ -490,6 +467,27 @@ pub(crate) fn install_seccomp_on(sock: RawFd, sc: &SeccompPlan) -> Result<(), In
         }
         Err(e) => Err(InitError::new(InitStep::Seccomp, 0, e)),
     }
+}
+
+/// # Fragile child
+/// Forks the process that goes on (a pid or time namespace entered by this one applies to its
+/// children only) as a child of our parent (`CLONE_PARENT`), so that the runtime can wait for
+/// it. Here, the intermediate reports its pid in a `P` message and exits; the returning child
+/// dies with the runtime until it clears its parent-death signal. A failed clone is
+/// `InitStep::Clone` with `clone_index` (0: the init, 1: exec's process).
+pub(crate) fn fork_parented(sock: RawFd, clone_index: u32) -> Result<(), InitError> {
+    // SAFETY: the forked process continues with fragile-child code only (the caller's).
+    let pid = unsafe { sys::raw_clone((libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong) }
+        .map_err(|e| InitError::new(InitStep::Clone, clone_index, e))?;
+    if pid > 0 {
+        let mut msg = [0u8; 5];
+        msg[0] = b'P';
+        msg[1..5].copy_from_slice(&pid.to_le_bytes());
+        send(sock, &msg)?;
+        sys::exit_now(0);
+    }
+    sys::set_pdeathsig(libc::SIGKILL);
+    Ok(())
 }
 
 /// The clone copied every fd of the (possibly multi-threaded) parent, including the state-dir
@@ -536,21 +534,11 @@ fn exit_on_terminating_signals() {
     }
 }
 
-/// Opens a pty in the container's devpts, makes it our controlling terminal and stdio, binds
-/// it on /dev/console and sends the master to the console socket (SCM_RIGHTS, the payload is
-/// the pty's path), as runc does.
-fn setup_console(ctx: &InitContext<'_>) -> Result<(), ChildFailure> {
-    open_console(
-        ctx.console_socket,
-        ctx.process.console_size,
-        Some(ctx.rootfs),
-    )
-}
-
 /// # Fragile child
-/// The console steps shared by the init and `exec`: a pty from the (container's) /dev/ptmx,
-/// bound on /dev/console when `rootfs` is given (the init only), its master sent to
-/// `console_socket`, its slave our controlling terminal and stdio.
+/// The console steps shared by the init and `exec`, as runc does them: a pty from the
+/// (container's) /dev/ptmx, bound on /dev/console when `rootfs` is given (the init only), its
+/// master sent to `console_socket` (SCM_RIGHTS, the payload is the pty's path), its slave our
+/// controlling terminal and stdio.
 pub(crate) fn open_console(
     console_socket: RawFd,
     console_size: Option<(u16, u16)>,
@@ -700,6 +688,7 @@ pub(crate) fn describe_init_named(e: InitError, program: Option<&str>) -> crate:
     let source = nix::Error::from_raw(e.errno.max(0));
     let what = match e.step {
         Sync => "sync with runtime".to_string(),
+        Clone if e.index == 1 => "fork into the container's pid namespace".into(),
         Clone => "clone the container init".into(),
         BecomeRoot => "become root in the new user namespace".into(),
         Keyring => "join a new session keyring".into(),
@@ -754,6 +743,11 @@ pub(crate) fn describe_init_named(e: InitError, program: Option<&str>) -> crate:
         ExecLabel => crate::security::describe_exec_label_failure(e.index),
         Seccomp if e.index == 1 => "send the seccomp listener fd to the runtime".into(),
         Seccomp => "seccomp(SECCOMP_SET_MODE_FILTER) for linux.seccomp".into(),
+        Setns if e.errno == libc::EINVAL => {
+            "setns(pidfd of the container init) into its namespaces (Linux 5.8+)".into()
+        }
+        Setns => "setns(pidfd of the container init) into its namespaces".into(),
+        Dumpable => "prctl(PR_SET_DUMPABLE, 0)".into(),
     };
     crate::Error::Init { what, source }
 }

@@ -1,10 +1,10 @@
 //! The container process: everything of `process` in config.json, prepared in the parent as a
 //! [`ProcessPlan`] and applied by the fragile child right before `execve`.
 
+use std::cell::Cell;
 use std::ffi::{CStr, CString};
 use std::os::fd::RawFd;
 use std::str::FromStr;
-use std::cell::Cell;
 
 use oci_spec::runtime::{Capabilities, Process};
 

@@ -229,6 +229,42 @@ pub(crate) unsafe fn raw_clone_into_cgroup(
     }
 }
 
+/// A fork-like clone with exit signal SIGCHLD that starts the child inside the cgroup2
+/// directory `into` when one is given (`clone3` with `CLONE_INTO_CGROUP`, Linux 5.7+). Where
+/// the kernel has no `clone3` (ENOSYS) or one too old for `CLONE_INTO_CGROUP` (E2BIG), it
+/// falls back to a plain [`raw_clone`] and the caller moves the child itself. `flags` are the
+/// `CLONE_*` flags without the exit signal. Returns the pid (0 in the child) and whether the
+/// child started in `into`.
+///
+/// # Safety
+/// As for [`raw_clone`]: the child must only run fragile-child-safe code until it execs or
+/// `_exit`s.
+pub(crate) unsafe fn clone_maybe_into_cgroup(
+    flags: libc::c_ulong,
+    into: Option<RawFd>,
+) -> Result<(libc::pid_t, bool), i32> {
+    let plain = || {
+        // SAFETY: the caller's contract is the one raw_clone needs.
+        unsafe { raw_clone(flags | libc::SIGCHLD as libc::c_ulong) }.map(|pid| (pid, false))
+    };
+    match into {
+        // SAFETY: the caller's contract is the one raw_clone_into_cgroup needs.
+        Some(fd) => match unsafe { raw_clone_into_cgroup(flags, fd) } {
+            Ok(pid) => Ok((pid, true)),
+            Err(libc::ENOSYS | libc::E2BIG) => plain(),
+            Err(e) => Err(e),
+        },
+        None => plain(),
+    }
+}
+
+/// Sets the signal this process gets when its parent dies (0: none), `PR_SET_PDEATHSIG`.
+pub(crate) fn set_pdeathsig(sig: libc::c_int) {
+    // SAFETY: PR_SET_PDEATHSIG with an integer argument; it can only fail for an invalid
+    // signal number, which the callers never pass.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) };
+}
+
 /// Ends the calling (child) process at once, without running atexit handlers or destructors.
 pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and is async-signal-safe.
