@@ -654,7 +654,9 @@ impl Runtime {
                 Err(e) => return Err(Error::io("sync with init", &dir.path, e)),
             };
             if n == 0 {
-                return Err(Error::Protocol(exit_reason(guard_pid.get(), "init")));
+                // exit_reason reaps the child: the guard must not signal that pid again
+                // (it may already belong to another process).
+                return Err(Error::Protocol(exit_reason(guard_pid.replace(0), "init")));
             }
             match msg[0] {
                 b'M' => {

@@ -563,8 +563,9 @@ impl Runtime {
             return Err(e);
         }
         if !ready || pid <= 0 {
+            // exit_reason reaps it: the guard must not signal that pid again.
             return Err(Error::Protocol(crate::container::exit_reason(
-                guard_pid.get(),
+                guard_pid.replace(0),
                 "the exec'd process",
             )));
         }
