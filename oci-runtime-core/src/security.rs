@@ -30,13 +30,14 @@
 //!   for: they are rejected rather than applied with made-up values.
 
 use std::ffi::{CStr, CString};
-use std::os::fd::RawFd;
 use std::path::Path;
 
 use oci_spec::runtime::{
     IOPriorityClass, Linux, LinuxPersonalityDomain, LinuxSchedulerFlag, LinuxSchedulerPolicy,
     Process, Scheduler,
 };
+
+use berth_rootfs::{ProcRoot, ProcStage};
 
 use crate::init::{InitError, InitStep};
 use crate::sys;
@@ -73,8 +74,6 @@ const DL_MIN_RUNTIME_NS: u64 = 1 << 10;
 
 /// `SELINUX_MAGIC` of `<linux/magic.h>`.
 const SELINUX_MAGIC: libc::__fsword_t = 0xf97c_ff8c;
-/// Inode number of the root of every procfs instance (`PROC_ROOT_INO`).
-const PROC_ROOT_INO: u64 = 1;
 
 /// `struct sched_attr` of `sched_setattr(2)`, in its first version (`SCHED_ATTR_SIZE_VER0`,
 /// 48 bytes: without the utilization clamps, which the runtime spec cannot express).
@@ -148,13 +147,6 @@ pub(crate) struct SecurityPlan {
     mount_label: Option<String>,
 }
 
-fn cfg(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        field: field.into(),
-        reason: reason.into(),
-    }
-}
-
 /// A non-empty string field, `None` when absent or empty (the spec's "not set").
 fn set(v: &Option<String>) -> Option<&str> {
     v.as_deref().filter(|s| !s.is_empty())
@@ -190,7 +182,7 @@ impl SecurityPlan {
         let mut plan = SecurityPlan::default();
         if let Some(p) = linux.personality() {
             if let Some(flag) = p.flags().iter().flatten().next() {
-                return Err(cfg(
+                return Err(ConfigError::new(
                     "linux.personality.flags",
                     format!(
                         "{flag:?} is not supported (the runtime spec defines no personality flags)"
@@ -210,7 +202,7 @@ impl SecurityPlan {
             };
             let level = io.priority();
             if !(0..=7).contains(&level) {
-                return Err(cfg(
+                return Err(ConfigError::new(
                     "process.ioPriority.priority",
                     format!("must be between 0 (highest) and 7 (lowest), not {level}"),
                 ));
@@ -222,44 +214,47 @@ impl SecurityPlan {
         }
         if let Some(profile) = set(process.apparmor_profile()) {
             if !host.apparmor {
-                return Err(cfg(
+                return Err(ConfigError::new(
                     "process.apparmorProfile",
                     "AppArmor is not enabled on this host",
                 ));
             }
             if profile.contains('\n') {
-                return Err(cfg("process.apparmorProfile", "contains a newline"));
+                return Err(ConfigError::new(
+                    "process.apparmorProfile",
+                    "contains a newline",
+                ));
             }
             let v = CString::new(format!("exec {profile}"))
-                .map_err(|_| cfg("process.apparmorProfile", "contains a NUL byte"))?;
+                .map_err(|_| ConfigError::new("process.apparmorProfile", "contains a NUL byte"))?;
             plan.exec_label = Some(ExecLabel::AppArmor(v));
         }
         if let Some(label) = set(process.selinux_label()) {
             if !host.selinux {
-                return Err(cfg(
+                return Err(ConfigError::new(
                     "process.selinuxLabel",
                     "SELinux is not enabled on this host",
                 ));
             }
             if plan.exec_label.is_some() {
-                return Err(cfg(
+                return Err(ConfigError::new(
                     "process.selinuxLabel",
                     "cannot be applied together with process.apparmorProfile (one LSM owns attr/exec)",
                 ));
             }
             let v = CString::new(label)
-                .map_err(|_| cfg("process.selinuxLabel", "contains a NUL byte"))?;
+                .map_err(|_| ConfigError::new("process.selinuxLabel", "contains a NUL byte"))?;
             plan.exec_label = Some(ExecLabel::SELinux(v));
         }
         if let Some(label) = set(linux.mount_label()) {
             if !host.selinux {
-                return Err(cfg(
+                return Err(ConfigError::new(
                     "linux.mountLabel",
                     "SELinux is not enabled on this host",
                 ));
             }
             if label.contains(['\0', '"']) {
-                return Err(cfg(
+                return Err(ConfigError::new(
                     "linux.mountLabel",
                     "contains a NUL byte or a double quote",
                 ));
@@ -279,8 +274,6 @@ impl SecurityPlan {
     }
 
     /// The SELinux context for the container's mounts (`linux.mountLabel`).
-    // Read by the rootfs plan once mountLabel is wired into its mount data.
-    #[allow(dead_code)]
     pub(crate) fn mount_label(&self) -> Option<&str> {
         self.mount_label.as_deref()
     }
@@ -355,19 +348,18 @@ impl SecurityPlan {
         let r = if lsm == LSM_APPARMOR {
             // AppArmor's own directory (kernels with LSM stacking), else the shared file.
             match write_proc_attr(
-                proc_root,
+                &proc_root,
                 c"thread-self/attr/apparmor/exec",
                 value.to_bytes(),
             ) {
                 Err((STAGE_OPEN_ATTR, libc::ENOENT)) => {
-                    write_proc_attr(proc_root, c"thread-self/attr/exec", value.to_bytes())
+                    write_proc_attr(&proc_root, c"thread-self/attr/exec", value.to_bytes())
                 }
                 r => r,
             }
         } else {
-            write_proc_attr(proc_root, c"thread-self/attr/exec", value.to_bytes())
+            write_proc_attr(&proc_root, c"thread-self/attr/exec", value.to_bytes())
         };
-        sys::close(proc_root);
         r.map_err(|(stage, e)| err(stage, e))
     }
 }
@@ -383,7 +375,7 @@ fn sched_attr(s: &Scheduler) -> Result<SchedAttr, ConfigError> {
         LinuxSchedulerPolicy::SchedIdle => SCHED_IDLE,
         LinuxSchedulerPolicy::SchedDeadline => SCHED_DEADLINE,
         LinuxSchedulerPolicy::SchedIso => {
-            return Err(cfg(
+            return Err(ConfigError::new(
                 field("policy"),
                 "SCHED_ISO is not supported: Linux reserves the number but never implemented it",
             ));
@@ -391,7 +383,7 @@ fn sched_attr(s: &Scheduler) -> Result<SchedAttr, ConfigError> {
     };
     let nice = s.nice().unwrap_or(0);
     if !(-20..=19).contains(&nice) {
-        return Err(cfg(
+        return Err(ConfigError::new(
             field("nice"),
             format!("must be between -20 and 19, not {nice}"),
         ));
@@ -399,7 +391,7 @@ fn sched_attr(s: &Scheduler) -> Result<SchedAttr, ConfigError> {
     let priority = s.priority().unwrap_or(0);
     if matches!(policy, SCHED_FIFO | SCHED_RR) {
         if !(1..=99).contains(&priority) {
-            return Err(cfg(
+            return Err(ConfigError::new(
                 field("priority"),
                 format!(
                     "must be between 1 and 99 for {}, not {priority}",
@@ -408,7 +400,7 @@ fn sched_attr(s: &Scheduler) -> Result<SchedAttr, ConfigError> {
             ));
         }
     } else if priority != 0 {
-        return Err(cfg(
+        return Err(ConfigError::new(
             field("priority"),
             "can only be set for SCHED_FIFO and SCHED_RR",
         ));
@@ -426,7 +418,7 @@ fn sched_attr(s: &Scheduler) -> Result<SchedAttr, ConfigError> {
             LinuxSchedulerFlag::SchedFlagKeepParams => SCHED_FLAG_KEEP_PARAMS,
             LinuxSchedulerFlag::SchedFlagUtilClampMin
             | LinuxSchedulerFlag::SchedFlagUtilClampMax => {
-                return Err(cfg(
+                return Err(ConfigError::new(
                     field("flags"),
                     format!(
                         "{f} is not supported: it needs a utilization value the runtime spec has no field for"
@@ -437,7 +429,7 @@ fn sched_attr(s: &Scheduler) -> Result<SchedAttr, ConfigError> {
     }
     if policy == SCHED_DEADLINE {
         if runtime < DL_MIN_RUNTIME_NS {
-            return Err(cfg(
+            return Err(ConfigError::new(
                 field("runtime"),
                 format!(
                     "must be at least {DL_MIN_RUNTIME_NS} ns for SCHED_DEADLINE, not {runtime}"
@@ -445,29 +437,32 @@ fn sched_attr(s: &Scheduler) -> Result<SchedAttr, ConfigError> {
             ));
         }
         if deadline < runtime {
-            return Err(cfg(
+            return Err(ConfigError::new(
                 field("deadline"),
                 format!("must not be smaller than runtime ({runtime}), not {deadline}"),
             ));
         }
         if period != 0 && period < deadline {
-            return Err(cfg(
+            return Err(ConfigError::new(
                 field("period"),
                 format!("must be 0 or not smaller than deadline ({deadline}), not {period}"),
             ));
         }
         if deadline >= 1 << 63 || period >= 1 << 63 {
-            return Err(cfg(field("deadline"), "and period must be below 2^63 ns"));
+            return Err(ConfigError::new(
+                field("deadline"),
+                "and period must be below 2^63 ns",
+            ));
         }
     } else {
         if runtime != 0 || deadline != 0 || period != 0 {
-            return Err(cfg(
+            return Err(ConfigError::new(
                 field("runtime"),
                 "deadline and period can only be set for SCHED_DEADLINE",
             ));
         }
         if flags & (SCHED_FLAG_RECLAIM | SCHED_FLAG_DL_OVERRUN) != 0 {
-            return Err(cfg(
+            return Err(ConfigError::new(
                 field("flags"),
                 "SCHED_FLAG_RECLAIM and SCHED_FLAG_DL_OVERRUN only apply to SCHED_DEADLINE",
             ));
@@ -483,37 +478,6 @@ fn sched_attr(s: &Scheduler) -> Result<SchedAttr, ConfigError> {
         sched_deadline: deadline,
         sched_period: period,
     })
-}
-
-/// Rewrites the runtime spec's spellings that oci-spec 0.10 does not read into the ones it
-/// does, in a config.json about to be deserialized (call before any shape check):
-/// `process.scheduler.flags` `SCHED_FLAG_RESET_ON_FORK` (oci-spec: `SCHED_RESET_ON_FORK`) and
-/// `SCHED_FLAG_DL_OVERRUN` (`SCHED_FLAG_D_L_OVERRUN`), and `linux.intelRdt` `enableCMT` /
-/// `enableMBM` (`enableCmt` / `enableMbm`, else silently dropped as unknown fields).
-pub(crate) fn fix_oci_spec_spellings(config: &mut serde_json::Value) {
-    if let Some(flags) = config
-        .pointer_mut("/process/scheduler/flags")
-        .and_then(serde_json::Value::as_array_mut)
-    {
-        for f in flags.iter_mut() {
-            let fixed = match f.as_str() {
-                Some("SCHED_FLAG_RESET_ON_FORK") => "SCHED_RESET_ON_FORK",
-                Some("SCHED_FLAG_DL_OVERRUN") => "SCHED_FLAG_D_L_OVERRUN",
-                _ => continue,
-            };
-            *f = serde_json::Value::from(fixed);
-        }
-    }
-    if let Some(rdt) = config
-        .pointer_mut("/linux/intelRdt")
-        .and_then(serde_json::Value::as_object_mut)
-    {
-        for (spec, ours) in [("enableCMT", "enableCmt"), ("enableMBM", "enableMbm")] {
-            if let Some(v) = rdt.remove(spec) {
-                rdt.entry(ours).or_insert(v);
-            }
-        }
-    }
 }
 
 /// What an `InitStep::Scheduler` failure (index: the policy number) was doing, with the
@@ -566,72 +530,27 @@ pub(crate) fn describe_exec_label_failure(index: u32) -> String {
 }
 
 /// # Fragile child
-/// Opens `path` as an `O_PATH` directory and checks that it is the root of a procfs mount.
-/// `Err((stage, errno))`.
-fn open_proc_root(path: &CStr) -> Result<RawFd, (u32, i32)> {
-    let fd = sys::open(
-        path,
-        libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        0,
-    )
-    .map_err(|e| (STAGE_OPEN_PROC, e))?;
-    // SAFETY: zeroed statfs/stat are valid out-buffers for fstatfs/fstat on our fd.
-    let (fs, st) = unsafe {
-        let mut fs: libc::statfs = std::mem::zeroed();
-        let mut st: libc::stat = std::mem::zeroed();
-        let ok = libc::fstatfs(fd, &mut fs) == 0 && libc::fstat(fd, &mut st) == 0;
-        if !ok {
-            let e = sys::errno();
-            sys::close(fd);
-            return Err((STAGE_NOT_PROC_ROOT, e));
-        }
-        (fs, st)
-    };
-    if fs.f_type != libc::PROC_SUPER_MAGIC || st.st_ino != PROC_ROOT_INO {
-        sys::close(fd);
-        return Err((STAGE_NOT_PROC_ROOT, libc::EXDEV));
-    }
-    Ok(fd)
+/// [`ProcRoot::open`] of the absolute `path` (no symlink followed), with its failure as
+/// `(stage, errno)`.
+fn open_proc_root(path: &CStr) -> Result<ProcRoot, (u32, i32)> {
+    ProcRoot::open(libc::AT_FDCWD, path, 0).map_err(|e| match e.stage {
+        ProcStage::Open => (STAGE_OPEN_PROC, e.errno),
+        ProcStage::Check | ProcStage::Write => (STAGE_NOT_PROC_ROOT, e.errno),
+    })
 }
 
 /// # Fragile child
-/// Writes `value` to `rel` under the procfs root `proc_root`: the path may not leave the
-/// directory, follow magic links or cross a mount point (a file bind-mounted over the
-/// attribute, even from procfs, fails with EXDEV), and the opened file must be on procfs.
-fn write_proc_attr(proc_root: RawFd, rel: &CStr, value: &[u8]) -> Result<(), (u32, i32)> {
-    // SAFETY: a zeroed open_how is valid; the fields are set below.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_WRONLY | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_XDEV;
-    // SAFETY: rel is NUL-terminated and how is a valid open_how of the size passed.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            proc_root,
-            rel.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return Err((STAGE_OPEN_ATTR, sys::errno()));
-    }
-    let fd = fd as RawFd;
-    // SAFETY: a zeroed statfs is a valid out-buffer for fstatfs on our fd.
-    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    if unsafe { libc::fstatfs(fd, &mut fs) } != 0 {
-        let e = sys::errno();
-        sys::close(fd);
-        return Err((STAGE_ATTR_NOT_PROC, e));
-    }
-    if fs.f_type != libc::PROC_SUPER_MAGIC {
-        sys::close(fd);
-        return Err((STAGE_ATTR_NOT_PROC, libc::EXDEV));
-    }
-    let r = sys::write_all(fd, value);
-    sys::close(fd);
-    r.map_err(|e| (STAGE_WRITE, e))
+/// [`ProcRoot::write`] of `value` to `rel`, with its failure as `(stage, errno)`. The path may
+/// follow procfs's own symlinks (`thread-self` -> `<pid>/task/<tid>`, on the same mount) but
+/// not magic links, may not leave the procfs root nor cross a mount point (a file
+/// bind-mounted over the attribute, even from procfs, fails with EXDEV), and the opened file
+/// must be on procfs.
+fn write_proc_attr(proc_root: &ProcRoot, rel: &CStr, value: &[u8]) -> Result<(), (u32, i32)> {
+    proc_root.write(rel, value, 0).map_err(|e| match e.stage {
+        ProcStage::Open => (STAGE_OPEN_ATTR, e.errno),
+        ProcStage::Check => (STAGE_ATTR_NOT_PROC, e.errno),
+        ProcStage::Write => (STAGE_WRITE, e.errno),
+    })
 }
 
 #[cfg(test)]
@@ -1163,23 +1082,22 @@ mod tests {
 
     #[test]
     fn proc_root_must_be_procfs() {
-        let fd = open_proc_root(c"/proc").expect("/proc is procfs");
-        sys::close(fd);
+        open_proc_root(c"/proc").expect("/proc is procfs");
         assert_eq!(
-            open_proc_root(c"/tmp"),
+            open_proc_root(c"/tmp").map(drop),
             Err((STAGE_NOT_PROC_ROOT, libc::EXDEV))
         );
         // A directory inside procfs is not its root, and a symlink is not followed.
         assert_eq!(
-            open_proc_root(c"/proc/1"),
+            open_proc_root(c"/proc/1").map(drop),
             Err((STAGE_NOT_PROC_ROOT, libc::EXDEV))
         );
         assert_eq!(
-            open_proc_root(c"/proc/self").map_err(|e| e.0),
+            open_proc_root(c"/proc/self").map(drop).map_err(|e| e.0),
             Err(STAGE_OPEN_PROC)
         );
         assert_eq!(
-            open_proc_root(c"/no/such/dir").map_err(|e| e.0),
+            open_proc_root(c"/no/such/dir").map(drop).map_err(|e| e.0),
             Err(STAGE_OPEN_PROC)
         );
     }
@@ -1218,7 +1136,7 @@ mod tests {
             let Ok(root) = open_proc_root(c"/proc") else {
                 return 13;
             };
-            let r = write_proc_attr(root, c"thread-self/attr/exec", b"redirected");
+            let r = write_proc_attr(&root, c"thread-self/attr/exec", b"redirected");
             let mut comm = [0u8; 32];
             let fd = sys::open(c"/proc/thread-self/comm", libc::O_RDONLY, 0).unwrap_or(-1);
             let n = sys::read_once(fd, &mut comm).unwrap_or(0);
@@ -1242,47 +1160,13 @@ mod tests {
             let Ok(root) = open_proc_root(c"/proc") else {
                 return 1;
             };
-            match write_proc_attr(root, c"thread-self/attr/exec", b"label") {
+            match write_proc_attr(&root, c"thread-self/attr/exec", b"label") {
                 Err((STAGE_WRITE, _)) => 0,
                 Err((stage, e)) => 100 + (stage as i32) * 10 + e.min(9),
                 Ok(()) => 2,
             }
         });
         assert_eq!(code, 0);
-    }
-
-    #[test]
-    fn spec_spellings_reach_oci_spec() {
-        let mut v = serde_json::json!({
-            "process": {"scheduler": {"policy": "SCHED_DEADLINE",
-                "flags": ["SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_RECLAIM"]}},
-            "linux": {"intelRdt": {"enableCMT": true, "enableMBM": false}}
-        });
-        // As written by the spec, oci-spec refuses the flags.
-        assert!(serde_json::from_value::<Scheduler>(v["process"]["scheduler"].clone()).is_err());
-        fix_oci_spec_spellings(&mut v);
-        let s: Scheduler =
-            serde_json::from_value(v["process"]["scheduler"].clone()).expect("flags");
-        assert_eq!(
-            s.flags().as_deref(),
-            Some(
-                &[
-                    LinuxSchedulerFlag::SchedResetOnFork,
-                    LinuxSchedulerFlag::SchedFlagDLOverrun,
-                    LinuxSchedulerFlag::SchedFlagReclaim
-                ][..]
-            )
-        );
-        let rdt: oci_spec::runtime::LinuxIntelRdt =
-            serde_json::from_value(v["linux"]["intelRdt"].clone()).expect("rdt");
-        #[allow(deprecated)]
-        let got = (*rdt.enable_cmt(), *rdt.enable_mbm());
-        assert_eq!(got, (Some(true), Some(false)));
-        // A config without these parts is left alone.
-        let mut other = serde_json::json!({"process": {"args": ["sh"]}});
-        let before = other.clone();
-        fix_oci_spec_spellings(&mut other);
-        assert_eq!(other, before);
     }
 
     #[test]

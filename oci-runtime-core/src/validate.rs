@@ -125,7 +125,7 @@ fn parse_config(bytes: &[u8]) -> Result<(Spec, Vec<String>), ConfigError> {
     // Go runtimes (runc) read `null` as "absent"; so do we.
     strip_nulls(&mut value);
     // The runtime spec's names oci-spec 0.10 spells differently (scheduler flags, RDT flags).
-    crate::security::fix_oci_spec_spellings(&mut value);
+    fix_oci_spec_spellings(&mut value);
     let warnings = drop_unknown_capabilities(&mut value);
     check_config_shape(&value)?;
     // The shape check above deserializes every part with the same types, so this
@@ -148,6 +148,37 @@ fn strip_nulls(value: &mut Value) {
         }
         Value::Array(items) => items.iter_mut().for_each(strip_nulls),
         _ => {}
+    }
+}
+
+/// Rewrites the runtime spec's spellings that oci-spec 0.10 does not read into the ones it
+/// does, in a config.json about to be deserialized (call before any shape check):
+/// `process.scheduler.flags` `SCHED_FLAG_RESET_ON_FORK` (oci-spec: `SCHED_RESET_ON_FORK`) and
+/// `SCHED_FLAG_DL_OVERRUN` (`SCHED_FLAG_D_L_OVERRUN`), and `linux.intelRdt` `enableCMT` /
+/// `enableMBM` (`enableCmt` / `enableMbm`, else silently dropped as unknown fields).
+fn fix_oci_spec_spellings(config: &mut serde_json::Value) {
+    if let Some(flags) = config
+        .pointer_mut("/process/scheduler/flags")
+        .and_then(Value::as_array_mut)
+    {
+        for f in flags.iter_mut() {
+            let fixed = match f.as_str() {
+                Some("SCHED_FLAG_RESET_ON_FORK") => "SCHED_RESET_ON_FORK",
+                Some("SCHED_FLAG_DL_OVERRUN") => "SCHED_FLAG_D_L_OVERRUN",
+                _ => continue,
+            };
+            *f = Value::from(fixed);
+        }
+    }
+    if let Some(rdt) = config
+        .pointer_mut("/linux/intelRdt")
+        .and_then(Value::as_object_mut)
+    {
+        for (spec, ours) in [("enableCMT", "enableCmt"), ("enableMBM", "enableMbm")] {
+            if let Some(v) = rdt.remove(spec) {
+                rdt.entry(ours).or_insert(v);
+            }
+        }
     }
 }
 
@@ -1860,5 +1891,44 @@ mod tests {
     #[case("99999999999999999999999.0.0", None)]
     fn semver_parsing(#[case] version: &str, #[case] major: Option<u64>) {
         assert_eq!(semver_major(version), major);
+    }
+
+    #[test]
+    fn spec_spellings_reach_oci_spec() {
+        let mut v = serde_json::json!({
+            "process": {"scheduler": {"policy": "SCHED_DEADLINE",
+                "flags": ["SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_RECLAIM"]}},
+            "linux": {"intelRdt": {"enableCMT": true, "enableMBM": false}}
+        });
+        // As written by the spec, oci-spec refuses the flags.
+        assert!(
+            serde_json::from_value::<oci_spec::runtime::Scheduler>(
+                v["process"]["scheduler"].clone()
+            )
+            .is_err()
+        );
+        fix_oci_spec_spellings(&mut v);
+        let s: oci_spec::runtime::Scheduler =
+            serde_json::from_value(v["process"]["scheduler"].clone()).expect("flags");
+        assert_eq!(
+            s.flags().as_deref(),
+            Some(
+                &[
+                    oci_spec::runtime::LinuxSchedulerFlag::SchedResetOnFork,
+                    oci_spec::runtime::LinuxSchedulerFlag::SchedFlagDLOverrun,
+                    oci_spec::runtime::LinuxSchedulerFlag::SchedFlagReclaim
+                ][..]
+            )
+        );
+        let rdt: oci_spec::runtime::LinuxIntelRdt =
+            serde_json::from_value(v["linux"]["intelRdt"].clone()).expect("rdt");
+        #[allow(deprecated)]
+        let got = (*rdt.enable_cmt(), *rdt.enable_mbm());
+        assert_eq!(got, (Some(true), Some(false)));
+        // A config without these parts is left alone.
+        let mut other = serde_json::json!({"process": {"args": ["sh"]}});
+        let before = other.clone();
+        fix_oci_spec_spellings(&mut other);
+        assert_eq!(other, before);
     }
 }

@@ -10,10 +10,10 @@ use libc::{c_int, c_ulong};
 use crate::copyup;
 use crate::error::{ApplyError, Step};
 use crate::plan::{CgroupMount, DevicePlan, Entry, MountKind, MountPlan, RootfsPlan, Target};
+use crate::procfs::{PROC_SUPER_MAGIC, ProcError, ProcRoot, ProcStage};
 use crate::resolve::{self, Create, ResolveError, Resolved};
 use crate::sys::{
-    self, Errno, Fd, IN_ROOT, RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS,
-    RESOLVE_NO_XDEV, StackPath, SysResult, proc_fd_path,
+    self, Errno, Fd, IN_ROOT, RESOLVE_NO_SYMLINKS, StackPath, SysResult, proc_fd_path,
 };
 
 type Result<T> = std::result::Result<T, ApplyError>;
@@ -25,10 +25,6 @@ const ATIME_FLAGS: c_ulong =
     libc::MS_NOATIME | libc::MS_NODIRATIME | libc::MS_RELATIME | libc::MS_STRICTATIME;
 /// Flags of the tmpfs that holds cgroup hierarchies.
 const CGROUP_DEFAULT: c_ulong = libc::MS_NOEXEC | libc::MS_NOSUID | libc::MS_NODEV;
-/// `PROC_SUPER_MAGIC` from `<linux/magic.h>`.
-const PROC_SUPER_MAGIC: i64 = 0x9fa0;
-/// `PROC_ROOT_INO`: the inode number of every procfs root.
-const PROC_ROOT_INO: libc::ino_t = 1;
 /// Maximum size of `/proc/self/cgroup` handled.
 const CGROUP_FILE_BUF: usize = 8192;
 /// Scratch buffer for tmpcopyup.
@@ -36,6 +32,18 @@ const COPY_BUF: usize = 8192;
 
 fn err(step: Step, index: usize) -> impl Fn(Errno) -> ApplyError {
     move |e| ApplyError::new(step, index, e)
+}
+
+/// A failed sysctl open or write: `SysctlOpen` for the proc root and the file, `Sysctl` for
+/// the write.
+fn sysctl_err(index: usize) -> impl Fn(ProcError) -> ApplyError {
+    move |e| {
+        let step = match e.stage {
+            ProcStage::Open | ProcStage::Check => Step::SysctlOpen,
+            ProcStage::Write => Step::Sysctl,
+        };
+        ApplyError::new(step, index, e.errno)
+    }
 }
 
 /// `ST_*` bits of `statfs(2)` `f_flags` (`<linux/statfs.h>`); only the first
@@ -102,13 +110,6 @@ fn same_inode(a: &libc::stat, b: &libc::stat) -> bool {
     a.st_dev == b.st_dev && a.st_ino == b.st_ino
 }
 
-/// Source of a bind mount made after the pivot.
-#[derive(Clone, Copy)]
-enum BindSource<'a> {
-    Path(&'a CStr),
-    Fd(c_int),
-}
-
 /// Whether `/proc/self/fd` can be used (the container may not mount /proc).
 fn proc_usable() -> bool {
     sys::openat(
@@ -120,25 +121,16 @@ fn proc_usable() -> bool {
     .is_ok()
 }
 
-/// Bind `src` onto the location `dst_fd` through `/proc/self/fd/N`; if
-/// `/proc` is not mounted, with `open_tree` + `move_mount` instead.
-fn bind_onto(src: BindSource<'_>, dst_fd: c_int, recursive: bool) -> SysResult<()> {
+/// Bind the file or directory open as `src_fd` onto the location `dst_fd`,
+/// both through `/proc/self/fd/N`; if `/proc` is not mounted, with
+/// `open_tree` + `move_mount` instead.
+fn bind_onto(src_fd: c_int, dst_fd: c_int, recursive: bool) -> SysResult<()> {
     let dst = proc_fd_path(dst_fd)?;
-    let fd_path;
-    let src_c = match src {
-        BindSource::Path(p) => p,
-        BindSource::Fd(f) => {
-            fd_path = proc_fd_path(f)?;
-            fd_path.as_cstr()
-        }
-    };
+    let src = proc_fd_path(src_fd)?;
     let flags = libc::MS_BIND | if recursive { libc::MS_REC } else { 0 };
-    match sys::mount(Some(src_c), dst.as_cstr(), None, flags, None) {
+    match sys::mount(Some(src.as_cstr()), dst.as_cstr(), None, flags, None) {
         Err(libc::ENOENT) if !proc_usable() => {
-            let tree = match src {
-                BindSource::Path(p) => sys::open_tree_clone(libc::AT_FDCWD, p, recursive)?,
-                BindSource::Fd(f) => sys::open_tree_clone(f, c"", recursive)?,
-            };
+            let tree = sys::open_tree_clone(src_fd, c"", recursive)?;
             sys::move_mount_fd(tree.raw(), dst_fd)
         }
         other => other,
@@ -851,27 +843,12 @@ impl RootfsPlan {
         Ok(())
     }
 
-    /// Bind-mount the terminal `slave` (e.g. `/dev/pts/3`, a path inside the
-    /// new root) onto `/dev/console`, which is created as an empty file if
-    /// missing; a symlink or other special file there is removed first, never
-    /// followed.
-    ///
-    /// # Fragile child
-    /// Call after [`pivot`](RootfsPlan::pivot). No allocation.
-    ///
-    /// ```no_run
-    /// # fn f(plan: &berth_rootfs::RootfsPlan) -> Result<(), berth_rootfs::ApplyError> {
-    /// plan.mount_console(c"/dev/pts/0")?;
-    /// # Ok(()) }
-    /// ```
-    pub fn mount_console(&self, slave: &CStr) -> Result<()> {
-        self.console_onto(BindSource::Path(slave))
-    }
-
-    /// Like [`mount_console`](RootfsPlan::mount_console), with the terminal given as an open
-    /// descriptor of the pty slave (e.g. from `ioctl(TIOCGPTPEER)`) instead of a path: the
-    /// bind source can't be redirected by a symlink or mount in the container's `/dev/pts`
-    /// (CVE-2025-52565).
+    /// Bind-mount the terminal, given as an open descriptor of the pty slave
+    /// (e.g. from `ioctl(TIOCGPTPEER)`), onto `/dev/console`, which is created
+    /// as an empty file if missing; a symlink or other special file there is
+    /// removed first, never followed. The bind source is the descriptor, not a
+    /// path, so a symlink or mount in the container's `/dev/pts` can't redirect
+    /// it (CVE-2025-52565).
     ///
     /// # Fragile child
     /// Call after [`pivot`](RootfsPlan::pivot). No allocation.
@@ -882,10 +859,6 @@ impl RootfsPlan {
     /// # Ok(()) }
     /// ```
     pub fn mount_console_fd(&self, slave: std::os::fd::RawFd) -> Result<()> {
-        self.console_onto(BindSource::Fd(slave))
-    }
-
-    fn console_onto(&self, slave: BindSource<'_>) -> Result<()> {
         let root = self.root_or_open(c"/")?;
         let e = &self.console;
         let parent = Self::entry_parent(root, e, Step::Console, 0)?;
@@ -948,29 +921,13 @@ impl RootfsPlan {
         let root = self.root_or_open(c"/")?;
 
         if !self.sysctl.is_empty() {
-            let proc = Self::open_proc_root(root).map_err(err(Step::SysctlOpen, 0))?;
+            let proc = ProcRoot::open(root, c"proc", IN_ROOT).map_err(sysctl_err(0))?;
             for (k, s) in self.sysctl.iter().enumerate() {
-                // "proc/sys/..." relative to the proc root, without any mount crossing:
+                // "sys/..." under the verified procfs root, without crossing any mount point:
                 // something mounted over the file (or a directory above it) to redirect the
                 // write onto another procfs file is refused (CVE-2025-52881).
-                let rel = s
-                    .path
-                    .to_bytes_with_nul()
-                    .get(b"proc/".len()..)
-                    .and_then(|b| CStr::from_bytes_with_nul(b).ok())
-                    .ok_or(ApplyError::new(Step::SysctlOpen, k, libc::EINVAL))?;
-                let f = sys::openat2(
-                    proc.raw(),
-                    rel,
-                    libc::O_WRONLY | libc::O_NOFOLLOW,
-                    RESOLVE_BENEATH | RESOLVE_NO_XDEV | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-                )
-                .map_err(err(Step::SysctlOpen, k))?;
-                let fs = sys::fstatfs(f.raw()).map_err(err(Step::SysctlOpen, k))?;
-                if fs.fs_type != PROC_SUPER_MAGIC {
-                    return Err(ApplyError::new(Step::SysctlOpen, k, libc::EXDEV));
-                }
-                sys::write_all(f.raw(), &s.value).map_err(err(Step::Sysctl, k))?;
+                proc.write(&s.path, &s.value, RESOLVE_NO_SYMLINKS)
+                    .map_err(sysctl_err(k))?;
             }
         }
 
@@ -980,8 +937,7 @@ impl RootfsPlan {
                 Err(libc::ENOENT) => continue,
                 Err(e) => return Err(ApplyError::new(Step::ReadonlyResolve, k, e)),
             };
-            bind_onto(BindSource::Fd(fd.raw()), fd.raw(), true)
-                .map_err(err(Step::ReadonlyPath, k))?;
+            bind_onto(fd.raw(), fd.raw(), true).map_err(err(Step::ReadonlyPath, k))?;
             drop(fd);
             let mnt = Self::reopen(root, t, libc::O_PATH, Step::ReadonlyResolve, k)?;
             let p = proc_fd_path(mnt.raw()).map_err(err(Step::ReadonlyRemount, k))?;
@@ -1006,7 +962,7 @@ impl RootfsPlan {
                     );
                 }
                 let nfd = null.as_ref().map_or(-1, Fd::raw);
-                bind_onto(BindSource::Fd(nfd), fd.raw(), false).map_err(err(Step::Mask, k))?;
+                bind_onto(nfd, fd.raw(), false).map_err(err(Step::Mask, k))?;
             }
         }
         drop(null);
@@ -1023,24 +979,6 @@ impl RootfsPlan {
             make_readonly(root, c"/").map_err(err(Step::RootReadonly, 0))?;
         }
         Ok(())
-    }
-
-    /// Open the container's `/proc` without following symlinks and check that it is the root
-    /// of a procfs (`PROC_SUPER_MAGIC`, inode `PROC_ROOT_INO`), not a bind of some other
-    /// procfs directory or a file system made to look like one.
-    fn open_proc_root(root: c_int) -> SysResult<Fd> {
-        let fd = sys::openat2(
-            root,
-            c"proc",
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-            IN_ROOT | RESOLVE_NO_SYMLINKS,
-        )?;
-        let fs = sys::fstatfs(fd.raw())?;
-        let st = sys::fstat(fd.raw())?;
-        if fs.fs_type != PROC_SUPER_MAGIC || st.st_ino != PROC_ROOT_INO {
-            return Err(libc::EXDEV);
-        }
-        Ok(fd)
     }
 
     /// Open the container's `/dev/null` without following symlinks and check

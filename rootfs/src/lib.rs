@@ -13,7 +13,7 @@
 //!   layout and the mount holding the rootfs, and precomputes every path as a
 //!   `CString`. Errors are [`RootfsError`]s naming the config field.
 //! * **Apply (fragile child).** [`RootfsPlan::mount_all`],
-//!   [`RootfsPlan::pivot`], [`RootfsPlan::mount_console`] and
+//!   [`RootfsPlan::pivot`], [`RootfsPlan::mount_console_fd`] and
 //!   [`RootfsPlan::finish`] use raw system calls only: no allocation, no
 //!   locks, no panics. Every path inside the container is resolved with
 //!   `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)` from a directory fd of
@@ -21,7 +21,8 @@
 //!   mounts target the resolved fd through `/proc/self/fd/N`, so a symlink in
 //!   the image can never redirect a mount or a `mknod` onto the host.
 //!   Sysctls are written through the container's `/proc`, checked to be a
-//!   procfs root, without crossing any mount below it; masks bind only a
+//!   procfs root, without crossing any mount below it ([`ProcRoot`], which
+//!   the runtime also uses for the LSM exec labels); masks bind only a
 //!   verified null device; the console is bound from the pty slave's fd
 //!   ([`RootfsPlan::mount_console_fd`]). A
 //!   failure is a 12-byte [`ApplyError`] (`step`, `index`, `errno`) that the
@@ -65,9 +66,11 @@ mod error;
 mod mountinfo;
 mod options;
 mod plan;
+mod procfs;
 mod resolve;
 mod sys;
 
 pub use error::{ApplyError, IndexKind, RootfsError, Step};
 pub use options::{MountOptions, OptionError, SUPPORTED_MOUNT_OPTIONS, parse_mount_options};
 pub use plan::{RootfsOptions, RootfsPlan};
+pub use procfs::{ProcError, ProcRoot, ProcStage};

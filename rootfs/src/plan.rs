@@ -165,7 +165,8 @@ pub(crate) struct SymlinkPlan {
 #[derive(Debug, Clone)]
 pub(crate) struct SysctlPlan {
     pub key: String,
-    /// `proc/sys/<key with . replaced by />`.
+    /// `sys/<key with . replaced by />`, relative to the container's `/proc` (the fragile
+    /// child opens it under the verified procfs root as is).
     pub path: CString,
     pub value: Vec<u8>,
 }
@@ -176,7 +177,7 @@ pub(crate) struct SysctlPlan {
 /// Build it with [`RootfsPlan::prepare`] before `clone(2)`; in the child call
 /// [`mount_all`](RootfsPlan::mount_all), then (after the hooks)
 /// [`pivot`](RootfsPlan::pivot), optionally
-/// [`mount_console`](RootfsPlan::mount_console), then
+/// [`mount_console_fd`](RootfsPlan::mount_console_fd), then
 /// [`finish`](RootfsPlan::finish). Those four never allocate.
 #[derive(Debug)]
 pub struct RootfsPlan {
@@ -589,7 +590,11 @@ impl RootfsPlan {
                 None => format!("linux.readonlyPaths[{i}]"),
             },
             IndexKind::Sysctl => match self.sysctl.get(i) {
-                Some(s) => format!("linux.sysctl {} (/{})", s.key, s.path.to_string_lossy()),
+                Some(s) => format!(
+                    "linux.sysctl {} (/proc/{})",
+                    s.key,
+                    s.path.to_string_lossy()
+                ),
                 None => format!("linux.sysctl entry {i}"),
             },
         }
@@ -908,6 +913,9 @@ fn prepare_devices(
     Ok(out)
 }
 
+/// Validates `linux.sysctl` and turns each key into the path of its file relative to the
+/// container's `/proc` (`net.ipv4.ip_forward` -> `sys/net/ipv4/ip_forward`), sorted by key,
+/// so that the fragile child only opens it under the verified procfs root.
 fn prepare_sysctl(sysctl: &HashMap<String, String>) -> Result<Vec<SysctlPlan>, RootfsError> {
     let mut keys: Vec<&String> = sysctl.keys().collect();
     keys.sort();
@@ -928,8 +936,7 @@ fn prepare_sysctl(sysctl: &HashMap<String, String>) -> Result<Vec<SysctlPlan>, R
         if value.contains('\0') {
             return Err(err("value contains a NUL byte"));
         }
-        let path =
-            CString::new(format!("proc/sys/{rel}")).map_err(|_| err("contains a NUL byte"))?;
+        let path = CString::new(format!("sys/{rel}")).map_err(|_| err("contains a NUL byte"))?;
         out.push(SysctlPlan {
             key: key.clone(),
             path,
@@ -970,8 +977,8 @@ mod tests {
         m.insert("kernel.shmmax".to_string(), "65536".to_string());
         let s = prepare_sysctl(&m).unwrap();
         assert_eq!(s[0].key, "kernel.shmmax");
-        assert_eq!(s[0].path.as_bytes(), b"proc/sys/kernel/shmmax");
-        assert_eq!(s[1].path.as_bytes(), b"proc/sys/net/ipv4/ip_forward");
+        assert_eq!(s[0].path.as_bytes(), b"sys/kernel/shmmax");
+        assert_eq!(s[1].path.as_bytes(), b"sys/net/ipv4/ip_forward");
 
         for bad in [
             "kernel..x",

@@ -175,16 +175,18 @@ fn console_is_bound_over_dev_console() {
     let c = spawn(0, |_| {
         mount_and_pivot(&plan)?;
         let m = open_ptmx()?;
-        // SAFETY: ptsname_r writes at most buf.len() bytes into buf; on success it holds a
-        // NUL-terminated name.
+        // SAFETY: TIOCGPTPEER on the master just opened, with flags (no pointer).
         let slave = unsafe {
-            let mut buf = [0 as libc::c_char; 64];
-            if libc::ptsname_r(m, buf.as_mut_ptr(), buf.len()) != 0 {
-                return Err("ptsname".into());
-            }
-            std::ffi::CStr::from_ptr(buf.as_ptr()).to_owned()
+            libc::ioctl(
+                m,
+                libc::TIOCGPTPEER,
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            )
         };
-        plan.mount_console(&slave)
+        if slave < 0 {
+            return Err(format!("TIOCGPTPEER: {}", std::io::Error::last_os_error()));
+        }
+        plan.mount_console_fd(slave)
             .map_err(|e| e.describe(&plan).to_string())?;
         plan.finish().map_err(|e| e.describe(&plan).to_string())
     });
