@@ -781,6 +781,26 @@ impl Runtime {
         Ok(())
     }
 
+    /// The config container `id` was created from (saved at create, so later edits of the
+    /// bundle don't show). `exec` without a process file starts from its `process`, as
+    /// `runc exec` does.
+    ///
+    /// ```no_run
+    /// let rt = berth_runtime_core::Runtime::new("/run/berth");
+    /// let args = rt.config("web")?.process().as_ref().and_then(|p| p.args().clone());
+    /// # let _ = args;
+    /// # Ok::<(), berth_runtime_core::Error>(())
+    /// ```
+    pub fn config(&self, id: &str) -> Result<Spec, Error> {
+        let dir = ContainerDir::open(&self.root, id)?;
+        let record = dir.read_record()?.ok_or_else(|| Error::InvalidState {
+            id: id.to_owned(),
+            status: Status::Creating,
+            op: "read the config of",
+        })?;
+        dir.config(&record)
+    }
+
     /// The state of a container, with the status checked against the live process.
     pub fn state(&self, id: &str) -> Result<State, Error> {
         state::validate_id(id)?;

@@ -49,7 +49,7 @@ use crate::seccomp::{self, SeccompPlan};
 use crate::security::SecurityPlan;
 use crate::state::{self, ContainerDir, Status};
 use crate::sys::{self, PathBuf4k};
-use crate::validate::{self, ConfigError};
+use crate::validate::ConfigError;
 
 /// How to start a process in a container (the flags of `runc exec` that are not about the
 /// process itself).
@@ -400,10 +400,7 @@ impl Runtime {
         // The container's config as created (saved in the state dir; the bundle's for a
         // container of an older berth): its seccomp profile and personality apply to the
         // exec'd process too, as with runc.
-        let spec = match dir.read_config()? {
-            Some(s) => s,
-            None => validate::load_bundle_config(Path::new(&record.bundle))?,
-        };
+        let spec = dir.config(&record)?;
         let linux = spec.linux().clone().unwrap_or_default();
         let mut warnings = Vec::new();
         let seccomp = linux

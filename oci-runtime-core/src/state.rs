@@ -289,6 +289,17 @@ impl ContainerDir {
         std::fs::write(&path, data).map_err(|e| Error::io("write", &path, e))
     }
 
+    /// The config the container was created from: the saved one, or for a container of a
+    /// berth that did not save it, the bundle's config.json.
+    pub fn config(&self, record: &Record) -> Result<oci_spec::runtime::Spec, Error> {
+        match self.read_config()? {
+            Some(s) => Ok(s),
+            None => Ok(crate::validate::load_bundle_config(std::path::Path::new(
+                &record.bundle,
+            ))?),
+        }
+    }
+
     /// The saved config; `None` for a container created before configs were saved.
     pub fn read_config(&self) -> Result<Option<oci_spec::runtime::Spec>, Error> {
         let path = self.config_path();

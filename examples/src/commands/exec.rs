@@ -231,9 +231,13 @@ pub(crate) fn exec(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
                     got: p.positionals.len(),
                 });
             }
-            let bundle = ctx.runtime.state(id)?.bundle;
-            let spec = berth_runtime_core::validate::load_bundle_config(Path::new(&bundle))?;
-            let base = spec.process().clone().unwrap_or_default();
+            // The config the container was created from, as the library's exec uses it.
+            let base = ctx
+                .runtime
+                .config(id)?
+                .process()
+                .clone()
+                .unwrap_or_default();
             process_from_flags(base, args, p)?
         }
     };
