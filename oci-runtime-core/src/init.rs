@@ -463,7 +463,8 @@ pub(crate) fn install_seccomp(sock: RawFd, sc: &SeccompPlan) -> Result<(), InitE
         Ok(Some(fd)) => {
             let r = send_fd(sock, fd, b"F");
             sys::close(fd);
-            r.map_err(|e| InitError::new(InitStep::Seccomp, 1, e))
+            r.map(drop)
+                .map_err(|e| InitError::new(InitStep::Seccomp, 1, e))
         }
         Err(e) => Err(InitError::new(InitStep::Seccomp, 0, e)),
     }
@@ -622,8 +623,9 @@ pub(crate) fn open_console(
     Ok(())
 }
 
-/// Sends `fd` over a unix socket with SCM_RIGHTS, `payload` as the data.
-pub(crate) fn send_fd(sock: RawFd, fd: RawFd, payload: &[u8]) -> Result<(), i32> {
+/// Sends `fd` over a unix socket with SCM_RIGHTS, `payload` as the data; returns how many
+/// bytes of `payload` went (all of them on a SOCK_SEQPACKET socket).
+pub(crate) fn send_fd(sock: RawFd, fd: RawFd, payload: &[u8]) -> Result<usize, i32> {
     // Room for one cmsghdr carrying one int, aligned as cmsg needs.
     #[repr(C, align(8))]
     struct CmsgBuf([u8; 64]);
@@ -652,7 +654,7 @@ pub(crate) fn send_fd(sock: RawFd, fd: RawFd, payload: &[u8]) -> Result<(), i32>
         loop {
             let r = libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL);
             if r >= 0 {
-                return Ok(());
+                return Ok(r as usize);
             }
             let e = sys::errno();
             if e != libc::EINTR {

@@ -454,8 +454,6 @@ pub(crate) fn send_to_listener(
     pid: i32,
     fd: RawFd,
 ) -> Result<(), crate::Error> {
-    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
-
     let path = plan.listener_path().ok_or_else(|| {
         crate::Error::Config(ConfigError::new(
             "linux.seccomp.listenerPath",
@@ -474,24 +472,12 @@ pub(crate) fn send_to_listener(
     let payload = msg.to_string().into_bytes();
     let mut stream = UnixStream::connect(path)
         .map_err(|e| crate::Error::io("connect to seccomp listener", path, e))?;
-    let fds = [fd];
-    let iov = [std::io::IoSlice::new(&payload)];
-    let sent = loop {
-        match sendmsg::<nix::sys::socket::UnixAddr>(
-            stream.as_raw_fd(),
-            &iov,
-            &[ControlMessage::ScmRights(&fds)],
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        ) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            r => {
-                break r.map_err(|e| {
-                    crate::Error::sys(format!("sendmsg to seccomp listener {}", path.display()), e)
-                })?;
-            }
-        }
-    };
+    let sent = crate::init::send_fd(stream.as_raw_fd(), fd, &payload).map_err(|e| {
+        crate::Error::sys(
+            format!("sendmsg to seccomp listener {}", path.display()),
+            nix::Error::from_raw(e),
+        )
+    })?;
     stream
         .write_all(payload.get(sent..).unwrap_or_default())
         .map_err(|e| crate::Error::io("write to seccomp listener", path, e))?;
@@ -1103,34 +1089,6 @@ mod tests {
     }
 
     /// Sends `fd` over `sock` with raw syscalls only (runs in the forked child).
-    fn child_send_fd(sock: RawFd, fd: RawFd) -> bool {
-        let mut byte = [0u8; 1];
-        let mut iov = libc::iovec {
-            iov_base: byte.as_mut_ptr().cast(),
-            iov_len: 1,
-        };
-        let mut cbuf = [0u64; 4];
-        // SAFETY: a zeroed msghdr is valid; the pointers set below outlive sendmsg, and cbuf
-        // (32 bytes, 8-aligned) holds CMSG_SPACE(4) = 24 bytes.
-        unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = cbuf.as_mut_ptr().cast();
-            msg.msg_controllen = libc::CMSG_SPACE(4) as usize;
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(4) as usize;
-            std::ptr::copy_nonoverlapping(
-                (&fd as *const RawFd).cast::<u8>(),
-                libc::CMSG_DATA(cmsg),
-                4,
-            );
-            libc::sendmsg(sock, &msg, 0) == 1
-        }
-    }
-
     /// Forks a child that installs `plan` (sending the listener fd over `sock` if there is
     /// one), then runs `call` and reports its result in its exit status. Between fork and
     /// _exit the child only makes system calls.
@@ -1149,7 +1107,7 @@ mod tests {
                     Err(e) => INSTALL_FAILED + e.min(50),
                     Ok(listener) => {
                         if let (Some(fd), Some(sock)) = (listener, sock) {
-                            if !child_send_fd(sock, fd) {
+                            if crate::init::send_fd(sock, fd, b"F").is_err() {
                                 libc::_exit(INSTALL_FAILED + 51);
                             }
                         }
