@@ -420,6 +420,16 @@ fn delete_refuses_a_running_container_without_force() {
     // --force on a container that does not exist is not an error (as runc).
     assert_ok(&w.berth(&["delete", "-f", &id]));
     assert_fails_with_one_line(&w.berth(&["delete", &id]));
+
+    // `created` is not stopped either (the spec; runc 1.1 deletes it): refused, untouched.
+    assert_ok(&w.berth(&["create", "-b", w.bundle_str(), &id]));
+    let before = w.wait_status(&id, "created");
+    let err = assert_fails_with_one_line(&w.berth(&["delete", &id]));
+    assert!(err.contains("created"), "{err}");
+    assert_eq!(w.state(&id), before);
+    assert!(pid_alive(before["pid"].as_i64().unwrap()));
+    assert_ok(&w.berth(&["delete", "--force", &id]));
+    wait_gone(before["pid"].as_i64().unwrap());
 }
 
 #[test]

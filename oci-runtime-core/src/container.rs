@@ -301,7 +301,8 @@ impl Runtime {
     pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<Container, Error> {
         state::validate_id(id)?;
         let bundle = abs_path(&opts.bundle)?;
-        let (spec, warnings) = validate::load_bundle_config_with_warnings(&bundle)?;
+        let spec = validate::load_bundle_config(&bundle)?;
+        let warnings = Vec::new();
         validate::validate(&spec, &bundle)?;
         let dir = ContainerDir::create(&self.root, id)?;
         let dir_path = dir.path.clone();
@@ -356,10 +357,7 @@ impl Runtime {
             .linux()
             .clone()
             .ok_or_else(|| cfg_err("linux", "is missing"))?;
-        let process = spec
-            .process()
-            .clone()
-            .ok_or_else(|| cfg_err("process", "is missing"))?;
+        let process = spec.process().clone().unwrap_or_else(ProcessPlan::absent);
         let root = spec
             .root()
             .clone()
@@ -374,6 +372,9 @@ impl Runtime {
             ));
         }
         let security = SecurityPlan::prepare(&process, &linux).map_err(Error::Config)?;
+        if security.mount_label_dropped() {
+            warnings.push("linux.mountLabel ignored: SELinux is not enabled on this host".into());
+        }
         let mut mounts = spec.mounts().clone().unwrap_or_default();
         if let Some(context) = security.mount_context_option() {
             label_mounts(&mut mounts, &context);
@@ -425,7 +426,10 @@ impl Runtime {
             spec.mounts().as_deref().unwrap_or_default(),
             process.user().uid(),
         )));
-        let pplan = ProcessPlan::prepare(&process, &extra_env, preserve)?;
+        let mut pplan = ProcessPlan::prepare(&process, &extra_env, preserve)?;
+        if spec.process().is_none() {
+            pplan.never_exec();
+        }
         let seccomp = linux
             .seccomp()
             .as_ref()
@@ -558,7 +562,7 @@ impl Runtime {
             cgroup: cg.as_ref().map(|(_, p)| p.to_string_lossy().into_owned()),
             intel_rdt: None,
         };
-        let mut state_buf = vec![0u8; 2 * state_json(&record, Status::Creating).len() + 64];
+        let mut state_buf = vec![0u8; state_json(&record, Status::Created).len() + 64];
 
         let ctx = InitContext {
             ns: &ns,
@@ -675,14 +679,13 @@ impl Runtime {
                 }
                 b'H' => {
                     record.pid = init_pid;
-                    let creating = state_json(&record, Status::Creating);
-                    hooks::run_hooks("prestart", list(all_hooks.prestart()), &creating)?;
-                    hooks::run_hooks("createRuntime", list(all_hooks.create_runtime()), &creating)?;
+                    // The environment exists (lifecycle step 2 is over): every create-time
+                    // hook is told `created`, as the spec's state definitions say.
                     let created = state_json(&record, Status::Created);
-                    let mut s = Vec::with_capacity(creating.len() + created.len() + 2);
+                    hooks::run_hooks("prestart", list(all_hooks.prestart()), &created)?;
+                    hooks::run_hooks("createRuntime", list(all_hooks.create_runtime()), &created)?;
+                    let mut s = Vec::with_capacity(created.len() + 1);
                     s.push(b'S');
-                    s.extend_from_slice(&creating);
-                    s.push(0);
                     s.extend_from_slice(&created);
                     if s.len() > state_buf.len() {
                         return Err(Error::Protocol("state JSON larger than its buffer".into()));
@@ -747,6 +750,18 @@ impl Runtime {
                 id: id.to_owned(),
                 status,
                 op: "start",
+            });
+        }
+        if dir
+            .read_config()?
+            .is_some_and(|spec| spec.process().is_none())
+        {
+            // The spec: start MUST fail without a process. The init that waits for it is
+            // ended, so the container is stopped and can be deleted.
+            kill_and_wait(&record)?;
+            return Err(Error::Start {
+                id: id.to_owned(),
+                reason: "config.json has no process: there is nothing to start".into(),
             });
         }
         let fifo_path = dir.fifo_path();
@@ -901,7 +916,8 @@ impl Runtime {
         let status = state::live_status(&dir.path, &record);
         match status {
             Status::Stopped => {}
-            Status::Created => kill_and_wait(&record)?,
+            // The spec: deleting a container that is not stopped (`created` included, which
+            // runc 1.1 deletes anyway) MUST be an error and leave it as it was.
             _ if force => kill_and_wait(&record)?,
             _ => {
                 return Err(Error::InvalidState {

@@ -174,6 +174,8 @@ fn run(ctx: &ExecContext<'_>) -> Result<std::convert::Infallible, ChildFailure> 
     // CAP_SYS_ADMIN).
     ctx.security.apply_process_attrs()?;
     ctx.security.apply_exec_labels()?;
+    // Sealed before any filter: a profile may deny close_range (runtime-tools' default does).
+    ctx.process.seal_fds(ctx.sock)?;
     let mut seccomp_pending = ctx.seccomp;
     if let Some(sc) = seccomp_pending.filter(|_| !ctx.process.no_new_privs()) {
         init::install_seccomp(ctx.sock, sc)?;
@@ -185,7 +187,6 @@ fn run(ctx: &ExecContext<'_>) -> Result<std::convert::Infallible, ChildFailure> 
     if let Some(sc) = seccomp_pending {
         init::install_seccomp(ctx.sock, sc)?;
     }
-    ctx.process.seal_fds(ctx.sock)?;
     // The process must outlive `exec` (e.g. `berth exec -d`).
     sys::set_pdeathsig(0);
     init::send(ctx.sock, b"R")?;

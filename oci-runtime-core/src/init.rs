@@ -10,7 +10,7 @@
 //! in SCM_RIGHTS, `R` ready (about to block on exec.fifo), `E`+error record (then the child
 //! exits).
 //! parent -> child: `G` go on (in the container's cgroup, maps written; the slow path's
-//! intermediate gets one `G` for the cgroup first thing and one per `M`), `S`+state JSONs (hooks ran; creating NUL created).
+//! intermediate gets one `G` for the cgroup first thing and one per `M`), `S`+the state JSON (hooks ran; `created`).
 //! After `R`, errors go to exec.fifo instead, where `start` reads them.
 
 use std::ffi::CStr;
@@ -368,7 +368,6 @@ fn run(
     ctx.rootfs.mount_all()?;
 
     // Runtime-namespace hooks (parent) then createContainer hooks (here), before pivot_root.
-    let mut creating: &[u8] = &[];
     let mut created: &[u8] = &[];
     if ctx.hooks_sync {
         send(ctx.sock, b"H")?;
@@ -380,16 +379,12 @@ fn run(
         if msg.first() != Some(&b'S') {
             return Err(InitError::new(InitStep::Sync, 3, libc::EPROTO).into());
         }
-        let body = &msg[1..];
-        let split = body.iter().position(|b| *b == 0).unwrap_or(body.len());
-        creating = &body[..split];
-        created = body.get(split + 1..).unwrap_or(&[]);
+        created = &msg[1..];
         for (i, hook) in ctx.create_container_hooks.iter().enumerate() {
-            hook.run(creating)
+            hook.run(created)
                 .map_err(|e| InitError::new(InitStep::CreateContainerHook, i as u32, e))?;
         }
     }
-    let _ = creating;
 
     ctx.rootfs.pivot()?;
     if ctx.process.terminal {
@@ -410,7 +405,10 @@ fn run(
     // itself does. Without no_new_privs the kernel requires CAP_SYS_ADMIN, which the
     // credentials below may drop: then it goes in before them (as runc does). With
     // SCMP_ACT_NOTIFY, its listener fd must reach the runtime over the sync socket, which is
-    // closed at `R`: it goes in before `R`.
+    // closed at `R`: it goes in before `R`. The fds are sealed before any filter, which may
+    // deny close_range (runtime-tools' default profile does); every fd opened from here on
+    // is close-on-exec (the fifo) or closed before the exec (the socket, the state dir).
+    ctx.process.seal_fds(ctx.sock)?;
     let mut seccomp_pending = ctx.seccomp;
     if let Some(sc) = seccomp_pending.filter(|_| !ctx.process.no_new_privs()) {
         install_seccomp(ctx.sock, sc)?;
@@ -443,14 +441,15 @@ fn run(
     sys::close(ctx.state_dir);
     sys::close(ctx.sock);
 
+    // startContainer hooks run in the container as the process would, under its filter
+    // (as with runc): a hook must not be a way around the profile.
+    if let Some(sc) = seccomp_pending {
+        install_seccomp(ctx.sock, sc)?;
+    }
     for (i, hook) in ctx.start_container_hooks.iter().enumerate() {
         hook.run(created)
             .map_err(|e| InitError::new(InitStep::StartContainerHook, i as u32, e))?;
     }
-    if let Some(sc) = seccomp_pending {
-        install_seccomp(ctx.sock, sc)?;
-    }
-    ctx.process.seal_fds(fifo)?;
     Err(ctx.process.exec(&program, fifo).into())
 }
 

@@ -70,6 +70,8 @@ pub(crate) struct ProcessPlan {
     caps: Option<CapSets>,
     last_cap: u32,
     no_new_privs: bool,
+    /// False for a config without `process`: the init is made, but never execs.
+    runnable: bool,
     oom_score_adj: Option<Vec<u8>>,
     pub terminal: bool,
     pub console_size: Option<(u16, u16)>,
@@ -161,6 +163,28 @@ impl ProcessPlan {
                 .collect::<Result<_, _>>()?
         };
         let user = process.user();
+        // (uid_t)-1 tells setresuid/setresgid "leave this id unchanged": the process would
+        // keep the runtime's ids (root) instead of the one asked for.
+        for (field, id) in [
+            ("process.user.uid", user.uid()),
+            ("process.user.gid", user.gid()),
+        ]
+        .into_iter()
+        .chain(
+            user.additional_gids()
+                .iter()
+                .flatten()
+                .map(|g| ("process.user.additionalGids", *g)),
+        ) {
+            if id == u32::MAX {
+                return Err(ConfigError {
+                    field: field.into(),
+                    reason: "4294967295 is (uid_t)-1, which the kernel reads as \"unchanged\""
+                        .into(),
+                }
+                .into());
+            }
+        }
         let mut rlimits = Vec::new();
         for (i, r) in process.rlimits().iter().flatten().enumerate() {
             let name = r.typ().to_string();
@@ -176,8 +200,9 @@ impl ProcessPlan {
                 },
             ));
         }
+        // Absent capabilities are empty sets, not the runtime's own (as runc and crun).
         let caps = match process.capabilities() {
-            None => None,
+            None => Some(CapSets::default()),
             Some(c) => {
                 let mut sets = CapSets {
                     bounding: cap_mask(c.bounding(), "process.capabilities.bounding")?,
@@ -190,6 +215,21 @@ impl ProcessPlan {
                 // permitted and inheritable (capabilities(7)); like runc, raise those and
                 // leave the rest (the default `spec` config lists some) out.
                 sets.ambient &= sets.permitted & sets.inheritable;
+                // A capability this kernel does not have can't be granted (capset would
+                // fail with EPERM): configs written for newer kernels run, as with runc.
+                let known = match last_cap() {
+                    n if n >= 63 => u64::MAX,
+                    n => (1u64 << (n + 1)) - 1,
+                };
+                for set in [
+                    &mut sets.bounding,
+                    &mut sets.effective,
+                    &mut sets.permitted,
+                    &mut sets.inheritable,
+                    &mut sets.ambient,
+                ] {
+                    *set &= known;
+                }
                 Some(sets)
             }
         };
@@ -215,6 +255,7 @@ impl ProcessPlan {
             caps,
             last_cap: last_cap(),
             no_new_privs: process.no_new_privileges().unwrap_or(false),
+            runnable: true,
             oom_score_adj: process.oom_score_adj().map(|v| v.to_string().into_bytes()),
             terminal: process.terminal().unwrap_or(false),
             console_size: process
@@ -224,6 +265,25 @@ impl ProcessPlan {
             guard,
             guard_argv,
         })
+    }
+
+    /// The stand-in for an absent `process`, which the spec allows at create (`start` then
+    /// MUST fail): root, no capabilities, no rlimits, no terminal, `/` as cwd, and no program,
+    /// so the init waits at the start barrier like any other and can never exec.
+    pub(crate) fn absent() -> Process {
+        let mut p = Process::default();
+        p.set_args(Some(vec!["/".into()]));
+        p.set_env(Some(Vec::new()));
+        p.set_capabilities(None);
+        p.set_rlimits(None);
+        p.set_terminal(Some(false));
+        p.set_no_new_privileges(Some(true));
+        p
+    }
+
+    /// Marks the plan of [`ProcessPlan::absent`]'s process as one that must never exec.
+    pub(crate) fn never_exec(&mut self) {
+        self.runnable = false;
     }
 
     /// The exe-guard memfd (-1 where there is no stub): the child must keep it open (it is
@@ -334,6 +394,9 @@ impl ProcessPlan {
     /// Finds the program to exec as execvp would, with the container's PATH, into `out`.
     /// Call after pivot_root and chdir. Fails with ENOENT/EACCES like a shell would.
     pub(crate) fn resolve_program(&self, out: &mut PathBuf4k) -> Result<(), InitError> {
+        if !self.runnable {
+            return Ok(());
+        }
         let err = |e| InitError::new(InitStep::FindProgram, 0, e);
         let arg0 = self.arg0.to_bytes();
         if self.search_dirs.is_empty() {
@@ -359,22 +422,13 @@ impl ProcessPlan {
     /// # Fragile child
     /// Marks every fd from 3 + preserve_fds up close-on-exec, and clears close-on-exec on the
     /// preserved ones, so that exactly stdio and the preserved fds reach the container.
-    /// `ours` (the start barrier) stays close-on-exec even if it landed in the preserved
-    /// range because the caller asked to preserve fds it did not have open.
+    /// `ours` (the sync socket) stays close-on-exec even if it landed in the preserved
+    /// range because the caller asked to preserve fds it did not have open. Runs before any
+    /// seccomp filter goes in: fds opened after it must be close-on-exec themselves.
     pub(crate) fn seal_fds(&self, ours: RawFd) -> Result<(), InitError> {
         let first_closed = 3 + self.preserve_fds;
-        // SAFETY: close_range with the CLOEXEC flag only changes fd flags.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_close_range,
-                first_closed as libc::c_uint,
-                libc::c_uint::MAX,
-                libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
-            )
-        };
-        if r < 0 {
-            return Err(InitError::new(InitStep::SealFds, 0, sys::errno()));
-        }
+        sys::cloexec_from(first_closed as RawFd)
+            .map_err(|e| InitError::new(InitStep::SealFds, 0, e))?;
         // (The exe guard's memfd is never in this range: ExeGuard::new places it at
         // 3 + preserve_fds or above.)
         for fd in (3..first_closed as RawFd).filter(|fd| *fd != ours) {
@@ -395,6 +449,11 @@ impl ProcessPlan {
     /// marks it close-on-exec and lets the successful `execve` close it. It is close-on-exec
     /// again when this returns.
     pub(crate) fn exec(&self, program: &PathBuf4k, report: RawFd) -> InitError {
+        if !self.runnable {
+            // Someone opened exec.fifo of a container without a process (`start` refuses
+            // one without opening it): nothing to run.
+            return InitError::new(InitStep::Exec, 0, libc::ENOENT);
+        }
         let guard = self.guard.raw();
         if let (true, Some(fd_slot), Some(slot)) =
             (guard >= 0, self.guard_argv.get(1), self.guard_argv.get(2))

@@ -255,6 +255,13 @@ impl SeccompPlan {
             if entry.names().is_empty() {
                 return Err(ConfigError::new(format!("{field}.names"), "is empty"));
             }
+            // An empty name is a broken profile, not a syscall some kernel may have.
+            if let Some(j) = entry.names().iter().position(String::is_empty) {
+                return Err(ConfigError::new(
+                    format!("{field}.names[{j}]"),
+                    "is an empty string",
+                ));
+            }
             let value = action_value(
                 entry.action(),
                 entry.errno_ret(),
@@ -1643,6 +1650,10 @@ mod tests {
             {"names": [], "action": "SCMP_ACT_ERRNO"},
         ]}));
         assert_eq!(e.field, "linux.seccomp.syscalls[0].names", "{e}");
+        let e = compile_err(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["getpid", ""], "action": "SCMP_ACT_ERRNO"},
+        ]}));
+        assert_eq!(e.field, "linux.seccomp.syscalls[0].names[1]", "{e}");
         let e = compile_err(json!({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/x"}));
         assert_eq!(e.field, "linux.seccomp.defaultAction", "{e}");
         let e = compile_err(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [

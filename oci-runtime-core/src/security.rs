@@ -145,6 +145,8 @@ pub(crate) struct SecurityPlan {
     sched: Option<SchedAttr>,
     exec_label: Option<ExecLabel>,
     mount_label: Option<String>,
+    /// linux.mountLabel was set on a host without SELinux and left off the mounts.
+    mount_label_dropped: bool,
 }
 
 /// A non-empty string field, `None` when absent or empty (the spec's "not set").
@@ -248,10 +250,12 @@ impl SecurityPlan {
         }
         if let Some(label) = set(linux.mount_label()) {
             if !host.selinux {
-                return Err(ConfigError::new(
-                    "linux.mountLabel",
-                    "SELinux is not enabled on this host",
-                ));
+                // A file context means nothing where no SELinux labels files, and the
+                // kernel refuses `context=` there: left off with a warning (as crun does;
+                // runc fails the mount with EINVAL). An exec label, which would confine the
+                // process, is an error instead.
+                plan.mount_label_dropped = true;
+                return Ok(plan);
             }
             if label.contains(['\0', '"']) {
                 return Err(ConfigError::new(
@@ -271,6 +275,11 @@ impl SecurityPlan {
             && self.ioprio.is_none()
             && self.sched.is_none()
             && self.exec_label.is_none()
+    }
+
+    /// Whether `linux.mountLabel` was left off because the host has no SELinux.
+    pub(crate) fn mount_label_dropped(&self) -> bool {
+        self.mount_label_dropped
     }
 
     /// The SELinux context for the container's mounts (`linux.mountLabel`).
@@ -964,19 +973,21 @@ mod tests {
                 "process.selinuxLabel",
                 "SELinux",
             ),
-            (
-                None,
-                None,
-                Some("system_u:object_r:container_file_t:s0:c1,c2"),
-                "linux.mountLabel",
-                "SELinux",
-            ),
         ] {
             let (p, l) = labelled(a, s, m);
             let e = SecurityPlan::prepare_with(&p, &l, none).expect_err("no lsm");
             assert_eq!(e.field, field);
             assert_eq!(e.reason, format!("{lsm} is not enabled on this host"));
         }
+        // A mount label without SELinux is left off, and said so.
+        let (p, l) = labelled(
+            None,
+            None,
+            Some("system_u:object_r:container_file_t:s0:c1,c2"),
+        );
+        let plan = SecurityPlan::prepare_with(&p, &l, none).expect("mount label");
+        assert_eq!(plan.mount_label(), None);
+        assert!(plan.mount_label_dropped());
         // Empty strings mean "not set".
         let (p, l) = labelled(Some(""), Some(""), Some(""));
         assert!(

@@ -159,6 +159,51 @@ pub(crate) fn close_fds_except(from: RawFd, keep: &[RawFd]) -> Result<(), i32> {
     range(lo, libc::c_uint::MAX)
 }
 
+/// Marks every fd from `from` up close-on-exec. `close_range(CLOSE_RANGE_CLOEXEC)` (5.11+)
+/// where it works; where it is missing (ENOSYS, EINVAL on older kernels) or a seccomp
+/// filter denies it, `fcntl` on each fd number up to the hard `RLIMIT_NOFILE` (no fd can be
+/// numbered above it; EBADF for the closed ones is ignored). Allocation-free.
+pub(crate) fn cloexec_from(from: RawFd) -> Result<(), i32> {
+    // SAFETY: close_range with the CLOEXEC flag only changes fd flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            from as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let first = errno();
+    let mut lim = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit64 on ourselves (pid 0) only fills `lim`, a valid local.
+    if unsafe {
+        libc::syscall(
+            libc::SYS_prlimit64,
+            0,
+            libc::RLIMIT_NOFILE,
+            0usize,
+            &mut lim,
+        )
+    } < 0
+    {
+        return Err(first);
+    }
+    // The kernel's own ceiling (fs.nr_open) is at most 2^30; a larger hard limit can't be an
+    // fd number.
+    let top = lim.rlim_max.max(lim.rlim_cur).min(1 << 30) as RawFd;
+    for fd in from.max(0)..top {
+        // SAFETY: fcntl on an fd number with integer arguments; EBADF (not open) is ignored.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(())
+}
+
 /// setresgid(gid) then setresuid(uid) with the raw syscalls. glibc's wrappers broadcast the
 /// change to every thread glibc believes the process has; in a raw clone of a multi-threaded
 /// parent those threads don't exist and the broadcast waits forever. `Err((is_uid, errno))`.

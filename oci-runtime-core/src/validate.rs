@@ -95,15 +95,6 @@ pub(crate) const CONFIG_FILE: &str = "config.json";
 /// # Ok::<(), berth_runtime_core::validate::ConfigError>(())
 /// ```
 pub fn load_bundle_config(bundle: &Path) -> Result<Spec, ConfigError> {
-    load_bundle_config_with_warnings(bundle).map(|(spec, _)| spec)
-}
-
-/// Like [`load_bundle_config`], also returning what was dropped from the config rather than
-/// failing: capability names this build does not know (configs written for newer kernels),
-/// as runc ignores them with a warning.
-pub(crate) fn load_bundle_config_with_warnings(
-    bundle: &Path,
-) -> Result<(Spec, Vec<String>), ConfigError> {
     let path = bundle.join(CONFIG_FILE);
     let bytes = fs::read(&path).map_err(|err| match err.kind() {
         io::ErrorKind::NotFound => ConfigError::new(
@@ -119,14 +110,14 @@ pub(crate) fn load_bundle_config_with_warnings(
 }
 
 /// Parse the bytes of a `config.json`, locating type errors by JSON path.
-fn parse_config(bytes: &[u8]) -> Result<(Spec, Vec<String>), ConfigError> {
+fn parse_config(bytes: &[u8]) -> Result<Spec, ConfigError> {
     let mut value: Value = serde_json::from_slice(bytes)
         .map_err(|err| ConfigError::new(CONFIG_FILE, format!("is not valid JSON: {err}")))?;
     // Go runtimes (runc) read `null` as "absent"; so do we.
     strip_nulls(&mut value);
     // The runtime spec's names oci-spec 0.10 spells differently (scheduler flags, RDT flags).
     fix_oci_spec_spellings(&mut value);
-    let warnings = drop_unknown_capabilities(&mut value);
+    check_capability_names(&value)?;
     check_config_shape(&value)?;
     // The shape check above deserializes every part with the same types, so this
     // only fails if the two disagree; report it rather than panic.
@@ -136,7 +127,7 @@ fn parse_config(bytes: &[u8]) -> Result<(Spec, Vec<String>), ConfigError> {
             format!("does not match the OCI runtime spec: {err}"),
         )
     })?;
-    Ok((spec, warnings))
+    Ok(spec)
 }
 
 /// Removes every object member whose value is `null`, at any depth.
@@ -182,34 +173,29 @@ fn fix_oci_spec_spellings(config: &mut serde_json::Value) {
     }
 }
 
-/// Drops capability names oci-spec does not know from `process.capabilities.*`, returning a
-/// warning for each. Non-string entries are left for the shape check to report.
-fn drop_unknown_capabilities(value: &mut Value) -> Vec<String> {
-    let mut warnings = Vec::new();
+/// Refuses capability names neither oci-spec nor the kernel knows in `process.capabilities.*`
+/// (the spec: a value that cannot be mapped to a kernel interface MUST be an error; runc 1.1
+/// only warns, and would run `CAP_TYPO` without the capability meant). Non-string entries are
+/// left for the shape check to report.
+fn check_capability_names(value: &Value) -> Result<(), ConfigError> {
     let Some(sets) = value
-        .pointer_mut("/process/capabilities")
-        .and_then(Value::as_object_mut)
+        .pointer("/process/capabilities")
+        .and_then(Value::as_object)
     else {
-        return warnings;
+        return Ok(());
     };
-    for (set, names) in sets.iter_mut() {
-        let Some(names) = names.as_array_mut() else {
-            continue;
-        };
-        names.retain(|n| {
-            let Some(name) = n.as_str() else {
-                return true;
-            };
-            let known = serde_json::from_value::<oci_spec::runtime::Capability>(n.clone()).is_ok();
-            if !known {
-                warnings.push(format!(
-                    "process.capabilities.{set}: ignoring unknown capability {name}"
+    for (set, names) in sets {
+        for (i, n) in names.as_array().into_iter().flatten().enumerate() {
+            let Some(name) = n.as_str() else { continue };
+            if serde_json::from_value::<oci_spec::runtime::Capability>(n.clone()).is_err() {
+                return Err(ConfigError::new(
+                    format!("process.capabilities.{set}[{i}]"),
+                    format!("unknown capability {name}"),
                 ));
             }
-            known
-        });
+        }
     }
-    warnings
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -265,11 +251,14 @@ fn known<T: DeserializeOwned>(value: &Value, path: &str, what: &str) -> Result<(
 /// Check the listed fields of an object (when present), each with its own check.
 /// Type errors of the object itself are left to the caller's whole-value check.
 fn fields(value: &Value, path: &str, checks: &[(&str, Check)]) -> Result<(), ConfigError> {
-    if let Some(map) = value.as_object() {
-        for (key, check) in checks {
-            if let Some(child) = map.get(*key) {
-                check(child, &join(path, key))?;
-            }
+    // serde reads a struct from a JSON array too (`"user": []` would be uid 0): the spec's
+    // objects must be objects, as Go's decoder (runc) insists.
+    let map = value.as_object().ok_or_else(|| {
+        ConfigError::new(path, format!("must be an object, not {}", json_kind(value)))
+    })?;
+    for (key, check) in checks {
+        if let Some(child) = map.get(*key) {
+            check(child, &join(path, key))?;
         }
     }
     Ok(())
@@ -813,8 +802,10 @@ fn check_env_entry(entry: &str, field: &str) -> Result<(), ConfigError> {
 }
 
 fn check_process(spec: &Spec) -> Result<(), ConfigError> {
+    // Optional: a container can be created without one (`start` then fails, as the spec
+    // says).
     let Some(process) = spec.process() else {
-        return Err(ConfigError::new("process", "is missing"));
+        return Ok(());
     };
     if !process.cwd().is_absolute() {
         return Err(ConfigError::new("process.cwd", "must be absolute"));
@@ -1377,7 +1368,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_capabilities_are_dropped_with_a_warning() {
+    fn unknown_capabilities_are_refused() {
         let mut config = base();
         merge(
             &mut config,
@@ -1386,19 +1377,11 @@ mod tests {
         );
         let bundle = Bundle::new();
         bundle.write(&config.to_string());
-        let (spec, warnings) = load_bundle_config_with_warnings(&bundle.0).expect("load");
+        let e = load_bundle_config(&bundle.0).expect_err("CAP_FLY");
         assert_eq!(
-            warnings,
-            ["process.capabilities.permitted: ignoring unknown capability CAP_FLY"]
+            e.to_string(),
+            "process.capabilities.permitted[1] unknown capability CAP_FLY"
         );
-        let caps = spec
-            .process()
-            .as_ref()
-            .unwrap()
-            .capabilities()
-            .as_ref()
-            .unwrap();
-        assert_eq!(caps.permitted().as_ref().unwrap().len(), 1);
     }
 
     #[rstest]
@@ -1425,6 +1408,7 @@ mod tests {
         "poststart": [{"path": "/e"}], "poststop": [{"path": "/f", "timeout": 1}]}}))]
     #[case::unknown_annotation_and_nulls(json!({"annotations": {"x.y": ""}, "process": {"apparmorProfile": null}}))]
     #[case::lenient_capability_spelling(json!({"process": {"capabilities": {"ambient": ["kill"]}}}))]
+    #[case::process_missing(json!({"process": null}))]
     fn valid_configs_pass(#[case] patch: Value) {
         assert_eq!(run(patch), Ok(()));
     }
@@ -1462,7 +1446,6 @@ mod tests {
         "source": "/y", "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}]}),
         "mounts[0].uidMappings is given without gidMappings")]
     // process
-    #[case::process_missing(json!({"process": null}), "process is missing")]
     #[case::cwd_relative(json!({"process": {"cwd": "tmp"}}), "process.cwd must be absolute")]
     #[case::env_no_equals(json!({"process": {"env": ["PATH=/bin", "FOO"]}}),
         r#"process.env[1] "FOO" must be KEY=VALUE"#)]
@@ -1627,6 +1610,11 @@ mod tests {
         "hooks.createContainer[0].timeout -3 is not greater than 0")]
     #[case::hook_env(json!({"hooks": {"poststop": [{"path": "/x", "env": ["NOPE"]}]}}),
         r#"hooks.poststop[0].env[0] "NOPE" must be KEY=VALUE"#)]
+    // objects given as arrays (serde alone would read `[]` as a struct of defaults)
+    #[case::user_array(json!({"process": {"user": []}}),
+        "process.user must be an object, not an array")]
+    #[case::capabilities_array(json!({"process": {"capabilities": []}}),
+        "process.capabilities must be an object, not an array")]
     // annotations
     #[case::annotation_empty_key(json!({"annotations": {"": "v"}}),
         "annotations has an empty key")]
@@ -1635,8 +1623,7 @@ mod tests {
     }
 
     #[rstest]
-    #[case::root_not_object(json!({"root": "rootfs"}),
-        r#"root is invalid: invalid type: string "rootfs", expected struct Root"#)]
+    #[case::root_not_object(json!({"root": "rootfs"}), "root must be an object, not a string")]
     #[case::args_not_array(json!({"process": {"args": "sh"}}),
         r#"process.args is invalid: invalid type: string "sh", expected a sequence"#)]
     #[case::arg_not_string(json!({"process": {"args": ["sh", 1]}}),

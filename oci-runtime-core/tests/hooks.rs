@@ -20,7 +20,7 @@ use common::{Bundle, TempDir, busybox};
 use support::*;
 
 /// Records, for hook kind `$1`: the order, stdin, `$0|$HOOK_VAR|mount ns|$2`, and the env.
-const RECORD: &str = r#"echo "$1" >> "$LOGDIR/order"; cat > "$LOGDIR/$1.json"; echo "$0|$HOOK_VAR|$(readlink /proc/self/ns/mnt)|$2" > "$LOGDIR/$1.info"; env > "$LOGDIR/$1.env""#;
+const RECORD: &str = r#"echo "$1" >> "$LOGDIR/order"; cat > "$LOGDIR/$1.json"; echo "$0|$HOOK_VAR|$(readlink /proc/self/ns/mnt)|$2" > "$LOGDIR/$1.info"; env > "$LOGDIR/$1.env"; pwd -P > "$LOGDIR/$1.cwd""#;
 
 fn hook(path: &Path, script: &str, kind: &str, env: &[String], timeout: Option<i64>) -> Hook {
     let mut h = Hook::default();
@@ -141,9 +141,9 @@ fn every_hook_kind_runs_in_order_with_the_state() {
     }
 
     for (kind, status, in_container) in [
-        ("prestart", "creating", false),
-        ("createRuntime", "creating", false),
-        ("createContainer", "creating", true),
+        ("prestart", "created", false),
+        ("createRuntime", "created", false),
+        ("createContainer", "created", true),
         ("startContainer", "created", true),
         ("poststart", "running", false),
         ("poststop", "stopped", false),
@@ -176,6 +176,15 @@ fn every_hook_kind_runs_in_order_with_the_state() {
             assert_eq!(
                 f[2], host_mnt,
                 "{kind} did not run in the runtime's mount ns"
+            );
+        }
+        if kind == "createContainer" {
+            // Spec-silent; runc runs it from the container's root, before pivot_root.
+            let root = fs::canonicalize(b.rootfs()).expect("rootfs");
+            assert_eq!(
+                read(log.path().join("createContainer.cwd")).trim_end(),
+                root.to_str().expect("utf8"),
+                "createContainer cwd"
             );
         }
         // Only the hook's own env: nothing of the runtime's (cargo sets CARGO_* for tests).

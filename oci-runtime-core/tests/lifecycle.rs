@@ -190,8 +190,14 @@ fn delete_created_container_kills_it_before_exec() {
     let h = Harness::new();
     let id = h.id("delcreated");
     let c = h.create(&id, &b).expect("create");
-    h.rt.delete(&id, false)
-        .expect("delete of a created container");
+    // Not stopped: refused without force (the spec), the container left as it was.
+    match h.rt.delete(&id, false) {
+        Err(Error::InvalidState { status, .. }) => assert_eq!(status, Status::Created),
+        other => panic!("delete of a created container without force: {other:?}"),
+    }
+    assert_eq!(h.rt.state(&id).expect("state").status, Status::Created);
+    h.rt.delete(&id, true)
+        .expect("delete --force of a created container");
     assert!(!h.state_dir(&id).exists());
     assert_eq!(h.wait(&c), 128 + libc::SIGKILL);
     assert!(

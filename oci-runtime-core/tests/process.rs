@@ -229,6 +229,23 @@ fn default_capabilities_of_root() {
 }
 
 #[test]
+fn absent_capabilities_are_none_at_all() {
+    // Secure default: no process.capabilities is empty sets, never the runtime's own.
+    let (mut b, out) = sh_bundle("cat /proc/self/status > /out/status");
+    b.spec
+        .process_mut()
+        .as_mut()
+        .expect("process")
+        .set_capabilities(None);
+    let h = Harness::new();
+    assert_eq!(h.run(&b), 0);
+    let status = read(out.path().join("status"));
+    for key in ["CapBnd", "CapPrm", "CapEff", "CapInh", "CapAmb"] {
+        assert_eq!(cap_field(&status, key), 0, "{key}");
+    }
+}
+
+#[test]
 fn capabilities_of_a_non_root_user_with_ambient_set() {
     // For a non-root user without file capabilities the kernel computes, at execve,
     // permitted = effective = ambient: a config with equal sets must come out unchanged.
@@ -340,7 +357,7 @@ fn pid_file_holds_the_init_pid() {
         1,
         "temp files left next to the pid file: {leftovers:?}"
     );
-    h.rt.delete(&id, false).expect("delete");
+    h.rt.delete(&id, true).expect("delete");
     assert_eq!(h.wait(&c), 128 + libc::SIGKILL);
 }
 

@@ -329,6 +329,63 @@ fn notify_hands_the_listener_and_state_to_the_agent() {
 }
 
 #[test]
+fn a_profile_that_forbids_close_range_still_starts_the_container() {
+    // runtime-tools' default profile denies close_range. The init seals its fds (close_range
+    // with CLOEXEC) before any filter goes in, with and without no_new_privs.
+    for nnp in [false, true] {
+        let h = Harness::new();
+        let mut b = Bundle::new();
+        let out = bind_out(&mut b);
+        sh(&mut b, "echo started > /out/log");
+        set_nnp(&mut b, nnp);
+        set_seccomp(
+            &mut b,
+            json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{ "names": ["close_range"], "action": "SCMP_ACT_ERRNO" }]
+            }),
+        );
+        assert_eq!(h.run(&b), 0, "no_new_privs {nnp}");
+        assert_eq!(
+            read(out.path().join("log")),
+            "started",
+            "no_new_privs {nnp}"
+        );
+    }
+}
+
+#[test]
+fn start_container_hooks_run_under_the_filter() {
+    // A startContainer hook runs in the container as its process would: a hook is no way
+    // around the profile (with no_new_privs the filter used to go in after the hooks).
+    for nnp in [false, true] {
+        let h = Harness::new();
+        let mut b = Bundle::new();
+        let out = bind_out(&mut b);
+        sh(&mut b, "true");
+        set_nnp(&mut b, nnp);
+        set_seccomp(&mut b, deny_profile());
+        let mut hook = berth_runtime_core::oci_spec::runtime::Hook::default();
+        hook.set_path("/bin/sh".into());
+        hook.set_args(Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "mkdir /out/by-hook 2>/dev/null; echo mkdir=$? > /out/hook".into(),
+        ]));
+        let mut hooks = berth_runtime_core::oci_spec::runtime::Hooks::default();
+        hooks.set_start_container(Some(vec![hook]));
+        b.spec.set_hooks(Some(hooks));
+        assert_eq!(h.run(&b), 0, "no_new_privs {nnp}");
+        assert_eq!(
+            read(out.path().join("hook")),
+            "mkdir=1",
+            "no_new_privs {nnp}"
+        );
+        assert!(!out.path().join("by-hook").exists(), "no_new_privs {nnp}");
+    }
+}
+
+#[test]
 fn a_profile_that_forbids_execveat_still_starts_the_container() {
     // runc's init only needs execve; berth's CVE-2019-5736 guard first tries execveat on its
     // sealed memfd, then the same memfd through /proc with execve.

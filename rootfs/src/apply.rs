@@ -282,6 +282,8 @@ impl RootfsPlan {
             sys::umask(old);
             r.map_err(|e| ApplyError::new(Step::Cwd, 0, e.errno()))?;
         }
+        // The createContainer hooks run next, from the container's root (as runc's do).
+        sys::fchdir(root).map_err(err(Step::Chdir, 0))?;
         Ok(())
     }
 

@@ -369,7 +369,14 @@ impl RootfsPlan {
                 } else {
                     Some(flag)
                 };
-                (flag, after)
+                // An unbindable "/" could not be bound onto itself (EINVAL): the tree is made
+                // a slave first, the new root unbindable after the pivot.
+                let before = if flag & libc::MS_UNBINDABLE != 0 {
+                    libc::MS_SLAVE | (flag & libc::MS_REC)
+                } else {
+                    flag
+                };
+                (before, after)
             }
         };
 
@@ -705,9 +712,9 @@ fn prepare_mount(
     };
 
     if is_bind {
-        if let Some(d) = o.data.first() {
-            return Err(opt_err(d, "is not a valid option for a bind mount"));
-        }
+        // Filesystem data (`mode=755`, `size=...`) means nothing to a bind mount: mount(2)
+        // ignores it with MS_BIND, and runc passes it through, so configs written for runc
+        // (runtime-tools' default has them) carry it. It is dropped, not refused.
         let src = m
             .source()
             .as_ref()

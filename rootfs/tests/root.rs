@@ -150,19 +150,27 @@ fn rootfs_propagation_variants() {
 }
 
 #[test]
-fn runbindable_root_cannot_be_bound_like_runc() {
-    // An unbindable "/" makes the bind of the rootfs onto itself fail (runc
-    // 1.1 fails the same way); the error says which step.
-    let dir = TempDir::new("runbindable");
-    let rootfs = busybox_rootfs(&dir);
-    let mut cfg = Config::new(&rootfs);
-    cfg.propagation = Some("runbindable".into());
-    let plan = cfg.prepare().unwrap();
-    let c = spawn(0, |_| plan.mount_all().map_err(|e| format!("{e:?}")));
-    assert_eq!(
-        c.report,
-        "ERR ApplyError { step: BindRoot, index: 0, errno: 22 }\n"
-    );
+fn unbindable_root_is_unbindable_after_the_pivot() {
+    // An unbindable "/" can't be bound onto itself (runc 1.1 fails with EINVAL there): the
+    // tree is a slave while the rootfs is bound, and the new root is made unbindable after
+    // the pivot, as the config asks.
+    for prop in ["unbindable", "runbindable"] {
+        let dir = TempDir::new("unbindable");
+        let rootfs = busybox_rootfs(&dir);
+        let mut cfg = Config::new(&rootfs);
+        cfg.mounts = mounts(r#"[{"destination": "/dev", "type": "tmpfs"}]"#);
+        cfg.propagation = Some(prop.into());
+        let plan = cfg.prepare().unwrap();
+        let c = spawn(0, |_| run_plan(&plan));
+        c.ok();
+        let root = c.mount_at("/").unwrap();
+        assert!(root.unbindable() && !root.shared(), "{prop}: {root:?}");
+        assert_eq!(
+            c.mount_at("/dev").unwrap().unbindable(),
+            prop == "runbindable",
+            "{prop}: submount"
+        );
+    }
 }
 
 #[test]
