@@ -1024,6 +1024,14 @@ fn pause_resume_update_ps_and_stats() {
     let out = w.berth(&["ps", &id, "--", "-o", "pid,comm"]);
     assert_ok(&out);
     assert!(text(&out.stdout).contains("sleep"), "{}", text(&out.stdout));
+    // As with runc, ps(1)'s options may follow the id without `--`.
+    let out = w.berth(&["ps", &id, "-e", "-x"]);
+    assert_ok(&out);
+    assert_eq!(text(&out.stdout).lines().count(), 4, "{}", text(&out.stdout));
+    let out = w.berth(&["ps", &id, "-o", "pid,comm"]);
+    assert_ok(&out);
+    assert!(text(&out.stdout).contains("sleep"), "{}", text(&out.stdout));
+
 
     // pause / resume.
     assert_ok(&w.berth(&["pause", &id]));
@@ -1161,6 +1169,31 @@ fn create_with_an_invalid_resource_leaves_nothing() {
     let err = assert_fails_with_one_line(&w.berth(&["create", "--bundle", w.bundle_str(), &id]));
     assert!(err.contains("99999"), "{err}");
     assert!(w.root_entries().is_empty(), "{:?}", w.root_entries());
+    assert!(cgroups_left(&id).is_empty(), "{:?}", cgroups_left(&id));
+}
+
+#[test]
+fn ps_and_kill_all_of_a_stopped_container_succeed_as_with_runc() {
+    let mut w = World::new(&["true"]);
+    let id = w.id();
+    assert_ok(&w.berth(&["run", "-d", "-b", w.bundle_str(), &id]));
+    w.wait_status(&id, "stopped");
+    // runc 1.1.5 on this host, for a stopped container: `ps` prints the header of `ps -ef`
+    // only and `ps --format json` prints `null`, both exit 0; `kill --all` exits 0 (with or
+    // without a signal); a plain `kill` fails ("container not running").
+    let out = w.berth(&["ps", &id]);
+    assert_ok(&out);
+    let table = text(&out.stdout);
+    assert_eq!(table.lines().count(), 1, "{table}");
+    assert!(table.contains("PID"), "{table}");
+    let out = w.berth(&["ps", "--format", "json", &id]);
+    assert_ok(&out);
+    assert_eq!(text(&out.stdout), "null\n");
+    assert_ok(&w.berth(&["kill", "--all", &id, "KILL"]));
+    assert_ok(&w.berth(&["kill", "--all", &id]));
+    let err = assert_fails_with_one_line(&w.berth(&["kill", &id, "KILL"]));
+    assert!(err.contains("stopped"), "{err}");
+    assert_ok(&w.berth(&["delete", &id]));
     assert!(cgroups_left(&id).is_empty(), "{:?}", cgroups_left(&id));
 }
 

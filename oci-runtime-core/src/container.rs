@@ -867,7 +867,8 @@ impl Runtime {
 
     /// Sends `signal` to the container's init, or with `all` to every process of the
     /// container's cgroup (frozen during the walk; without a cgroup, its own pid namespace).
-    /// Refused for a stopped container.
+    /// Refused for a stopped container, except with `all` (as runc: what is left in its
+    /// cgroup is signalled), and while it is being created.
     pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), Error> {
         let dir = ContainerDir::open(&self.root, id)?;
         let record = dir.read_record()?.ok_or_else(|| Error::InvalidState {
@@ -876,13 +877,22 @@ impl Runtime {
             op: "kill",
         })?;
         let status = state::live_status(&dir.path, &record);
-        // While being created, `pid` may be 0 or not the init yet: never signal it.
-        if matches!(status, Status::Stopped | Status::Creating) {
-            return Err(Error::InvalidState {
-                id: id.to_owned(),
-                status,
-                op: "kill",
-            });
+        let refuse = Error::InvalidState {
+            id: id.to_owned(),
+            status,
+            op: "kill",
+        };
+        match status {
+            // While being created, `pid` may be 0 or not the init yet: never signal it.
+            Status::Creating => return Err(refuse),
+            Status::Stopped if !all => return Err(refuse),
+            Status::Stopped => {
+                if let Some(cg) = record.cgroup()? {
+                    cg.signal_all(signal)?;
+                }
+                return Ok(());
+            }
+            _ => {}
         }
         if all {
             if let Some(cg) = record.cgroup()? {
@@ -1014,14 +1024,25 @@ impl Runtime {
             .collect())
     }
 
-    /// The host pids of every process of the container (sorted).
+    /// The host pids of every process of the container (sorted); for a stopped container
+    /// what is left in its cgroup (usually nothing), as runc.
     pub fn ps(&self, id: &str) -> Result<Vec<i32>, Error> {
-        let (_, cg) = self.live(
-            id,
-            "ps",
-            &[Status::Created, Status::Running, Status::Paused],
-        )?;
-        Ok(cg.pids()?)
+        let dir = ContainerDir::open(&self.root, id)?;
+        let record = dir.read_record()?.ok_or_else(|| Error::InvalidState {
+            id: id.to_owned(),
+            status: Status::Creating,
+            op: "ps",
+        })?;
+        match (state::live_status(&dir.path, &record), record.cgroup()?) {
+            (Status::Creating, _) => Err(Error::InvalidState {
+                id: id.to_owned(),
+                status: Status::Creating,
+                op: "ps",
+            }),
+            (_, Some(cg)) => Ok(cg.pids()?),
+            (Status::Stopped, None) => Ok(Vec::new()),
+            (_, None) => Err(Error::NoCgroup { id: id.to_owned() }),
+        }
     }
 
     /// Resource usage of the container's cgroup.
