@@ -1197,6 +1197,40 @@ fn ps_and_kill_all_of_a_stopped_container_succeed_as_with_runc() {
     assert!(cgroups_left(&id).is_empty(), "{:?}", cgroups_left(&id));
 }
 
+/// The `CapPrm`, `CapEff` and `CapBnd` lines of a /proc/<pid>/status text.
+fn cap_lines(status: &str) -> Vec<&str> {
+    status
+        .lines()
+        .filter(|l| ["CapPrm:", "CapEff:", "CapBnd:"].iter().any(|k| l.starts_with(k)))
+        .collect()
+}
+
+#[test]
+fn exec_of_a_process_file_without_user_runs_as_root_with_the_containers_capabilities() {
+    let mut w = World::new(&["sleep", "1000"]);
+    let id = w.id();
+    assert_ok(&w.berth(&["run", "-d", "-b", w.bundle_str(), &id]));
+    let pid = w.state(&id)["pid"].as_i64().unwrap();
+    // As runc 1.1.5 here: no `user` is uid 0, gid 0; no `capabilities` are the container's.
+    let process = w.dir.join("process.json");
+    std::fs::write(
+        &process,
+        r#"{"args": ["/bin/sh", "-c", "id; cat /proc/self/status"], "cwd": "/"}"#,
+    )
+    .unwrap();
+    let out = w.berth(&["exec", "-p", process.to_str().unwrap(), &id]);
+    assert_ok(&out);
+    let seen = text(&out.stdout);
+    let id_line = seen.lines().next().unwrap_or_default();
+    assert!(
+        id_line.starts_with("uid=0") && id_line.contains("gid=0"),
+        "{seen}"
+    );
+    let init = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert_eq!(cap_lines(&seen), cap_lines(&init), "{seen}");
+    assert_eq!(cap_lines(&seen).len(), 3, "{seen}");
+}
+
 // ---- what a killed create or delete, or a corrupt state, leaves ----
 
 /// Live processes of container `id`: a copy of `berth ... create ... id` (an init before its
