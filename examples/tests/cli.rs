@@ -1032,7 +1032,6 @@ fn pause_resume_update_ps_and_stats() {
     assert_ok(&out);
     assert!(text(&out.stdout).contains("sleep"), "{}", text(&out.stdout));
 
-
     // pause / resume.
     assert_ok(&w.berth(&["pause", &id]));
     assert_eq!(w.state(&id)["status"], "paused");
@@ -1419,5 +1418,17 @@ fn image_unpack_refs_inspect_and_rm() {
 
     let out = w.berth(&["image", "unpack", "--ref", "nosuch", l, b]);
     assert_fails_with_one_line(&out);
+    assert!(!bundle.exists(), "a failed unpack left a bundle");
+
+    // The ref may come with the image, IMAGE:REF, as umoci's --image and skopeo's oci:.
+    let image = format!("{l}:t");
+    assert_ok(&w.berth(&["image", "unpack", &image, b]));
+    assert!(bundle.join("rootfs").is_dir());
+    assert_ok(&w.berth(&["image", "rm", b]));
+    let inspect = w.berth(&["image", "inspect", &image]);
+    assert_ok(&inspect);
+    let cfg: Value = serde_json::from_slice(&inspect.stdout).expect("inspect prints JSON");
+    assert_eq!(cfg["config"]["Cmd"], serde_json::json!(["echo", "hi"]));
+    assert_fails_with_one_line(&w.berth(&["image", "unpack", &format!("{l}:nosuch"), b]));
     assert!(!bundle.exists(), "a failed unpack left a bundle");
 }

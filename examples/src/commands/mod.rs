@@ -178,7 +178,7 @@ pub(crate) const COMMANDS: &[Command] = &[
     },
     Command {
         name: "image",
-        args: "unpack IMAGE BUNDLE | refs IMAGE | inspect IMAGE | rm BUNDLE",
+        args: "unpack IMAGE[:REF] BUNDLE | refs IMAGE | inspect IMAGE[:REF] | rm BUNDLE",
         summary: "unpack an OCI layout, OCI archive or docker-archive into a bundle; list its \
                   refs; print its config; remove a bundle (unmounting a store rootfs)",
         flags: IMAGE_FLAGS,
