@@ -1027,7 +1027,12 @@ fn pause_resume_update_ps_and_stats() {
     // As with runc, ps(1)'s options may follow the id without `--`.
     let out = w.berth(&["ps", &id, "-e", "-x"]);
     assert_ok(&out);
-    assert_eq!(text(&out.stdout).lines().count(), 4, "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stdout).lines().count(),
+        4,
+        "{}",
+        text(&out.stdout)
+    );
     let out = w.berth(&["ps", &id, "-o", "pid,comm"]);
     assert_ok(&out);
     assert!(text(&out.stdout).contains("sleep"), "{}", text(&out.stdout));
@@ -1200,7 +1205,11 @@ fn ps_and_kill_all_of_a_stopped_container_succeed_as_with_runc() {
 fn cap_lines(status: &str) -> Vec<&str> {
     status
         .lines()
-        .filter(|l| ["CapPrm:", "CapEff:", "CapBnd:"].iter().any(|k| l.starts_with(k)))
+        .filter(|l| {
+            ["CapPrm:", "CapEff:", "CapBnd:"]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
         .collect()
 }
 
@@ -1267,12 +1276,20 @@ fn assert_delete_force_leaves_nothing(w: &World, id: &str, after: &str) {
         text(&out.stderr)
     );
     assert!(!w.root.join(id).exists(), "{after}: the state dir is left");
-    assert!(cgroups_left(id).is_empty(), "{after}: {:?}", cgroups_left(id));
+    assert!(
+        cgroups_left(id).is_empty(),
+        "{after}: {:?}",
+        cgroups_left(id)
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while !procs_of(id).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(procs_of(id).is_empty(), "{after}: {:?} run on", procs_of(id));
+    assert!(
+        procs_of(id).is_empty(),
+        "{after}: {:?} run on",
+        procs_of(id)
+    );
 }
 
 #[test]
@@ -1356,11 +1373,18 @@ fn delete_force_finishes_what_an_interrupted_delete_left() {
     let keep = ["pids", "systemd", "unified"];
     for d in cgroups_left(&id) {
         let hierarchy = d.parent().and_then(Path::parent).and_then(Path::file_name);
-        if !keep.iter().any(|k| hierarchy == Some(std::ffi::OsStr::new(k))) {
+        if !keep
+            .iter()
+            .any(|k| hierarchy == Some(std::ffi::OsStr::new(k)))
+        {
             let _ = std::fs::remove_dir(&d);
         }
     }
-    assert!(cgroups_left(&id).len() >= keep.len(), "{:?}", cgroups_left(&id));
+    assert!(
+        cgroups_left(&id).len() >= keep.len(),
+        "{:?}",
+        cgroups_left(&id)
+    );
     assert_delete_force_leaves_nothing(&w, &id, "an interrupted delete");
 }
 

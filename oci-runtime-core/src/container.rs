@@ -644,7 +644,11 @@ impl Runtime {
         // for `G` (or, without a cgroup or user namespace to set up, for nothing): a create
         // killed before this write leaves a child that exits at EOF on its sync socket, or
         // runs on in the cgroup recorded above.
-        record_pid(&mut record, child, !ctx.intermediate && ns.creates(NamespaceKind::Pid))?;
+        record_pid(
+            &mut record,
+            child,
+            !ctx.intermediate && ns.creates(NamespaceKind::Pid),
+        )?;
         dir.write_record(&record)?;
         let describe = |f| init::describe(f, &ns, &rootfs, &pplan);
         let mut sock = UnixStream::from(parent_sock);

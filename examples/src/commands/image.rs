@@ -25,7 +25,12 @@ fn image_ref(arg: &str) -> (PathBuf, Option<String>) {
         .find(|(path, _)| !path.is_empty() && Path::new(path).exists())
         .map_or_else(
             || (PathBuf::from(arg), None),
-            |(path, r)| (PathBuf::from(path), Some(r.to_string()).filter(|r| !r.is_empty())),
+            |(path, r)| {
+                (
+                    PathBuf::from(path),
+                    Some(r.to_string()).filter(|r| !r.is_empty()),
+                )
+            },
         )
 }
 
@@ -224,14 +229,20 @@ mod tests {
         assert_eq!(split(&format!("{d}:v1")), (dir.clone(), Some("v1".into())));
         assert_eq!(split(&format!("{d}:")), (dir.clone(), None));
         // A ref may hold a colon too; a path with one is taken whole when it exists.
-        assert_eq!(split(&format!("{d}:r:1")), (dir.clone(), Some("r:1".into())));
+        assert_eq!(
+            split(&format!("{d}:r:1")),
+            (dir.clone(), Some("r:1".into()))
+        );
         assert_eq!(split(&format!("{d}/a:b")), (odd.clone(), None));
-        assert_eq!(split(&format!("{d}/a:b:t")), (odd.clone(), Some("t".into())));
+        assert_eq!(
+            split(&format!("{d}/a:b:t")),
+            (odd.clone(), Some("t".into()))
+        );
         assert_eq!(split("/no/such:t"), (PathBuf::from("/no/such:t"), None));
         let (_, sel) = image_and_selector(&parsed(&["unpack", "--ref", "v1"]), d).unwrap();
         assert_eq!(sel.reference.as_deref(), Some("v1"));
-        let (_, sel) = image_and_selector(&parsed(&["unpack", "--ref", "v1"]), &format!("{d}:v1"))
-            .unwrap();
+        let (_, sel) =
+            image_and_selector(&parsed(&["unpack", "--ref", "v1"]), &format!("{d}:v1")).unwrap();
         assert_eq!(sel.reference.as_deref(), Some("v1"));
         let e = image_and_selector(&parsed(&["unpack", "--ref", "v2"]), &format!("{d}:v1"))
             .unwrap_err();
