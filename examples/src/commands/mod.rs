@@ -213,8 +213,8 @@ pub(crate) const COMMANDS: &[Command] = &[
     },
     Command {
         name: "ps",
-        args: "<container-id> [-- ps options]",
-        summary: "list the processes of a container",
+        args: "<container-id> [ps options]",
+        summary: "list the processes of a container (flags before the id; what follows goes to ps)",
         flags: cgroups::PS_FLAGS,
         handler: Some(cgroups::ps),
     },
