@@ -1329,6 +1329,9 @@ fn delete_force_cleans_up_after_a_create_killed_at_any_point() {
     let out = w.berth(&["create", "-b", w.bundle_str(), &id]);
     assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{out:?}");
     assert_eq!(w.state(&id)["status"], "creating");
+    // Its pid may not be the init yet (or 0): kill refuses rather than signal it.
+    let err = assert_fails_with_one_line(&w.berth(&["kill", &id, "KILL"]));
+    assert!(err.contains("creating"), "{err}");
     assert_delete_force_leaves_nothing(&w, &id, "create killed by its createRuntime hook");
 }
 
