@@ -199,8 +199,9 @@ fn dispatch(global: &Parsed, log: Logger) -> Result<i32, Failure> {
         };
         return Err((log, e, None));
     };
-    // As with runc, `exec`'s flags come before the id: what follows is the command.
-    let mode = if cmd.name == "exec" {
+    // As with runc, the flags of `exec` and `ps` come before the id: what follows is the
+    // command, or the options of ps(1).
+    let mode = if matches!(cmd.name, "exec" | "ps") {
         Mode::StopAtFirstPositional
     } else {
         Mode::Interspersed

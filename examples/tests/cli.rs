@@ -8,6 +8,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -1033,6 +1034,18 @@ fn pause_resume_update_ps_and_stats() {
     let out = w.berth(&["ps", &id, "--", "-o", "pid,comm"]);
     assert_ok(&out);
     assert!(text(&out.stdout).contains("sleep"), "{}", text(&out.stdout));
+    // As with runc, ps(1)'s options may follow the id without `--`.
+    let out = w.berth(&["ps", &id, "-e", "-x"]);
+    assert_ok(&out);
+    assert_eq!(
+        text(&out.stdout).lines().count(),
+        4,
+        "{}",
+        text(&out.stdout)
+    );
+    let out = w.berth(&["ps", &id, "-o", "pid,comm"]);
+    assert_ok(&out);
+    assert!(text(&out.stdout).contains("sleep"), "{}", text(&out.stdout));
 
     // pause / resume.
     assert_ok(&w.berth(&["pause", &id]));
@@ -1174,6 +1187,221 @@ fn create_with_an_invalid_resource_leaves_nothing() {
 }
 
 #[test]
+fn ps_and_kill_all_of_a_stopped_container_succeed_as_with_runc() {
+    let mut w = World::new(&["true"]);
+    let id = w.id();
+    assert_ok(&w.berth(&["run", "-d", "-b", w.bundle_str(), &id]));
+    w.wait_status(&id, "stopped");
+    // runc 1.1.5 on this host, for a stopped container: `ps` prints the header of `ps -ef`
+    // only and `ps --format json` prints `null`, both exit 0; `kill --all` exits 0 (with or
+    // without a signal); a plain `kill` fails ("container not running").
+    let out = w.berth(&["ps", &id]);
+    assert_ok(&out);
+    let table = text(&out.stdout);
+    assert_eq!(table.lines().count(), 1, "{table}");
+    assert!(table.contains("PID"), "{table}");
+    let out = w.berth(&["ps", "--format", "json", &id]);
+    assert_ok(&out);
+    assert_eq!(text(&out.stdout), "null\n");
+    assert_ok(&w.berth(&["kill", "--all", &id, "KILL"]));
+    assert_ok(&w.berth(&["kill", "--all", &id]));
+    let err = assert_fails_with_one_line(&w.berth(&["kill", &id, "KILL"]));
+    assert!(err.contains("stopped"), "{err}");
+    assert_ok(&w.berth(&["delete", &id]));
+    assert!(cgroups_left(&id).is_empty(), "{:?}", cgroups_left(&id));
+}
+
+/// The `CapPrm`, `CapEff` and `CapBnd` lines of a /proc/<pid>/status text.
+fn cap_lines(status: &str) -> Vec<&str> {
+    status
+        .lines()
+        .filter(|l| {
+            ["CapPrm:", "CapEff:", "CapBnd:"]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
+        .collect()
+}
+
+#[test]
+fn exec_of_a_process_file_without_user_runs_as_root_with_the_containers_capabilities() {
+    let mut w = World::new(&["sleep", "1000"]);
+    let id = w.id();
+    assert_ok(&w.berth(&["run", "-d", "-b", w.bundle_str(), &id]));
+    let pid = w.state(&id)["pid"].as_i64().unwrap();
+    // As runc 1.1.5 here: no `user` is uid 0, gid 0; no `capabilities` are the container's.
+    let process = w.dir.join("process.json");
+    std::fs::write(
+        &process,
+        r#"{"args": ["/bin/sh", "-c", "id; cat /proc/self/status"], "cwd": "/"}"#,
+    )
+    .unwrap();
+    let out = w.berth(&["exec", "-p", process.to_str().unwrap(), &id]);
+    assert_ok(&out);
+    let seen = text(&out.stdout);
+    let id_line = seen.lines().next().unwrap_or_default();
+    assert!(
+        id_line.starts_with("uid=0") && id_line.contains("gid=0"),
+        "{seen}"
+    );
+    let init = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert_eq!(cap_lines(&seen), cap_lines(&init), "{seen}");
+    assert_eq!(cap_lines(&seen).len(), 3, "{seen}");
+}
+
+// ---- what a killed create or delete, or a corrupt state, leaves ----
+
+/// Live processes of container `id`: a copy of `berth ... create ... id` (an init before its
+/// exec, or the child before it) or anything in its cgroup.
+fn procs_of(id: &str) -> Vec<i32> {
+    let cg = format!("/berth/{id}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit(") ").next().and_then(|r| r.chars().next());
+            if stat.is_empty() || state == Some('Z') {
+                return false;
+            }
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cgroups =
+                std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            cmdline.split(|b| *b == 0).any(|a| a == id.as_bytes())
+                || cgroups
+                    .lines()
+                    .any(|l| l.ends_with(&cg) || l.contains(&format!("{cg}/")))
+        })
+        .collect()
+}
+
+/// `delete --force id` succeeds and leaves no state dir, no cgroup directory in any hierarchy
+/// (cgroup2 at /sys/fs/cgroup/unified included) and no process of the container.
+fn assert_delete_force_leaves_nothing(w: &World, id: &str, after: &str) {
+    let out = w.berth(&["delete", "--force", id]);
+    assert!(
+        out.status.success(),
+        "{after}: delete --force: {}",
+        text(&out.stderr)
+    );
+    assert!(!w.root.join(id).exists(), "{after}: the state dir is left");
+    assert!(
+        cgroups_left(id).is_empty(),
+        "{after}: {:?}",
+        cgroups_left(id)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !procs_of(id).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        procs_of(id).is_empty(),
+        "{after}: {:?} run on",
+        procs_of(id)
+    );
+}
+
+#[test]
+fn delete_force_cleans_up_after_a_create_killed_at_any_point() {
+    let mut w = World::new(&["sleep", "1000"]);
+    // How long a whole create takes here, to spread the kills over it.
+    let id = w.id();
+    let t = Instant::now();
+    assert_ok(&w.berth(&["create", "-b", w.bundle_str(), &id]));
+    let whole = t.elapsed();
+    assert_delete_force_leaves_nothing(&w, &id, "a whole create");
+    const TRIES: u32 = 30;
+    for i in 0..=TRIES {
+        let id = w.id();
+        let mut create = w
+            .cmd(&["create", "-b", w.bundle_str(), &id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(whole * i / TRIES);
+        let _ = create.kill();
+        let _ = create.wait();
+        assert_delete_force_leaves_nothing(
+            &w,
+            &id,
+            &format!("create SIGKILLed after {i}/{TRIES} of its time"),
+        );
+    }
+    // At a known point: a createRuntime hook kills create while the init waits for it.
+    w.edit_config(|c| {
+        c["hooks"]["createRuntime"] = serde_json::json!([
+            {"path": "/bin/sh", "args": ["sh", "-c", "kill -9 $PPID"]}
+        ]);
+    });
+    let id = w.id();
+    let out = w.berth(&["create", "-b", w.bundle_str(), &id]);
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{out:?}");
+    assert_eq!(w.state(&id)["status"], "creating");
+    // Its pid may not be the init yet (or 0): kill refuses rather than signal it.
+    let err = assert_fails_with_one_line(&w.berth(&["kill", &id, "KILL"]));
+    assert!(err.contains("creating"), "{err}");
+    assert_delete_force_leaves_nothing(&w, &id, "create killed by its createRuntime hook");
+}
+
+#[test]
+fn delete_force_of_a_corrupt_state_cleans_up_or_fails_keeping_it() {
+    let mut w = World::new(&["sleep", "1000"]);
+    // Empty state.json: the saved config names the cgroup, which holds the processes.
+    let id = w.id();
+    assert_ok(&w.berth(&["run", "-d", "-b", w.bundle_str(), &id]));
+    let pid = w.state(&id)["pid"].as_i64().unwrap();
+    std::fs::write(w.root.join(&id).join("state.json"), "").unwrap();
+    assert_delete_force_leaves_nothing(&w, &id, "an empty state.json");
+    wait_gone(pid);
+
+    // Garbage, and no saved config either: nothing to find the processes by, so delete
+    // fails and keeps everything.
+    let id = w.id();
+    assert_ok(&w.berth(&["create", "-b", w.bundle_str(), &id]));
+    let pid = w.state(&id)["pid"].as_i64().unwrap();
+    let state = w.root.join(&id).join("state.json");
+    let saved = std::fs::read(&state).unwrap();
+    std::fs::write(&state, "{\"id\": ").unwrap();
+    std::fs::remove_file(w.root.join(&id).join("config.json")).unwrap();
+    let err = assert_fails_with_one_line(&w.berth(&["delete", "--force", &id]));
+    assert!(err.contains("corrupt") && err.contains(&id), "{err}");
+    assert!(state.exists(), "the state dir was removed");
+    assert!(pid_alive(pid));
+    assert!(!cgroups_left(&id).is_empty());
+    std::fs::write(&state, saved).unwrap();
+    assert_delete_force_leaves_nothing(&w, &id, "the state restored");
+}
+
+#[test]
+fn delete_force_finishes_what_an_interrupted_delete_left() {
+    let mut w = World::new(&["sleep", "1000"]);
+    let id = w.id();
+    assert_ok(&w.berth(&["run", "-d", "-b", w.bundle_str(), &id]));
+    // A delete killed while it removed the cgroup: the processes are dead, some of the v1
+    // directories are gone (it removes those first), the state dir is still there.
+    assert_ok(&w.berth(&["kill", &id, "KILL"]));
+    w.wait_status(&id, "stopped");
+    let keep = ["pids", "systemd", "unified"];
+    for d in cgroups_left(&id) {
+        let hierarchy = d.parent().and_then(Path::parent).and_then(Path::file_name);
+        if !keep
+            .iter()
+            .any(|k| hierarchy == Some(std::ffi::OsStr::new(k)))
+        {
+            let _ = std::fs::remove_dir(&d);
+        }
+    }
+    assert!(
+        cgroups_left(&id).len() >= keep.len(),
+        "{:?}",
+        cgroups_left(&id)
+    );
+    assert_delete_force_leaves_nothing(&w, &id, "an interrupted delete");
+}
+
+#[test]
 fn image_unpack_refs_inspect_and_rm() {
     // An image made by umoci (Debian's package; .ci/run installs it).
     let w = World::new(&["true"]);
@@ -1227,5 +1455,17 @@ fn image_unpack_refs_inspect_and_rm() {
 
     let out = w.berth(&["image", "unpack", "--ref", "nosuch", l, b]);
     assert_fails_with_one_line(&out);
+    assert!(!bundle.exists(), "a failed unpack left a bundle");
+
+    // The ref may come with the image, IMAGE:REF, as umoci's --image and skopeo's oci:.
+    let image = format!("{l}:t");
+    assert_ok(&w.berth(&["image", "unpack", &image, b]));
+    assert!(bundle.join("rootfs").is_dir());
+    assert_ok(&w.berth(&["image", "rm", b]));
+    let inspect = w.berth(&["image", "inspect", &image]);
+    assert_ok(&inspect);
+    let cfg: Value = serde_json::from_slice(&inspect.stdout).expect("inspect prints JSON");
+    assert_eq!(cfg["config"]["Cmd"], serde_json::json!(["echo", "hi"]));
+    assert_fails_with_one_line(&w.berth(&["image", "unpack", &format!("{l}:nosuch"), b]));
     assert!(!bundle.exists(), "a failed unpack left a bundle");
 }

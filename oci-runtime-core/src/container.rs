@@ -517,29 +517,17 @@ impl Runtime {
         let optional = !nix::unistd::geteuid().is_root()
             && linux.resources().is_none()
             && linux.cgroups_path().is_none();
-        let cg = match Layout::detect()
+        let planned = match Layout::detect()
             .map_err(Error::from)
-            .and_then(|layout| setup_cgroup(&layout, &cg_path, &resources))
+            .and_then(|layout| Ok((record_cgroup_path(&layout, &cg_path)?, layout)))
         {
-            Ok((cg, record_path, cg_warnings)) => {
-                warnings.extend(cg_warnings.iter().map(ToString::to_string));
-                Some((cg, record_path))
-            }
+            Ok(p) => Some(p),
             Err(e) if optional => {
                 warnings.push(format!("running without a cgroup: {e}"));
                 None
             }
             Err(e) => return Err(e),
         };
-        let mut remove_cgroup = Cleanup(Some(|| {
-            if let Some((cg, _)) = &cg {
-                let _ = cg.kill_all();
-                let _ = cg.thaw();
-                if cg.remove(REMOVE_TIMEOUT).is_ok() {
-                    remove_default_parent(cg, &cg_path);
-                }
-            }
-        }));
 
         let mut record = Record {
             oci_version: spec.version().clone(),
@@ -557,11 +545,42 @@ impl Runtime {
                 .collect::<BTreeMap<_, _>>(),
             hooks: Some(all_hooks.clone()),
             // Only a pid namespace of its own may be swept by kill --all / delete --force: a
-            // joined one belongs to someone else too.
-            own_pid_ns: ns.creates(NamespaceKind::Pid),
-            cgroup: cg.as_ref().map(|(_, p)| p.to_string_lossy().into_owned()),
+            // joined one belongs to someone else too. Set once `pid` is the init.
+            own_pid_ns: false,
+            cgroup: planned
+                .as_ref()
+                .map(|(p, _)| p.to_string_lossy().into_owned()),
             intel_rdt: None,
+            creating: true,
         };
+        // What this create is about to make, on disk before it is made: if create is
+        // killed from here on, `delete` finds the cgroup (and below, the init) by the record.
+        dir.write_config(spec)?;
+        dir.write_record(&record)?;
+        let cg = match planned.map(|(_, layout)| create_cgroup(&layout, &cg_path, &resources)) {
+            Some(Ok((cg, cg_warnings))) => {
+                warnings.extend(cg_warnings.iter().map(ToString::to_string));
+                Some(cg)
+            }
+            Some(Err(e)) if optional => {
+                warnings.push(format!("running without a cgroup: {e}"));
+                record.cgroup = None;
+                dir.write_record(&record)?;
+                None
+            }
+            Some(Err(e)) => return Err(e),
+            None => None,
+        };
+        let mut remove_cgroup = Cleanup(Some(|| {
+            if let Some(cg) = &cg {
+                let _ = cg.kill_all();
+                let _ = cg.thaw();
+                if cg.remove(REMOVE_TIMEOUT).is_ok() {
+                    remove_default_parent(cg, &cg_path);
+                }
+            }
+        }));
+
         let mut state_buf = vec![0u8; state_json(&record, Status::Created).len() + 64];
 
         let ctx = InitContext {
@@ -607,7 +626,7 @@ impl Runtime {
         // add_process is skipped. Kernels without clone3 fall back to clone + add_process.
         let into = cg
             .as_ref()
-            .and_then(|(c, _)| c.dir_fd())
+            .and_then(|c| c.dir_fd())
             .map(|fd| fd.as_raw_fd());
         // SAFETY: the child runs only init_main, which follows the fragile-child rules.
         let cloned = unsafe { sys::clone_maybe_into_cgroup(flags as libc::c_ulong, into) };
@@ -625,12 +644,22 @@ impl Runtime {
         // Whom to kill if anything below fails: the child, then (slow path) the init.
         let guard_pid = Cell::new(child);
         let mut kill_guard = Cleanup(Some(|| kill_and_reap(guard_pid.get())));
+        // And whom a `delete` kills if this create is killed from here on. The child waits
+        // for `G` (or, without a cgroup or user namespace to set up, for nothing): a create
+        // killed before this write leaves a child that exits at EOF on its sync socket, or
+        // runs on in the cgroup recorded above.
+        record_pid(
+            &mut record,
+            child,
+            !ctx.intermediate && ns.creates(NamespaceKind::Pid),
+        )?;
+        dir.write_record(&record)?;
         let describe = |f| init::describe(f, &ns, &rootfs, &pplan);
         let mut sock = UnixStream::from(parent_sock);
         // The child (the init, or the slow path's intermediate) waits for `G`: put it in the
         // cgroup first, so that the init is there before the user process runs and before a
         // cgroup namespace is created.
-        if let Some((cg, _)) = &cg {
+        if let Some(cg) = &cg {
             if !(in_cgroup2 && cg.clone_into_cgroup_is_enough()) {
                 cg.add_process(child)?;
             }
@@ -638,6 +667,10 @@ impl Runtime {
         // The resctrl group (linux.intelRdt): joined by pid, as a cgroup v1 hierarchy is;
         // removed again if anything below fails.
         let rdt_group = rdt.as_ref().map(|r| r.apply(child)).transpose()?;
+        if rdt_group.is_some() {
+            record.intel_rdt = rdt_group.clone();
+            dir.write_record(&record)?;
+        }
         let mut remove_rdt = Cleanup(Some(|| {
             if let Some(g) = &rdt_group {
                 let _ = g.remove();
@@ -676,9 +709,10 @@ impl Runtime {
                     // SAFETY: reaping our own child.
                     unsafe { libc::waitpid(child, &mut st, 0) };
                     guard_pid.set(init_pid);
+                    record_pid(&mut record, init_pid, ns.creates(NamespaceKind::Pid))?;
+                    dir.write_record(&record)?;
                 }
                 b'H' => {
-                    record.pid = init_pid;
                     // The environment exists (lifecycle step 2 is over): every create-time
                     // hook is told `created`, as the spec's state definitions say.
                     let created = state_json(&record, Status::Created);
@@ -699,7 +733,6 @@ impl Runtime {
                     let (Some(sc), Some(fd)) = (&seccomp, passed_fd) else {
                         return Err(Error::Protocol("F message without a listener fd".into()));
                     };
-                    record.pid = init_pid;
                     let st = state_value(&record, Status::Creating);
                     seccomp::send_to_listener(sc, &st, init_pid, fd.as_raw_fd())?;
                 }
@@ -715,12 +748,10 @@ impl Runtime {
                 }
             }
         }
-        let (start_time, _) = state::process_start_time(init_pid)
-            .ok_or_else(|| Error::Protocol(format!("init {init_pid} vanished")))?;
-        record.pid = init_pid;
-        record.start_time = start_time;
-        record.intel_rdt = rdt_group.clone();
-        dir.write_config(spec)?;
+        if !record.pid_alive() {
+            return Err(Error::Protocol(format!("init {init_pid} vanished")));
+        }
+        record.creating = false;
         dir.write_record(&record)?;
         if let Some(p) = &opts.pid_file {
             write_pid_file(p, init_pid)?;
@@ -855,7 +886,8 @@ impl Runtime {
 
     /// Sends `signal` to the container's init, or with `all` to every process of the
     /// container's cgroup (frozen during the walk; without a cgroup, its own pid namespace).
-    /// Refused for a stopped container.
+    /// Refused for a stopped container, except with `all` (as runc: what is left in its
+    /// cgroup is signalled), and while it is being created.
     pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), Error> {
         let dir = ContainerDir::open(&self.root, id)?;
         let record = dir.read_record()?.ok_or_else(|| Error::InvalidState {
@@ -864,12 +896,22 @@ impl Runtime {
             op: "kill",
         })?;
         let status = state::live_status(&dir.path, &record);
-        if status == Status::Stopped {
-            return Err(Error::InvalidState {
-                id: id.to_owned(),
-                status,
-                op: "kill",
-            });
+        let refuse = Error::InvalidState {
+            id: id.to_owned(),
+            status,
+            op: "kill",
+        };
+        match status {
+            // While being created, `pid` may be 0 or not the init yet: never signal it.
+            Status::Creating => return Err(refuse),
+            Status::Stopped if !all => return Err(refuse),
+            Status::Stopped => {
+                if let Some(cg) = record.cgroup()? {
+                    cg.signal_all(signal)?;
+                }
+                return Ok(());
+            }
+            _ => {}
         }
         if all {
             if let Some(cg) = record.cgroup()? {
@@ -907,17 +949,21 @@ impl Runtime {
         let dir = ContainerDir::open(&self.root, id)?;
         let record = match dir.read_record() {
             Ok(Some(r)) => r,
-            // A create that died before writing its record: nothing runs, just clean up.
+            // A create that died before writing its first record made nothing else.
             Ok(None) => return dir.remove(),
-            // Nothing can be known of a corrupt record's process: --force still frees the id.
-            Err(Error::CorruptState { .. }) if force => return dir.remove(),
+            Err(e @ Error::CorruptState { .. }) if force => return delete_corrupt(dir, e),
             Err(e) => return Err(e),
         };
+        // From here on the state dir goes last, so that a delete killed midway can be run
+        // again: it still finds the processes to kill and the cgroup to remove.
         let status = state::live_status(&dir.path, &record);
         match status {
             Status::Stopped => {}
             // The spec: deleting a container that is not stopped (`created` included, which
             // runc 1.1 deletes anyway) MUST be an error and leave it as it was.
+            // A create killed before it finished (it would hold the lock if it still ran):
+            // its child, if any, waits for `G` or for `start`.
+            Status::Creating => kill_and_wait(&record)?,
             _ if force => kill_and_wait(&record)?,
             _ => {
                 return Err(Error::InvalidState {
@@ -999,14 +1045,25 @@ impl Runtime {
             .collect())
     }
 
-    /// The host pids of every process of the container (sorted).
+    /// The host pids of every process of the container (sorted); for a stopped container
+    /// what is left in its cgroup (usually nothing), as runc.
     pub fn ps(&self, id: &str) -> Result<Vec<i32>, Error> {
-        let (_, cg) = self.live(
-            id,
-            "ps",
-            &[Status::Created, Status::Running, Status::Paused],
-        )?;
-        Ok(cg.pids()?)
+        let dir = ContainerDir::open(&self.root, id)?;
+        let record = dir.read_record()?.ok_or_else(|| Error::InvalidState {
+            id: id.to_owned(),
+            status: Status::Creating,
+            op: "ps",
+        })?;
+        match (state::live_status(&dir.path, &record), record.cgroup()?) {
+            (Status::Creating, _) => Err(Error::InvalidState {
+                id: id.to_owned(),
+                status: Status::Creating,
+                op: "ps",
+            }),
+            (_, Some(cg)) => Ok(cg.pids()?),
+            (Status::Stopped, None) => Ok(Vec::new()),
+            (_, None) => Err(Error::NoCgroup { id: id.to_owned() }),
+        }
     }
 
     /// Resource usage of the container's cgroup.
@@ -1092,14 +1149,21 @@ fn cgroup_resources(linux: &oci_spec::runtime::Linux) -> LinuxResources {
     r
 }
 
-/// Creates the container's cgroup; returns it, its path from the root of every hierarchy
-/// (what the state records) and the warnings of applying the resources.
-fn setup_cgroup(
-    layout: &Layout,
-    path: &CgroupPath,
-    resources: &LinuxResources,
-) -> Result<(CgroupManager, PathBuf, Vec<berth_cgroups::Warning>), Error> {
-    let record_path = match path {
+/// Records `pid` (with its start time, which tells it from a later process with the same
+/// number) as the process a `delete` kills; `init` when it is the container's init in a pid
+/// namespace of its own (which `delete` then sweeps).
+fn record_pid(record: &mut Record, pid: i32, init: bool) -> Result<(), Error> {
+    let (start, _) = state::process_start_time(pid)
+        .ok_or_else(|| Error::Protocol(format!("child {pid} vanished")))?;
+    record.pid = pid;
+    record.start_time = start;
+    record.own_pid_ns = init;
+    Ok(())
+}
+
+/// The container's cgroup as the state records it: its path from the root of every hierarchy.
+fn record_cgroup_path(layout: &Layout, path: &CgroupPath) -> Result<PathBuf, Error> {
+    Ok(match path {
         CgroupPath::Absolute(p) => p.clone(),
         CgroupPath::Relative(p) => own_cgroup(layout)
             .ok_or_else(|| {
@@ -1113,9 +1177,7 @@ fn setup_cgroup(
                 })
             })?
             .join(p),
-    };
-    let (cg, warnings) = create_cgroup(layout, path, resources)?;
-    Ok((cg, record_path, warnings))
+    })
 }
 
 /// The cgroup this process is in, when it is the same in every hierarchy (the base of a
@@ -1130,10 +1192,53 @@ fn own_cgroup(layout: &Layout) -> Option<PathBuf> {
     all.all(|p| p == first).then_some(first)
 }
 
+/// `delete --force` of a container whose `state.json` is corrupt (or empty): its saved config
+/// names its cgroup, which holds its processes; they are killed and the cgroup removed, then
+/// the state dir. When the cgroup can't be known (no saved config, a relative cgroupsPath, or
+/// no cgroup where a container may run without one) nothing is removed and the error says so.
+fn delete_corrupt(dir: ContainerDir, corrupt: Error) -> Result<(), Error> {
+    let fail = |why: String| Error::CorruptDelete {
+        id: dir.id.clone(),
+        dir: dir.path.clone(),
+        reason: format!("{corrupt}; {why}"),
+    };
+    let spec = match dir.read_config() {
+        Ok(Some(spec)) => spec,
+        Ok(None) => return Err(fail("no saved config.json names its cgroup".into())),
+        Err(e) => return Err(fail(e.to_string())),
+    };
+    let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
+    let path = match CgroupPath::from_spec(cgroups_path.as_deref(), &dir.id) {
+        Ok(CgroupPath::Absolute(p)) => p,
+        Ok(CgroupPath::Relative(p)) => {
+            return Err(fail(format!(
+                "its linux.cgroupsPath {} is relative to the cgroup of the create that made it",
+                p.display()
+            )));
+        }
+        Err(e) => return Err(fail(e.to_string())),
+    };
+    let record = Record {
+        id: dir.id.clone(),
+        cgroup: Some(path.to_string_lossy().into_owned()),
+        ..Record::default()
+    };
+    if record.cgroup_to_remove()?.is_none() && !nix::unistd::geteuid().is_root() {
+        return Err(fail(format!(
+            "its cgroup {} does not exist, and a rootless container may run without one",
+            path.display()
+        )));
+    }
+    kill_and_wait(&record)?;
+    destroy_cgroup(&record)?;
+    dir.remove()
+}
+
 /// Kills every process of the container's cgroup (thawing it so that they can die) and
-/// removes the cgroup, waiting for the processes to be gone.
+/// removes the cgroup, waiting for the processes to be gone. A cgroup an interrupted create
+/// or delete left in some hierarchies only is removed from those.
 fn destroy_cgroup(record: &Record) -> Result<(), Error> {
-    if let (Some(cg), Some(path)) = (record.cgroup()?, &record.cgroup) {
+    if let (Some(cg), Some(path)) = (record.cgroup_to_remove()?, &record.cgroup) {
         cg.kill_all()?;
         let _ = cg.thaw();
         cg.remove(REMOVE_TIMEOUT)?;
@@ -1213,12 +1318,16 @@ fn signal_pid_ns(init: i32, sig: i32) -> Result<(), Error> {
     Ok(())
 }
 
-/// SIGKILLs the container (its whole pid namespace) and waits until the init is gone.
+/// SIGKILLs the container (its cgroup, its whole pid namespace) and waits until the recorded
+/// process is gone. A pid that no longer names the recorded process is left alone.
 fn kill_and_wait(record: &Record) -> Result<(), Error> {
-    if let Some(cg) = record.cgroup()? {
+    if let Some(cg) = record.cgroup_to_remove()? {
         cg.kill_all()?;
         // Frozen processes only die once thawed.
         let _ = cg.thaw();
+    }
+    if !record.pid_alive() {
+        return Ok(());
     }
     if record.own_pid_ns {
         signal_pid_ns(record.pid, libc::SIGKILL)?;
@@ -1227,9 +1336,8 @@ fn kill_and_wait(record: &Record) -> Result<(), Error> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut nap = Duration::from_micros(100);
     loop {
-        match state::process_start_time(record.pid) {
-            Some((start, st)) if start == record.start_time && st != 'Z' && st != 'X' => {}
-            _ => return Ok(()),
+        if !record.pid_alive() {
+            return Ok(());
         }
         if Instant::now() > deadline {
             return Err(Error::Protocol(format!(

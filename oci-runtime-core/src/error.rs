@@ -136,6 +136,21 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// `delete --force` of a container whose state is corrupt, when what it made can't be
+    /// found: nothing was removed.
+    #[error(
+        "cannot delete container \"{id}\": {reason}; its processes and cgroup may still \
+         exist, so its state dir {} is kept",
+        dir.display()
+    )]
+    CorruptDelete {
+        /// The container id.
+        id: String,
+        /// The state dir, left as it was.
+        dir: PathBuf,
+        /// Why its cgroup is unknown (after the parse error).
+        reason: String,
+    },
 }
 
 impl Error {

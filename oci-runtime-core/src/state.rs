@@ -3,10 +3,14 @@
 //! Each container owns one directory `<root>/<id>` (mode 0711 so that a container init
 //! running as any uid can open the start barrier by name). It holds:
 //! - `state.json`: the [`Record`], replaced atomically (write to a temp name, rename; the root
-//!   normally lives on a tmpfs such as /run, where an fsync would buy nothing);
+//!   normally lives on a tmpfs such as /run, where an fsync would buy nothing). `create` writes
+//!   it before it makes anything outside the directory (marked `creating`, with the cgroup it
+//!   is about to make) and again as soon as it knows the init's pid, so that a `delete` after
+//!   a `create` killed at any point finds what to kill and remove;
 //! - `exec.fifo`: the start barrier; its existence is what "created" means;
 //! - `config.json`: the validated config the container was created from, for `exec` (so a
-//!   rewritten or removed bundle can't change what an exec'd process gets).
+//!   rewritten or removed bundle can't change what an exec'd process gets), and for a
+//!   `delete --force` that finds `state.json` corrupt (it names the cgroup). Written first.
 //!
 //! Commands on one id are serialised by an exclusive `flock` on the directory itself; a
 //! command that obtains the lock after the directory was deleted sees `st_nlink == 0` and
@@ -97,7 +101,7 @@ pub struct State {
 }
 
 /// What berth keeps about a container between commands.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Record {
     pub oci_version: String,
     pub id: String,
@@ -121,6 +125,11 @@ pub(crate) struct Record {
     /// The resctrl group of linux.intelRdt, removed at delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intel_rdt: Option<crate::intel_rdt::RdtGroup>,
+    /// `create` has not finished: while it holds the lock it is still working; once the lock
+    /// is free it died, and `pid` (when not 0) is the first process it cloned, `cgroup` the
+    /// cgroup it made or was about to make (either may be partly there).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub creating: bool,
 }
 
 impl Record {
@@ -143,12 +152,45 @@ impl Record {
         }
     }
 
+    /// The container's cgroup for killing its processes and removing it: as [`Self::cgroup`],
+    /// but a cgroup an interrupted create or delete left in some hierarchies only has its
+    /// missing directories made again (empty), so that every hierarchy can be emptied and
+    /// removed. `None` when no hierarchy has it.
+    pub fn cgroup_to_remove(&self) -> Result<Option<berth_cgroups::CgroupManager>, Error> {
+        if let Some(cg) = self.cgroup()? {
+            return Ok(Some(cg));
+        }
+        let Some(path) = &self.cgroup else {
+            return Ok(None);
+        };
+        let layout = berth_cgroups::Layout::detect()?;
+        let in_some = layout
+            .v1_hierarchies()
+            .iter()
+            .chain(layout.named_hierarchies())
+            .chain(layout.unified())
+            .any(|h| h.dir_of(Path::new(path)).is_dir());
+        if !in_some {
+            return Ok(None);
+        }
+        let path = berth_cgroups::CgroupPath::Absolute(PathBuf::from(path));
+        let (cg, _) = berth_cgroups::CgroupManager::create(&layout, &path, None)?;
+        Ok(Some(cg))
+    }
+
     /// Whether the container's cgroup is frozen (paused).
     pub fn frozen(&self) -> bool {
         matches!(
             self.cgroup().ok().flatten().map(|cg| cg.freezer_state()),
             Some(Ok(berth_cgroups::FreezerState::Frozen))
         )
+    }
+
+    /// Whether `pid` is still the process recorded (same start time, not a zombie).
+    pub fn pid_alive(&self) -> bool {
+        self.pid > 0
+            && matches!(process_start_time(self.pid),
+                Some((start, state)) if start == self.start_time && state != 'Z' && state != 'X')
     }
 
     /// The public state for a given status.
@@ -398,19 +440,18 @@ pub(crate) fn process_start_time(pid: i32) -> Option<(u64, char)> {
     Some((start, state))
 }
 
-/// The live status of a recorded container.
+/// The live status of a recorded container (`creating` until `create` finished).
 pub(crate) fn live_status(dir: &Path, record: &Record) -> Status {
-    match process_start_time(record.pid) {
-        Some((start, state)) if start == record.start_time && state != 'Z' && state != 'X' => {
-            if dir.join(FIFO_FILE).exists() {
-                Status::Created
-            } else if record.frozen() {
-                Status::Paused
-            } else {
-                Status::Running
-            }
-        }
-        _ => Status::Stopped,
+    if record.creating {
+        Status::Creating
+    } else if !record.pid_alive() {
+        Status::Stopped
+    } else if dir.join(FIFO_FILE).exists() {
+        Status::Created
+    } else if record.frozen() {
+        Status::Paused
+    } else {
+        Status::Running
     }
 }
 

@@ -267,7 +267,8 @@ pub fn ram_in_bytes(s: &str) -> Option<i64> {
     (v.is_finite() && v >= 0.0 && v < i64::MAX as f64).then_some(v as i64)
 }
 
-/// `berth ps ID [-- PS OPTIONS]`
+/// `berth ps [--format F] ID [PS OPTIONS]`: as with runc, everything after the id goes to
+/// ps(1) (after an optional `--`, which runc would pass on too and ps reject).
 pub(crate) fn ps(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
     let Some((id, ps_args)) = p.positionals.split_first() else {
         return Err(CliError::ArgCount {
@@ -284,12 +285,18 @@ pub(crate) fn ps(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
             expected: "table or json",
         });
     }
+    let ps_args = ps_args.strip_prefix(&["--".to_string()]).unwrap_or(ps_args);
     let pids = ctx.runtime.ps(id)?;
     if format == "json" {
-        let s = serde_json::to_string(&pids).map_err(|source| CliError::Json {
-            what: "the pids",
-            source,
-        })?;
+        // runc prints `null` for none (a stopped container), a Go nil slice.
+        let s = if pids.is_empty() {
+            "null".to_string()
+        } else {
+            serde_json::to_string(&pids).map_err(|source| CliError::Json {
+                what: "the pids",
+                source,
+            })?
+        };
         return print(&format!("{s}\n")).map(|()| 0);
     }
     let args: Vec<String> = if ps_args.is_empty() {

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use berth_runtime_core::ExecOptions;
-use berth_runtime_core::oci_spec::runtime::{Capability, Process};
+use berth_runtime_core::oci_spec::runtime::{Capability, LinuxCapabilities, Process};
 
 use super::Ctx;
 use super::lifecycle::check_console;
@@ -97,16 +97,35 @@ fn invalid(flag: &'static str, value: &str, expected: &'static str) -> CliError 
     }
 }
 
-/// Reads a `--process` file.
+/// Reads a `--process` file. As with runc, a process without `user` runs as uid 0, gid 0
+/// (the spec's type requires the field).
 fn load_process(path: &Path) -> Result<Process, CliError> {
-    let data = std::fs::read(path).map_err(|e| CliError::io("read process", path, e))?;
-    serde_json::from_slice(&data).map_err(|e| {
+    let bad = |e: serde_json::Error| {
         CliError::io(
             "parse process",
             path,
             std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         )
-    })
+    };
+    let data = std::fs::read(path).map_err(|e| CliError::io("read process", path, e))?;
+    let mut value: serde_json::Value = serde_json::from_slice(&data).map_err(bad)?;
+    if let Some(obj) = value.as_object_mut() {
+        obj.entry("user")
+            .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+    }
+    serde_json::from_value(value).map_err(bad)
+}
+
+/// Empty capability sets (every set given, none listed).
+fn no_capabilities() -> LinuxCapabilities {
+    let none = || Some(std::collections::HashSet::new());
+    let mut c = LinuxCapabilities::default();
+    c.set_bounding(none());
+    c.set_effective(none());
+    c.set_permitted(none());
+    c.set_inheritable(none());
+    c.set_ambient(none());
+    c
 }
 
 /// Sets `NAME=VALUE` in `env`, replacing an earlier entry of the same name.
@@ -221,7 +240,19 @@ pub(crate) fn exec(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
                     format!("exec {id:?}: arguments {args:?} ignored, --process {file} given")
                 });
             }
-            load_process(Path::new(file))?
+            let mut process = load_process(Path::new(file))?;
+            // Without capabilities of its own the process gets the container's, as with
+            // runc; none when the container has none either (never the runtime's own).
+            if process.capabilities().is_none() {
+                let config = ctx.runtime.config(id)?;
+                let caps = config
+                    .process()
+                    .as_ref()
+                    .and_then(|p| p.capabilities().clone())
+                    .unwrap_or_else(no_capabilities);
+                process.set_capabilities(Some(caps));
+            }
+            process
         }
         None => {
             if args.is_empty() {

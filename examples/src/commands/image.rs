@@ -13,6 +13,47 @@ fn fail(op: &'static str, path: &Path, e: ImageError) -> CliError {
     CliError::io(op, path, std::io::Error::other(e))
 }
 
+/// Splits `IMAGE[:REF]` (umoci's `--image layout:tag`, skopeo's `oci:path:ref` without the
+/// transport): a path that exists as written is the image itself (a colon in a file name
+/// still works); else the ref follows the first colon after which the path exists.
+fn image_ref(arg: &str) -> (PathBuf, Option<String>) {
+    if Path::new(arg).exists() {
+        return (PathBuf::from(arg), None);
+    }
+    arg.match_indices(':')
+        .map(|(i, _)| (&arg[..i], &arg[i + 1..]))
+        .find(|(path, _)| !path.is_empty() && Path::new(path).exists())
+        .map_or_else(
+            || (PathBuf::from(arg), None),
+            |(path, r)| {
+                (
+                    PathBuf::from(path),
+                    Some(r.to_string()).filter(|r| !r.is_empty()),
+                )
+            },
+        )
+}
+
+/// The image path and what to pick in it: `--ref` or the `:REF` of `IMAGE[:REF]` (not both,
+/// unless they agree), `--digest`, `--platform`.
+fn image_and_selector(p: &Parsed, arg: &str) -> Result<(PathBuf, Selector), CliError> {
+    let (path, reference) = image_ref(arg);
+    let mut sel = selector(p)?;
+    if let Some(r) = reference {
+        match &sel.reference {
+            Some(flag) if *flag != r => {
+                return Err(CliError::InvalidValue {
+                    flag: "ref",
+                    value: flag.clone(),
+                    expected: "the same ref as the one in IMAGE:REF, or no --ref",
+                });
+            }
+            _ => sel.reference = Some(r),
+        }
+    }
+    Ok((path, sel))
+}
+
 fn selector(p: &Parsed) -> Result<Selector, CliError> {
     let platform = match p.value("platform").filter(|v| !v.is_empty()) {
         None => Platform::host(),
@@ -51,16 +92,17 @@ pub(crate) fn image(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
         Some("rm") => remove(p),
         _ => Err(CliError::ArgCount {
             command: "image",
-            expected: "a subcommand: unpack IMAGE BUNDLE, refs IMAGE, inspect IMAGE or rm BUNDLE",
+            expected: "a subcommand: unpack IMAGE[:REF] BUNDLE, refs IMAGE, inspect IMAGE[:REF] \
+                       or rm BUNDLE",
             got: p.positionals.len(),
         }),
     }
 }
 
 fn unpack(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
-    let rest = args(p, 3, "\"unpack IMAGE BUNDLE\"")?;
-    let (image_path, bundle) = (PathBuf::from(&rest[0]), PathBuf::from(&rest[1]));
-    let sel = selector(p)?;
+    let rest = args(p, 3, "\"unpack IMAGE[:REF] BUNDLE\"")?;
+    let bundle = PathBuf::from(&rest[1]);
+    let (image_path, sel) = image_and_selector(p, &rest[0])?;
     let image = Image::open(&image_path).map_err(|e| fail("open image", &image_path, e))?;
     let resolved = image
         .resolve(&sel)
@@ -124,11 +166,11 @@ fn refs(p: &Parsed) -> Result<i32, CliError> {
 }
 
 fn inspect(p: &Parsed) -> Result<i32, CliError> {
-    let rest = args(p, 2, "\"inspect IMAGE\"")?;
-    let path = PathBuf::from(&rest[0]);
+    let rest = args(p, 2, "\"inspect IMAGE[:REF]\"")?;
+    let (path, sel) = image_and_selector(p, &rest[0])?;
     let image = Image::open(&path).map_err(|e| fail("open image", &path, e))?;
     let resolved = image
-        .resolve(&selector(p)?)
+        .resolve(&sel)
         .map_err(|e| fail("resolve image", &path, e))?;
     // Re-indent the config exactly as stored (all of its fields, known to berth or not).
     let value: serde_json::Value =
@@ -174,6 +216,38 @@ mod tests {
             selector(&parsed(&["refs"])).unwrap().platform,
             Platform::host()
         );
+    }
+
+    #[test]
+    fn image_and_ref_split_where_the_path_exists() {
+        let dir = std::env::temp_dir().join(format!("berth-image-ref-{}", std::process::id()));
+        let odd = dir.join("a:b");
+        std::fs::create_dir_all(&odd).unwrap();
+        let d = dir.to_str().unwrap();
+        let split = |arg: &str| image_ref(arg);
+        assert_eq!(split(d), (dir.clone(), None));
+        assert_eq!(split(&format!("{d}:v1")), (dir.clone(), Some("v1".into())));
+        assert_eq!(split(&format!("{d}:")), (dir.clone(), None));
+        // A ref may hold a colon too; a path with one is taken whole when it exists.
+        assert_eq!(
+            split(&format!("{d}:r:1")),
+            (dir.clone(), Some("r:1".into()))
+        );
+        assert_eq!(split(&format!("{d}/a:b")), (odd.clone(), None));
+        assert_eq!(
+            split(&format!("{d}/a:b:t")),
+            (odd.clone(), Some("t".into()))
+        );
+        assert_eq!(split("/no/such:t"), (PathBuf::from("/no/such:t"), None));
+        let (_, sel) = image_and_selector(&parsed(&["unpack", "--ref", "v1"]), d).unwrap();
+        assert_eq!(sel.reference.as_deref(), Some("v1"));
+        let (_, sel) =
+            image_and_selector(&parsed(&["unpack", "--ref", "v1"]), &format!("{d}:v1")).unwrap();
+        assert_eq!(sel.reference.as_deref(), Some("v1"));
+        let e = image_and_selector(&parsed(&["unpack", "--ref", "v2"]), &format!("{d}:v1"))
+            .unwrap_err();
+        assert!(e.is_usage() && e.to_string().contains("--ref"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

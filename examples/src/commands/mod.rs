@@ -178,7 +178,7 @@ pub(crate) const COMMANDS: &[Command] = &[
     },
     Command {
         name: "image",
-        args: "unpack IMAGE BUNDLE | refs IMAGE | inspect IMAGE | rm BUNDLE",
+        args: "unpack IMAGE[:REF] BUNDLE | refs IMAGE | inspect IMAGE[:REF] | rm BUNDLE",
         summary: "unpack an OCI layout, OCI archive or docker-archive into a bundle; list its \
                   refs; print its config; remove a bundle (unmounting a store rootfs)",
         flags: IMAGE_FLAGS,
@@ -213,8 +213,8 @@ pub(crate) const COMMANDS: &[Command] = &[
     },
     Command {
         name: "ps",
-        args: "<container-id> [-- ps options]",
-        summary: "list the processes of a container",
+        args: "<container-id> [ps options]",
+        summary: "list the processes of a container (flags before the id; what follows goes to ps)",
         flags: cgroups::PS_FLAGS,
         handler: Some(cgroups::ps),
     },
