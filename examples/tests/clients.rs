@@ -16,7 +16,7 @@
 //! mounts, cgroups, directories.
 //!
 //! The harness (the comparison, commands, ptys, known differences, host cleanup, the image) is
-//! `common/clients.rs`, to be shared with other clients' tests.
+//! `common/clients.rs`, shared with `docker.rs`.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! The harness of the client tests (`clients.rs`: podman and containerd):
+//! The harness of the client tests (`clients.rs`: podman and containerd; `docker.rs`):
 //! finding the tools, running each scenario with runc and with berth and comparing, commands
 //! with their output in files, a pty, the known differences, host cleanup (mounts, cgroups,
 //! directories the clients make outside ours) and the shared busybox image.
@@ -45,7 +45,7 @@ pub fn have(test: &str, tools: &[&str]) -> bool {
         return true;
     }
     let msg = format!(
-        "{test}: missing {} (Debian: podman conmon containerd runc umoci busybox-static)",
+        "{test}: missing {} (Debian: podman conmon containerd docker.io runc umoci skopeo busybox-static)",
         missing.join(", ")
     );
     assert!(std::env::var_os("CI").is_none(), "CI is set and {msg}");
@@ -530,7 +530,8 @@ pub fn remove_cgroup_tree(rel: &str) {
 }
 
 /// Host directories the clients create outside our temporary directories even with every
-/// path pointed elsewhere (podman's network run directory, containerd's shim sockets).
+/// path pointed elsewhere (podman's network run directory, containerd's shim sockets,
+/// dockerd's plugin socket directory).
 /// The ones that did not exist when the first test of a batch started are removed (when
 /// empty) by the last test of the batch to finish.
 const HOST_DIRS: &[&str] = &[
@@ -540,6 +541,8 @@ const HOST_DIRS: &[&str] = &[
     "/run/containerd/fifo",
     "/run/containerd/runc",
     "/run/containerd",
+    "/run/docker/plugins",
+    "/run/docker",
 ];
 
 pub struct HostDirs;
@@ -582,6 +585,12 @@ pub struct BusyboxImage {
 }
 
 impl BusyboxImage {
+    /// The OCI layout, the image under the ref name [`REF`].
+    pub fn layout(&self) -> PathBuf {
+        self.dir.join("layout")
+    }
+
+    /// The layout as an OCI archive.
     pub fn archive(&self) -> PathBuf {
         self.dir.join("busybox.tar")
     }
