@@ -648,6 +648,79 @@ fn docker_pause_update_equal_runc() {
 }
 
 #[test]
+fn docker_run_options_equal_runc() {
+    let Some(dk) = docker("docker_run_options_equal_runc") else {
+        return;
+    };
+    let vol = dk.dir.join("vol");
+    std::fs::create_dir_all(&vol).unwrap();
+    std::fs::write(vol.join("f"), "from the host\n").unwrap();
+    let bind = format!("{}:/vol:ro", vol.display());
+    let flags = [
+        "--rm",
+        "--init",
+        "--user",
+        "1000:1000",
+        "--group-add",
+        "5",
+        "--read-only",
+        "--tmpfs",
+        "/run:rw,size=1m",
+        "-v",
+        &bind,
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "NET_ADMIN",
+        "--security-opt",
+        "no-new-privileges",
+        "--ulimit",
+        "nofile=512:1024",
+        "--sysctl",
+        "net.core.somaxconn=1024",
+        "-e",
+        "FOO=bar",
+        "-w",
+        "/work",
+    ];
+    let script = "id; echo $FOO; pwd; grep -E '^(Cap|NoNewPrivs)' /proc/self/status; \
+                  ulimit -n; ulimit -Hn; cat /proc/sys/net/core/somaxconn; \
+                  tr '\\0' ' ' < /proc/1/cmdline; echo; cat /vol/f; touch /x /vol/x 2>&1; \
+                  touch /run/x && echo wrote /run/x; exit 4";
+    let seen = same_as_runc(
+        "docker run --init --user --group-add --read-only --tmpfs -v --cap-* \
+         --security-opt no-new-privileges --ulimit --sysctl -e -w",
+        |rt| {
+            let name = format!("opts-{}", rt.name);
+            Seen::from(dk.run(&mut dk.run_cmd(rt, &name, &flags, &["sh", "-c", script])))
+        },
+    );
+    assert_eq!(seen.code, Some(4), "{seen:?}");
+    assert!(
+        seen.stdout
+            .starts_with("uid=1000 gid=1000 groups=5,1000\nbar\n/work\n"),
+        "{seen:?}"
+    );
+    assert!(
+        seen.stdout.contains("CapBnd:\t0000000000001000\n"),
+        "{seen:?}"
+    );
+    assert!(seen.stdout.contains("NoNewPrivs:\t1\n"), "{seen:?}");
+    assert!(
+        seen.stdout
+            .contains("\n512\n1024\n1024\n/sbin/docker-init -- sh -c id; echo $FOO; pwd;"),
+        "{seen:?}"
+    );
+    assert!(
+        seen.stdout.ends_with(
+            "from the host\ntouch: /x: Read-only file system\n\
+             touch: /vol/x: Read-only file system\nwrote /run/x\n"
+        ),
+        "{seen:?}"
+    );
+}
+
+#[test]
 fn docker_missing_command_fails_like_runc() {
     let Some(dk) = docker("docker_missing_command_fails_like_runc") else {
         return;
