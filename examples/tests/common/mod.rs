@@ -1,6 +1,7 @@
 //! What the CLI's integration tests share: unique names, running a command with its output in
-//! files, a busybox rootfs, and the test side of a console socket (the runtime's tests' own
-//! helpers, `oci-runtime-core/tests/support/console.rs`, included by path).
+//! files, a busybox rootfs, the test side of a console socket (the runtime's tests' own
+//! helpers, `oci-runtime-core/tests/support/console.rs`, included by path), and the harness
+//! of the client tests (`clients`).
 
 #![allow(dead_code)]
 
@@ -8,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+pub mod clients;
 #[path = "../../../oci-runtime-core/tests/support/console.rs"]
 pub mod console;
 
