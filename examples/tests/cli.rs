@@ -1469,3 +1469,21 @@ fn image_unpack_refs_inspect_and_rm() {
     assert_fails_with_one_line(&w.berth(&["image", "unpack", &format!("{l}:nosuch"), b]));
     assert!(!bundle.exists(), "a failed unpack left a bundle");
 }
+
+#[test]
+fn hooks_that_do_not_read_their_stdin_do_not_kill_berth() {
+    // The CLI restores SIGPIPE's default (as runc behaves in a pipe). A state larger than a
+    // pipe's buffer (annotations of 256 KiB) can't be written before such a hook exits, so
+    // the write meets a closed pipe every time: EPIPE, never death by SIGPIPE.
+    let mut w = World::new(&["true"]);
+    let big = "x".repeat(256 * 1024);
+    w.edit_config(|c| {
+        c["annotations"] = serde_json::json!({ "org.berth.test.big": big });
+        let quick = serde_json::json!([{"path": "/bin/true"}]);
+        for kind in ["prestart", "createRuntime", "poststart", "poststop"] {
+            c["hooks"][kind] = quick.clone();
+        }
+    });
+    let id = w.id();
+    assert_ok(&w.berth(&["run", "-b", w.bundle_str(), &id]));
+}

@@ -365,12 +365,6 @@ impl Runtime {
         let rootfs_path = abs_path(&bundle.join(root.path()))?;
 
         let ns = NamespacePlan::prepare(&linux)?;
-        if !ns.creates(NamespaceKind::Mount) && !ns.joins(NamespaceKind::Mount) {
-            return Err(cfg_err(
-                "linux.namespaces",
-                "must include a mount namespace (berth never mounts in the host's)",
-            ));
-        }
         let security = SecurityPlan::prepare(&process, &linux).map_err(Error::Config)?;
         if security.mount_label_dropped() {
             warnings.push("linux.mountLabel ignored: SELinux is not enabled on this host".into());
@@ -383,6 +377,8 @@ impl Runtime {
         let masked = linux.masked_paths().clone().unwrap_or_default();
         let readonly = linux.readonly_paths().clone().unwrap_or_default();
         let sysctl = linux.sysctl().clone().unwrap_or_default();
+        // Without one, the spec says the container shares the runtime's mount namespace.
+        let own_mount_ns = ns.creates(NamespaceKind::Mount) || ns.joins(NamespaceKind::Mount);
         let rootfs = RootfsPlan::prepare(&RootfsOptions {
             rootfs: &rootfs_path,
             bundle,
@@ -394,6 +390,7 @@ impl Runtime {
             readonly_paths: &readonly,
             sysctl: &sysctl,
             no_pivot: opts.no_pivot,
+            own_mount_ns,
             new_user_ns: ns.creates(NamespaceKind::User),
             new_cgroup_ns: ns.creates(NamespaceKind::Cgroup),
             cwd: Some(process.cwd()),
@@ -552,6 +549,11 @@ impl Runtime {
                 .map(|(p, _)| p.to_string_lossy().into_owned()),
             intel_rdt: None,
             creating: true,
+            host_mounts_above: if own_mount_ns {
+                None
+            } else {
+                Some(state::mount_id(&rootfs_path)?)
+            },
         };
         // What this create is about to make, on disk before it is made: if create is
         // killed from here on, `delete` finds the cgroup (and below, the init) by the record.
@@ -643,6 +645,12 @@ impl Runtime {
         let mut init_pid = if ctx.intermediate { 0 } else { child };
         // Whom to kill if anything below fails: the child, then (slow path) the init.
         let guard_pid = Cell::new(child);
+        // Dropped after the kill guard: the mounts a failed init made in the runtime's
+        // namespace go once it is dead.
+        let record_for_mounts = record.clone();
+        let mut release_mounts = Cleanup(Some(|| {
+            let _ = state::release_host_mounts(&record_for_mounts);
+        }));
         let mut kill_guard = Cleanup(Some(|| kill_and_reap(guard_pid.get())));
         // And whom a `delete` kills if this create is killed from here on. The child waits
         // for `G` (or, without a cgroup or user namespace to set up, for nothing): a create
@@ -718,14 +726,16 @@ impl Runtime {
                     let created = state_json(&record, Status::Created);
                     hooks::run_hooks("prestart", list(all_hooks.prestart()), &created)?;
                     hooks::run_hooks("createRuntime", list(all_hooks.create_runtime()), &created)?;
-                    let mut s = Vec::with_capacity(created.len() + 1);
-                    s.push(b'S');
-                    s.extend_from_slice(&created);
-                    if s.len() > state_buf.len() {
+                    if created.len() > state_buf.len() {
                         return Err(Error::Protocol("state JSON larger than its buffer".into()));
                     }
-                    sock.write_all(&s)
-                        .map_err(|e| Error::io("sync", &dir.path, e))?;
+                    // `S` and the length, then chunks well below a socket's message limit.
+                    let mut head = [b'S', 0, 0, 0, 0];
+                    head[1..].copy_from_slice(&(created.len() as u32).to_le_bytes());
+                    for msg in std::iter::once(&head[..]).chain(created.chunks(STATE_CHUNK)) {
+                        sock.write_all(msg)
+                            .map_err(|e| Error::io("sync", &dir.path, e))?;
+                    }
                 }
                 b'F' => {
                     // The seccomp notify listener: to the agent at listenerPath, with the
@@ -757,6 +767,7 @@ impl Runtime {
             write_pid_file(p, init_pid)?;
         }
         kill_guard.disarm();
+        release_mounts.disarm();
         remove_cgroup.disarm();
         remove_rdt.disarm();
         Ok(Container {
@@ -959,11 +970,11 @@ impl Runtime {
         let status = state::live_status(&dir.path, &record);
         match status {
             Status::Stopped => {}
-            // The spec: deleting a container that is not stopped (`created` included, which
-            // runc 1.1 deletes anyway) MUST be an error and leave it as it was.
             // A create killed before it finished (it would hold the lock if it still ran):
             // its child, if any, waits for `G` or for `start`.
             Status::Creating => kill_and_wait(&record)?,
+            // The spec: deleting a container that is not stopped (`created` included, which
+            // runc 1.1 deletes anyway) MUST be an error and leave it as it was.
             _ if force => kill_and_wait(&record)?,
             _ => {
                 return Err(Error::InvalidState {
@@ -987,6 +998,7 @@ impl Runtime {
         for w in warnings {
             (self.warn)(&w);
         }
+        state::release_host_mounts(&record)?;
         destroy_cgroup(&record)?;
         dir.remove()
     }
@@ -1103,6 +1115,9 @@ fn label_mounts(mounts: &mut [oci_spec::runtime::Mount], context: &str) {
         m.set_options(Some(opts));
     }
 }
+
+/// The size of the pieces the state JSON travels to the init in (`S` message).
+const STATE_CHUNK: usize = 32 * 1024;
 
 /// How long removing a cgroup waits for its processes to be gone.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -64,8 +64,11 @@ fn run_hook(hook: &Hook, state: &[u8]) -> Result<(), String> {
         .stdin(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| format!("cannot run: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
-        // A hook that doesn't read its stdin is fine: ignore EPIPE.
+        // A hook that doesn't read its stdin is fine: ignore EPIPE, and don't die of SIGPIPE
+        // where the program restored its default (the berth CLI does, as runc behaves).
+        let old = ignore_sigpipe();
         let _ = stdin.write_all(state);
+        restore_sigpipe(&old);
     }
     let deadline = hook
         .timeout()

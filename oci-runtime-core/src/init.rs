@@ -10,7 +10,8 @@
 //! in SCM_RIGHTS, `R` ready (about to block on exec.fifo), `E`+error record (then the child
 //! exits).
 //! parent -> child: `G` go on (in the container's cgroup, maps written; the slow path's
-//! intermediate gets one `G` for the cgroup first thing and one per `M`), `S`+the state JSON (hooks ran; `created`).
+//! intermediate gets one `G` for the cgroup first thing and one per `M`), `S` with the
+//! length of the state JSON, then the JSON in chunks (hooks ran; `created`).
 //! After `R`, errors go to exec.fifo instead, where `start` reads them.
 
 use std::ffi::CStr;
@@ -374,12 +375,21 @@ fn run(
         // SAFETY: the parent allocated state_buf with state_buf_len bytes before the clone;
         // this process is the only user of its copy.
         let buf = unsafe { std::slice::from_raw_parts_mut(ctx.state_buf, ctx.state_buf_len) };
-        let n = recv(ctx.sock, buf)?;
-        let msg = buf.get(..n).unwrap_or(&[]);
-        if msg.first() != Some(&b'S') {
+        // `S` and the length, then the state in chunks: one message could exceed what the
+        // socket takes (large annotations), and seqpacket messages are never split.
+        let mut head = [0u8; 5];
+        if recv(ctx.sock, &mut head)? != 5 || head[0] != b'S' {
             return Err(InitError::new(InitStep::Sync, 3, libc::EPROTO).into());
         }
-        created = &msg[1..];
+        let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let Some(state) = buf.get_mut(..len) else {
+            return Err(InitError::new(InitStep::Sync, 3, libc::EMSGSIZE).into());
+        };
+        let mut got = 0;
+        while got < len {
+            got += recv(ctx.sock, &mut state[got..])?;
+        }
+        created = state;
         for (i, hook) in ctx.create_container_hooks.iter().enumerate() {
             hook.run(created)
                 .map_err(|e| InitError::new(InitStep::CreateContainerHook, i as u32, e))?;

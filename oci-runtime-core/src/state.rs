@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -130,6 +131,11 @@ pub(crate) struct Record {
     /// cgroup it made or was about to make (either may be partly there).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub creating: bool,
+    /// Without a mount namespace of its own, the container's mounts are in the runtime's
+    /// namespace, beneath a bind of `rootfs` onto itself: the id of the mount that was at
+    /// `rootfs` before create, which `delete` detaches down to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_mounts_above: Option<u64>,
 }
 
 impl Record {
@@ -438,6 +444,61 @@ pub(crate) fn process_start_time(pid: i32) -> Option<(u64, char)> {
     // starttime is field 22 of the whole line, i.e. the 20th after the state field (field 3).
     let start = fields.nth(18)?.parse().ok()?;
     Some((start, state))
+}
+
+/// The id of the mount `path` is on (statx `STATX_MNT_ID`, Linux 5.8).
+pub(crate) fn mount_id(path: &Path) -> Result<u64, Error> {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Error::Protocol(format!("{}: NUL in path", path.display())))?;
+    // SAFETY: statx fills `stx`, a zeroed local of the right type; the path is a C string.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let r = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_NO_AUTOMOUNT,
+            libc::STATX_MNT_ID,
+            &mut stx,
+        )
+    };
+    if r != 0 {
+        return Err(Error::sys(
+            format!("statx({})", path.display()),
+            nix::Error::last(),
+        ));
+    }
+    if stx.stx_mask & libc::STATX_MNT_ID == 0 {
+        return Err(Error::Protocol(format!(
+            "statx({}): this kernel reports no mount id (Linux 5.8+ needed)",
+            path.display()
+        )));
+    }
+    Ok(stx.stx_mnt_id)
+}
+
+/// Detaches what a container without a mount namespace of its own mounted in the runtime's:
+/// every mount stacked at its rootfs since create (the bind of the rootfs onto itself, with
+/// all the container's mounts beneath it), down to the mount recorded before.
+pub(crate) fn release_host_mounts(record: &Record) -> Result<(), Error> {
+    let Some(before) = record.host_mounts_above else {
+        return Ok(());
+    };
+    let rootfs = Path::new(&record.rootfs);
+    // Bounded: each round removes one stacked mount, and create stacks one.
+    for _ in 0..16 {
+        match mount_id(rootfs) {
+            Ok(id) if id != before => {}
+            // Down to what was there (or the rootfs is gone): done.
+            _ => return Ok(()),
+        }
+        nix::mount::umount2(rootfs, nix::mount::MntFlags::MNT_DETACH)
+            .map_err(|e| Error::sys(format!("umount2({}, MNT_DETACH)", rootfs.display()), e))?;
+    }
+    Err(Error::Protocol(format!(
+        "{}: still has mounts of the container after 16 detaches",
+        rootfs.display()
+    )))
 }
 
 /// The live status of a recorded container (`creating` until `create` finished).

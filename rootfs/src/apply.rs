@@ -234,8 +234,12 @@ impl RootfsPlan {
     /// # }
     /// ```
     pub fn mount_all(&self) -> Result<()> {
-        sys::mount(None, c"/", None, self.root_propagation, None)
-            .map_err(err(Step::Propagation, 0))?;
+        // Without a mount namespace of its own the container shares the runtime's: its
+        // propagation is not ours to change.
+        if self.own_mount_ns {
+            sys::mount(None, c"/", None, self.root_propagation, None)
+                .map_err(err(Step::Propagation, 0))?;
+        }
         if let Some(parent) = &self.parent_private {
             sys::mount(None, parent, None, libc::MS_PRIVATE, None)
                 .map_err(err(Step::ParentPrivate, 0))?;
@@ -817,7 +821,12 @@ impl RootfsPlan {
     /// createRuntime/createContainer hooks). No allocation.
     pub fn pivot(&self) -> Result<()> {
         let root = self.root_or_open(&self.rootfs)?;
-        if self.no_pivot {
+        if !self.own_mount_ns {
+            // The runtime's mount namespace: its root must stay where it is.
+            sys::fchdir(root).map_err(err(Step::Chdir, 0))?;
+            sys::chroot(c".").map_err(err(Step::MoveRoot, 0))?;
+            sys::chdir(c"/").map_err(err(Step::Chdir, 0))?;
+        } else if self.no_pivot {
             sys::fchdir(root).map_err(err(Step::Chdir, 0))?;
             sys::mount(Some(c"."), c"/", None, libc::MS_MOVE, None)
                 .map_err(err(Step::MoveRoot, 0))?;

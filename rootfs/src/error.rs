@@ -67,6 +67,12 @@ pub enum RootfsError {
         /// The value as given.
         value: String,
     },
+    /// A field that only makes sense in a mount namespace of the container's own.
+    #[error("{field}: needs a mount namespace of the container's own (linux.namespaces has none)")]
+    NeedsMountNamespace {
+        /// The config field.
+        field: &'static str,
+    },
     /// A `linux.devices` entry is unusable.
     #[error("linux.devices[{index}] {path:?}: {reason}")]
     Device {

@@ -45,6 +45,7 @@
 //!     readonly_paths: &["/proc/sys".into()],
 //!     sysctl: &HashMap::new(),
 //!     no_pivot: false,
+//!     own_mount_ns: true,
 //!     new_user_ns: false,
 //!     new_cgroup_ns: true,
 //!     cwd: Some(Path::new("/")),

@@ -29,6 +29,7 @@ use crate::options::{self, parse_mount_options};
 ///     readonly_paths: &[],
 ///     sysctl: &HashMap::new(),
 ///     no_pivot: false,
+///     own_mount_ns: true,
 ///     new_user_ns: false,
 ///     new_cgroup_ns: true,
 ///     cwd: None,
@@ -64,6 +65,13 @@ pub struct RootfsOptions<'a> {
     /// The container gets a new cgroup namespace: a `cgroup` mount shows fresh
     /// cgroup filesystems instead of bind mounts of the host's directories.
     pub new_cgroup_ns: bool,
+    /// The container has a mount namespace of its own (a new one, or one joined by path).
+    /// Without one (the spec: it then shares the runtime's) the mounts are made in the
+    /// runtime's namespace, beneath a bind of the rootfs onto itself that a `delete` can
+    /// detach whole: the propagation of the runtime's `/` is left as it is, and the
+    /// container enters its root with `chroot` (pivot_root or MS_MOVE would move the
+    /// runtime's own root).
+    pub own_mount_ns: bool,
     /// `process.cwd` (an absolute container path): created inside the rootfs
     /// (mode 0755, like `mkdir -p`) after the mounts, so that a cwd below a
     /// tmpfs mount lands in the tmpfs. `None`: nothing to create.
@@ -196,6 +204,7 @@ pub struct RootfsPlan {
     pub(crate) sysctl: Vec<SysctlPlan>,
     pub(crate) readonly_root: bool,
     pub(crate) no_pivot: bool,
+    pub(crate) own_mount_ns: bool,
     pub(crate) new_user_ns: bool,
     pub(crate) new_cgroup_ns: bool,
     pub(crate) console: Entry,
@@ -334,6 +343,7 @@ impl RootfsPlan {
     ///     readonly_paths: &["/proc/sys".to_string()],
     ///     sysctl: &HashMap::new(),
     ///     no_pivot: false,
+    ///     own_mount_ns: true,
     ///     new_user_ns: false,
     ///     new_cgroup_ns: true,
     ///     cwd: Some(Path::new("/home/app")),
@@ -380,8 +390,16 @@ impl RootfsPlan {
             }
         };
 
+        if !opts.own_mount_ns && opts.rootfs_propagation.is_some() {
+            // It would change the propagation of the runtime's own mounts.
+            return Err(RootfsError::NeedsMountNamespace {
+                field: "linux.rootfsPropagation",
+            });
+        }
         let mut host = HostInfo::load()?;
-        let parent_private = {
+        let parent_private = if !opts.own_mount_ns {
+            None
+        } else {
             let parent = mountinfo::containing_mount(&host.mounts, rootfs.as_os_str().as_bytes())
                 .ok_or_else(|| RootfsError::HostFormat {
                 path: MOUNTINFO.into(),
@@ -496,6 +514,7 @@ impl RootfsPlan {
             sysctl,
             readonly_root: opts.readonly,
             no_pivot: opts.no_pivot,
+            own_mount_ns: opts.own_mount_ns,
             new_user_ns: opts.new_user_ns,
             new_cgroup_ns: opts.new_cgroup_ns,
             console,
