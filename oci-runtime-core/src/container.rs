@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use berth_cgroups::{CgroupManager, CgroupPath, Layout};
 use berth_namespaces::{NamespaceKind, NamespacePlan};
 use berth_rootfs::{RootfsOptions, RootfsPlan};
-use oci_spec::runtime::{Hook, Hooks, LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, Spec};
+use oci_spec::runtime::{Hook, Hooks, LinuxResources, Spec};
 
 use crate::error::Error;
 use crate::home;
@@ -555,7 +555,14 @@ impl Runtime {
             // Only a pid namespace of its own may be swept by kill --all / delete --force: a
             // joined one belongs to someone else too.
             own_pid_ns: ns.creates(NamespaceKind::Pid),
-            cgroup: cg.as_ref().map(|(_, p)| p.to_string_lossy().into_owned()),
+            cgroup: match &cg {
+                Some((_, RecordedCgroup::Same(p))) => Some(p.to_string_lossy().into_owned()),
+                _ => None,
+            },
+            cgroup_paths: match &cg {
+                Some((_, RecordedCgroup::Each(m))) => Some(m.clone()),
+                _ => None,
+            },
             intel_rdt: None,
         };
         let mut state_buf = vec![0u8; 2 * state_json(&record, Status::Creating).len() + 64];
@@ -1034,94 +1041,55 @@ fn label_mounts(mounts: &mut [oci_spec::runtime::Mount], context: &str) {
 /// How long removing a cgroup waits for its processes to be gone.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `linux.resources` with the device rules runc applies: the config's rules, then an allow
-/// rule for each of `linux.devices`, then the devices every container gets (mknod of any,
-/// null, zero, full, random, urandom, tty, ptmx, the ptys and tun).
+/// `linux.resources` with the device rules runc applies: the config's rules, then the
+/// fixed set every container gets ([`berth_cgroups::devices::DEFAULT_ALLOWED`]). The
+/// devices of `linux.devices` get no rule of their own: as with runc, a container may use
+/// one only if `linux.resources.devices` allows it.
 fn cgroup_resources(linux: &oci_spec::runtime::Linux) -> LinuxResources {
-    let mut r = linux.resources().clone().unwrap_or_default();
-    let mut rules: Vec<LinuxDeviceCgroup> = r.devices().clone().unwrap_or_default();
-    let rule = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
-        let mut d = LinuxDeviceCgroup::default();
-        d.set_allow(true);
-        d.set_typ(Some(typ));
-        d.set_major(major);
-        d.set_minor(minor);
-        d.set_access(Some(access.to_string()));
-        d
-    };
-    for d in linux.devices().iter().flatten() {
-        let typ = match d.typ() {
-            LinuxDeviceType::B => LinuxDeviceType::B,
-            LinuxDeviceType::P => continue,
-            _ => LinuxDeviceType::C,
-        };
-        rules.push(rule(typ, Some(d.major()), Some(d.minor()), "rwm"));
-    }
-    rules.push(rule(LinuxDeviceType::C, None, None, "m"));
-    rules.push(rule(LinuxDeviceType::B, None, None, "m"));
-    for (major, minor) in [
-        (1, 3),
-        (1, 8),
-        (1, 7),
-        (5, 0),
-        (1, 5),
-        (1, 9),
-        (5, 2),
-        (10, 200),
-    ] {
-        rules.push(rule(LinuxDeviceType::C, Some(major), Some(minor), "rwm"));
-    }
-    rules.push(rule(LinuxDeviceType::C, Some(136), None, "rwm"));
-    r.set_devices(Some(rules));
-    r
+    berth_cgroups::devices::with_defaults(linux.resources().as_ref())
 }
 
-/// Creates the container's cgroup; returns it, its path from the root of every hierarchy
-/// (what the state records) and the warnings of applying the resources.
+/// Where the state records the container's cgroup.
+enum RecordedCgroup {
+    /// The same cgroup, from the root, in every hierarchy.
+    Same(PathBuf),
+    /// A relative `linux.cgroupsPath` resolved in each hierarchy, where this process is
+    /// in different cgroups.
+    Each(BTreeMap<String, String>),
+}
+
+/// Creates the container's cgroup; returns it, where the state records it and the
+/// warnings of applying the resources.
 fn setup_cgroup(
     layout: &Layout,
     path: &CgroupPath,
     resources: &LinuxResources,
-) -> Result<(CgroupManager, PathBuf, Vec<berth_cgroups::Warning>), Error> {
-    let record_path = match path {
-        CgroupPath::Absolute(p) => p.clone(),
-        CgroupPath::Relative(p) => own_cgroup(layout)
-            .ok_or_else(|| {
-                Error::Config(ConfigError {
-                    field: "linux.cgroupsPath".into(),
-                    reason: format!(
-                        "{} is relative, but this process is not in the same cgroup in every \
-                         hierarchy",
-                        p.display()
-                    ),
-                })
-            })?
-            .join(p),
-    };
+) -> Result<(CgroupManager, RecordedCgroup, Vec<berth_cgroups::Warning>), Error> {
     let (cg, warnings) = create_cgroup(layout, path, resources)?;
-    Ok((cg, record_path, warnings))
-}
-
-/// The cgroup this process is in, when it is the same in every hierarchy (the base of a
-/// relative `linux.cgroupsPath`).
-fn own_cgroup(layout: &Layout) -> Option<PathBuf> {
-    let mut all = layout
-        .v1_hierarchies()
-        .iter()
-        .chain(layout.unified())
-        .map(|h| h.own_cgroup.clone());
-    let first = all.next()?;
-    all.all(|p| p == first).then_some(first)
+    let each = cg.cgroups();
+    let mut all = each.values();
+    let recorded = match (path, all.next()) {
+        (CgroupPath::Absolute(p), _) => RecordedCgroup::Same(p.clone()),
+        (_, Some(first)) if all.all(|p| p == first) => RecordedCgroup::Same(first.clone()),
+        _ => RecordedCgroup::Each(
+            each.into_iter()
+                .map(|(k, v)| (k, v.to_string_lossy().into_owned()))
+                .collect(),
+        ),
+    };
+    Ok((cg, recorded, warnings))
 }
 
 /// Kills every process of the container's cgroup (thawing it so that they can die) and
 /// removes the cgroup, waiting for the processes to be gone.
 fn destroy_cgroup(record: &Record) -> Result<(), Error> {
-    if let (Some(cg), Some(path)) = (record.cgroup()?, &record.cgroup) {
+    if let Some(cg) = record.cgroup()? {
         cg.kill_all()?;
         let _ = cg.thaw();
         cg.remove(REMOVE_TIMEOUT)?;
-        remove_default_parent(&cg, &CgroupPath::Absolute(PathBuf::from(path)));
+        if let Some(path) = &record.cgroup {
+            remove_default_parent(&cg, &CgroupPath::Absolute(PathBuf::from(path)));
+        }
     }
     if let Some(g) = &record.intel_rdt {
         g.remove()?;
