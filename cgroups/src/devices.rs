@@ -83,9 +83,11 @@ impl DeviceRule {
             None | Some("") => {
                 return Err(invalid(
                     "access",
-                    d.access()
-                        .clone()
-                        .unwrap_or_else(|| "(missing)".to_string()),
+                    if d.access().is_some() {
+                        "(empty)".to_string()
+                    } else {
+                        "(missing)".to_string()
+                    },
                     "must be given (a combination of r, w and m)",
                 ));
             }

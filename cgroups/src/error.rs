@@ -91,7 +91,7 @@ pub enum CgroupError {
     /// The cgroup a container is to be created in is frozen (or freezing): its init
     /// would stop before it could report, so it is refused (as runc does).
     #[error(
-        "the container's cgroup {} is {state}: thaw it (or choose another linux.cgroupsPath) first",
+        "the container's cgroup is {state} ({}): thaw it (or choose another linux.cgroupsPath) first",
         path.display()
     )]
     Frozen {

@@ -1292,6 +1292,42 @@ fn linux_devices_obey_resources_devices() {
     assert!(cgroups_left(&id).is_empty(), "{:?}", cgroups_left(&id));
 }
 
+/// `update` leaves the device rules of create alone (runc 1.1's ignores
+/// linux.resources.devices): it can neither open a denied device nor take /dev/null away.
+#[test]
+fn update_keeps_the_device_rules_of_create() {
+    let mut w = World::new(&["sleep", "1000"]);
+    let id = w.id();
+    assert_ok(&w.berth(&["run", "-d", "--bundle", w.bundle_str(), &id]));
+    let list = || cgroup_file(&id, "devices", "devices.list", "devices.list");
+    let before = list();
+    assert!(
+        before.contains("c 1:3 rwm") && !before.contains("a *:*"),
+        "{before}"
+    );
+    let res = w.dir.join("resources.json");
+    for devices in [
+        r#"[{"allow": true, "access": "rwm"}]"#,
+        r#"[{"allow": false, "access": "rwm"}]"#,
+    ] {
+        std::fs::write(
+            &res,
+            format!(r#"{{"devices": {devices}, "pids": {{"limit": 9}}}}"#),
+        )
+        .unwrap();
+        let out = w.berth(&["update", "--resources", res.to_str().unwrap(), &id]);
+        assert_ok(&out);
+        assert!(
+            text(&out.stderr).contains("ignored"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert_eq!(list(), before, "update {devices} changed the device rules");
+        assert_eq!(cgroup_file(&id, "pids", "pids.max", "pids.max"), "9");
+    }
+    assert_ok(&w.berth(&["delete", "--force", &id]));
+}
+
 /// The zero values Docker 20.10 puts in linux.resources mean "not set", as with runc.
 #[test]
 fn docker_zero_resources_mean_not_set() {

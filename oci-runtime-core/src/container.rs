@@ -983,11 +983,19 @@ impl Runtime {
             "update",
             &[Status::Created, Status::Running, Status::Paused],
         )?;
-        Ok(cg
-            .update(resources)?
-            .iter()
-            .map(ToString::to_string)
-            .collect())
+        // The device rules stay those of create (config rules + the default set): runc
+        // 1.1's update ignores linux.resources.devices too, so an update can neither
+        // open a denied device nor take /dev/null away.
+        let mut warnings = Vec::new();
+        let mut resources = resources.clone();
+        if resources.devices_mut().take().is_some() {
+            warnings.push(
+                "linux.resources.devices: ignored by update (device rules are set at create)"
+                    .to_string(),
+            );
+        }
+        warnings.extend(cg.update(&resources)?.iter().map(ToString::to_string));
+        Ok(warnings)
     }
 
     /// The host pids of every process of the container (sorted).
