@@ -1403,7 +1403,15 @@ fn relative_cgroups_path_is_resolved_per_hierarchy() {
         );
         assert!(dir_of(mount, &want).is_dir());
     }
-    // From the test's own cgroups: update, pause and delete find the container's.
+    // From the test's own cgroups: exec, update, pause and delete find the container's.
+    let out = w.berth(&["exec", &id, "cat", "/proc/self/cgroup"]);
+    assert_ok(&out);
+    let mut seen_lines: Vec<&str> = seen.lines().collect();
+    let exec_out = text(&out.stdout);
+    let mut exec_lines: Vec<&str> = exec_out.lines().collect();
+    seen_lines.sort_unstable();
+    exec_lines.sort_unstable();
+    assert_eq!(exec_lines, seen_lines);
     assert_ok(&w.berth(&["update", "--pids-limit", "7", &id]));
     let (pids_mount, pids_cg) = places
         .iter()
