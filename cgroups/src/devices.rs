@@ -19,7 +19,7 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 
 use crate::error::{CgroupError, Result};
 
@@ -76,23 +76,36 @@ impl DeviceRule {
         };
         let major = num("major", d.major())?;
         let minor = num("minor", d.minor())?;
+        // As runc 1.1: the access must be given; characters other than r, w and m are
+        // ignored ("rwa" is "rw"); an allow rule must grant at least one of them (runc
+        // fails at the kernel), a deny rule without any denies nothing.
         let access = match d.access().as_deref() {
-            None | Some("") => ACC_READ | ACC_WRITE | ACC_MKNOD,
+            None | Some("") => {
+                return Err(invalid(
+                    "access",
+                    if d.access().is_some() {
+                        "(empty)".to_string()
+                    } else {
+                        "(missing)".to_string()
+                    },
+                    "must be given (a combination of r, w and m)",
+                ));
+            }
             Some(s) => {
-                let mut bits = 0;
-                for c in s.chars() {
-                    bits |= match c {
+                let bits = s.chars().fold(0, |bits, c| {
+                    bits | match c {
                         'r' => ACC_READ,
                         'w' => ACC_WRITE,
                         'm' => ACC_MKNOD,
-                        _ => {
-                            return Err(invalid(
-                                "access",
-                                s.to_string(),
-                                "only r, w and m are allowed",
-                            ));
-                        }
-                    };
+                        _ => 0,
+                    }
+                });
+                if bits == 0 && d.allow() {
+                    return Err(invalid(
+                        "access",
+                        s.to_string(),
+                        "an allow rule needs at least one of r, w and m",
+                    ));
                 }
                 bits
             }
@@ -106,9 +119,22 @@ impl DeviceRule {
         })
     }
 
-    /// The v1 line (`c 1:3 rw`), for `devices.allow` or `devices.deny`.
-    pub fn v1_line(&self) -> String {
-        let n = |v: Option<u32>| v.map_or_else(|| "*".to_string(), |v| v.to_string());
+    /// The rule as a `linux.resources.devices` entry.
+    pub fn to_spec(&self) -> LinuxDeviceCgroup {
+        let mut d = LinuxDeviceCgroup::default();
+        d.set_allow(self.allow);
+        d.set_typ(Some(match self.kind {
+            'b' => LinuxDeviceType::B,
+            'c' => LinuxDeviceType::C,
+            _ => LinuxDeviceType::A,
+        }));
+        d.set_major(self.major.map(i64::from));
+        d.set_minor(self.minor.map(i64::from));
+        d.set_access(Some(self.access_string()));
+        d
+    }
+
+    fn access_string(&self) -> String {
         let mut acc = String::new();
         if self.access & ACC_READ != 0 {
             acc.push('r');
@@ -119,7 +145,19 @@ impl DeviceRule {
         if self.access & ACC_MKNOD != 0 {
             acc.push('m');
         }
-        format!("{} {}:{} {}", self.kind, n(self.major), n(self.minor), acc)
+        acc
+    }
+
+    /// The v1 line (`c 1:3 rw`), for `devices.allow` or `devices.deny`.
+    pub fn v1_line(&self) -> String {
+        let n = |v: Option<u32>| v.map_or_else(|| "*".to_string(), |v| v.to_string());
+        format!(
+            "{} {}:{} {}",
+            self.kind,
+            n(self.major),
+            n(self.minor),
+            self.access_string()
+        )
     }
 
     /// Whether the rule matches an access (used to document and test the program's
@@ -134,6 +172,75 @@ impl DeviceRule {
                 access & self.access != 0
             }
     }
+}
+
+/// The devices every container may use, whatever its `linux.resources.devices` says
+/// (runc 1.1's fixed set, appended after the config's rules): mknod of any character
+/// or block device, and read, write and mknod of `/dev/null` (1:3), `zero` (1:5),
+/// `full` (1:7), `random` (1:8), `urandom` (1:9), `tty` (5:0), `ptmx` (5:2), the ptys
+/// (136:*) and `/dev/net/tun` (10:200).
+pub const DEFAULT_ALLOWED: [DeviceRule; 11] = {
+    const ALL: u8 = ACC_READ | ACC_WRITE | ACC_MKNOD;
+    const fn c(major: u32, minor: Option<u32>, access: u8) -> DeviceRule {
+        DeviceRule {
+            allow: true,
+            kind: 'c',
+            major: Some(major),
+            minor,
+            access,
+        }
+    }
+    [
+        DeviceRule {
+            allow: true,
+            kind: 'c',
+            major: None,
+            minor: None,
+            access: ACC_MKNOD,
+        },
+        DeviceRule {
+            allow: true,
+            kind: 'b',
+            major: None,
+            minor: None,
+            access: ACC_MKNOD,
+        },
+        c(1, Some(3), ALL),
+        c(1, Some(5), ALL),
+        c(1, Some(7), ALL),
+        c(1, Some(8), ALL),
+        c(1, Some(9), ALL),
+        c(5, Some(0), ALL),
+        c(5, Some(2), ALL),
+        c(10, Some(200), ALL),
+        c(136, None, ALL),
+    ]
+};
+
+/// The resources of a container's cgroup: `resources` with [`DEFAULT_ALLOWED`]
+/// appended to its device rules (which start from "deny everything").
+///
+/// Nothing else is allowed: a device the config creates (`linux.devices`) is usable
+/// only if `linux.resources.devices` allows it, as with runc 1.1, so a rule that
+/// denies a device is never overridden but by the fixed default set.
+///
+/// ```
+/// use berth_cgroups::devices::{self, ACC_WRITE, DeviceRule};
+/// let r: oci_spec::runtime::LinuxResources =
+///     serde_json::from_str(r#"{"devices": [{"allow": false, "access": "rwm"}]}"#).unwrap();
+/// let all = devices::with_defaults(Some(&r));
+/// let rules: Vec<DeviceRule> = all.devices().iter().flatten().enumerate()
+///     .map(|(i, d)| DeviceRule::from_spec(i, d)).collect::<Result<_, _>>()?;
+/// assert!(devices::evaluate(&rules, 'c', 1, 3, ACC_WRITE)); // /dev/null
+/// assert!(!devices::evaluate(&rules, 'c', 1, 11, ACC_WRITE)); // /dev/kmsg
+/// # Ok::<(), berth_cgroups::CgroupError>(())
+/// ```
+pub fn with_defaults(resources: Option<&LinuxResources>) -> LinuxResources {
+    let mut r = resources.cloned().unwrap_or_default();
+    let mut list = r.devices().clone().unwrap_or_default();
+    list.extend(DEFAULT_ALLOWED.iter().map(DeviceRule::to_spec));
+    r.set_devices(Some(list));
+    r
 }
 
 /// Evaluates `rules` as the BPF program does: the last matching rule decides,
@@ -498,13 +605,35 @@ mod tests {
     #[test]
     fn spec_validation() {
         let d: LinuxDeviceCgroup =
-            serde_json::from_str(r#"{"allow":true,"type":"c","major":-1,"access":"rwx"}"#).unwrap();
+            serde_json::from_str(r#"{"allow":true,"type":"c","major":-1,"access":"x"}"#).unwrap();
         let e = DeviceRule::from_spec(3, &d).unwrap_err().to_string();
-        assert!(e.contains("devices[3].access") && e.contains("rwx"), "{e}");
+        assert!(e.contains("devices[3].access = x:"), "{e}");
+        // As runc 1.1: other characters are ignored, a missing or empty access is an
+        // error, an allow rule must grant something, a deny rule of nothing is a no-op.
+        let parse = |json: &str| {
+            let d: LinuxDeviceCgroup = serde_json::from_str(json).unwrap();
+            DeviceRule::from_spec(0, &d).map(|r| r.access)
+        };
+        assert_eq!(
+            parse(r#"{"allow":true,"access":"rwa"}"#).unwrap(),
+            ACC_READ | ACC_WRITE
+        );
+        assert_eq!(parse(r#"{"allow":true,"access":"mrwr m"}"#).unwrap(), 7);
+        assert_eq!(parse(r#"{"allow":false,"access":"x"}"#).unwrap(), 0);
+        for bad in [
+            r#"{"allow":false}"#,
+            r#"{"allow":true,"access":""}"#,
+            r#"{"allow":true,"access":"a"}"#,
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("devices[0].access"), "{bad}: {e}");
+        }
         let d: LinuxDeviceCgroup = serde_json::from_str(r#"{"allow":true,"type":"p"}"#).unwrap();
         assert!(DeviceRule::from_spec(0, &d).is_err());
-        let d: LinuxDeviceCgroup =
-            serde_json::from_str(r#"{"allow":false,"type":"b","major":8,"minor":-1}"#).unwrap();
+        let d: LinuxDeviceCgroup = serde_json::from_str(
+            r#"{"allow":false,"type":"b","major":8,"minor":-1,"access":"rwm"}"#,
+        )
+        .unwrap();
         assert_eq!(
             DeviceRule::from_spec(0, &d).unwrap(),
             rule(false, 'b', Some(8), None, 7)

@@ -88,6 +88,19 @@ pub enum CgroupError {
         content: String,
     },
 
+    /// The cgroup a container is to be created in is frozen (or freezing): its init
+    /// would stop before it could report, so it is refused (as runc does).
+    #[error(
+        "the container's cgroup is {state} ({}): thaw it (or choose another linux.cgroupsPath) first",
+        path.display()
+    )]
+    Frozen {
+        /// The freezer file that says so.
+        path: PathBuf,
+        /// `frozen` or `freezing`.
+        state: &'static str,
+    },
+
     /// A configuration field needs a controller that this host does not offer
     /// to this cgroup.
     #[error("linux.resources.{field}: controller {controller:?} is not available on this host")]

@@ -1,5 +1,6 @@
 //! The manager of one container's cgroup.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -33,7 +34,10 @@ pub enum FreezerState {
 
 #[derive(Debug)]
 struct Dir {
+    /// The directory.
     path: PathBuf,
+    /// The cgroup it is, from the hierarchy's root (as `/proc/<pid>/cgroup` shows it).
+    cgroup: PathBuf,
 }
 
 /// One container's cgroup in every hierarchy of a [`Layout`].
@@ -81,10 +85,16 @@ pub struct CgroupManager {
     new_dirs: Vec<PathBuf>,
 }
 
-/// Makes `path.dir_in(h)` and the missing parents among its last `own` components,
-/// recording the new directories (top first) in `new_dirs`; returns the directory.
-fn mkdir_in(h: &Hierarchy, path: &CgroupPath, new_dirs: &mut Vec<PathBuf>) -> Result<PathBuf> {
-    let (dir, own) = path.dir_in(h);
+/// Makes `path.dir_in(h, label)` and the missing parents among its last `own`
+/// components, recording the new directories (top first) in `new_dirs`; returns the
+/// directory, the cgroup and `own`.
+fn mkdir_in(
+    h: &Hierarchy,
+    label: &str,
+    path: &CgroupPath,
+    new_dirs: &mut Vec<PathBuf>,
+) -> Result<(Dir, usize)> {
+    let (dir, cgroup, own) = path.dir_in(h, label)?;
     let mut missing = Vec::new();
     let mut p = dir.as_path();
     while !p.exists() {
@@ -109,8 +119,16 @@ fn mkdir_in(h: &Hierarchy, path: &CgroupPath, new_dirs: &mut Vec<PathBuf>) -> Re
         }
     }
     new_dirs.extend(missing);
-    Ok(dir)
+    Ok((Dir { path: dir, cgroup }, own))
 }
+
+/// The label of a v1 hierarchy with controllers: its controllers, comma-separated.
+fn v1_label(h: &Hierarchy) -> String {
+    h.controllers.join(",")
+}
+
+/// The label of the cgroup2 hierarchy.
+const V2_LABEL: &str = "cgroup2";
 
 /// The named v1 hierarchies a container joins: all of them beside v1 controller
 /// hierarchies (legacy and hybrid hosts), none on a unified host.
@@ -141,6 +159,9 @@ impl CgroupManager {
     /// Creates (or joins, if it exists) the cgroup `path` in every hierarchy of
     /// `layout` and applies `resources`. Returns the warnings of [`Self::apply`].
     ///
+    /// Fails with [`CgroupError::Frozen`] if the cgroup is frozen (an existing one, or
+    /// one below a frozen parent), as runc does: a process placed in it would stop.
+    ///
     /// If anything fails, the directories this call created are removed again:
     /// nothing is left half applied.
     pub fn create(
@@ -155,7 +176,7 @@ impl CgroupManager {
             v2: None,
             new_dirs: Vec::new(),
         };
-        match me.create_dirs(path) {
+        match me.create_dirs(path).and_then(|()| me.refuse_frozen()) {
             Ok(()) => {}
             Err(e) => {
                 me.remove_created();
@@ -177,29 +198,59 @@ impl CgroupManager {
 
     fn create_dirs(&mut self, path: &CgroupPath) -> Result<()> {
         for h in &self.layout.v1 {
-            let dir = mkdir_in(h, path, &mut self.new_dirs)?;
-            let own = path.dir_in(h).1;
-            self.v1.push(Dir { path: dir.clone() });
+            let (dir, own) = mkdir_in(h, &v1_label(h), path, &mut self.new_dirs)?;
             if h.has("cpuset") {
                 // A new v1 cpuset cgroup starts with empty cpus and mems, and no task
                 // can join it until they are set: inherit the parent's. Every directory
                 // of the path is checked, not only the ones created here: a parent just
                 // created by a concurrent create may not be initialised yet.
-                let mut chain: Vec<&Path> = dir.ancestors().take(own).collect();
+                let mut chain: Vec<&Path> = dir.path.ancestors().take(own).collect();
                 chain.reverse();
                 for d in chain {
                     init_cpuset(d)?;
                 }
             }
+            self.v1.push(dir);
         }
         for h in named_of(&self.layout) {
-            let dir = mkdir_in(h, path, &mut self.new_dirs)?;
-            self.named.push((named_label(h), Dir { path: dir }));
+            let label = named_label(h);
+            let (dir, _) = mkdir_in(h, &label, path, &mut self.new_dirs)?;
+            self.named.push((label, dir));
         }
         if let Some(h) = &self.layout.unified {
-            let dir = mkdir_in(h, path, &mut self.new_dirs)?;
-            let fd = open_dir(&dir)?;
-            self.v2 = Some((Dir { path: dir }, fd));
+            let (dir, _) = mkdir_in(h, V2_LABEL, path, &mut self.new_dirs)?;
+            let fd = open_dir(&dir.path)?;
+            self.v2 = Some((dir, fd));
+        }
+        Ok(())
+    }
+
+    /// Fails if the cgroup (an existing one joined, or one below a frozen parent) is
+    /// frozen: a process put in it would stop at once. Without a freezer, nothing to check.
+    fn refuse_frozen(&self) -> Result<()> {
+        let refuse = |path: PathBuf, frozen: bool| {
+            Err(CgroupError::Frozen {
+                path,
+                state: if frozen { "frozen" } else { "freezing" },
+            })
+        };
+        if let Some(d) = self.freezer_v1() {
+            match fsutil::read(d, "freezer.state")?.trim() {
+                "THAWED" => {}
+                s => return refuse(d.join("freezer.state"), s == "FROZEN"),
+            }
+        }
+        // The cgroup2 freezer works on a hybrid host too.
+        if let Some((d, _)) = self.v2_dir() {
+            if fsutil::exists(d, "cgroup.freeze") {
+                let frozen = events_v2(d)?.1;
+                if frozen {
+                    return refuse(d.join("cgroup.events"), true);
+                }
+                if fsutil::read(d, "cgroup.freeze")?.trim() == "1" {
+                    return refuse(d.join("cgroup.freeze"), false);
+                }
+            }
         }
         Ok(())
     }
@@ -210,7 +261,7 @@ impl CgroupManager {
     pub fn open(layout: &Layout, path: &CgroupPath) -> Result<Self> {
         let mut v1 = Vec::new();
         for h in &layout.v1 {
-            let (dir, _) = path.dir_in(h);
+            let (dir, cgroup, _) = path.dir_in(h, &v1_label(h))?;
             if !dir.is_dir() {
                 return Err(CgroupError::Dir {
                     op: "open",
@@ -218,19 +269,21 @@ impl CgroupManager {
                     source: io::Error::from_raw_os_error(libc::ENOENT),
                 });
             }
-            v1.push(Dir { path: dir });
+            v1.push(Dir { path: dir, cgroup });
         }
         let named = named_of(layout)
             .iter()
-            .map(|h| (named_label(h), path.dir_in(h).0))
-            .filter(|(_, dir)| dir.is_dir())
-            .map(|(label, path)| (label, Dir { path }))
+            .filter_map(|h| {
+                let label = named_label(h);
+                let (path, cgroup, _) = path.dir_in(h, &label).ok()?;
+                path.is_dir().then_some((label, Dir { path, cgroup }))
+            })
             .collect();
         let v2 = match &layout.unified {
             Some(h) => {
-                let (dir, _) = path.dir_in(h);
+                let (dir, cgroup, _) = path.dir_in(h, V2_LABEL)?;
                 let fd = open_dir(&dir)?;
-                Some((Dir { path: dir }, fd))
+                Some((Dir { path: dir, cgroup }, fd))
             }
             None => None,
         };
@@ -257,7 +310,7 @@ impl CgroupManager {
             .v1
             .iter()
             .zip(&self.v1)
-            .map(|(h, d)| (h.controllers.join(","), d.path.as_path()))
+            .map(|(h, d)| (v1_label(h), d.path.as_path()))
             .collect();
         v.extend(
             self.named
@@ -265,9 +318,31 @@ impl CgroupManager {
                 .map(|(l, d)| (l.clone(), d.path.as_path())),
         );
         if let Some((d, _)) = &self.v2 {
-            v.push(("cgroup2".to_string(), d.path.as_path()));
+            v.push((V2_LABEL.to_string(), d.path.as_path()));
         }
         v
+    }
+
+    /// The cgroup in each hierarchy, from its root (as `/proc/<pid>/cgroup` shows it),
+    /// with the labels of [`Self::paths`]. A relative `linux.cgroupsPath` names
+    /// different cgroups when the runtime is in different cgroups per hierarchy;
+    /// [`CgroupPath::PerHierarchy`] of this map reopens them from any process.
+    pub fn cgroups(&self) -> BTreeMap<String, PathBuf> {
+        let v1 = self
+            .layout
+            .v1
+            .iter()
+            .zip(&self.v1)
+            .map(|(h, d)| (v1_label(h), d.cgroup.clone()));
+        let named = self
+            .named
+            .iter()
+            .map(|(l, d)| (l.clone(), d.cgroup.clone()));
+        let v2 = self
+            .v2
+            .iter()
+            .map(|(d, _)| (V2_LABEL.to_string(), d.cgroup.clone()));
+        v1.chain(named).chain(v2).collect()
     }
 
     /// The cgroup2 directory, open (`O_RDONLY | O_DIRECTORY | O_CLOEXEC`), for

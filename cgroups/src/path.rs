@@ -1,5 +1,6 @@
 //! `linux.cgroupsPath`.
 
+use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{CgroupError, Result};
@@ -15,6 +16,10 @@ pub const DEFAULT_PARENT: &str = "berth";
 ///   (from `/proc/self/cgroup`);
 /// * empty or absent: `/berth/<container id>`.
 ///
+/// A path resolved in each hierarchy (what a relative path names when the runtime is in
+/// different cgroups in different hierarchies) is kept as [`CgroupPath::PerHierarchy`],
+/// for the later commands that reopen the cgroup from elsewhere.
+///
 /// ```
 /// use berth_cgroups::CgroupPath;
 /// let p = CgroupPath::from_spec(None, "web")?;
@@ -28,6 +33,11 @@ pub enum CgroupPath {
     Absolute(PathBuf),
     /// From the runtime's own cgroup in each hierarchy.
     Relative(PathBuf),
+    /// A cgroup (from the root) per hierarchy, keyed by the labels of
+    /// [`crate::CgroupManager::paths`] (`cpu,cpuacct`, `name=systemd`, `cgroup2`...), as
+    /// [`crate::CgroupManager::cgroups`] returns them. For reopening an existing cgroup;
+    /// nothing is created from it.
+    PerHierarchy(BTreeMap<String, PathBuf>),
 }
 
 impl CgroupPath {
@@ -78,24 +88,31 @@ impl CgroupPath {
         }
     }
 
-    /// The cgroup (a path inside the hierarchy) this names in `h`.
-    pub(crate) fn cgroup_in(&self, h: &Hierarchy) -> PathBuf {
+    /// The cgroup (a path inside the hierarchy) this names in `h`, whose label is `label`.
+    pub(crate) fn cgroup_in(&self, h: &Hierarchy, label: &str) -> Result<PathBuf> {
         match self {
-            Self::Absolute(p) => p.clone(),
-            Self::Relative(p) => h.own_cgroup.join(p),
+            Self::Absolute(p) => Ok(p.clone()),
+            Self::Relative(p) => Ok(h.own_cgroup.join(p)),
+            Self::PerHierarchy(m) => m.get(label).cloned().ok_or(CgroupError::InvalidPath {
+                path: label.to_string(),
+                reason: "no cgroup is recorded for this hierarchy",
+            }),
         }
     }
 
-    /// The directory this names in `h`, and the number of trailing components that
-    /// belong to this path (the directories [`crate::CgroupManager::create`] may create).
-    pub(crate) fn dir_in(&self, h: &Hierarchy) -> (PathBuf, usize) {
+    /// The directory this names in `h` (labelled `label`), the cgroup, and the number of
+    /// trailing components that belong to this path (the directories
+    /// [`crate::CgroupManager::create`] may create).
+    pub(crate) fn dir_in(&self, h: &Hierarchy, label: &str) -> Result<(PathBuf, PathBuf, usize)> {
         let n = match self {
             Self::Absolute(p) | Self::Relative(p) => p
                 .components()
                 .filter(|c| matches!(c, Component::Normal(_)))
                 .count(),
+            Self::PerHierarchy(_) => 0,
         };
-        (h.dir_of(&self.cgroup_in(h)), n)
+        let cgroup = self.cgroup_in(h, label)?;
+        Ok((h.dir_of(&cgroup), cgroup, n))
     }
 }
 
@@ -134,10 +151,20 @@ mod tests {
             name: None,
             own_cgroup: "/runtime".into(),
         };
-        let (dir, n) = CgroupPath::Relative("c/d".into()).dir_in(&h);
+        let (dir, cg, n) = CgroupPath::Relative("c/d".into())
+            .dir_in(&h, "memory")
+            .unwrap();
         assert_eq!(dir, PathBuf::from("/sys/fs/cgroup/memory/runtime/c/d"));
+        assert_eq!(cg, PathBuf::from("/runtime/c/d"));
         assert_eq!(n, 2);
-        let (dir, _) = CgroupPath::Absolute("/c".into()).dir_in(&h);
+        let (dir, ..) = CgroupPath::Absolute("/c".into())
+            .dir_in(&h, "memory")
+            .unwrap();
         assert_eq!(dir, PathBuf::from("/sys/fs/cgroup/memory/c"));
+        let each = CgroupPath::PerHierarchy([("memory".to_string(), "/m/x".into())].into());
+        let (dir, _, n) = each.dir_in(&h, "memory").unwrap();
+        assert_eq!((dir, n), (PathBuf::from("/sys/fs/cgroup/memory/m/x"), 0));
+        let e = each.dir_in(&h, "pids").unwrap_err().to_string();
+        assert!(e.contains("pids"), "{e}");
     }
 }

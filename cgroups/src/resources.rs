@@ -11,12 +11,12 @@
 //! | field | v1 file | v2 file and conversion |
 //! |---|---|---|
 //! | `cpu.shares` | `cpu.shares` | `cpu.weight` = `1 + ((shares - 2) * 9999) / 262142`, shares clamped to 2..=262144 |
-//! | `cpu.quota`, `cpu.period` | `cpu.cfs_quota_us`, `cpu.cfs_period_us` | `cpu.max` = `"<quota> <period>"`, quota <= 0 is `max`; a missing half keeps the current value |
+//! | `cpu.quota`, `cpu.period` | `cpu.cfs_period_us` then `cpu.cfs_quota_us`, the quota first if the kernel refuses the period (a parent's limit) | `cpu.max` = `"<quota> <period>"`, quota <= 0 is `max`; a missing half keeps the current value |
 //! | `cpu.burst` | `cpu.cfs_burst_us` | `cpu.max.burst` (same microseconds) |
 //! | `cpu.realtimeRuntime`, `cpu.realtimePeriod` | `cpu.rt_runtime_us`, `cpu.rt_period_us` | rejected: cgroup v2 has no real-time groups |
 //! | `cpu.cpus`, `cpu.mems` | `cpuset.cpus`, `cpuset.mems` | same names |
 //! | `cpu.idle` | `cpu.idle` | `cpu.idle` |
-//! | `memory.limit` | `memory.limit_in_bytes` | `memory.max` (-1 is `max`) |
+//! | `memory.limit` | `memory.limit_in_bytes`; -1 without a swap limit lifts `memory.memsw.limit_in_bytes` too (as runc) | `memory.max` (-1 is `max`) |
 //! | `memory.reservation` | `memory.soft_limit_in_bytes` | `memory.low` (-1 is `max`) |
 //! | `memory.swap` (memory + swap) | `memory.memsw.limit_in_bytes`, written before or after the limit so that memory <= memory+swap holds at every step (0 means "not set") | `memory.swap.max` = `swap - limit` (swap -1 is `max`; 0 means "not set") |
 //! | `memory.swappiness` | `memory.swappiness` | warning: no per-cgroup swappiness on v2 |
@@ -24,7 +24,7 @@
 //! | `memory.kernel`, `memory.kernelTCP` | `memory.kmem.limit_in_bytes`, `memory.kmem.tcp.limit_in_bytes`; warning where the kernel dropped or ignores them | warning: v2 accounts kernel memory in `memory.max` |
 //! | `memory.useHierarchy` | `memory.use_hierarchy` | warning when false: v2 is always hierarchical |
 //! | `memory.checkBeforeUpdate` | on update, refuse a limit below `memory.usage_in_bytes` | the same with `memory.current` |
-//! | `pids.limit` | `pids.max` (<= 0 is `max`) | `pids.max` |
+//! | `pids.limit` | `pids.max` (< 0 is `max`, 0 means "not set") | `pids.max` |
 //! | `blockIO.weight` | `blkio.weight`, else `blkio.bfq.weight` | `io.bfq.weight` (same 1..1000 scale) where present, else `io.weight` = `1 + ((weight - 10) * 9999) / 990` |
 //! | `blockIO.leafWeight` (+ per device) | `blkio.leaf_weight[_device]`; warning where the kernel dropped it (no CFQ) | warning: no leaf weights on v2 |
 //! | `blockIO.weightDevice` | `blkio.weight_device` / `blkio.bfq.weight_device`: `"maj:min weight"` | `io.bfq.weight` / `io.weight` (converted as above): `"maj:min weight"` |
@@ -35,6 +35,9 @@
 //! | `rdma` | `rdma.max`: `"<dev> hca_handle=<n> hca_object=<n>"` (missing is `max`) | the same |
 //! | `devices` | `devices.deny` `a`, then the rules | an eBPF program, see [`crate::devices`] |
 //! | `unified` | only keys of controllers bound to cgroup2 (hybrid) | written as given after validation |
+//!
+//! Zero values that mean "not set" (Docker sends them) are dropped first, as runc does:
+//! see [`zeros_unset`].
 //!
 //! On cgroup v2 the controllers a write needs are first enabled (`+name` in
 //! `cgroup.subtree_control`) in every ancestor below the mount point.
@@ -105,6 +108,59 @@ pub fn swap_to_v2(limit: Option<i64>, swap: i64) -> std::result::Result<Option<S
     }
 }
 
+/// `r` without the values that mean "not set", as runc 1.1 reads them (Docker fills
+/// `linux.resources` with them): 0 for `cpu.shares`, `cpu.quota`, `cpu.period`,
+/// `cpu.realtimeRuntime`, `cpu.realtimePeriod`, `memory.limit`, `memory.reservation`,
+/// `memory.swap`, `memory.kernel`, `memory.kernelTCP`, `pids.limit`, `blockIO.weight`,
+/// `blockIO.leafWeight` and `network.classID` (and the weights of
+/// `blockIO.weightDevice`, skipped where they are written);
+/// an empty `cpu.cpus` or `cpu.mems`; `memory.swappiness` 2^64 - 1 (Go's `uint64(-1)`).
+///
+/// ```
+/// let r: oci_spec::runtime::LinuxResources = serde_json::from_str(
+///     r#"{"blockIO": {"weight": 0}, "pids": {"limit": 0}, "cpu": {"shares": 512, "quota": 0}}"#,
+/// ).unwrap();
+/// let r = berth_cgroups::resources::zeros_unset(&r);
+/// assert_eq!(r.block_io().as_ref().unwrap().weight(), None);
+/// assert!(r.pids().is_none());
+/// let cpu = r.cpu().as_ref().unwrap();
+/// assert_eq!((cpu.shares(), cpu.quota()), (Some(512), None));
+/// ```
+pub fn zeros_unset(r: &LinuxResources) -> LinuxResources {
+    fn nz<T: Default + PartialEq>(v: Option<T>) -> Option<T> {
+        v.filter(|v| *v != T::default())
+    }
+    let mut r = r.clone();
+    if let Some(c) = r.cpu_mut() {
+        c.set_shares(nz(c.shares()));
+        c.set_quota(nz(c.quota()));
+        c.set_period(nz(c.period()));
+        c.set_realtime_runtime(nz(c.realtime_runtime()));
+        c.set_realtime_period(nz(c.realtime_period()));
+        c.set_cpus(nz(c.cpus().clone()));
+        c.set_mems(nz(c.mems().clone()));
+    }
+    if let Some(m) = r.memory_mut() {
+        m.set_limit(nz(m.limit()));
+        m.set_reservation(nz(m.reservation()));
+        m.set_swap(nz(m.swap()));
+        m.set_kernel(nz(m.kernel()));
+        m.set_kernel_tcp(nz(m.kernel_tcp()));
+        m.set_swappiness(m.swappiness().filter(|s| *s != u64::MAX));
+    }
+    if r.pids().is_some_and(|p| p.limit() == 0) {
+        r.set_pids(None);
+    }
+    if let Some(b) = r.block_io_mut() {
+        b.set_weight(nz(b.weight()));
+        b.set_leaf_weight(nz(b.leaf_weight()));
+    }
+    if let Some(n) = r.network_mut() {
+        n.set_class_id(nz(n.class_id()));
+    }
+    r
+}
+
 /// One step of applying resources.
 #[derive(Debug)]
 enum Op {
@@ -127,6 +183,11 @@ enum Op {
     CpuMaxV2 {
         quota: Option<i64>,
         period: Option<u64>,
+    },
+    CpuBandwidthV1 {
+        at: Location,
+        period: Option<u64>,
+        quota: Option<i64>,
     },
     CheckUsage {
         at: Location,
@@ -212,11 +273,12 @@ impl Planner<'_> {
                 if let Some(v) = cpu.shares() {
                     self.write(at, "cpu.shares", v);
                 }
-                if let Some(v) = cpu.period() {
-                    self.write(at, "cpu.cfs_period_us", v);
-                }
-                if let Some(v) = cpu.quota() {
-                    self.write(at, "cpu.cfs_quota_us", if v <= 0 { -1 } else { v });
+                if cpu.period().is_some() || cpu.quota().is_some() {
+                    self.ops.push(Op::CpuBandwidthV1 {
+                        at,
+                        period: cpu.period(),
+                        quota: cpu.quota().map(|v| if v <= 0 { -1 } else { v }),
+                    });
                 }
                 if let Some(v) = cpu.burst() {
                     self.write(at, "cpu.cfs_burst_us", v);
@@ -305,10 +367,16 @@ impl Planner<'_> {
                 });
             }
             if mem.limit().is_some() || mem.swap().is_some() {
+                // No memory limit and no swap limit given: no memory+swap limit either
+                // (as runc; memory.memsw.limit_in_bytes may not stay below the limit).
+                let swap = match (mem.limit(), mem.swap()) {
+                    (Some(-1), None | Some(0)) => Some(-1),
+                    (_, s) => s,
+                };
                 self.ops.push(Op::MemoryV1 {
                     at,
                     limit: mem.limit(),
-                    swap: mem.swap(),
+                    swap,
                 });
             }
             if let Some(v) = mem.reservation() {
@@ -410,6 +478,7 @@ impl Planner<'_> {
     }
 
     fn pids(&mut self, r: &LinuxResources) -> Result<()> {
+        // A limit of 0 was made "not set" by `zeros_unset`.
         let Some(p) = r.pids() else { return Ok(()) };
         let at = self.loc("pids", "pids.limit")?;
         let l = p.limit();
@@ -474,18 +543,6 @@ impl Planner<'_> {
             }
             Ok(format!("{maj}:{min}"))
         };
-        for (i, w) in b.weight_device().iter().flatten().enumerate() {
-            if w.weight().is_some_and(|w| w == 0) {
-                return Err(invalid(
-                    format!("blockIO.weightDevice[{i}].weight"),
-                    0,
-                    "must be positive",
-                ));
-            }
-        }
-        if b.weight() == Some(0) {
-            return Err(invalid("blockIO.weight", 0, "must be positive"));
-        }
         if let Location::V1(_) = at {
             let (wfile, wdfile) = if fsutil::exists(&dir, "blkio.weight") {
                 ("blkio.weight", "blkio.weight_device")
@@ -514,10 +571,10 @@ impl Planner<'_> {
                     wd.minor(),
                     &format!("blockIO.weightDevice[{i}]"),
                 )?;
-                if let Some(w) = wd.weight() {
+                if let Some(w) = wd.weight().filter(|w| *w != 0) {
                     self.write(at, wdfile, format!("{d} {w}"));
                 }
-                if let Some(w) = wd.leaf_weight() {
+                if let Some(w) = wd.leaf_weight().filter(|w| *w != 0) {
                     if leaf {
                         self.write(at, "blkio.leaf_weight_device", format!("{d} {w}"));
                     } else {
@@ -565,10 +622,10 @@ impl Planner<'_> {
                     wd.minor(),
                     &format!("blockIO.weightDevice[{i}]"),
                 )?;
-                if let Some(w) = wd.weight() {
+                if let Some(w) = wd.weight().filter(|w| *w != 0) {
                     self.write(at, wfile, format!("{d} {}", conv(w)));
                 }
-                if wd.leaf_weight().is_some() {
+                if wd.leaf_weight().is_some_and(|w| w != 0) {
                     self.warn(
                         &format!("blockIO.weightDevice[{i}].leafWeight"),
                         "ignored: cgroup v2 has no leaf weights",
@@ -709,6 +766,9 @@ impl Planner<'_> {
             .iter()
             .enumerate()
             .map(|(i, d)| DeviceRule::from_spec(i, d))
+            // A deny rule of no access (runc ignores the characters it doesn't know)
+            // denies nothing.
+            .filter(|r| !matches!(r, Ok(r) if !r.allow && r.access == 0))
             .collect::<Result<Vec<_>>>()?;
         match self.m.layout.locate("devices") {
             Some(at @ Location::V1(_)) => self.ops.push(Op::DevicesV1 { at, rules }),
@@ -823,6 +883,7 @@ impl CgroupManager {
     }
 
     fn apply_inner(&self, r: &LinuxResources, update: bool) -> Result<Vec<Warning>> {
+        let r = &zeros_unset(r);
         let mut p = Planner {
             m: self,
             update,
@@ -996,6 +1057,28 @@ impl CgroupManager {
                     });
                 }
                 Ok(())
+            }
+            Op::CpuBandwidthV1 { at, period, quota } => {
+                let d = dir(at)?;
+                let (pfile, qfile) = ("cpu.cfs_period_us", "cpu.cfs_quota_us");
+                let Some(p) = period else {
+                    return quota.map_or(Ok(()), |q| fsutil::write(d, qfile, &q.to_string()));
+                };
+                // Under a parent with a quota the kernel refuses a step whose
+                // quota/period ratio exceeds the parent's: the old quota over the new
+                // period (a shorter period first) may, the new quota over the old period
+                // (a longer period first) too. Period first; if refused, quota first.
+                match fsutil::write(d, pfile, &p.to_string()) {
+                    Ok(()) => quota.map_or(Ok(()), |q| fsutil::write(d, qfile, &q.to_string())),
+                    Err(CgroupError::Write { source, .. })
+                        if source.raw_os_error() == Some(libc::EINVAL) && quota.is_some() =>
+                    {
+                        let q = quota.unwrap_or(-1);
+                        fsutil::write(d, qfile, &q.to_string())?;
+                        fsutil::write(d, pfile, &p.to_string())
+                    }
+                    Err(e) => Err(e),
+                }
             }
             Op::CpuMaxV2 { quota, period } => {
                 let (d, _) = self

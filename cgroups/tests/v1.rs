@@ -570,3 +570,162 @@ fn processes_in_sub_cgroups_are_listed_killed_and_removed() {
         assert!(!dir.exists(), "{} left behind", dir.display());
     }
 }
+
+/// The zero values Docker sends for "not set" are not set, as with runc: nothing is
+/// refused and the cgroup keeps its defaults (or, on update, its earlier values).
+#[test]
+fn docker_zero_values_mean_not_set() {
+    let zeros = r#"{
+        "cpu": {"shares": 0, "quota": 0, "period": 0, "realtimeRuntime": 0,
+                "realtimePeriod": 0, "cpus": "", "mems": ""},
+        "memory": {"limit": 0, "reservation": 0, "swap": 0, "kernel": 0, "kernelTCP": 0,
+                   "swappiness": 18446744073709551615},
+        "pids": {"limit": 0},
+        "blockIO": {"weight": 0, "leafWeight": 0}}"#;
+    let (cg, warnings) = CgroupManager::create(&v1_host(), &test_path("v1zero"), Some(&res(zeros)))
+        .unwrap_or_else(|e| panic!("zeros refused: {e}"));
+    let g = Guard::new(cg);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(read(&g.dir("pids"), "pids.max"), "max");
+    assert_eq!(read(&g.dir("cpu"), "cpu.shares"), "1024");
+    assert_eq!(read(&g.dir("cpu"), "cpu.cfs_quota_us"), "-1");
+    assert_eq!(read(&g.dir("cpu"), "cpu.cfs_period_us"), "100000");
+    assert!(
+        read(&g.dir("memory"), "memory.limit_in_bytes")
+            .parse::<u64>()
+            .unwrap()
+            > 1 << 62
+    );
+    assert!(!read(&g.dir("cpuset"), "cpuset.cpus").is_empty());
+    // On update, a zero keeps what was set (runc: `update --pids-limit 0` keeps it).
+    g.cg.update(&res(r#"{"pids": {"limit": 10}, "cpu": {"shares": 512}}"#))
+        .unwrap();
+    g.cg.update(&res(zeros)).unwrap();
+    assert_eq!(read(&g.dir("pids"), "pids.max"), "10");
+    assert_eq!(read(&g.dir("cpu"), "cpu.shares"), "512");
+    // -1 still lifts the pids limit, and a real swappiness above 100 is still refused.
+    g.cg.update(&res(r#"{"pids": {"limit": -1}}"#)).unwrap();
+    assert_eq!(read(&g.dir("pids"), "pids.max"), "max");
+    let e =
+        g.cg.update(&res(r#"{"memory": {"swappiness": 101}}"#))
+            .unwrap_err();
+    assert!(e.to_string().contains("memory.swappiness"), "{e}");
+}
+
+/// `memory.limit` -1 without a swap limit lifts memory+swap as well (runc does), so a
+/// limited container can be made unlimited and limited again.
+#[test]
+fn an_unlimited_memory_update_lifts_the_swap_limit_first() {
+    let r = res(r#"{"memory": {"limit": 67108864, "swap": 134217728}}"#);
+    let g = create("v1memsw", Some(&r));
+    let mem = g.dir("memory");
+    let unlimited = |f: &str| read(&mem, f).parse::<u64>().unwrap() > 1 << 62;
+    g.cg.update(&res(r#"{"memory": {"limit": -1}}"#))
+        .unwrap_or_else(|e| panic!("memory -1 refused: {e}"));
+    assert!(unlimited("memory.limit_in_bytes"));
+    assert!(unlimited("memory.memsw.limit_in_bytes"));
+    // Back down: memory before memory+swap.
+    g.cg.update(&r).unwrap();
+    assert_eq!(read(&mem, "memory.limit_in_bytes"), "67108864");
+    assert_eq!(read(&mem, "memory.memsw.limit_in_bytes"), "134217728");
+    // Both up past the old memory+swap: memory+swap first.
+    g.cg.update(&res(
+        r#"{"memory": {"limit": 268435456, "swap": 536870912}}"#,
+    ))
+    .unwrap();
+    assert_eq!(read(&mem, "memory.limit_in_bytes"), "268435456");
+    assert_eq!(read(&mem, "memory.memsw.limit_in_bytes"), "536870912");
+}
+
+/// Under a parent limited to one CPU, a child's quota/period may never exceed it at any
+/// step: a shorter period needs the quota first, a longer quota the period first.
+#[test]
+fn cpu_period_and_quota_are_written_in_the_order_the_kernel_takes() {
+    let layout = v1_host();
+    let parent = unique("v1cfs");
+    let ppath = berth_cgroups::CgroupPath::from_spec(Some(parent.as_ref()), "x").unwrap();
+    let one_cpu = res(r#"{"cpu": {"quota": 100000, "period": 100000}}"#);
+    let (pcg, _) = CgroupManager::create(&layout, &ppath, Some(&one_cpu)).unwrap();
+    let _parent = Guard::new(pcg);
+    let cpath =
+        berth_cgroups::CgroupPath::from_spec(Some(format!("{parent}/c").as_ref()), "x").unwrap();
+    let half = res(r#"{"cpu": {"quota": 50000, "period": 100000}}"#);
+    let (ccg, _) = CgroupManager::create(&layout, &cpath, Some(&half)).unwrap();
+    let child = Guard::new(ccg);
+    let cpu = child.dir("cpu");
+    let bw = || {
+        (
+            read(&cpu, "cpu.cfs_quota_us"),
+            read(&cpu, "cpu.cfs_period_us"),
+        )
+    };
+    // 50000/20000 would be 2.5 CPUs: the quota must go first.
+    child
+        .cg
+        .update(&res(r#"{"cpu": {"quota": 10000, "period": 20000}}"#))
+        .unwrap_or_else(|e| panic!("shorter period refused: {e}"));
+    assert_eq!(bw(), ("10000".into(), "20000".into()));
+    // 90000/20000 would be 4.5 CPUs: the period must go first.
+    child
+        .cg
+        .update(&res(r#"{"cpu": {"quota": 90000, "period": 100000}}"#))
+        .unwrap();
+    assert_eq!(bw(), ("90000".into(), "100000".into()));
+    // Over the parent's limit whatever the order: the kernel's error, naming the file.
+    let e = child
+        .cg
+        .update(&res(r#"{"cpu": {"quota": 300000, "period": 100000}}"#))
+        .unwrap_err();
+    assert!(e.to_string().contains("cpu.cfs_quota_us"), "{e}");
+    drop(child);
+}
+
+/// A cgroup that is frozen (or under a frozen parent) is refused, as runc refuses it: an
+/// init put there would stop before it could report. The new directories go again.
+#[test]
+fn creating_in_a_frozen_cgroup_is_refused_and_leaves_nothing() {
+    let layout = v1_host();
+    let parent = unique("v1frz");
+    let ppath = berth_cgroups::CgroupPath::from_spec(Some(parent.as_ref()), "x").unwrap();
+    let (pcg, _) = CgroupManager::create(&layout, &ppath, None).unwrap();
+    let g = Guard::new(pcg);
+    g.cg.freeze().unwrap();
+    // The frozen cgroup itself.
+    let e = CgroupManager::create(&layout, &ppath, None).unwrap_err();
+    assert!(matches!(e, CgroupError::Frozen { .. }), "{e}");
+    assert!(e.to_string().contains("freezer.state"), "{e}");
+    // A new cgroup below it.
+    let child = format!("{parent}/c");
+    let cpath = berth_cgroups::CgroupPath::from_spec(Some(child.as_ref()), "x").unwrap();
+    let e = CgroupManager::create(&layout, &cpath, None).unwrap_err();
+    assert!(e.to_string().contains("frozen"), "{e}");
+    for d in dirs_of(&layout, &child) {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+    g.cg.thaw().unwrap();
+    let (c, _) = CgroupManager::create(&layout, &cpath, None).unwrap();
+    c.remove(Duration::from_secs(5)).unwrap();
+}
+
+/// The rules a container gets (its own, then the fixed default set) deny what its
+/// `linux.resources.devices` denies: /dev/kmsg here, /dev/null stays usable.
+#[test]
+fn container_device_rules_deny_all_but_the_default_set() {
+    let r = res(r#"{"devices": [{"allow": false, "access": "rwm"}]}"#);
+    let mut g = create(
+        "v1devdef",
+        Some(&berth_cgroups::devices::with_defaults(Some(&r))),
+    );
+    let i = g.spawn_in(
+        "read _; echo x > /dev/null && echo null-ok; head -c1 /dev/urandom | wc -c; \
+         (echo x > /dev/kmsg) 2>/dev/null || echo kmsg-denied",
+    );
+    let mut out = String::new();
+    g.children[i]
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(out, "null-ok\n1\nkmsg-denied\n");
+}

@@ -218,6 +218,34 @@ fn fields_v2_cannot_enforce_warn_and_the_rest_applies() {
     assert_eq!(read(&f.leaf, "memory.max"), "1048576");
 }
 
+/// Docker's zero values for "not set" write nothing on v2 either (as runc's v2 manager).
+#[test]
+fn docker_zero_values_write_nothing() {
+    let f = Fake::new("fakezero", true, &[]);
+    let (_cg, w) = f.create(
+        r#"{"cpu": {"shares": 0, "quota": 0, "period": 0, "cpus": "", "mems": ""},
+            "memory": {"limit": 0, "reservation": 0, "swap": 0, "kernel": 0,
+                       "swappiness": 18446744073709551615},
+            "pids": {"limit": 0},
+            "blockIO": {"weight": 0, "leafWeight": 0,
+                        "weightDevice": [{"major": 8, "minor": 0, "weight": 0}]}}"#,
+    );
+    assert!(w.is_empty(), "{w:?}");
+    for (file, untouched) in [
+        ("cpu.weight", "100"),
+        ("cpu.max", "max 100000"),
+        ("cpuset.cpus", ""),
+        ("memory.max", "max"),
+        ("memory.low", "0"),
+        ("memory.swap.max", "max"),
+        ("pids.max", "max"),
+        ("io.weight", "default 100"),
+    ] {
+        assert_eq!(read(&f.leaf, file), untouched, "{file}");
+    }
+    assert_eq!(read(&f.tmp.0, "cgroup.subtree_control"), "");
+}
+
 #[test]
 fn invalid_values_fail_before_any_write() {
     let f = Fake::new("fakeinval", true, &[]);
@@ -260,15 +288,15 @@ fn invalid_values_fail_before_any_write() {
             "net_cls",
         ),
         (
-            r#"{"pids": {"limit": 5}, "blockIO": {"weight": 0}}"#,
-            "blockIO.weight",
+            r#"{"pids": {"limit": 5}, "devices": [{"allow": false}]}"#,
+            "devices[0].access",
         ),
         (
             r#"{"pids": {"limit": 5}, "blockIO": {"throttleReadBpsDevice": [{"major": -1, "minor": 0, "rate": 1}]}}"#,
             "throttleReadBpsDevice[0]",
         ),
         (
-            r#"{"pids": {"limit": 5}, "devices": [{"allow": true, "access": "rwq"}]}"#,
+            r#"{"pids": {"limit": 5}, "devices": [{"allow": true, "access": "q"}]}"#,
             "devices[0].access",
         ),
         (

@@ -125,7 +125,7 @@ fn device_program_is_enforced_and_replaced() {
     // New rules replace the program: /dev/full readable, /dev/zero no longer.
     let r = res(r#"{"devices": [
         {"allow": true, "access": "rwm"},
-        {"allow": false, "type": "c", "major": 1, "minor": 5}]}"#);
+        {"allow": false, "type": "c", "major": 1, "minor": 5, "access": "rwm"}]}"#);
     g.cg.update(&r).unwrap();
     let fd = g.cg.dir_fd().unwrap();
     assert_eq!(query_programs(fd, &dir).unwrap().len(), 1);
@@ -246,4 +246,50 @@ fn freezing_an_empty_cgroup_and_stats_of_a_bare_v2() {
     // No memory controller here: no OOM watcher either, and an error says so.
     let e = g.cg.oom_watcher().unwrap_err().to_string();
     assert!(e.contains("memory"), "{e}");
+}
+
+/// The eBPF program of a container's rules (its own, then the fixed default set): what
+/// `linux.resources.devices` denies stays denied, /dev/kmsg here; access strings are
+/// read as runc reads them ("rwa" is "rw"), a rule without an access is refused.
+#[test]
+fn device_program_of_container_rules_denies_all_but_the_default_set() {
+    let r = res(r#"{"devices": [{"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 7, "access": "rwa"}]}"#);
+    let mut g = create_v2(
+        "v2devdef",
+        Some(&berth_cgroups::devices::with_defaults(Some(&r))),
+    );
+    let i = g.spawn_in(
+        "read _; echo x > /dev/null && echo null-ok; head -c1 /dev/urandom | wc -c; \
+         (echo x > /dev/kmsg) 2>/dev/null || echo kmsg-denied; \
+         head -c1 /dev/full | wc -c",
+    );
+    let mut out = String::new();
+    g.children[i]
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(out, "null-ok\n1\nkmsg-denied\n1\n");
+    let e =
+        g.cg.update(&res(r#"{"devices": [{"allow": false}]}"#))
+            .unwrap_err();
+    assert!(e.to_string().contains("devices[0].access"), "{e}");
+}
+
+/// A cgroup2 cgroup below a frozen parent is refused (the v2 freezer also stops
+/// processes on a hybrid host), and nothing is left behind.
+#[test]
+fn creating_below_a_frozen_v2_cgroup_is_refused() {
+    let g = create_v2("v2frz", None);
+    g.cg.freeze().unwrap();
+    let parent = g.cg.paths()[0].1.to_path_buf();
+    let name = parent.file_name().unwrap().to_str().unwrap().to_string();
+    let child =
+        berth_cgroups::CgroupPath::from_spec(Some(format!("{name}/c").as_ref()), "x").unwrap();
+    let e = CgroupManager::create(&v2(), &child, None).unwrap_err();
+    assert!(matches!(e, CgroupError::Frozen { .. }), "{e}");
+    assert!(!parent.join("c").exists());
+    g.cg.thaw().unwrap();
 }

@@ -1186,6 +1186,386 @@ fn create_with_an_invalid_resource_leaves_nothing() {
     assert!(cgroups_left(&id).is_empty(), "{:?}", cgroups_left(&id));
 }
 
+/// Test-made cgroup directories (given top first), removed deepest first on drop, thawed
+/// and emptied first, even when the test fails.
+struct TestCgroups(Vec<PathBuf>);
+
+impl TestCgroups {
+    /// Makes `dir` (a cgroup directory), copying a v1 cpuset's cpus and mems from its parent.
+    fn mkdir(&mut self, dir: PathBuf) {
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            if dir.join(f).exists() {
+                let v = std::fs::read_to_string(dir.parent().unwrap().join(f)).unwrap();
+                std::fs::write(dir.join(f), v.trim()).unwrap();
+            }
+        }
+        self.0.push(dir);
+    }
+}
+
+/// Thaws `d`, kills its processes and removes it with its sub-cgroups, deepest first.
+fn remove_cgroup_tree(d: &Path) {
+    let _ = std::fs::write(d.join("freezer.state"), "THAWED");
+    let _ = std::fs::write(d.join("cgroup.freeze"), "0");
+    for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            remove_cgroup_tree(&e.path());
+        }
+    }
+    for pid in std::fs::read_to_string(d.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+    {
+        let _ = Command::new("kill").args(["-9", pid]).status();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while d.exists() && std::fs::remove_dir(d).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for TestCgroups {
+    fn drop(&mut self) {
+        // Thawed everywhere first: a frozen process dies only once thawed.
+        for d in &self.0 {
+            let _ = std::fs::write(d.join("freezer.state"), "THAWED");
+        }
+        for d in self.0.iter().rev() {
+            remove_cgroup_tree(d);
+        }
+    }
+}
+
+/// The mounted cgroup hierarchies under /sys/fs/cgroup with the cgroup this test process
+/// is in in each (from /proc/self/cgroup: `cpu` is `N:cpu:/x`, `systemd` is
+/// `N:name=systemd:/x`, `unified` is `0::/x`).
+fn hierarchies() -> Vec<(PathBuf, PathBuf)> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !e.path().join("cgroup.procs").exists() {
+            continue;
+        }
+        let key = match name.as_str() {
+            "unified" => String::new(),
+            "systemd" => "name=systemd".to_string(),
+            n => n.to_string(),
+        };
+        let cg = own.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+            (ctrls == key).then(|| PathBuf::from(path))
+        });
+        if let Some(cg) = cg {
+            v.push((e.path(), cg));
+        }
+    }
+    v.sort();
+    v
+}
+
+/// The directory of `cgroup` in the hierarchy mounted at `mount`.
+fn dir_of(mount: &Path, cgroup: &Path) -> PathBuf {
+    mount.join(cgroup.strip_prefix("/").unwrap_or(cgroup))
+}
+
+/// A device of `linux.devices` is no exception to `linux.resources.devices` (runc 1.1:
+/// denied unless a rule allows it); only the fixed default set (/dev/null...) is.
+#[test]
+fn linux_devices_obey_resources_devices() {
+    let mut w = World::new(&[
+        "sh",
+        "-c",
+        "(echo berth-device-test > /dev/kmsg) 2>/dev/null && echo kmsg-written || echo kmsg-denied; \
+         echo x > /dev/null && echo null-ok",
+    ]);
+    let deny_all = serde_json::json!({"allow": false, "access": "rwm"});
+    w.edit_config(|c| {
+        c["linux"]["devices"] = serde_json::json!([{"path": "/dev/kmsg", "type": "c",
+            "major": 1, "minor": 11, "fileMode": 438, "uid": 0, "gid": 0}]);
+        c["linux"]["resources"]["devices"] = serde_json::json!([deny_all]);
+    });
+    let id = w.id();
+    let out = w.berth(&["run", "--bundle", w.bundle_str(), &id]);
+    assert_ok(&out);
+    assert_eq!(text(&out.stdout), "kmsg-denied\nnull-ok\n");
+
+    // Allowed by a rule: written. "rwa" is "rw", as runc reads it.
+    w.edit_config(|c| {
+        c["linux"]["resources"]["devices"] = serde_json::json!([deny_all,
+            {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "rwa"}]);
+    });
+    let id = w.id();
+    let out = w.berth(&["run", "--bundle", w.bundle_str(), &id]);
+    assert_ok(&out);
+    assert_eq!(text(&out.stdout), "kmsg-written\nnull-ok\n");
+
+    // A rule without an access is refused (runc: "device access at 1 field cannot be
+    // empty"), leaving nothing.
+    w.edit_config(|c| {
+        c["linux"]["resources"]["devices"] =
+            serde_json::json!([deny_all, {"allow": true, "type": "c", "major": 1, "minor": 11}]);
+    });
+    let id = w.id();
+    let err = assert_fails_with_one_line(&w.berth(&["run", "--bundle", w.bundle_str(), &id]));
+    assert!(err.contains("devices[1].access"), "{err}");
+    assert!(w.root_entries().is_empty(), "{:?}", w.root_entries());
+    assert!(cgroups_left(&id).is_empty(), "{:?}", cgroups_left(&id));
+}
+
+/// `update` leaves the device rules of create alone (runc 1.1's ignores
+/// linux.resources.devices): it can neither open a denied device nor take /dev/null away.
+#[test]
+fn update_keeps_the_device_rules_of_create() {
+    let mut w = World::new(&["sleep", "1000"]);
+    let id = w.id();
+    assert_ok(&w.berth(&["run", "-d", "--bundle", w.bundle_str(), &id]));
+    let list = || cgroup_file(&id, "devices", "devices.list", "devices.list");
+    let before = list();
+    assert!(
+        before.contains("c 1:3 rwm") && !before.contains("a *:*"),
+        "{before}"
+    );
+    let res = w.dir.join("resources.json");
+    for devices in [
+        r#"[{"allow": true, "access": "rwm"}]"#,
+        r#"[{"allow": false, "access": "rwm"}]"#,
+    ] {
+        std::fs::write(
+            &res,
+            format!(r#"{{"devices": {devices}, "pids": {{"limit": 9}}}}"#),
+        )
+        .unwrap();
+        let out = w.berth(&["update", "--resources", res.to_str().unwrap(), &id]);
+        assert_ok(&out);
+        assert!(
+            text(&out.stderr).contains("ignored"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert_eq!(list(), before, "update {devices} changed the device rules");
+        assert_eq!(cgroup_file(&id, "pids", "pids.max", "pids.max"), "9");
+    }
+    assert_ok(&w.berth(&["delete", "--force", &id]));
+}
+
+/// The zero values Docker 20.10 puts in linux.resources mean "not set", as with runc.
+#[test]
+fn docker_zero_resources_mean_not_set() {
+    let mut w = World::new(&[
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.shares \
+         /sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+    ]);
+    w.edit_config(|c| {
+        set_cgroup_ns(c);
+        let r = &mut c["linux"]["resources"];
+        r["cpu"] = serde_json::json!({"shares": 0, "quota": 0, "period": 0,
+            "realtimePeriod": 0, "realtimeRuntime": 0, "cpus": "", "mems": ""});
+        r["memory"] = serde_json::json!({"limit": 0, "reservation": 0, "swap": 0,
+            "kernel": 0, "kernelTCP": 0, "swappiness": 18446744073709551615u64});
+        r["pids"] = serde_json::json!({"limit": 0});
+        r["blockIO"] = serde_json::json!({"weight": 0, "leafWeight": 0});
+    });
+    let id = w.id();
+    let out = w.berth(&["run", "--bundle", w.bundle_str(), &id]);
+    assert_ok(&out);
+    assert_eq!(text(&out.stdout), "max\n1024\n-1\n");
+}
+
+/// A relative linux.cgroupsPath is taken from berth's own cgroup in each hierarchy
+/// (as runc does), also when those differ; later commands, run from elsewhere, find it.
+#[test]
+fn relative_cgroups_path_is_resolved_per_hierarchy() {
+    let base = unique("berth-rel");
+    let mut made = TestCgroups(Vec::new());
+    // berth runs in <own>/<base>/<hierarchy name>: a different cgroup in each.
+    let mut places = Vec::new();
+    for (mount, own) in hierarchies() {
+        let leaf = mount.file_name().unwrap().to_owned();
+        let cg = own.join(&base).join(&leaf);
+        made.mkdir(dir_of(&mount, &own.join(&base)));
+        made.mkdir(dir_of(&mount, &cg));
+        places.push((mount, cg));
+    }
+    assert!(places.len() > 2, "{places:?}");
+    let mut w = World::new(&["sleep", "1000"]);
+    w.edit_config(|c| c["linux"]["cgroupsPath"] = Value::from("ctr/x"));
+    let id = w.id();
+    let joins: String = places
+        .iter()
+        .map(|(m, cg)| {
+            format!(
+                "echo $$ > {}/cgroup.procs || exit 99; ",
+                dir_of(m, cg).display()
+            )
+        })
+        .collect();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("{joins}exec \"$0\" \"$@\""))
+        .arg(BERTH)
+        .arg("--root")
+        .arg(&w.root)
+        .args(["run", "-d", "--bundle", w.bundle_str(), &id])
+        .stdin(Stdio::null());
+    assert_ok(&run_to_files(cmd, &w.dir));
+
+    let pid = w.state(&id)["pid"].as_i64().unwrap();
+    let seen = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for (mount, cg) in &places {
+        let want = cg.join("ctr/x");
+        assert!(
+            seen.lines()
+                .any(|l| l.ends_with(&format!(":{}", want.display()))),
+            "{} not in\n{seen}",
+            want.display()
+        );
+        assert!(dir_of(mount, &want).is_dir());
+    }
+    // From the test's own cgroups: exec, update, pause and delete find the container's.
+    let out = w.berth(&["exec", &id, "cat", "/proc/self/cgroup"]);
+    assert_ok(&out);
+    let mut seen_lines: Vec<&str> = seen.lines().collect();
+    let exec_out = text(&out.stdout);
+    let mut exec_lines: Vec<&str> = exec_out.lines().collect();
+    seen_lines.sort_unstable();
+    exec_lines.sort_unstable();
+    assert_eq!(exec_lines, seen_lines);
+    assert_ok(&w.berth(&["update", "--pids-limit", "7", &id]));
+    let (pids_mount, pids_cg) = places
+        .iter()
+        .find(|(m, _)| m.ends_with("pids"))
+        .expect("a pids hierarchy");
+    let pids_max = dir_of(pids_mount, &pids_cg.join("ctr/x")).join("pids.max");
+    assert_eq!(std::fs::read_to_string(pids_max).unwrap().trim(), "7");
+    assert_ok(&w.berth(&["pause", &id]));
+    assert_eq!(w.state(&id)["status"], "paused");
+    assert_ok(&w.berth(&["resume", &id]));
+    assert_ok(&w.berth(&["delete", "--force", &id]));
+    wait_gone(pid);
+    for (mount, cg) in &places {
+        assert!(!dir_of(mount, &cg.join("ctr/x")).exists());
+    }
+}
+
+/// `run -d` into a frozen cgroup fails at once (runc: "container's cgroup unexpectedly
+/// frozen") instead of waiting forever for a frozen init; nothing is left.
+#[test]
+fn run_into_a_frozen_cgroup_is_refused() {
+    let name = unique("berth-frozen");
+    let mut made = TestCgroups(Vec::new());
+    for (mount, _) in hierarchies() {
+        made.mkdir(mount.join(&name));
+    }
+    std::fs::write(
+        Path::new("/sys/fs/cgroup/freezer")
+            .join(&name)
+            .join("freezer.state"),
+        "FROZEN",
+    )
+    .unwrap();
+    let mut w = World::new(&["sleep", "1000"]);
+    w.edit_config(|c| c["linux"]["cgroupsPath"] = Value::from(format!("/{name}")));
+    let id = w.id();
+    let (o, e) = (w.dir.join("frozen.out"), w.dir.join("frozen.err"));
+    let mut child = w
+        .cmd(&["run", "-d", "--bundle", w.bundle_str(), &id])
+        .stdout(std::fs::File::create(&o).unwrap())
+        .stderr(std::fs::File::create(&e).unwrap())
+        .spawn()
+        .unwrap();
+    let st = wait_child(&mut child, 20);
+    let out = Output {
+        status: st,
+        stdout: std::fs::read(&o).unwrap(),
+        stderr: std::fs::read(&e).unwrap(),
+    };
+    let err = assert_fails_with_one_line(&out);
+    assert!(err.contains("frozen") && err.contains(&name), "{err}");
+    assert!(w.root_entries().is_empty(), "{:?}", w.root_entries());
+    for d in &made.0 {
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap();
+        assert!(procs.is_empty(), "{}: {procs}", d.display());
+    }
+}
+
+/// update: `--memory -1` lifts memory+swap too, and back; `--pids-limit 0` keeps the
+/// limit (runc); a shorter period under a parent limited to one CPU takes the quota first.
+#[test]
+fn update_memory_unlimited_pids_zero_and_a_shorter_cpu_period() {
+    let parent = unique("berth-cfs");
+    let mut made = TestCgroups(Vec::new());
+    let cpu_parent = Path::new("/sys/fs/cgroup/cpu").join(&parent);
+    made.mkdir(cpu_parent.clone());
+    std::fs::write(cpu_parent.join("cpu.cfs_quota_us"), "100000").unwrap();
+    for (mount, _) in hierarchies() {
+        if !mount.ends_with("cpu") {
+            made.mkdir(mount.join(&parent));
+        }
+    }
+    let mut w = World::new(&["sleep", "1000"]);
+    w.edit_config(|c| {
+        c["linux"]["cgroupsPath"] = Value::from(format!("/{parent}/c"));
+        c["linux"]["resources"]["memory"] =
+            serde_json::json!({"limit": 67108864, "swap": 134217728});
+        c["linux"]["resources"]["cpu"] = serde_json::json!({"quota": 50000, "period": 100000});
+        c["linux"]["resources"]["pids"] = serde_json::json!({"limit": 10});
+    });
+    let id = w.id();
+    assert_ok(&w.berth(&["run", "-d", "--bundle", w.bundle_str(), &id]));
+    let file = |ctl: &str, f: &str| {
+        std::fs::read_to_string(
+            Path::new("/sys/fs/cgroup")
+                .join(ctl)
+                .join(&parent)
+                .join("c")
+                .join(f),
+        )
+        .unwrap()
+        .trim()
+        .to_string()
+    };
+    let unlimited = |f: &str| file("memory", f).parse::<u64>().unwrap() > 1 << 62;
+
+    assert_ok(&w.berth(&["update", "--memory", "-1", &id]));
+    assert!(unlimited("memory.limit_in_bytes"));
+    assert!(unlimited("memory.memsw.limit_in_bytes"));
+    assert_ok(&w.berth(&["update", "--memory", "64m", "--memory-swap", "128m", &id]));
+    assert_eq!(file("memory", "memory.limit_in_bytes"), "67108864");
+    assert_eq!(file("memory", "memory.memsw.limit_in_bytes"), "134217728");
+
+    assert_ok(&w.berth(&["update", "--pids-limit", "0", &id]));
+    assert_eq!(file("pids", "pids.max"), "10");
+    assert_ok(&w.berth(&["update", "--pids-limit", "-1", &id]));
+    assert_eq!(file("pids", "pids.max"), "max");
+
+    assert_ok(&w.berth(&[
+        "update",
+        "--cpu-period",
+        "20000",
+        "--cpu-quota",
+        "10000",
+        &id,
+    ]));
+    assert_eq!(file("cpu", "cpu.cfs_period_us"), "20000");
+    assert_eq!(file("cpu", "cpu.cfs_quota_us"), "10000");
+    assert_ok(&w.berth(&[
+        "update",
+        "--cpu-period",
+        "100000",
+        "--cpu-quota",
+        "90000",
+        &id,
+    ]));
+    assert_eq!(file("cpu", "cpu.cfs_period_us"), "100000");
+    assert_eq!(file("cpu", "cpu.cfs_quota_us"), "90000");
+    assert_ok(&w.berth(&["delete", "--force", &id]));
+}
+
 #[test]
 fn ps_and_kill_all_of_a_stopped_container_succeed_as_with_runc() {
     let mut w = World::new(&["true"]);

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use berth_cgroups::{CgroupManager, CgroupPath, Layout};
 use berth_namespaces::{NamespaceKind, NamespacePlan};
 use berth_rootfs::{RootfsOptions, RootfsPlan};
-use oci_spec::runtime::{Hook, Hooks, LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, Spec};
+use oci_spec::runtime::{Hook, Hooks, LinuxResources, Spec};
 
 use crate::error::Error;
 use crate::home;
@@ -516,7 +516,7 @@ impl Runtime {
             && linux.cgroups_path().is_none();
         let planned = match Layout::detect()
             .map_err(Error::from)
-            .and_then(|layout| Ok((record_cgroup_path(&layout, &cg_path)?, layout)))
+            .map(|layout| (planned_cgroup_path(&layout, &cg_path), layout))
         {
             Ok(p) => Some(p),
             Err(e) if optional => {
@@ -546,7 +546,10 @@ impl Runtime {
             own_pid_ns: false,
             cgroup: planned
                 .as_ref()
-                .map(|(p, _)| p.to_string_lossy().into_owned()),
+                .and_then(|(p, _)| p.as_ref())
+                .map(|p| p.to_string_lossy().into_owned()),
+            // Set once the cgroup is made, where a relative path differs per hierarchy.
+            cgroup_paths: None,
             intel_rdt: None,
             creating: true,
             host_mounts_above: if own_mount_ns {
@@ -559,9 +562,25 @@ impl Runtime {
         // killed from here on, `delete` finds the cgroup (and below, the init) by the record.
         dir.write_config(spec)?;
         dir.write_record(&record)?;
-        let cg = match planned.map(|(_, layout)| create_cgroup(&layout, &cg_path, &resources)) {
-            Some(Ok((cg, cg_warnings))) => {
+        let cg = match planned.map(|(_, layout)| setup_cgroup(&layout, &cg_path, &resources)) {
+            Some(Ok((cg, recorded, cg_warnings))) => {
                 warnings.extend(cg_warnings.iter().map(ToString::to_string));
+                // Recorded again where the plan could not know it (a relative path that
+                // resolved differently per hierarchy).
+                match recorded {
+                    RecordedCgroup::Each(each) => {
+                        record.cgroup = None;
+                        record.cgroup_paths = Some(each);
+                        dir.write_record(&record)?;
+                    }
+                    RecordedCgroup::Same(p) => {
+                        let p = p.to_string_lossy().into_owned();
+                        if record.cgroup.as_ref() != Some(&p) {
+                            record.cgroup = Some(p);
+                            dir.write_record(&record)?;
+                        }
+                    }
+                }
                 Some(cg)
             }
             Some(Err(e)) if optional => {
@@ -1050,11 +1069,19 @@ impl Runtime {
             "update",
             &[Status::Created, Status::Running, Status::Paused],
         )?;
-        Ok(cg
-            .update(resources)?
-            .iter()
-            .map(ToString::to_string)
-            .collect())
+        // The device rules stay those of create (config rules + the default set): runc
+        // 1.1's update ignores linux.resources.devices too, so an update can neither
+        // open a denied device nor take /dev/null away.
+        let mut warnings = Vec::new();
+        let mut resources = resources.clone();
+        if resources.devices_mut().take().is_some() {
+            warnings.push(
+                "linux.resources.devices: ignored by update (device rules are set at create)"
+                    .to_string(),
+            );
+        }
+        warnings.extend(cg.update(&resources)?.iter().map(ToString::to_string));
+        Ok(warnings)
     }
 
     /// The host pids of every process of the container (sorted); for a stopped container
@@ -1122,46 +1149,12 @@ const STATE_CHUNK: usize = 32 * 1024;
 /// How long removing a cgroup waits for its processes to be gone.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `linux.resources` with the device rules runc applies: the config's rules, then an allow
-/// rule for each of `linux.devices`, then the devices every container gets (mknod of any,
-/// null, zero, full, random, urandom, tty, ptmx, the ptys and tun).
+/// `linux.resources` with the device rules runc applies: the config's rules, then the
+/// fixed set every container gets ([`berth_cgroups::devices::DEFAULT_ALLOWED`]). The
+/// devices of `linux.devices` get no rule of their own: as with runc, a container may use
+/// one only if `linux.resources.devices` allows it.
 fn cgroup_resources(linux: &oci_spec::runtime::Linux) -> LinuxResources {
-    let mut r = linux.resources().clone().unwrap_or_default();
-    let mut rules: Vec<LinuxDeviceCgroup> = r.devices().clone().unwrap_or_default();
-    let rule = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
-        let mut d = LinuxDeviceCgroup::default();
-        d.set_allow(true);
-        d.set_typ(Some(typ));
-        d.set_major(major);
-        d.set_minor(minor);
-        d.set_access(Some(access.to_string()));
-        d
-    };
-    for d in linux.devices().iter().flatten() {
-        let typ = match d.typ() {
-            LinuxDeviceType::B => LinuxDeviceType::B,
-            LinuxDeviceType::P => continue,
-            _ => LinuxDeviceType::C,
-        };
-        rules.push(rule(typ, Some(d.major()), Some(d.minor()), "rwm"));
-    }
-    rules.push(rule(LinuxDeviceType::C, None, None, "m"));
-    rules.push(rule(LinuxDeviceType::B, None, None, "m"));
-    for (major, minor) in [
-        (1, 3),
-        (1, 8),
-        (1, 7),
-        (5, 0),
-        (1, 5),
-        (1, 9),
-        (5, 2),
-        (10, 200),
-    ] {
-        rules.push(rule(LinuxDeviceType::C, Some(major), Some(minor), "rwm"));
-    }
-    rules.push(rule(LinuxDeviceType::C, Some(136), None, "rwm"));
-    r.set_devices(Some(rules));
-    r
+    berth_cgroups::devices::with_defaults(linux.resources().as_ref())
 }
 
 /// Records `pid` (with its start time, which tells it from a later process with the same
@@ -1176,35 +1169,54 @@ fn record_pid(record: &mut Record, pid: i32, init: bool) -> Result<(), Error> {
     Ok(())
 }
 
-/// The container's cgroup as the state records it: its path from the root of every hierarchy.
-fn record_cgroup_path(layout: &Layout, path: &CgroupPath) -> Result<PathBuf, Error> {
-    Ok(match path {
-        CgroupPath::Absolute(p) => p.clone(),
-        CgroupPath::Relative(p) => own_cgroup(layout)
-            .ok_or_else(|| {
-                Error::Config(ConfigError {
-                    field: "linux.cgroupsPath".into(),
-                    reason: format!(
-                        "{} is relative, but this process is not in the same cgroup in every \
-                         hierarchy",
-                        p.display()
-                    ),
-                })
-            })?
-            .join(p),
-    })
+/// The container's cgroup as the state records it before making it: its path from the root
+/// of every hierarchy, where it is the same in all (a relative `linux.cgroupsPath` under a
+/// process that sits in different cgroups per hierarchy is recorded once made).
+fn planned_cgroup_path(layout: &Layout, path: &CgroupPath) -> Option<PathBuf> {
+    match path {
+        CgroupPath::Relative(p) => {
+            let mut all = layout
+                .v1_hierarchies()
+                .iter()
+                .chain(layout.unified())
+                .map(|h| h.own_cgroup.clone());
+            let first = all.next()?;
+            all.all(|o| o == first).then(|| first.join(p))
+        }
+        CgroupPath::Absolute(p) => Some(p.clone()),
+        CgroupPath::PerHierarchy(_) => None,
+    }
 }
 
-/// The cgroup this process is in, when it is the same in every hierarchy (the base of a
-/// relative `linux.cgroupsPath`).
-fn own_cgroup(layout: &Layout) -> Option<PathBuf> {
-    let mut all = layout
-        .v1_hierarchies()
-        .iter()
-        .chain(layout.unified())
-        .map(|h| h.own_cgroup.clone());
-    let first = all.next()?;
-    all.all(|p| p == first).then_some(first)
+/// Where the state records the container's cgroup.
+enum RecordedCgroup {
+    /// The same cgroup, from the root, in every hierarchy.
+    Same(PathBuf),
+    /// A relative `linux.cgroupsPath` resolved in each hierarchy, where this process is
+    /// in different cgroups.
+    Each(BTreeMap<String, String>),
+}
+
+/// Creates the container's cgroup; returns it, where the state records it and the
+/// warnings of applying the resources.
+fn setup_cgroup(
+    layout: &Layout,
+    path: &CgroupPath,
+    resources: &LinuxResources,
+) -> Result<(CgroupManager, RecordedCgroup, Vec<berth_cgroups::Warning>), Error> {
+    let (cg, warnings) = create_cgroup(layout, path, resources)?;
+    let each = cg.cgroups();
+    let mut all = each.values();
+    let recorded = match (path, all.next()) {
+        (CgroupPath::Absolute(p), _) => RecordedCgroup::Same(p.clone()),
+        (_, Some(first)) if all.all(|p| p == first) => RecordedCgroup::Same(first.clone()),
+        _ => RecordedCgroup::Each(
+            each.into_iter()
+                .map(|(k, v)| (k, v.to_string_lossy().into_owned()))
+                .collect(),
+        ),
+    };
+    Ok((cg, recorded, warnings))
 }
 
 /// `delete --force` of a container whose `state.json` is corrupt (or empty): its saved config
@@ -1225,10 +1237,10 @@ fn delete_corrupt(dir: ContainerDir, corrupt: Error) -> Result<(), Error> {
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
     let path = match CgroupPath::from_spec(cgroups_path.as_deref(), &dir.id) {
         Ok(CgroupPath::Absolute(p)) => p,
-        Ok(CgroupPath::Relative(p)) => {
+        Ok(_) => {
             return Err(fail(format!(
                 "its linux.cgroupsPath {} is relative to the cgroup of the create that made it",
-                p.display()
+                cgroups_path.as_deref().unwrap_or(Path::new("")).display()
             )));
         }
         Err(e) => return Err(fail(e.to_string())),
@@ -1253,11 +1265,13 @@ fn delete_corrupt(dir: ContainerDir, corrupt: Error) -> Result<(), Error> {
 /// removes the cgroup, waiting for the processes to be gone. A cgroup an interrupted create
 /// or delete left in some hierarchies only is removed from those.
 fn destroy_cgroup(record: &Record) -> Result<(), Error> {
-    if let (Some(cg), Some(path)) = (record.cgroup_to_remove()?, &record.cgroup) {
+    if let Some(cg) = record.cgroup_to_remove()? {
         cg.kill_all()?;
         let _ = cg.thaw();
         cg.remove(REMOVE_TIMEOUT)?;
-        remove_default_parent(&cg, &CgroupPath::Absolute(PathBuf::from(path)));
+        if let Some(path) = &record.cgroup {
+            remove_default_parent(&cg, &CgroupPath::Absolute(PathBuf::from(path)));
+        }
     }
     if let Some(g) = &record.intel_rdt {
         g.remove()?;

@@ -275,9 +275,9 @@ fn parse_cgroup_option(opt: &str) -> Result<Vec<(Vec<String>, PathBuf)>, Error> 
     Ok(out)
 }
 
-fn cgroup_targets(cgroup: &str, opt: Option<&str>) -> Result<CgroupTargets, Error> {
+fn cgroup_targets(cgroup: &CgroupPath, opt: Option<&str>) -> Result<CgroupTargets, Error> {
     let layout = Layout::detect()?;
-    let cg = CgroupManager::open(&layout, &CgroupPath::Absolute(PathBuf::from(cgroup)))?;
+    let cg = CgroupManager::open(&layout, cgroup)?;
     let subs = parse_cgroup_option(opt.unwrap_or(""))?;
     for (ctrls, _) in &subs {
         for c in ctrls {
@@ -448,8 +448,8 @@ impl Runtime {
         } else {
             None
         };
-        let targets = match &record.cgroup {
-            Some(cg) => Some(cgroup_targets(cg, opts.cgroup.as_deref())?),
+        let targets = match record.cgroup_path() {
+            Some(cg) => Some(cgroup_targets(&cg, opts.cgroup.as_deref())?),
             None if opts.cgroup.is_some() => return Err(Error::NoCgroup { id: id.to_owned() }),
             None => None,
         };

@@ -123,6 +123,11 @@ pub(crate) struct Record {
     /// The container's cgroup, from the root of every hierarchy (`/berth/<id>`).
     #[serde(default)]
     pub cgroup: Option<String>,
+    /// The container's cgroup per hierarchy (labels of `CgroupManager::paths`), instead
+    /// of `cgroup`, when a relative `linux.cgroupsPath` named different cgroups in
+    /// different hierarchies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_paths: Option<BTreeMap<String, String>>,
     /// The resctrl group of linux.intelRdt, removed at delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intel_rdt: Option<crate::intel_rdt::RdtGroup>,
@@ -139,13 +144,25 @@ pub(crate) struct Record {
 }
 
 impl Record {
+    /// Where the container's cgroup is, if it has one.
+    pub fn cgroup_path(&self) -> Option<berth_cgroups::CgroupPath> {
+        match (&self.cgroup_paths, &self.cgroup) {
+            (Some(each), _) => Some(berth_cgroups::CgroupPath::PerHierarchy(
+                each.iter()
+                    .map(|(k, v)| (k.clone(), PathBuf::from(v)))
+                    .collect(),
+            )),
+            (None, Some(p)) => Some(berth_cgroups::CgroupPath::Absolute(PathBuf::from(p))),
+            (None, None) => None,
+        }
+    }
+
     /// Opens the container's cgroup, if it has one (`None` once its directory is gone).
     pub fn cgroup(&self) -> Result<Option<berth_cgroups::CgroupManager>, Error> {
-        let Some(path) = &self.cgroup else {
+        let Some(path) = self.cgroup_path() else {
             return Ok(None);
         };
         let layout = berth_cgroups::Layout::detect()?;
-        let path = berth_cgroups::CgroupPath::Absolute(PathBuf::from(path));
         match berth_cgroups::CgroupManager::open(&layout, &path) {
             Ok(cg) => Ok(Some(cg)),
             // Already removed (by hand, or by an interrupted delete): nothing to manage.
