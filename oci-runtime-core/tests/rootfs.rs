@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::symlink;
 
-use berth_runtime_core::oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
+use berth_runtime_core::oci_spec::runtime::{
+    Capabilities, Capability, LinuxDevice, LinuxDeviceType,
+};
 use berth_runtime_core::{CreateOptions, Error};
 use common::{Bundle, TempDir};
 use support::*;
@@ -391,4 +393,57 @@ fn hostile_rootfs_symlink_cannot_redirect_a_mount_to_the_host() {
         !inside_dir.join("file").exists(),
         "the tmpfs write went to the rootfs dir"
     );
+}
+
+#[test]
+fn no_pivot_leaves_no_procfs_a_nested_user_namespace_could_remount() {
+    // MS_MOVE leaves the runtime's /proc and /sys under the new root; a fully visible
+    // procfs lets a process in a nested user + mount + pid namespace mount a fresh one
+    // (the kernel's mnt_too_revealing check). runc 1.1 refuses that mount with --no-pivot
+    // too; with pivot_root the old root is gone anyway. Mapping uid 0 in the nested
+    // namespace needs CAP_SETFCAP (and CAP_SETUID/SETGID/SYS_ADMIN for unshare).
+    for no_pivot in [false, true] {
+        let (mut b, out) = sh_bundle(
+            "mkdir -p /tmp/p; unshare -mrpf sh -c 'mount -t proc proc /tmp/p && echo MOUNTED || echo REFUSED' > /out/r 2>/dev/null",
+        );
+        let extra = [
+            Capability::Setfcap,
+            Capability::Setuid,
+            Capability::Setgid,
+            Capability::SysAdmin,
+        ];
+        let p = b.spec.process_mut().as_mut().expect("process");
+        let mut caps = p.capabilities().clone().expect("capabilities");
+        let add = |set: &Option<Capabilities>| {
+            let mut s = set.clone().unwrap_or_default();
+            s.extend(extra);
+            Some(s)
+        };
+        caps.set_bounding(add(caps.bounding()));
+        caps.set_effective(add(caps.effective()));
+        caps.set_permitted(add(caps.permitted()));
+        p.set_capabilities(Some(caps));
+        b.spec
+            .root_mut()
+            .as_mut()
+            .expect("root")
+            .set_readonly(Some(false));
+        b.write();
+        let h = Harness::new();
+        let id = h.id("nopivotproc");
+        let c = h
+            .create_opts(
+                &id,
+                &CreateOptions {
+                    bundle: b.path().to_path_buf(),
+                    no_pivot,
+                    ..Default::default()
+                },
+            )
+            .expect("create");
+        h.rt.start(&id).expect("start");
+        assert_eq!(h.wait(&c), 0);
+        h.rt.delete(&id, false).expect("delete");
+        assert_eq!(read(out.path().join("r")), "REFUSED", "no_pivot {no_pivot}");
+    }
 }

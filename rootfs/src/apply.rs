@@ -827,6 +827,7 @@ impl RootfsPlan {
             sys::chroot(c".").map_err(err(Step::MoveRoot, 0))?;
             sys::chdir(c"/").map_err(err(Step::Chdir, 0))?;
         } else if self.no_pivot {
+            self.hide_outside()?;
             sys::fchdir(root).map_err(err(Step::Chdir, 0))?;
             sys::mount(Some(c"."), c"/", None, libc::MS_MOVE, None)
                 .map_err(err(Step::MoveRoot, 0))?;
@@ -851,6 +852,29 @@ impl RootfsPlan {
         let new_root = sys::openat(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY, 0)
             .map_err(err(Step::OpenRoot, 0))?;
         self.set_root(new_root);
+        Ok(())
+    }
+
+    /// no_pivot: detach the procfs and sysfs mounts outside the rootfs (made slaves first,
+    /// so that the detach stays in the container's namespace), or cover them with an empty
+    /// read-only tmpfs where they can't be detached (mounts locked by a user namespace), as
+    /// runc does.
+    fn hide_outside(&self) -> Result<()> {
+        for (i, p) in self.hide_outside.iter().enumerate() {
+            let _ = sys::mount(None, p, None, libc::MS_SLAVE | libc::MS_REC, None);
+            match sys::umount2(p, libc::MNT_DETACH) {
+                Ok(()) | Err(libc::ENOENT) => {}
+                Err(libc::EINVAL | libc::EPERM) => sys::mount(
+                    Some(c"tmpfs"),
+                    p,
+                    Some(c"tmpfs"),
+                    libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    None,
+                )
+                .map_err(err(Step::HideOutside, i))?,
+                Err(e) => return Err(ApplyError::new(Step::HideOutside, i, e)),
+            }
+        }
         Ok(())
     }
 

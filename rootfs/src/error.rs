@@ -270,6 +270,9 @@ steps! {
     ProcNotDir = 43 => "filesystem \"proc\" must be mounted on ordinary directory",
     /// The destination of a `sysfs` mount is a symlink or not a directory (index: mount).
     SysfsNotDir = 44 => "filesystem \"sysfs\" must be mounted on ordinary directory",
+    /// Hiding a procfs or sysfs of the runtime's view outside the rootfs before `MS_MOVE`
+    /// (no_pivot; index: the plan's list of them).
+    HideOutside = 45 => "detach or cover procfs/sysfs outside the rootfs",
 }
 
 /// What [`ApplyError::index`] refers to for a given [`Step`].
@@ -300,7 +303,9 @@ impl Step {
         use Step::*;
         match self {
             Propagation | ParentPrivate | BindRoot | OpenRoot | PivotRoot | UnmountOldRoot
-            | MoveRoot | Chdir | RootPropagation | Console | RootReadonly | Cwd => IndexKind::None,
+            | MoveRoot | Chdir | RootPropagation | Console | RootReadonly | Cwd | HideOutside => {
+                IndexKind::None
+            }
             ResolveTarget | Mkdir | CreateFile | CheckTarget | Mount | Remount | SetPropagation
             | SetAttr | CopyUp | Chmod | DevReadonly | ProcNotDir | SysfsNotDir => IndexKind::Mount,
             CgroupPath | CgroupResolve | CgroupMount | CgroupRemount | CgroupSymlink => {

@@ -204,6 +204,11 @@ pub struct RootfsPlan {
     pub(crate) sysctl: Vec<SysctlPlan>,
     pub(crate) readonly_root: bool,
     pub(crate) no_pivot: bool,
+    /// With no_pivot: the procfs and sysfs mounts of the runtime's view outside the rootfs
+    /// (topmost only), which MS_MOVE would leave in the container's mount namespace. A fully
+    /// visible procfs there lets a nested user namespace mount a fresh one (the kernel's
+    /// mnt_too_revealing check); pivot_root detaches the old root, MS_MOVE doesn't.
+    pub(crate) hide_outside: Vec<CString>,
     pub(crate) own_mount_ns: bool,
     pub(crate) new_user_ns: bool,
     pub(crate) new_cgroup_ns: bool,
@@ -247,6 +252,31 @@ const MOUNTINFO: &str = "/proc/self/mountinfo";
 
 /// Lexically clean an absolute container path into its relative form
 /// (`/a/./b/../c/` -> `a/c`); `..` stops at `/`. `None` if not absolute.
+/// The topmost procfs and sysfs mount points of `mounts` that are not inside `rootfs` (one
+/// inside another goes with it when that one is detached).
+fn kernel_fs_outside(mounts: &[mountinfo::MountInfo], rootfs: &[u8]) -> Vec<CString> {
+    let inside = |p: &[u8], dir: &[u8]| {
+        dir == b"/" || p == dir || (p.starts_with(dir) && p.get(dir.len()) == Some(&b'/'))
+    };
+    let mut points: Vec<&[u8]> = mounts
+        .iter()
+        .filter(|m| matches!(m.fstype.as_str(), "proc" | "sysfs"))
+        .map(|m| m.mount_point.as_slice())
+        .filter(|p| !inside(p, rootfs))
+        .collect();
+    points.sort_unstable();
+    points.dedup();
+    let mut top: Vec<&[u8]> = Vec::new();
+    for p in points {
+        if !top.iter().any(|t| inside(p, t)) {
+            top.push(p);
+        }
+    }
+    top.into_iter()
+        .filter_map(|p| CString::new(p.to_vec()).ok())
+        .collect()
+}
+
 pub(crate) fn clean(path: &Path) -> Option<Vec<u8>> {
     if !path.is_absolute() {
         return None;
@@ -426,6 +456,12 @@ impl RootfsPlan {
             }
         };
 
+        let hide_outside = if opts.no_pivot && opts.own_mount_ns {
+            kernel_fs_outside(&host.mounts, rootfs.as_os_str().as_bytes())
+        } else {
+            Vec::new()
+        };
+
         let mut plan_hierarchies: Vec<Hierarchy> = Vec::new();
         let mut mounts = Vec::with_capacity(opts.mounts.len());
         for (index, m) in opts.mounts.iter().enumerate() {
@@ -514,6 +550,7 @@ impl RootfsPlan {
             sysctl,
             readonly_root: opts.readonly,
             no_pivot: opts.no_pivot,
+            hide_outside,
             own_mount_ns: opts.own_mount_ns,
             new_user_ns: opts.new_user_ns,
             new_cgroup_ns: opts.new_cgroup_ns,

@@ -99,6 +99,7 @@ const APPLETS: &[&str] = &[
     "tail",
     "uptime",
     "whoami",
+    "unshare",
 ];
 
 impl Bundle {
