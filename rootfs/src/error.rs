@@ -428,7 +428,7 @@ mod tests {
             assert_eq!(ApplyError::from_bytes(&e.to_bytes()), Some(e));
         }
         assert_eq!(Step::from_u8(0), None);
-        assert_eq!(Step::from_u8(45), None);
+        assert_eq!(Step::from_u8(46), None);
     }
 
     #[test]
