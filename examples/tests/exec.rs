@@ -278,6 +278,22 @@ fn process_file_and_flags() {
         text(&out.stdout),
         "bar\n/tmp\nuid=1000 gid=1001 groups=5,6\nNoNewPrivs:\t1\n"
     );
+
+    // (uid_t)-1 would leave the exec'd process root: refused, in either place.
+    for user in ["4294967295", "0:4294967295"] {
+        let out = w.berth(&["exec", "-u", user, &id, "id"]);
+        assert!(
+            !out.status.success(),
+            "exec -u {user} ran: {}",
+            text(&out.stdout)
+        );
+        assert!(
+            text(&out.stderr).contains("4294967295 is (uid_t)-1"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stdout), "");
+    }
 }
 
 #[test]

@@ -335,6 +335,79 @@ pub(crate) fn close(fd: RawFd) {
 mod tests {
     use super::*;
 
+    /// In a forked child under a filter that fails close_range with EPERM (as a profile may,
+    /// on kernels before 5.11 it is ENOSYS): the fcntl fallback still marks the fds.
+    #[test]
+    fn cloexec_from_falls_back_where_close_range_is_denied() {
+        // SAFETY: fork in a test; the child makes only system calls and _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            let ret_errno = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+            let filter = [
+                // A = seccomp_data.nr
+                libc::sock_filter {
+                    code: 0x20,
+                    jt: 0,
+                    jf: 0,
+                    k: 0,
+                },
+                // if A == close_range: return ERRNO(EPERM), else ALLOW
+                libc::sock_filter {
+                    code: 0x15,
+                    jt: 0,
+                    jf: 1,
+                    k: libc::SYS_close_range as u32,
+                },
+                libc::sock_filter {
+                    code: 0x06,
+                    jt: 0,
+                    jf: 0,
+                    k: ret_errno,
+                },
+                libc::sock_filter {
+                    code: 0x06,
+                    jt: 0,
+                    jf: 0,
+                    k: libc::SECCOMP_RET_ALLOW,
+                },
+            ];
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut _,
+            };
+            // SAFETY: plain syscalls on local values; the child only _exits afterwards.
+            let code = unsafe {
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                    || libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog) != 0
+                {
+                    10
+                } else {
+                    let fd = libc::dup(0);
+                    let denied = libc::syscall(libc::SYS_close_range, fd, fd, 0) < 0
+                        && errno() == libc::EPERM;
+                    let ok = cloexec_from(fd).is_ok()
+                        && libc::fcntl(fd, libc::F_GETFD) & libc::FD_CLOEXEC != 0;
+                    match (denied, ok) {
+                        (true, true) => 0,
+                        (false, _) => 11,
+                        (true, false) => 12,
+                    }
+                }
+            };
+            exit_now(code);
+        }
+        let mut st = 0;
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(pid, &mut st, 0) };
+        assert!(libc::WIFEXITED(st), "child died: {st:#x}");
+        assert_eq!(
+            libc::WEXITSTATUS(st),
+            0,
+            "10: no filter, 11: not denied, 12: not marked"
+        );
+    }
+
     #[test]
     fn formats_numbers() {
         let mut b = [0u8; 20];
