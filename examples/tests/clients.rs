@@ -273,25 +273,8 @@ fn podman_resource_limits_equal_runc() {
     let Some(pm) = Podman::new("podman_resource_limits_equal_runc") else {
         return;
     };
-    // What the container reads in its own (v1 here) cgroup files.
-    let files = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        "memory.max memory.swap.max pids.max cpu.max cpu.weight"
-    } else {
-        "memory/memory.limit_in_bytes memory/memory.memsw.limit_in_bytes pids/pids.max \
-         cpu/cpu.cfs_quota_us cpu/cpu.cfs_period_us cpu/cpu.shares"
-    };
-    let script = format!("cd /sys/fs/cgroup && for f in {files}; do echo $f $(cat $f); done");
-    let flags = [
-        "--rm",
-        "--memory",
-        "64m",
-        "--pids-limit",
-        "50",
-        "--cpus",
-        "0.5",
-        "--cpu-shares",
-        "512",
-    ];
+    // What the container reads in its own cgroup files.
+    let (script, flags) = resource_limits_probe();
     let seen = same_as_runc(
         "podman run --memory --pids-limit --cpus --cpu-shares",
         |rt| {

@@ -177,9 +177,7 @@ fn without_a_mount_namespace_the_runtimes_is_shared_and_left_clean() {
     // The spec: a namespace type left out is the runtime's. The container's mounts are
     // then the runtime's too: made beneath the rootfs, never changing the propagation of
     // the runtime's "/", and all gone after delete (runc leaves them mounted).
-    let (mut b, out) = sh_bundle(
-        "readlink /proc/self/ns/mnt > /out/mnt; grep -c ' /proc ' /proc/self/mountinfo > /out/proc",
-    );
+    let (mut b, out) = sh_bundle("readlink /proc/self/ns/mnt > /out/mnt");
     set_namespaces(
         &mut b.spec,
         &[

@@ -686,6 +686,30 @@ impl From<Out> for Seen {
 
 /// What the exec scenarios check: the plain exec's status and output, and that the `-t` one
 /// ran on a pty of [`TTY_SIZE`] and exited 4.
+/// The script that prints the container's own cgroup limit files (v1 or v2 as the host
+/// has), and the flags that set them: podman and docker take the same.
+pub fn resource_limits_probe() -> (String, [&'static str; 9]) {
+    let files = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "memory.max memory.swap.max pids.max cpu.max cpu.weight"
+    } else {
+        "memory/memory.limit_in_bytes memory/memory.memsw.limit_in_bytes pids/pids.max \
+         cpu/cpu.cfs_quota_us cpu/cpu.cfs_period_us cpu/cpu.shares"
+    };
+    let script = format!("cd /sys/fs/cgroup && for f in {files}; do echo $f $(cat $f); done");
+    let flags = [
+        "--rm",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "50",
+        "--cpus",
+        "0.5",
+        "--cpu-shares",
+        "512",
+    ];
+    (script, flags)
+}
+
 pub fn assert_execs(exec: &Seen, code: i32, stdout: &str, tty: &Seen) {
     assert_eq!(exec.code, Some(code), "{exec:?}");
     assert_eq!(exec.stdout, stdout);
