@@ -304,8 +304,14 @@ fn run(
 ) -> Result<std::convert::Infallible, ChildFailure> {
     // Not dumpable while being set up: processes of the container (they share its user and
     // pid namespace once joined) can't open /proc/<init>/exe, fd/ or cwd, nor ptrace it.
-    // execve resets it. SAFETY: plain prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // execve resets it. Dumpable while the parent writes the id maps, though: the kernel
+    // makes a non-dumpable process's /proc/<pid>/{uid_map,setgroups,gid_map} root's, which
+    // a rootless parent can't open. On the fast path nothing else can reach this child
+    // before then (it has joined no namespace): it goes non-dumpable after the maps.
+    let maps_first = ctx.new_user_ns && !ctx.intermediate;
+    if !maps_first {
+        set_dumpable(false);
+    }
     sys::close(ctx.parent_sock);
     sys::close(ctx.close_early);
     reset_signals()?;
@@ -322,8 +328,10 @@ fn run(
         ctx.ns.join_all()?;
         if ctx.new_user_ns {
             ctx.ns.unshare_user()?;
+            set_dumpable(true);
             send(ctx.sock, b"M")?;
             wait_go(ctx.sock)?;
+            set_dumpable(false);
         }
         ctx.ns.unshare_rest()?;
         ctx.ns.write_time_offsets()?;
@@ -336,6 +344,9 @@ fn run(
         drop_inherited_fds(ctx)?;
         if ctx.new_user_ns || ctx.cgroup_sync {
             wait_go(ctx.sock)?;
+        }
+        if maps_first {
+            set_dumpable(false);
         }
         if ctx.unshare_cgroup_ns {
             // SAFETY: unshare only reads its integer argument.
@@ -468,6 +479,13 @@ pub(crate) fn install_seccomp(sock: RawFd, sc: &SeccompPlan) -> Result<(), InitE
         }
         Err(e) => Err(InitError::new(InitStep::Seccomp, 0, e)),
     }
+}
+
+/// # Fragile child
+/// `prctl(PR_SET_DUMPABLE)`; it cannot fail with a 0 or 1 argument.
+fn set_dumpable(on: bool) {
+    // SAFETY: plain prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, libc::c_ulong::from(on), 0, 0, 0) };
 }
 
 /// # Fragile child
