@@ -506,12 +506,13 @@ impl Runtime {
 
         // The container's cgroup, with linux.resources applied, before the clone; removed
         // again (after the init is killed) if anything below fails.
-        // A rootless container that asks for no resources runs without a cgroup when the
-        // caller may not create one (as with runc).
+        // A rootless container without linux.cgroupsPath that asks for no limits (device
+        // rules aside) runs without a cgroup when the caller may not create one, silently, as
+        // with runc.
         let cg_path = CgroupPath::from_spec(linux.cgroups_path().as_deref(), id)?;
         let resources = cgroup_resources(&linux);
         let optional = !nix::unistd::geteuid().is_root()
-            && linux.resources().is_none()
+            && !asks_for_limits(&linux)
             && linux.cgroups_path().is_none();
         let cg = match Layout::detect()
             .map_err(Error::from)
@@ -521,10 +522,7 @@ impl Runtime {
                 warnings.extend(cg_warnings.iter().map(ToString::to_string));
                 Some((cg, record_path))
             }
-            Err(e) if optional => {
-                warnings.push(format!("running without a cgroup: {e}"));
-                None
-            }
+            Err(e) if optional && is_permission_error(&e) => None,
             Err(e) => return Err(e),
         };
         let mut remove_cgroup = Cleanup(Some(|| {
@@ -1029,6 +1027,39 @@ fn label_mounts(mounts: &mut [oci_spec::runtime::Mount], context: &str) {
         opts.push(context.to_owned());
         m.set_options(Some(opts));
     }
+}
+
+/// Whether `linux.resources` asks for anything but device rules (which a rootless runc
+/// ignores failing to apply).
+fn asks_for_limits(linux: &oci_spec::runtime::Linux) -> bool {
+    let Some(r) = linux.resources() else {
+        return false;
+    };
+    match serde_json::to_value(r) {
+        Ok(serde_json::Value::Object(mut fields)) => {
+            fields.remove("devices");
+            fields.values().any(|v| !v.is_null())
+        }
+        _ => true,
+    }
+}
+
+/// Whether an error comes from the kernel refusing access (`EACCES`, `EPERM`, `EROFS`):
+/// what a rootless runc ignores when it can't create a cgroup.
+fn is_permission_error(e: &Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.raw_os_error(),
+                Some(libc::EACCES | libc::EPERM | libc::EROFS)
+            )
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// How long removing a cgroup waits for its processes to be gone.
