@@ -64,12 +64,14 @@ pub(crate) enum InitStep {
     Setns,
     /// `exec` only: `prctl(PR_SET_DUMPABLE, 0)` (the init ignores its failure).
     Dumpable,
+    /// `fchown` of stdio fd `index` (the console) to process.user.uid.
+    StdioOwner,
 }
 
 impl InitStep {
     fn from_u8(v: u8) -> Option<Self> {
         use InitStep::*;
-        const ALL: [InitStep; 33] = [
+        const ALL: [InitStep; 34] = [
             Sync,
             Clone,
             BecomeRoot,
@@ -103,6 +105,7 @@ impl InitStep {
             Seccomp,
             Setns,
             Dumpable,
+            StdioOwner,
         ];
         ALL.into_iter().find(|s| *s as u8 == v)
     }
@@ -768,6 +771,7 @@ pub(crate) fn describe_init_named(e: InitError, program: Option<&str>) -> crate:
         }
         Setns => "setns(pidfd of the container init) into its namespaces".into(),
         Dumpable => "prctl(PR_SET_DUMPABLE, 0)".into(),
+        StdioOwner => format!("fchown(fd {}) to process.user.uid", e.index),
     };
     crate::Error::Init { what, source }
 }
