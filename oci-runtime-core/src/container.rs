@@ -426,6 +426,9 @@ impl Runtime {
             process.user().uid(),
         )));
         let pplan = ProcessPlan::prepare(&process, &extra_env, preserve)?;
+        let setgroups_allowed = pplan
+            .setgroups_allowed(userns_setgroups_file(&ns).as_deref())
+            .map_err(Error::Config)?;
         let seccomp = linux
             .seccomp()
             .as_ref()
@@ -579,7 +582,7 @@ impl Runtime {
             state_buf_len: state_buf.len(),
             intermediate: ns.needs_intermediate(),
             new_user_ns: ns.creates(NamespaceKind::User),
-            setgroups_allowed: true,
+            setgroups_allowed,
             cgroup_sync: cg.is_some(),
             unshare_cgroup_ns: cg.is_some()
                 && !ns.needs_intermediate()
@@ -1015,6 +1018,14 @@ impl Runtime {
 
 /// linux.mountLabel: the `context=` option on every mount of a file system that takes one
 /// (not bind mounts, nor proc, sysfs and cgroup, whose labels come from the policy).
+/// The `setgroups` file of the container's user namespace where it can be known: none for a
+/// new one (berth as root leaves it "allow"), `/proc/<pid>/setgroups` for a joined
+/// `/proc/<pid>/ns/user`.
+fn userns_setgroups_file(ns: &NamespacePlan) -> Option<PathBuf> {
+    let ns_dir = ns.join_path(NamespaceKind::User)?.parent()?;
+    (ns_dir.file_name()? == "ns").then(|| ns_dir.parent().map(|p| p.join("setgroups")))?
+}
+
 fn label_mounts(mounts: &mut [oci_spec::runtime::Mount], context: &str) {
     for m in mounts {
         let opts = m.options().clone().unwrap_or_default();

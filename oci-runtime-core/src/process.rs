@@ -226,6 +226,31 @@ impl ProcessPlan {
         })
     }
 
+    /// Whether the fragile child calls setgroups(2) with `process.user.additionalGids`, as runc
+    /// decides: never for a runtime that is not root (rootless: its user namespace denies
+    /// setgroups, so additionalGids are an error then), nor in a user namespace whose
+    /// `setgroups` file (`/proc/<pid>/setgroups` of a process in it, when known) says "deny".
+    /// Parent side.
+    pub(crate) fn setgroups_allowed(
+        &self,
+        setgroups_file: Option<&std::path::Path>,
+    ) -> Result<bool, ConfigError> {
+        if !nix::unistd::geteuid().is_root() {
+            if !self.groups.is_empty() {
+                return Err(ConfigError {
+                    field: "process.user.additionalGids".into(),
+                    reason: "cannot be set in a rootless container (setgroups(2) is denied \
+                             in the user namespace of a non-root runtime)"
+                        .into(),
+                });
+            }
+            return Ok(false);
+        }
+        Ok(setgroups_file
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .is_none_or(|s| s.trim() != "deny"))
+    }
+
     /// The exe-guard memfd (-1 where there is no stub): the child must keep it open (it is
     /// close-on-exec) until [`ProcessPlan::exec`].
     pub(crate) fn guard_fd(&self) -> RawFd {
