@@ -583,6 +583,10 @@ impl Runtime {
             intermediate: ns.needs_intermediate(),
             new_user_ns: ns.creates(NamespaceKind::User),
             setgroups_allowed,
+            // As runc: a rootless runtime reaches no more than the container's root does.
+            bind_sources: ns.creates(NamespaceKind::User)
+                && nix::unistd::geteuid().is_root()
+                && rootfs.bind_source_count() > 0,
             cgroup_sync: cg.is_some(),
             unshare_cgroup_ns: cg.is_some()
                 && !ns.needs_intermediate()
@@ -648,6 +652,16 @@ impl Runtime {
                 .map_err(|e| Error::io("sync", &dir.path, e))?;
         }
         let mut msg = vec![0u8; 64];
+        // The init's `B` (bind sources wanted) may come before the intermediate's `P`.
+        let mut bind_sources_wanted = false;
+        let send_bind_sources = |init_pid: i32, sock: &UnixStream| -> Result<(), Error> {
+            let sync_err = |e| Error::io("sync", &dir.path, e);
+            for fd in rootfs.open_bind_sources(init_pid)? {
+                init::send_fd(sock.as_raw_fd(), fd.as_raw_fd(), b"b")
+                    .map_err(|e| sync_err(std::io::Error::from_raw_os_error(e)))?;
+            }
+            (&*sock).write_all(b"G").map_err(sync_err)
+        };
         loop {
             let (n, passed_fd) = match recv_msg(&sock, &mut msg) {
                 Ok(r) => r,
@@ -673,7 +687,12 @@ impl Runtime {
                     // SAFETY: reaping our own child.
                     unsafe { libc::waitpid(child, &mut st, 0) };
                     guard_pid.set(init_pid);
+                    if bind_sources_wanted {
+                        send_bind_sources(init_pid, &sock)?;
+                    }
                 }
+                b'B' if init_pid == 0 => bind_sources_wanted = true,
+                b'B' => send_bind_sources(init_pid, &sock)?,
                 b'H' => {
                     record.pid = init_pid;
                     let creating = state_json(&record, Status::Creating);

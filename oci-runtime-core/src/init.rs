@@ -231,6 +231,9 @@ pub(crate) struct InitContext<'a> {
     pub new_user_ns: bool,
     /// setgroups(2) is possible in the container's user namespace.
     pub setgroups_allowed: bool,
+    /// The parent opens the bind-mount sources for us (a root runtime and a new user
+    /// namespace, whose root may not reach them): ask with `B` before mounting.
+    pub bind_sources: bool,
     /// The parent moves the child into the container's cgroup after the clone: wait for
     /// its `G` before anything else (in the slow path, the intermediate waits first thing).
     pub cgroup_sync: bool,
@@ -379,6 +382,9 @@ fn run(
         }
     }
     ctx.process.apply_oom_score_adj()?;
+    if ctx.bind_sources {
+        receive_bind_sources(ctx.sock, ctx.rootfs)?;
+    }
     ctx.rootfs.mount_all()?;
 
     // Runtime-namespace hooks (parent) then createContainer hooks (here), before pivot_root.
@@ -642,6 +648,92 @@ pub(crate) fn open_console(
         sys::close(slave);
     }
     Ok(())
+}
+
+/// # Fragile child
+/// Asks the parent (`B`) for the bind-mount sources, opened in our mount namespace with its
+/// credentials, and hands them to the rootfs plan: one `b` message with one fd per bind
+/// mount, in order, then `G`.
+fn receive_bind_sources(sock: RawFd, rootfs: &RootfsPlan) -> Result<(), InitError> {
+    send(sock, b"B")?;
+    let mut k = 0;
+    loop {
+        let mut b = [0u8; 1];
+        let (n, fd) = recv_fd(sock, &mut b).map_err(|e| InitError::new(InitStep::Sync, 4, e))?;
+        match (n, b[0], fd) {
+            (1, b'b', Some(fd)) => {
+                if !rootfs.set_bind_source(k, fd) {
+                    return Err(InitError::new(InitStep::Sync, 5, libc::EPROTO));
+                }
+                k += 1;
+            }
+            (1, b'G', None) => return Ok(()),
+            (0, _, _) => return Err(InitError::new(InitStep::Sync, 0, libc::EPIPE)),
+            (_, _, fd) => {
+                if let Some(fd) = fd {
+                    sys::close(fd);
+                }
+                return Err(InitError::new(InitStep::Sync, 5, libc::EPROTO));
+            }
+        }
+    }
+}
+
+/// # Fragile child
+/// One message from a unix socket into `buf`, with the one fd it may carry (SCM_RIGHTS,
+/// received close-on-exec); returns the length and the fd.
+fn recv_fd(sock: RawFd, buf: &mut [u8]) -> Result<(usize, Option<RawFd>), i32> {
+    #[repr(C, align(8))]
+    struct CmsgBuf([u8; 64]);
+    let mut cbuf = CmsgBuf([0; 64]);
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the recvmsg call;
+    // CMSG_* only walk the control buffer within the msg_controllen the kernel set.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.0.as_mut_ptr().cast();
+        msg.msg_controllen = cbuf.0.len();
+        let n = loop {
+            let r = libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC);
+            if r >= 0 {
+                break r as usize;
+            }
+            let e = sys::errno();
+            if e != libc::EINTR {
+                return Err(e);
+            }
+        };
+        let mut fd = None;
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg);
+                let len = (*cmsg).cmsg_len - (data as usize - cmsg as usize);
+                for i in 0..len / std::mem::size_of::<RawFd>() {
+                    let got = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
+                    // One fd expected: any other is closed.
+                    if fd.is_none() {
+                        fd = Some(got);
+                    } else {
+                        sys::close(got);
+                    }
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+        if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+            if let Some(fd) = fd {
+                sys::close(fd);
+            }
+            return Err(libc::EPROTO);
+        }
+        Ok((n, fd))
+    }
 }
 
 /// Sends `fd` over a unix socket with SCM_RIGHTS, `payload` as the data; returns how many
