@@ -432,6 +432,12 @@ fn rootless_maps_of_subordinate_ids_go_through_newuidmap_like_runc() {
         line.split(':').nth(1)?.parse().ok()
     };
     if sub("/etc/subuid").is_none() || sub("/etc/subgid").is_none() {
+        // usermod refuses to add to files that are not there (a host without any).
+        for f in ["/etc/subuid", "/etc/subgid"] {
+            if !Path::new(f).exists() {
+                std::fs::write(f, "").expect("create an empty subordinate id file");
+            }
+        }
         let out = Command::new("usermod")
             .args([
                 "--add-subuids",
