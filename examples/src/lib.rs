@@ -263,9 +263,6 @@ fn dispatch(global: &Parsed, log: Logger) -> Result<i32, Failure> {
     if let Some(criu) = global.value("criu") {
         log.debug(|| format!("--criu {criu} ignored: checkpoint/restore is not implemented"));
     }
-    if let Some(v) = global.value("rootless") {
-        log.debug(|| format!("--rootless {v} accepted; it has no effect yet"));
-    }
     let root = match global.value("root") {
         Some(r) => PathBuf::from(r),
         None => {
@@ -284,7 +281,11 @@ fn dispatch(global: &Parsed, log: Logger) -> Result<i32, Failure> {
         Err(e) => return Err((log, CliError::io("resolve --root", root, e), None)),
     };
     log.debug(|| format!("berth {name}: root {}", root.display()));
-    let mut runtime = Runtime::new(root);
+    let mut runtime = Runtime::new(root).rootless_cgroups(match global.value("rootless") {
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        _ => None,
+    });
     if let Ok(wlog) = log.try_clone() {
         runtime = runtime.on_warning(move |w| wlog.warn(w));
     }

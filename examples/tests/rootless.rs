@@ -742,3 +742,41 @@ fn bind_mount_from_the_runtime_keeps_the_host_mounts_locked_flags() {
     assert!(out.status.success(), "berth: {}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "1");
 }
+
+#[test]
+fn rootless_flag_ignores_cgroup_permission_errors_as_runc_does() {
+    if !is_root() {
+        return;
+    }
+    let w = RootWorld::new(&["true"]);
+    // The cgroup hierarchies read-only in a private mount namespace (the host's stay as
+    // they are): creating a cgroup fails with EROFS, even for root. Runs with the default
+    // config's device rules (which a rootless runtime does without) and no limits.
+    let mut results = Vec::new();
+    for prog in [BERTH, "runc"] {
+        let root = if prog == "runc" {
+            &w.runc_root
+        } else {
+            &w.root
+        };
+        let id = unique("ro-cg");
+        let script = format!(
+            "for d in /sys/fs/cgroup/*/; do mount -o remount,bind,ro \"$d\" || exit 99; done
+             for flag in auto true false; do
+               {prog} --root {root} --rootless $flag run {id}-$flag >/dev/null 2>&1
+               echo $flag=$?
+               {prog} --root {root} delete --force {id}-$flag >/dev/null 2>&1
+             done",
+            root = root.display()
+        );
+        let mut c = Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .current_dir(&w.bundle)
+            .stdin(Stdio::null());
+        let out = run_to_files(c, &w.dir);
+        assert!(out.status.success(), "{prog}: {}", text(&out.stderr));
+        results.push(text(&out.stdout));
+    }
+    assert_eq!(results[0], results[1], "berth, then runc");
+    assert_eq!(results[0], "auto=1\ntrue=0\nfalse=1\n");
+}

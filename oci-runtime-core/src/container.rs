@@ -61,6 +61,7 @@ pub struct CreateOptions {
 pub struct Runtime {
     root: PathBuf,
     warn: Arc<dyn Fn(&str) + Send + Sync>,
+    rootless_cgroups: Option<bool>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -273,7 +274,16 @@ impl Runtime {
         Runtime {
             root: root.into(),
             warn: Arc::new(|w| eprintln!("berth: warning: {w}")),
+            rootless_cgroups: None,
         }
+    }
+
+    /// Whether cgroup permission errors are ignored for containers that ask for no limits
+    /// and name no `linux.cgroupsPath` (runc's `--rootless`): `None` (the default) decides as
+    /// runc's `auto` does, yes unless this process is root in the initial user namespace.
+    pub fn rootless_cgroups(mut self, rootless: Option<bool>) -> Self {
+        self.rootless_cgroups = rootless;
+        self
     }
 
     /// Sends the runtime's warnings to `sink` (a logger, say) instead of stderr.
@@ -514,7 +524,7 @@ impl Runtime {
         // with runc.
         let cg_path = CgroupPath::from_spec(linux.cgroups_path().as_deref(), id)?;
         let resources = cgroup_resources(&linux);
-        let optional = !nix::unistd::geteuid().is_root()
+        let optional = self.rootless_cgroups.unwrap_or_else(rootless_auto)
             && !asks_for_limits(&linux)
             && linux.cgroups_path().is_none();
         let cg = match Layout::detect()
@@ -1057,6 +1067,14 @@ fn label_mounts(mounts: &mut [oci_spec::runtime::Mount], context: &str) {
         opts.push(context.to_owned());
         m.set_options(Some(opts));
     }
+}
+
+/// runc's `--rootless=auto`: not root, or root of a user namespace other than the initial
+/// one (which may well lack cgroup permissions).
+fn rootless_auto() -> bool {
+    !nix::unistd::geteuid().is_root()
+        || fs::read_to_string("/proc/self/uid_map")
+            .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
 }
 
 /// Whether `linux.resources` asks for anything but device rules (which a rootless runc
