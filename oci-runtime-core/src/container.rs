@@ -1045,8 +1045,6 @@ impl Runtime {
     }
 }
 
-/// linux.mountLabel: the `context=` option on every mount of a file system that takes one
-/// (not bind mounts, nor proc, sysfs and cgroup, whose labels come from the policy).
 /// The `setgroups` file of the container's user namespace where it can be known: none for a
 /// new one (berth as root leaves it "allow"), `/proc/<pid>/setgroups` for a joined
 /// `/proc/<pid>/ns/user`.
@@ -1055,6 +1053,8 @@ fn userns_setgroups_file(ns: &NamespacePlan) -> Option<PathBuf> {
     (ns_dir.file_name()? == "ns").then(|| ns_dir.parent().map(|p| p.join("setgroups")))?
 }
 
+/// linux.mountLabel: the `context=` option on every mount of a file system that takes one
+/// (not bind mounts, nor proc, sysfs and cgroup, whose labels come from the policy).
 fn label_mounts(mounts: &mut [oci_spec::runtime::Mount], context: &str) {
     for m in mounts {
         let opts = m.options().clone().unwrap_or_default();
