@@ -850,3 +850,18 @@ fn in_user_ns_of(fd: libc::c_int) -> bool {
     }
     a.st_dev == b.st_dev && a.st_ino == b.st_ino
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_one_id_of_size_one_is_what_an_unprivileged_writer_may_map() {
+        assert!(is_single_id_map_of(b"0 1001 1\n", 1001));
+        assert!(is_single_id_map_of(b"5 1001 1\n", 1001));
+        assert!(!is_single_id_map_of(b"0 1001 1\n", 1002));
+        assert!(!is_single_id_map_of(b"0 1001 2\n", 1001));
+        assert!(!is_single_id_map_of(b"0 1001 1\n1 100000 65536\n", 1001));
+        assert!(!is_single_id_map_of(b"", 1001));
+    }
+}
