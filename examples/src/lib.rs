@@ -38,8 +38,47 @@ use crate::args::{Flag, Mode, Parsed, parse};
 pub use crate::error::CliError;
 use crate::logging::{LogFormat, Logger};
 
-/// The state directory used without `--root`.
+/// The state directory used without `--root` (by root, and by anyone without
+/// `$XDG_RUNTIME_DIR`; see [`default_root`]).
 pub const DEFAULT_ROOT: &str = "/run/berth";
+
+/// The state directory used without `--root`, as runc chooses its own: `$XDG_RUNTIME_DIR/berth`
+/// when `XDG_RUNTIME_DIR` is set and the caller is not root (or is root in a user namespace
+/// other than the initial one and `USER` is not `root`), else [`DEFAULT_ROOT`]. The flag is
+/// true for the `$XDG_RUNTIME_DIR` one, which the caller must create (mode 01700: the sticky
+/// bit keeps it from being pruned, per the XDG base directory specification).
+pub fn default_root() -> (PathBuf, bool) {
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty());
+    match xdg {
+        Some(dir) if honor_xdg_runtime_dir() => (PathBuf::from(dir).join("berth"), true),
+        _ => (PathBuf::from(DEFAULT_ROOT), false),
+    }
+}
+
+/// Whether `$XDG_RUNTIME_DIR` names the caller's own runtime directory: a user's, not the
+/// host root's (whose `/run/user/0` runc ignores too, for compatibility).
+fn honor_xdg_runtime_dir() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    // Root of the initial user namespace maps every id onto itself.
+    let initial = std::fs::read_to_string("/proc/self/uid_map")
+        .map(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
+        .unwrap_or(true);
+    !initial && std::env::var("USER").map_or(true, |u| u != "root")
+}
+
+/// Creates the `$XDG_RUNTIME_DIR/berth` state directory if needed and gives it mode 01700.
+fn prepare_xdg_root(root: &std::path::Path) -> Result<(), CliError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .map_err(|e| CliError::io("create state directory", root, e))?;
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o1700))
+        .map_err(|e| CliError::io("chmod state directory", root, e))
+}
 
 const GLOBAL_FLAGS: &[Flag] = &[
     Flag::boolean(&["debug"], "log debug messages"),
@@ -52,7 +91,8 @@ const GLOBAL_FLAGS: &[Flag] = &[
     Flag::value(
         &["root"],
         "DIR",
-        "directory of the containers' state, best on a tmpfs (default: /run/berth)",
+        "directory of the containers' state, best on a tmpfs (default: /run/berth; \
+         $XDG_RUNTIME_DIR/berth for a non-root user)",
     ),
     Flag::value(
         &["criu"],
@@ -224,17 +264,29 @@ fn dispatch(global: &Parsed, log: Logger) -> Result<i32, Failure> {
     if let Some(criu) = global.value("criu") {
         log.debug(|| format!("--criu {criu} ignored: checkpoint/restore is not implemented"));
     }
-    if let Some(v) = global.value("rootless") {
-        log.debug(|| format!("--rootless {v} accepted; it has no effect yet"));
-    }
-    let root = PathBuf::from(global.value("root").unwrap_or(DEFAULT_ROOT));
+    let root = match global.value("root") {
+        Some(r) => PathBuf::from(r),
+        None => {
+            let (root, xdg) = default_root();
+            if xdg {
+                if let Err(e) = prepare_xdg_root(&root) {
+                    return Err((log, e, None));
+                }
+            }
+            root
+        }
+    };
     // A relative --root is taken against the current directory, once, here.
     let root = match std::path::absolute(&root) {
         Ok(r) => r,
         Err(e) => return Err((log, CliError::io("resolve --root", root, e), None)),
     };
     log.debug(|| format!("berth {name}: root {}", root.display()));
-    let mut runtime = Runtime::new(root);
+    let mut runtime = Runtime::new(root).rootless_cgroups(match global.value("rootless") {
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        _ => None,
+    });
     if let Ok(wlog) = log.try_clone() {
         runtime = runtime.on_warning(move |w| wlog.warn(w));
     }

@@ -246,6 +246,18 @@ pub enum NamespaceError {
         source: io::Error,
     },
 
+    /// An id map the kernel refuses to an unprivileged caller needed `newuidmap` or
+    /// `newgidmap`, which is missing or failed.
+    #[error("writing {}: {reason}", path.display())]
+    IdMapTool {
+        /// The proc file (`/proc/<pid>/uid_map` or `gid_map`).
+        path: PathBuf,
+        /// `newuidmap` or `newgidmap`.
+        tool: &'static str,
+        /// What went wrong (the tool's exit status and stderr).
+        reason: String,
+    },
+
     /// The child's `setns(2)` into a namespace given by path failed.
     #[error(
         "setns(linux.namespaces[{index}].path {}, {}): {source}",

@@ -294,15 +294,21 @@ impl NamespacePlan {
 
     /// Writes the uid and gid maps of process `pid`'s new user namespace:
     /// `/proc/<pid>/uid_map`, then `/proc/<pid>/gid_map`, each in one `write(2)` of
-    /// `"inside outside count\n"` lines. When the caller is not root (rootless),
-    /// `"deny"` is first written to `/proc/<pid>/setgroups`, as the kernel requires
-    /// before an unprivileged gid map; as root `setgroups` is left alone.
+    /// `"inside outside count\n"` lines. As root, `setgroups` is left alone.
+    ///
+    /// When the caller is not root (rootless), the kernel only takes a map of one id, the
+    /// caller's own effective uid (gid), and a gid map only once `setgroups` is "deny":
+    /// for such a gid map `"deny"` is first written to `/proc/<pid>/setgroups`. A map the
+    /// kernel refuses (`EPERM`) is then handed to `newuidmap`/`newgidmap` (found in `PATH`),
+    /// which map what `/etc/subuid` and `/etc/subgid` grant the caller, as runc does.
+    /// `pid`'s `/proc` files must be open to the caller (the process dumpable).
     ///
     /// A no-op if the plan creates no user namespace. Parent side (allocates).
     ///
     /// # Errors
     /// [`NamespaceError::InvalidPid`] for `pid <= 0`, [`NamespaceError::WriteIdMap`]
-    /// naming the proc file that could not be written.
+    /// naming the proc file that could not be written, [`NamespaceError::IdMapTool`] when
+    /// the map needed a `newuidmap`/`newgidmap` that is missing or failed.
     ///
     /// ```no_run
     /// # fn f(plan: &berth_namespaces::NamespacePlan, child: libc::pid_t) -> Result<(), berth_namespaces::NamespaceError> {
@@ -318,13 +324,24 @@ impl NamespacePlan {
         if pid <= 0 {
             return Err(NamespaceError::InvalidPid { pid });
         }
-        write_proc_file(format!("/proc/{pid}/uid_map"), &self.uid_map)?;
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let euid = unsafe { libc::geteuid() };
-        if euid != 0 {
+        // SAFETY: geteuid and getegid have no preconditions and cannot fail.
+        let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let rootless = euid != 0;
+        write_id_map(
+            pid,
+            "uid_map",
+            &self.uid_map,
+            rootless.then_some("newuidmap"),
+        )?;
+        if rootless && is_single_id_map_of(&self.gid_map, egid) {
             write_proc_file(format!("/proc/{pid}/setgroups"), b"deny")?;
         }
-        write_proc_file(format!("/proc/{pid}/gid_map"), &self.gid_map)
+        write_id_map(
+            pid,
+            "gid_map",
+            &self.gid_map,
+            rootless.then_some("newgidmap"),
+        )
     }
 
     /// Enters every namespace given by path with `setns(2)`, the user namespace
@@ -707,6 +724,83 @@ fn describe_file_type(t: std::fs::FileType) -> &'static str {
     }
 }
 
+/// Whether a rendered map is the one line `"<inside> <id> 1\n"`: what an unprivileged
+/// process may write itself (for `id` its own effective uid or gid).
+fn is_single_id_map_of(text: &[u8], id: u32) -> bool {
+    let text = String::from_utf8_lossy(text);
+    let mut lines = text.lines();
+    let (Some(line), None) = (lines.next(), lines.next()) else {
+        return false;
+    };
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    matches!(fields[..], [_, host, "1"] if host.parse() == Ok(id))
+}
+
+/// Writes `/proc/<pid>/<file>`; when the kernel refuses the map to an unprivileged
+/// caller (`EPERM`) and `tool` is given, runs `tool <pid> <inside> <outside> <count>...`
+/// (the setuid helper of the shadow suite) instead.
+fn write_id_map(
+    pid: libc::pid_t,
+    file: &str,
+    text: &[u8],
+    tool: Option<&'static str>,
+) -> Result<(), NamespaceError> {
+    let path = format!("/proc/{pid}/{file}");
+    let err = match write_proc_file(path.clone(), text) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    let tool = match (&err, tool) {
+        (NamespaceError::WriteIdMap { source, .. }, Some(tool))
+            if source.raw_os_error() == Some(libc::EPERM) =>
+        {
+            tool
+        }
+        _ => return Err(err),
+    };
+    let tool_err = |reason: String| NamespaceError::IdMapTool {
+        path: PathBuf::from(&path),
+        tool,
+        reason,
+    };
+    let Some(program) = find_in_path(tool) else {
+        return Err(tool_err(format!(
+            "an unprivileged user can map only its own id (one mapping of size 1) \
+             without {tool}, which is not in PATH"
+        )));
+    };
+    let text = String::from_utf8_lossy(text);
+    let out = std::process::Command::new(&program)
+        .arg(pid.to_string())
+        .args(text.split_whitespace())
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .output()
+        .map_err(|e| tool_err(format!("running {}: {e}", program.display())))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(tool_err(format!(
+        "{} {}: {}",
+        program.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    )))
+}
+
+/// The first executable regular file named `name` in the directories of `PATH`.
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .filter(|d| d.is_absolute())
+        .map(|d| d.join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
 /// Writes `buf` to a proc file in one `write(2)`.
 fn write_proc_file(path: String, buf: &[u8]) -> Result<(), NamespaceError> {
     let fail = |source| NamespaceError::WriteIdMap {
@@ -755,4 +849,19 @@ fn in_user_ns_of(fd: libc::c_int) -> bool {
         return false;
     }
     a.st_dev == b.st_dev && a.st_ino == b.st_ino
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_one_id_of_size_one_is_what_an_unprivileged_writer_may_map() {
+        assert!(is_single_id_map_of(b"0 1001 1\n", 1001));
+        assert!(is_single_id_map_of(b"5 1001 1\n", 1001));
+        assert!(!is_single_id_map_of(b"0 1001 1\n", 1002));
+        assert!(!is_single_id_map_of(b"0 1001 2\n", 1001));
+        assert!(!is_single_id_map_of(b"0 1001 1\n1 100000 65536\n", 1001));
+        assert!(!is_single_id_map_of(b"", 1001));
+    }
 }

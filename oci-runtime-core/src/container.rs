@@ -61,6 +61,7 @@ pub struct CreateOptions {
 pub struct Runtime {
     root: PathBuf,
     warn: Arc<dyn Fn(&str) + Send + Sync>,
+    rootless_cgroups: Option<bool>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -273,7 +274,16 @@ impl Runtime {
         Runtime {
             root: root.into(),
             warn: Arc::new(|w| eprintln!("berth: warning: {w}")),
+            rootless_cgroups: None,
         }
+    }
+
+    /// Whether cgroup permission errors are ignored for containers that ask for no limits
+    /// and name no `linux.cgroupsPath` (runc's `--rootless`): `None` (the default) decides as
+    /// runc's `auto` does, yes unless this process is root in the initial user namespace.
+    pub fn rootless_cgroups(mut self, rootless: Option<bool>) -> Self {
+        self.rootless_cgroups = rootless;
+        self
     }
 
     /// Sends the runtime's warnings to `sink` (a logger, say) instead of stderr.
@@ -427,6 +437,9 @@ impl Runtime {
         if spec.process().is_none() {
             pplan.never_exec();
         }
+        let setgroups_allowed = pplan
+            .setgroups_allowed(userns_setgroups_file(&ns).as_deref())
+            .map_err(Error::Config)?;
         let seccomp = linux
             .seccomp()
             .as_ref()
@@ -507,22 +520,20 @@ impl Runtime {
 
         // The container's cgroup, with linux.resources applied, before the clone; removed
         // again (after the init is killed) if anything below fails.
-        // A rootless container that asks for no resources runs without a cgroup when the
-        // caller may not create one (as with runc).
+        // A rootless container without linux.cgroupsPath that asks for no limits (device
+        // rules aside) runs without a cgroup when the caller may not create one, silently, as
+        // with runc.
         let cg_path = CgroupPath::from_spec(linux.cgroups_path().as_deref(), id)?;
         let resources = cgroup_resources(&linux);
-        let optional = !nix::unistd::geteuid().is_root()
-            && linux.resources().is_none()
+        let optional = self.rootless_cgroups.unwrap_or_else(rootless_auto)
+            && !asks_for_limits(&linux)
             && linux.cgroups_path().is_none();
         let planned = match Layout::detect()
             .map_err(Error::from)
             .map(|layout| (planned_cgroup_path(&layout, &cg_path), layout))
         {
             Ok(p) => Some(p),
-            Err(e) if optional => {
-                warnings.push(format!("running without a cgroup: {e}"));
-                None
-            }
+            Err(e) if optional && is_permission_error(&e) => None,
             Err(e) => return Err(e),
         };
 
@@ -583,8 +594,7 @@ impl Runtime {
                 }
                 Some(cg)
             }
-            Some(Err(e)) if optional => {
-                warnings.push(format!("running without a cgroup: {e}"));
+            Some(Err(e)) if optional && is_permission_error(&e) => {
                 record.cgroup = None;
                 dir.write_record(&record)?;
                 None
@@ -625,7 +635,11 @@ impl Runtime {
             state_buf_len: state_buf.len(),
             intermediate: ns.needs_intermediate(),
             new_user_ns: ns.creates(NamespaceKind::User),
-            setgroups_allowed: true,
+            setgroups_allowed,
+            // As runc: a rootless runtime reaches no more than the container's root does.
+            bind_sources: ns.creates(NamespaceKind::User)
+                && nix::unistd::geteuid().is_root()
+                && rootfs.bind_source_count() > 0,
             cgroup_sync: cg.is_some(),
             unshare_cgroup_ns: cg.is_some()
                 && !ns.needs_intermediate()
@@ -711,6 +725,16 @@ impl Runtime {
                 .map_err(|e| Error::io("sync", &dir.path, e))?;
         }
         let mut msg = vec![0u8; 64];
+        // The init's `B` (bind sources wanted) may come before the intermediate's `P`.
+        let mut bind_sources_wanted = false;
+        let send_bind_sources = |init_pid: i32, sock: &UnixStream| -> Result<(), Error> {
+            let sync_err = |e| Error::io("sync", &dir.path, e);
+            for fd in rootfs.open_bind_sources(init_pid)? {
+                init::send_fd(sock.as_raw_fd(), fd.as_raw_fd(), b"b")
+                    .map_err(|e| sync_err(std::io::Error::from_raw_os_error(e)))?;
+            }
+            (&*sock).write_all(b"G").map_err(sync_err)
+        };
         loop {
             let (n, passed_fd) = match recv_msg(&sock, &mut msg) {
                 Ok(r) => r,
@@ -738,7 +762,12 @@ impl Runtime {
                     guard_pid.set(init_pid);
                     record_pid(&mut record, init_pid, ns.creates(NamespaceKind::Pid))?;
                     dir.write_record(&record)?;
+                    if bind_sources_wanted {
+                        send_bind_sources(init_pid, &sock)?;
+                    }
                 }
+                b'B' if init_pid == 0 => bind_sources_wanted = true,
+                b'B' => send_bind_sources(init_pid, &sock)?,
                 b'H' => {
                     // The environment exists (lifecycle step 2 is over): every create-time
                     // hook is told `created`, as the spec's state definitions say.
@@ -1127,6 +1156,14 @@ impl Runtime {
     }
 }
 
+/// The `setgroups` file of the container's user namespace where it can be known: none for a
+/// new one (berth as root leaves it "allow"), `/proc/<pid>/setgroups` for a joined
+/// `/proc/<pid>/ns/user`.
+fn userns_setgroups_file(ns: &NamespacePlan) -> Option<PathBuf> {
+    let ns_dir = ns.join_path(NamespaceKind::User)?.parent()?;
+    (ns_dir.file_name()? == "ns").then(|| ns_dir.parent().map(|p| p.join("setgroups")))?
+}
+
 /// linux.mountLabel: the `context=` option on every mount of a file system that takes one
 /// (not bind mounts, nor proc, sysfs and cgroup, whose labels come from the policy).
 fn label_mounts(mounts: &mut [oci_spec::runtime::Mount], context: &str) {
@@ -1145,6 +1182,47 @@ fn label_mounts(mounts: &mut [oci_spec::runtime::Mount], context: &str) {
 
 /// The size of the pieces the state JSON travels to the init in (`S` message).
 const STATE_CHUNK: usize = 32 * 1024;
+
+/// runc's `--rootless=auto`: not root, or root of a user namespace other than the initial
+/// one (which may well lack cgroup permissions).
+fn rootless_auto() -> bool {
+    !nix::unistd::geteuid().is_root()
+        || fs::read_to_string("/proc/self/uid_map")
+            .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+}
+
+/// Whether `linux.resources` asks for anything but device rules (which a rootless runc
+/// ignores failing to apply).
+fn asks_for_limits(linux: &oci_spec::runtime::Linux) -> bool {
+    let Some(r) = linux.resources() else {
+        return false;
+    };
+    match serde_json::to_value(r) {
+        Ok(serde_json::Value::Object(mut fields)) => {
+            fields.remove("devices");
+            fields.values().any(|v| !v.is_null())
+        }
+        _ => true,
+    }
+}
+
+/// Whether an error comes from the kernel refusing access (`EACCES`, `EPERM`, `EROFS`):
+/// what a rootless runc ignores when it can't create a cgroup.
+fn is_permission_error(e: &Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.raw_os_error(),
+                Some(libc::EACCES | libc::EPERM | libc::EROFS)
+            )
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
 
 /// How long removing a cgroup waits for its processes to be gone.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(10);

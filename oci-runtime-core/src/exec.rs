@@ -428,12 +428,11 @@ impl Runtime {
         drop(dir);
         let ns_flags = differing_namespaces(record.pid)?;
         let fork = ns_flags & (libc::CLONE_NEWPID | libc::CLONE_NEWTIME) != 0;
-        // In a user namespace whose setgroups is "deny", setgroups(2) always fails.
-        let setgroups_allowed = fs::read_to_string(format!("/proc/{}/setgroups", record.pid))
-            .map(|s| s.trim() != "deny")
-            .unwrap_or(true);
-
         let pplan = ProcessPlan::prepare(process, &[], opts.preserve_fds)?;
+        // In a user namespace whose setgroups is "deny", setgroups(2) always fails.
+        let setgroups_allowed = pplan
+            .setgroups_allowed(Some(Path::new(&format!("/proc/{}/setgroups", record.pid))))
+            .map_err(Error::Config)?;
         let console = if pplan.terminal {
             let path = opts.console_socket.as_ref().ok_or_else(|| {
                 Error::Config(ConfigError {

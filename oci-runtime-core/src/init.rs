@@ -65,12 +65,14 @@ pub(crate) enum InitStep {
     Setns,
     /// `exec` only: `prctl(PR_SET_DUMPABLE, 0)` (the init ignores its failure).
     Dumpable,
+    /// `fchown` of stdio fd `index` (the console) to process.user.uid.
+    StdioOwner,
 }
 
 impl InitStep {
     fn from_u8(v: u8) -> Option<Self> {
         use InitStep::*;
-        const ALL: [InitStep; 33] = [
+        const ALL: [InitStep; 34] = [
             Sync,
             Clone,
             BecomeRoot,
@@ -104,6 +106,7 @@ impl InitStep {
             Seccomp,
             Setns,
             Dumpable,
+            StdioOwner,
         ];
         ALL.into_iter().find(|s| *s as u8 == v)
     }
@@ -229,6 +232,9 @@ pub(crate) struct InitContext<'a> {
     pub new_user_ns: bool,
     /// setgroups(2) is possible in the container's user namespace.
     pub setgroups_allowed: bool,
+    /// The parent opens the bind-mount sources for us (a root runtime and a new user
+    /// namespace, whose root may not reach them): ask with `B` before mounting.
+    pub bind_sources: bool,
     /// The parent moves the child into the container's cgroup after the clone: wait for
     /// its `G` before anything else (in the slow path, the intermediate waits first thing).
     pub cgroup_sync: bool,
@@ -305,8 +311,14 @@ fn run(
 ) -> Result<std::convert::Infallible, ChildFailure> {
     // Not dumpable while being set up: processes of the container (they share its user and
     // pid namespace once joined) can't open /proc/<init>/exe, fd/ or cwd, nor ptrace it.
-    // execve resets it. SAFETY: plain prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // execve resets it. Dumpable while the parent writes the id maps, though: the kernel
+    // makes a non-dumpable process's /proc/<pid>/{uid_map,setgroups,gid_map} root's, which
+    // a rootless parent can't open. On the fast path nothing else can reach this child
+    // before then (it has joined no namespace): it goes non-dumpable after the maps.
+    let maps_first = ctx.new_user_ns && !ctx.intermediate;
+    if !maps_first {
+        set_dumpable(false);
+    }
     sys::close(ctx.parent_sock);
     sys::close(ctx.close_early);
     reset_signals()?;
@@ -323,8 +335,10 @@ fn run(
         ctx.ns.join_all()?;
         if ctx.new_user_ns {
             ctx.ns.unshare_user()?;
+            set_dumpable(true);
             send(ctx.sock, b"M")?;
             wait_go(ctx.sock)?;
+            set_dumpable(false);
         }
         ctx.ns.unshare_rest()?;
         ctx.ns.write_time_offsets()?;
@@ -337,6 +351,9 @@ fn run(
         drop_inherited_fds(ctx)?;
         if ctx.new_user_ns || ctx.cgroup_sync {
             wait_go(ctx.sock)?;
+        }
+        if maps_first {
+            set_dumpable(false);
         }
         if ctx.unshare_cgroup_ns {
             // SAFETY: unshare only reads its integer argument.
@@ -366,6 +383,9 @@ fn run(
         }
     }
     ctx.process.apply_oom_score_adj()?;
+    if ctx.bind_sources {
+        receive_bind_sources(ctx.sock, ctx.rootfs)?;
+    }
     ctx.rootfs.mount_all()?;
 
     // Runtime-namespace hooks (parent) then createContainer hooks (here), before pivot_root.
@@ -477,6 +497,13 @@ pub(crate) fn install_seccomp(sock: RawFd, sc: &SeccompPlan) -> Result<(), InitE
         }
         Err(e) => Err(InitError::new(InitStep::Seccomp, 0, e)),
     }
+}
+
+/// # Fragile child
+/// `prctl(PR_SET_DUMPABLE)`; it cannot fail with a 0 or 1 argument.
+fn set_dumpable(on: bool) {
+    // SAFETY: plain prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, libc::c_ulong::from(on), 0, 0, 0) };
 }
 
 /// # Fragile child
@@ -632,6 +659,92 @@ pub(crate) fn open_console(
     Ok(())
 }
 
+/// # Fragile child
+/// Asks the parent (`B`) for the bind-mount sources, opened in our mount namespace with its
+/// credentials, and hands them to the rootfs plan: one `b` message with one fd per bind
+/// mount, in order, then `G`.
+fn receive_bind_sources(sock: RawFd, rootfs: &RootfsPlan) -> Result<(), InitError> {
+    send(sock, b"B")?;
+    let mut k = 0;
+    loop {
+        let mut b = [0u8; 1];
+        let (n, fd) = recv_fd(sock, &mut b).map_err(|e| InitError::new(InitStep::Sync, 4, e))?;
+        match (n, b[0], fd) {
+            (1, b'b', Some(fd)) => {
+                if !rootfs.set_bind_source(k, fd) {
+                    return Err(InitError::new(InitStep::Sync, 5, libc::EPROTO));
+                }
+                k += 1;
+            }
+            (1, b'G', None) => return Ok(()),
+            (0, _, _) => return Err(InitError::new(InitStep::Sync, 0, libc::EPIPE)),
+            (_, _, fd) => {
+                if let Some(fd) = fd {
+                    sys::close(fd);
+                }
+                return Err(InitError::new(InitStep::Sync, 5, libc::EPROTO));
+            }
+        }
+    }
+}
+
+/// # Fragile child
+/// One message from a unix socket into `buf`, with the one fd it may carry (SCM_RIGHTS,
+/// received close-on-exec); returns the length and the fd.
+fn recv_fd(sock: RawFd, buf: &mut [u8]) -> Result<(usize, Option<RawFd>), i32> {
+    #[repr(C, align(8))]
+    struct CmsgBuf([u8; 64]);
+    let mut cbuf = CmsgBuf([0; 64]);
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the recvmsg call;
+    // CMSG_* only walk the control buffer within the msg_controllen the kernel set.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.0.as_mut_ptr().cast();
+        msg.msg_controllen = cbuf.0.len();
+        let n = loop {
+            let r = libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC);
+            if r >= 0 {
+                break r as usize;
+            }
+            let e = sys::errno();
+            if e != libc::EINTR {
+                return Err(e);
+            }
+        };
+        let mut fd = None;
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg);
+                let len = (*cmsg).cmsg_len - (data as usize - cmsg as usize);
+                for i in 0..len / std::mem::size_of::<RawFd>() {
+                    let got = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
+                    // One fd expected: any other is closed.
+                    if fd.is_none() {
+                        fd = Some(got);
+                    } else {
+                        sys::close(got);
+                    }
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+        if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+            if let Some(fd) = fd {
+                sys::close(fd);
+            }
+            return Err(libc::EPROTO);
+        }
+        Ok((n, fd))
+    }
+}
+
 /// Sends `fd` over a unix socket with SCM_RIGHTS, `payload` as the data; returns how many
 /// bytes of `payload` went (all of them on a SOCK_SEQPACKET socket).
 pub(crate) fn send_fd(sock: RawFd, fd: RawFd, payload: &[u8]) -> Result<usize, i32> {
@@ -759,6 +872,7 @@ pub(crate) fn describe_init_named(e: InitError, program: Option<&str>) -> crate:
         }
         Setns => "setns(pidfd of the container init) into its namespaces".into(),
         Dumpable => "prctl(PR_SET_DUMPABLE, 0)".into(),
+        StdioOwner => format!("fchown(fd {}) to process.user.uid", e.index),
     };
     crate::Error::Init { what, source }
 }

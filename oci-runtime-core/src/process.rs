@@ -286,6 +286,31 @@ impl ProcessPlan {
         self.runnable = false;
     }
 
+    /// Whether the fragile child calls setgroups(2) with `process.user.additionalGids`, as runc
+    /// decides: never for a runtime that is not root (rootless: its user namespace denies
+    /// setgroups, so additionalGids are an error then), nor in a user namespace whose
+    /// `setgroups` file (`/proc/<pid>/setgroups` of a process in it, when known) says "deny".
+    /// Parent side.
+    pub(crate) fn setgroups_allowed(
+        &self,
+        setgroups_file: Option<&std::path::Path>,
+    ) -> Result<bool, ConfigError> {
+        if !nix::unistd::geteuid().is_root() {
+            if !self.groups.is_empty() {
+                return Err(ConfigError {
+                    field: "process.user.additionalGids".into(),
+                    reason: "cannot be set in a rootless container (setgroups(2) is denied \
+                             in the user namespace of a non-root runtime)"
+                        .into(),
+                });
+            }
+            return Ok(false);
+        }
+        Ok(setgroups_file
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .is_none_or(|s| s.trim() != "deny"))
+    }
+
     /// The exe-guard memfd (-1 where there is no stub): the child must keep it open (it is
     /// close-on-exec) until [`ProcessPlan::exec`].
     pub(crate) fn guard_fd(&self) -> RawFd {
@@ -340,6 +365,7 @@ impl ProcessPlan {
                 }
             }
         }
+        self.give_stdio_to_user()?;
         if setgroups_allowed {
             // SAFETY: groups points to groups.len() valid gid_t values. The raw syscall, not
             // glibc's wrapper: glibc broadcasts id changes to the threads it believes exist,
@@ -417,6 +443,47 @@ impl ProcessPlan {
             }
         }
         Err(err(last))
+    }
+
+    /// # Fragile child
+    /// Makes process.user.uid the owner of stdin, stdout and stderr (the console's pty, which
+    /// the init opened as root), as runc does, so that a non-root process can use its
+    /// terminal: each fd not already that uid's and not `/dev/null` (a character device 1:3)
+    /// is `fchown`ed, its group left alone. `EPERM` (an owner not mapped in the user
+    /// namespace), `EROFS` and `EINVAL` leave the fd as it is.
+    fn give_stdio_to_user(&self) -> Result<(), InitError> {
+        for fd in 0..3 {
+            // SAFETY: an all-zero stat is a valid value of this plain C struct.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: st is a valid, writable stat buffer; a closed fd gives EBADF.
+            if unsafe { libc::fstat(fd, &mut st) } != 0 {
+                if sys::errno() == libc::EBADF {
+                    continue;
+                }
+                return Err(InitError::new(
+                    InitStep::StdioOwner,
+                    fd as u32,
+                    sys::errno(),
+                ));
+            }
+            let dev_null = st.st_mode & libc::S_IFMT == libc::S_IFCHR
+                && libc::major(st.st_rdev) == 1
+                && libc::minor(st.st_rdev) == 3;
+            if st.st_uid == self.uid || dev_null {
+                continue;
+            }
+            // SAFETY: fchown only reads its integer arguments; gid -1 leaves the group.
+            if unsafe { libc::fchown(fd, self.uid, libc::gid_t::MAX) } != 0
+                && !matches!(sys::errno(), libc::EPERM | libc::EROFS | libc::EINVAL)
+            {
+                return Err(InitError::new(
+                    InitStep::StdioOwner,
+                    fd as u32,
+                    sys::errno(),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// # Fragile child

@@ -206,6 +206,9 @@ impl RootfsPlan {
     pub fn close_fds(&self) {
         let old = self.root_fd.swap(-1, Ordering::Relaxed);
         sys::close(old);
+        for (_, slot) in &self.bind_sources {
+            sys::close(slot.swap(-1, Ordering::Relaxed));
+        }
     }
 
     /// Set up every mount, device node and `/dev` symlink inside the rootfs
@@ -419,16 +422,24 @@ impl RootfsPlan {
                     Create::File
                 };
                 let t = self.mount_target(root, i, m, create)?;
-                let path = proc_fd_path(t.fd.raw()).map_err(err(Step::Mount, i))?;
-                let rec = if *recursive { libc::MS_REC } else { 0 };
-                sys::mount(
-                    m.source.as_deref(),
-                    path.as_cstr(),
-                    None,
-                    libc::MS_BIND | rec,
-                    None,
-                )
-                .map_err(err(Step::Mount, i))?;
+                // The source opened by the runtime in this mount namespace, if
+                // it handed one over (user namespaces), else the path.
+                let src = Fd::new(self.take_bind_source(i));
+                if src.raw() >= 0 {
+                    bind_onto(src.raw(), t.fd.raw(), *recursive).map_err(err(Step::Mount, i))?;
+                } else {
+                    let path = proc_fd_path(t.fd.raw()).map_err(err(Step::Mount, i))?;
+                    let rec = if *recursive { libc::MS_REC } else { 0 };
+                    sys::mount(
+                        m.source.as_deref(),
+                        path.as_cstr(),
+                        None,
+                        libc::MS_BIND | rec,
+                        None,
+                    )
+                    .map_err(err(Step::Mount, i))?;
+                }
+                drop(src);
                 drop(t);
                 let mnt = Self::reopen(root, &m.target, libc::O_PATH, Step::ResolveTarget, i)?;
                 if flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT) != 0 {

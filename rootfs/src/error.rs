@@ -49,6 +49,15 @@ pub enum RootfsError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The container's mount namespace could not be entered to open the bind
+    /// mount sources.
+    #[error("entering {path} to open the bind mount sources: {error}")]
+    JoinMountNamespace {
+        /// `/proc/<pid>/ns/mnt`.
+        path: PathBuf,
+        /// Why.
+        error: io::Error,
+    },
     /// A bind mount source cannot be used.
     #[error("mounts[{index}].source {path}: {error}")]
     MountSource {

@@ -1,12 +1,15 @@
 //! Parent side: turning the OCI configuration into a [`RootfsPlan`].
 
 use std::collections::HashMap;
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::AtomicI32;
+use std::sync::atomic::{AtomicI32, Ordering};
 
-use libc::c_ulong;
+use libc::{c_int, c_ulong};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount};
 
 use crate::error::{IndexKind, RootfsError, Step};
@@ -220,6 +223,10 @@ pub struct RootfsPlan {
     /// Directory fd of the rootfs (before pivot) or of `/` (after), opened
     /// by the child.
     pub(crate) root_fd: AtomicI32,
+    /// Bind mounts in order: their index in `mounts` and the `O_PATH` fd of
+    /// their source the runtime may hand the child
+    /// ([`set_bind_source`](RootfsPlan::set_bind_source)), else -1.
+    pub(crate) bind_sources: Vec<(usize, AtomicI32)>,
 }
 
 /// Destinations inside `/proc` that may be mounted over (files emulated by
@@ -528,6 +535,12 @@ impl RootfsPlan {
         let sysctl = prepare_sysctl(opts.sysctl)?;
 
         let console = entry(b"dev/console").map_err(root_err)?;
+        let bind_sources = mounts
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| matches!(m.kind, MountKind::Bind { .. }))
+            .map(|(i, _)| (i, AtomicI32::new(-1)))
+            .collect();
         let dev_null = target(b"dev/null".to_vec()).map_err(root_err)?;
         let cwd = match opts.cwd {
             Some(p) => prepare_cwd(p)?,
@@ -558,7 +571,111 @@ impl RootfsPlan {
             dev_null,
             cwd,
             root_fd: AtomicI32::new(-1),
+            bind_sources,
         })
+    }
+
+    /// How many bind mounts the plan has: the fds
+    /// [`open_bind_sources`](Self::open_bind_sources) returns.
+    pub fn bind_source_count(&self) -> usize {
+        self.bind_sources.len()
+    }
+
+    /// Opens the source of every bind mount (in `mounts` order) `O_PATH` in
+    /// the mount namespace of process `pid`, the container's, with the
+    /// caller's credentials, as runc does for a container with a user
+    /// namespace: its mapped root may not be able to reach a source the
+    /// runtime can (a directory of mode 0700, say). The child mounts from
+    /// these fds ([`set_bind_source`](Self::set_bind_source)); the kernel
+    /// only binds from mounts of the binder's own namespace, so they are
+    /// opened from a thread that joins it (`unshare(CLONE_FS)`, `setns`) and
+    /// ends. Where the sources lead stays the config's business, as with a
+    /// path: only the mount target is confined to the rootfs.
+    ///
+    /// Parent side (allocates, spawns a thread); needs the privilege to
+    /// enter that namespace (root).
+    ///
+    /// # Errors
+    /// [`RootfsError::JoinMountNamespace`] if the namespace cannot be
+    /// entered, [`RootfsError::MountSource`] naming a source that cannot be
+    /// opened.
+    pub fn open_bind_sources(&self, pid: libc::pid_t) -> Result<Vec<OwnedFd>, RootfsError> {
+        let sources: Vec<(usize, PathBuf)> = self
+            .bind_sources
+            .iter()
+            .filter_map(|(i, _)| {
+                let m = self.mounts.get(*i)?;
+                let src = m.source.as_deref()?;
+                Some((*i, PathBuf::from(OsStr::from_bytes(src.to_bytes()))))
+            })
+            .collect();
+        let ns_path = PathBuf::from(format!("/proc/{pid}/ns/mnt"));
+        let join_err = {
+            let ns_path = ns_path.clone();
+            move |error| RootfsError::JoinMountNamespace {
+                path: ns_path.clone(),
+                error,
+            }
+        };
+        let worker = std::thread::spawn(move || -> Result<Vec<OwnedFd>, RootfsError> {
+            // The thread's own root and cwd: setns(CLONE_NEWNS) refuses a
+            // shared fs_struct. The thread ends right after, taking them along.
+            // SAFETY: unshare only reads its integer argument.
+            if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+                return Err(join_err(io::Error::last_os_error()));
+            }
+            let ns = std::fs::File::open(&ns_path).map_err(&join_err)?;
+            // SAFETY: setns only reads its two integer arguments.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNS) } != 0 {
+                return Err(join_err(io::Error::last_os_error()));
+            }
+            let mut fds = Vec::with_capacity(sources.len());
+            for (index, path) in sources {
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_PATH)
+                    .open(&path)
+                    .map_err(|error| RootfsError::MountSource { index, path, error })?;
+                fds.push(OwnedFd::from(f));
+            }
+            Ok(fds)
+        });
+        worker.join().unwrap_or_else(|_| {
+            Err(RootfsError::JoinMountNamespace {
+                path: PathBuf::from(format!("/proc/{pid}/ns/mnt")),
+                error: io::Error::other("the thread opening the bind sources panicked"),
+            })
+        })
+    }
+
+    /// Hands the plan the fd of the `k`-th bind mount's source (the `k`-th of
+    /// [`open_bind_sources`](Self::open_bind_sources), received by the
+    /// child): [`mount_all`](Self::mount_all) binds from it instead of the
+    /// source path, and closes it. False (and the fd closed) if `k` is out of
+    /// range.
+    ///
+    /// # Fragile child
+    /// No allocation, no locks, no panics.
+    pub fn set_bind_source(&self, k: usize, fd: c_int) -> bool {
+        match self.bind_sources.get(k) {
+            Some((_, slot)) => {
+                crate::sys::close(slot.swap(fd, Ordering::Relaxed));
+                true
+            }
+            None => {
+                crate::sys::close(fd);
+                false
+            }
+        }
+    }
+
+    /// The fd [`set_bind_source`](Self::set_bind_source) gave mount `index`,
+    /// taken out of the plan (-1 if none).
+    pub(crate) fn take_bind_source(&self, index: usize) -> c_int {
+        self.bind_sources
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map_or(-1, |(_, slot)| slot.swap(-1, Ordering::Relaxed))
     }
 
     /// The canonical host path of the rootfs.

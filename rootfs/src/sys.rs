@@ -62,6 +62,11 @@ struct MountAttr {
 pub(crate) struct Fd(c_int);
 
 impl Fd {
+    /// Takes ownership of `fd` (-1 for none).
+    pub(crate) fn new(fd: c_int) -> Self {
+        Fd(fd)
+    }
+
     /// The raw descriptor number.
     pub(crate) fn raw(&self) -> c_int {
         self.0
