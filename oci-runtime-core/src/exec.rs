@@ -33,6 +33,7 @@ use std::cell::Cell;
 use std::fs;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Component, Path, PathBuf};
 
@@ -111,6 +112,10 @@ struct ExecContext<'a> {
     /// A pid or time namespace is joined: fork the real process after `setns`.
     fork: bool,
     console_socket: RawFd,
+    /// O_PATH fd of the init's root (`/proc/<pid>/root`) where its mount namespace is ours
+    /// (a container without one of its own is only chrooted): entered with `chroot`, so the
+    /// process never sees the runtime's `/`. -1 otherwise.
+    root: RawFd,
     setgroups_allowed: bool,
     /// Wait for `G` (the parent moves us into v1 cgroups, or cgroup2 without clone3).
     cgroup_sync: bool,
@@ -149,6 +154,7 @@ fn run(ctx: &ExecContext<'_>) -> Result<std::convert::Infallible, ChildFailure> 
             ctx.pidfd,
             ctx.console_socket,
             ctx.process.guard_fd(),
+            ctx.root,
         ],
     )
     .map_err(|e| InitError::new(InitStep::SealFds, 1, e))?;
@@ -159,6 +165,20 @@ fn run(ctx: &ExecContext<'_>) -> Result<std::convert::Infallible, ChildFailure> 
         }
     }
     sys::close(ctx.pidfd);
+    if ctx.root >= 0 {
+        // SAFETY: fchdir/chroot/chdir with a directory fd of ours and C string literals.
+        let r = unsafe {
+            if libc::fchdir(ctx.root) != 0 || libc::chroot(c".".as_ptr()) != 0 {
+                -1
+            } else {
+                libc::chdir(c"/".as_ptr())
+            }
+        };
+        if r != 0 {
+            return Err(InitError::new(InitStep::Setns, 1, sys::errno()).into());
+        }
+        sys::close(ctx.root);
+    }
     if ctx.fork {
         // The process continues with fragile-child code only; its parent is the caller of
         // `exec`.
@@ -428,6 +448,23 @@ impl Runtime {
         drop(dir);
         let ns_flags = differing_namespaces(record.pid)?;
         let fork = ns_flags & (libc::CLONE_NEWPID | libc::CLONE_NEWTIME) != 0;
+        // The init shares our mount namespace (its config has none of its own): its root is
+        // a chroot that setns can't give us. Opened after the pidfd and checked against it
+        // below, so it is the init's.
+        let root = if ns_flags & libc::CLONE_NEWNS == 0 {
+            let path = format!("/proc/{}/root", record.pid);
+            let fd = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+                .open(&path)
+                .map_err(|e| Error::io("open", Path::new(&path), e))?;
+            Some(OwnedFd::from(fd))
+        } else {
+            None
+        };
+        if state::process_start_time(record.pid).map(|(t, _)| t) != Some(record.start_time) {
+            return Err(refuse(Status::Stopped));
+        }
         let pplan = ProcessPlan::prepare(process, &[], opts.preserve_fds)?;
         // In a user namespace whose setgroups is "deny", setgroups(2) always fails.
         let setgroups_allowed = pplan
@@ -470,6 +507,7 @@ impl Runtime {
             ns_flags,
             fork,
             console_socket: console.as_ref().map_or(-1, |c| c.as_raw_fd()),
+            root: root.as_ref().map_or(-1, |r| r.as_raw_fd()),
             setgroups_allowed,
             cgroup_sync: targets.is_some(),
         };

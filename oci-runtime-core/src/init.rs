@@ -867,6 +867,7 @@ pub(crate) fn describe_init_named(e: InitError, program: Option<&str>) -> crate:
         ExecLabel => crate::security::describe_exec_label_failure(e.index),
         Seccomp if e.index == 1 => "send the seccomp listener fd to the runtime".into(),
         Seccomp => "seccomp(SECCOMP_SET_MODE_FILTER) for linux.seccomp".into(),
+        Setns if e.index == 1 => "chroot into the root of the container init".into(),
         Setns if e.errno == libc::EINVAL => {
             "setns(pidfd of the container init) into its namespaces (Linux 5.8+)".into()
         }
