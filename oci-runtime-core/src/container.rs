@@ -566,7 +566,7 @@ impl Runtime {
             host_mounts_above: if own_mount_ns {
                 None
             } else {
-                Some(state::mount_id(&rootfs_path)?)
+                Some(state::mount_id(&rootfs_path)?.0)
             },
         };
         // What this create is about to make, on disk before it is made: if create is

@@ -463,8 +463,9 @@ pub(crate) fn process_start_time(pid: i32) -> Option<(u64, char)> {
     Some((start, state))
 }
 
-/// The id of the mount `path` is on (statx `STATX_MNT_ID`, Linux 5.8).
-pub(crate) fn mount_id(path: &Path) -> Result<u64, Error> {
+/// The id of the mount `path` is on (statx `STATX_MNT_ID`, Linux 5.8), and whether `path`
+/// is the root of that mount (a mount point).
+pub(crate) fn mount_id(path: &Path) -> Result<(u64, bool), Error> {
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| Error::Protocol(format!("{}: NUL in path", path.display())))?;
     // SAFETY: statx fills `stx`, a zeroed local of the right type; the path is a C string.
@@ -491,7 +492,9 @@ pub(crate) fn mount_id(path: &Path) -> Result<u64, Error> {
             path.display()
         )));
     }
-    Ok(stx.stx_mnt_id)
+    let is_root = stx.stx_attributes_mask & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0
+        && stx.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0;
+    Ok((stx.stx_mnt_id, is_root))
 }
 
 /// Detaches what a container without a mount namespace of its own mounted in the runtime's:
@@ -505,12 +508,22 @@ pub(crate) fn release_host_mounts(record: &Record) -> Result<(), Error> {
     // Bounded: each round removes one stacked mount, and create stacks one.
     for _ in 0..16 {
         match mount_id(rootfs) {
-            Ok(id) if id != before => {}
-            // Down to what was there (or the rootfs is gone): done.
+            // Something stacked on the rootfs path itself since create.
+            Ok((id, true)) if id != before => {}
+            // Down to what was there, the rootfs no longer a mount point, or gone: done.
             _ => return Ok(()),
         }
-        nix::mount::umount2(rootfs, nix::mount::MntFlags::MNT_DETACH)
-            .map_err(|e| Error::sys(format!("umount2({}, MNT_DETACH)", rootfs.display()), e))?;
+        match nix::mount::umount2(rootfs, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) => {}
+            // Not (or no longer) a mount point: nothing of ours is left there.
+            Err(nix::Error::EINVAL) => return Ok(()),
+            Err(e) => {
+                return Err(Error::sys(
+                    format!("umount2({}, MNT_DETACH)", rootfs.display()),
+                    e,
+                ));
+            }
+        }
     }
     Err(Error::Protocol(format!(
         "{}: still has mounts of the container after 16 detaches",
