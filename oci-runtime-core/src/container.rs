@@ -573,30 +573,25 @@ impl Runtime {
         // killed from here on, `delete` finds the cgroup (and below, the init) by the record.
         dir.write_config(spec)?;
         dir.write_record(&record)?;
+        let recorded_before = (record.cgroup.clone(), record.cgroup_paths.clone());
         let cg = match planned.map(|(_, layout)| setup_cgroup(&layout, &cg_path, &resources)) {
             Some(Ok((cg, recorded, cg_warnings))) => {
                 warnings.extend(cg_warnings.iter().map(ToString::to_string));
-                // Recorded again where the plan could not know it (a relative path that
-                // resolved differently per hierarchy).
+                // Where the plan could not know it (a relative path that resolved
+                // differently per hierarchy), recorded again below.
                 match recorded {
                     RecordedCgroup::Each(each) => {
                         record.cgroup = None;
                         record.cgroup_paths = Some(each);
-                        dir.write_record(&record)?;
                     }
                     RecordedCgroup::Same(p) => {
-                        let p = p.to_string_lossy().into_owned();
-                        if record.cgroup.as_ref() != Some(&p) {
-                            record.cgroup = Some(p);
-                            dir.write_record(&record)?;
-                        }
+                        record.cgroup = Some(p.to_string_lossy().into_owned());
                     }
                 }
                 Some(cg)
             }
             Some(Err(e)) if optional && is_permission_error(&e) => {
                 record.cgroup = None;
-                dir.write_record(&record)?;
                 None
             }
             Some(Err(e)) => return Err(e),
@@ -611,6 +606,11 @@ impl Runtime {
                 }
             }
         }));
+        // Only now that a failure removes the cgroup: written before, a failed write would
+        // have left it unrecorded and unremoved.
+        if (record.cgroup.clone(), record.cgroup_paths.clone()) != recorded_before {
+            dir.write_record(&record)?;
+        }
 
         let mut state_buf = vec![0u8; state_json(&record, Status::Created).len() + 64];
 
@@ -1256,6 +1256,7 @@ fn planned_cgroup_path(layout: &Layout, path: &CgroupPath) -> Option<PathBuf> {
             let mut all = layout
                 .v1_hierarchies()
                 .iter()
+                .chain(layout.named_hierarchies())
                 .chain(layout.unified())
                 .map(|h| h.own_cgroup.clone());
             let first = all.next()?;

@@ -160,9 +160,9 @@ pub(crate) fn close_fds_except(from: RawFd, keep: &[RawFd]) -> Result<(), i32> {
 }
 
 /// Marks every fd from `from` up close-on-exec. `close_range(CLOSE_RANGE_CLOEXEC)` (5.11+)
-/// where it works; where it is missing (ENOSYS, EINVAL on older kernels) or a seccomp
-/// filter denies it, `fcntl` on each fd number up to the hard `RLIMIT_NOFILE` (no fd can be
-/// numbered above it; EBADF for the closed ones is ignored). Allocation-free.
+/// where it works; where it is missing (ENOSYS, EINVAL before 5.11) or a seccomp filter
+/// denies it, each fd listed in `/proc/self/fd` (read with getdents64 into a stack buffer),
+/// and without a procfs `fcntl` on every number below [`FALLBACK_FD_LIMIT`]. Allocation-free.
 pub(crate) fn cloexec_from(from: RawFd) -> Result<(), i32> {
     // SAFETY: close_range with the CLOEXEC flag only changes fd flags.
     let r = unsafe {
@@ -176,32 +176,70 @@ pub(crate) fn cloexec_from(from: RawFd) -> Result<(), i32> {
     if r == 0 {
         return Ok(());
     }
-    let first = errno();
-    let mut lim = libc::rlimit64 {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: prlimit64 on ourselves (pid 0) only fills `lim`, a valid local.
-    if unsafe {
-        libc::syscall(
-            libc::SYS_prlimit64,
-            0,
-            libc::RLIMIT_NOFILE,
-            0usize,
-            &mut lim,
-        )
-    } < 0
-    {
-        return Err(first);
-    }
-    // The kernel's own ceiling (fs.nr_open) is at most 2^30; a larger hard limit can't be an
-    // fd number.
-    let top = lim.rlim_max.max(lim.rlim_cur).min(1 << 30) as RawFd;
-    for fd in from.max(0)..top {
+    let set = |fd: RawFd| {
         // SAFETY: fcntl on an fd number with integer arguments; EBADF (not open) is ignored.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    };
+    if cloexec_listed(from, set).is_ok() {
+        return Ok(());
     }
+    // No procfs here: the callers closed every fd they inherited (close_range without
+    // flags, 5.9+), so what is left are their own few, low-numbered ones.
+    (from.max(0)..FALLBACK_FD_LIMIT).for_each(set);
     Ok(())
+}
+
+/// How far [`cloexec_from`] looks without close_range and procfs.
+const FALLBACK_FD_LIMIT: RawFd = 1 << 16;
+
+/// Calls `f` on every open fd from `from` up, as `/proc/self/fd` lists them.
+fn cloexec_listed(from: RawFd, f: impl Fn(RawFd)) -> Result<(), i32> {
+    let dir = open(
+        c"/proc/self/fd",
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        0,
+    )?;
+    let mut buf = [0u8; 4096];
+    let result = loop {
+        // SAFETY: getdents64 fills at most buf.len() bytes of our stack buffer.
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len()) };
+        if n < 0 {
+            break Err(errno());
+        }
+        if n == 0 {
+            break Ok(());
+        }
+        // struct linux_dirent64: d_ino u64, d_off i64, d_reclen u16, d_type u8, d_name.
+        let mut off = 0usize;
+        while let Some(rec) = buf.get(off..n as usize) {
+            let Some(len) = rec
+                .get(16..18)
+                .map(|b| u16::from_ne_bytes([b[0], b[1]]) as usize)
+            else {
+                break;
+            };
+            if len == 0 {
+                break;
+            }
+            let name = rec.get(19..len.min(rec.len())).unwrap_or(&[]);
+            let mut fd: RawFd = 0;
+            let mut digits = 0;
+            for &c in name.iter().take_while(|c| **c != 0) {
+                if !c.is_ascii_digit() {
+                    digits = 0;
+                    break;
+                }
+                fd = fd.saturating_mul(10).saturating_add((c - b'0') as RawFd);
+                digits += 1;
+            }
+            if digits > 0 && fd >= from && fd != dir {
+                f(fd);
+            }
+            off += len;
+        }
+    };
+    close(dir);
+    result
 }
 
 /// setresgid(gid) then setresuid(uid) with the raw syscalls. glibc's wrappers broadcast the
@@ -336,7 +374,7 @@ mod tests {
     use super::*;
 
     /// In a forked child under a filter that fails close_range with EPERM (as a profile may,
-    /// on kernels before 5.11 it is ENOSYS): the fcntl fallback still marks the fds.
+    /// on kernels before 5.11 it is ENOSYS): the /proc/self/fd fallback still marks the fds.
     #[test]
     fn cloexec_from_falls_back_where_close_range_is_denied() {
         // SAFETY: fork in a test; the child makes only system calls and _exits.

@@ -887,7 +887,16 @@ fn prepare_mount(
     if is_bind {
         // Filesystem data (`mode=755`, `size=...`) means nothing to a bind mount: mount(2)
         // ignores it with MS_BIND, and runc passes it through, so configs written for runc
-        // (runtime-tools' default has them) carry it. It is dropped, not refused.
+        // (runtime-tools' default has them) carry it. It is dropped, not refused; so are the
+        // SELinux relabel flags `z`/`Z` (the engine's business). A bare unknown word is a
+        // typo of a flag (`readonly`), which would silently give a writable bind: refused.
+        if let Some(d) = o
+            .data
+            .iter()
+            .find(|d| !d.contains('=') && !matches!(d.as_str(), "z" | "Z"))
+        {
+            return Err(opt_err(d, "is not a valid option for a bind mount"));
+        }
         let src = m
             .source()
             .as_ref()

@@ -59,6 +59,10 @@ fn prepare_err(mounts_json: &str) -> String {
     r#"[{"destination": "/a", "source": "src", "options": ["rbind", "tmpcopyup"]}]"#,
     "mounts[0].options: \"tmpcopyup\": only valid for a tmpfs mount"
 )]
+#[case::flag_typo_on_bind(
+    r#"[{"destination": "/a", "source": "src", "options": ["rbind", "mode=755", "readonly"]}]"#,
+    "mounts[0].options: \"readonly\": is not a valid option for a bind mount"
+)]
 #[case::bind_over_proc(
     r#"[{"destination": "/proc", "source": "src", "options": ["rbind"]}]"#,
     "mounts[0].destination \"/proc\": only a proc filesystem may be mounted on /proc"

@@ -262,13 +262,19 @@ pub(crate) fn exec(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
                     got: p.positionals.len(),
                 });
             }
-            // The config the container was created from, as the library's exec uses it.
+            // The config the container was created from, as the library's exec uses it. One
+            // created without a process gives nothing but the defaults of `Process`, less its
+            // capabilities: absent means none.
             let base = ctx
                 .runtime
                 .config(id)?
                 .process()
                 .clone()
-                .unwrap_or_default();
+                .unwrap_or_else(|| {
+                    let mut p = berth_runtime_core::oci_spec::runtime::Process::default();
+                    p.set_capabilities(None);
+                    p
+                });
             process_from_flags(base, args, p)?
         }
     };
