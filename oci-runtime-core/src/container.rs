@@ -563,6 +563,7 @@ impl Runtime {
             cgroup_paths: None,
             intel_rdt: None,
             creating: true,
+            no_process: spec.process().is_none(),
             host_mounts_above: if own_mount_ns {
                 None
             } else {
@@ -688,13 +689,18 @@ impl Runtime {
         // And whom a `delete` kills if this create is killed from here on. The child waits
         // for `G` (or, without a cgroup or user namespace to set up, for nothing): a create
         // killed before this write leaves a child that exits at EOF on its sync socket, or
-        // runs on in the cgroup recorded above.
+        // runs on in the cgroup recorded above. With a cgroup the write waits until the child
+        // is in it and has its `G` (a delete finds it through the cgroup meanwhile), so that
+        // it overlaps with the child's own set-up rather than delaying it.
         record_pid(
             &mut record,
             child,
             !ctx.intermediate && ns.creates(NamespaceKind::Pid),
         )?;
-        dir.write_record(&record)?;
+        let pid_written_after_go = cg.is_some();
+        if !pid_written_after_go {
+            dir.write_record(&record)?;
+        }
         let describe = |f| init::describe(f, &ns, &rootfs, &pplan);
         let mut sock = UnixStream::from(parent_sock);
         // The child (the init, or the slow path's intermediate) waits for `G`: put it in the
@@ -723,6 +729,9 @@ impl Runtime {
         if ctx.cgroup_sync || (!ctx.intermediate && ctx.new_user_ns) {
             sock.write_all(b"G")
                 .map_err(|e| Error::io("sync", &dir.path, e))?;
+        }
+        if pid_written_after_go {
+            dir.write_record(&record)?;
         }
         let mut msg = vec![0u8; 64];
         // The init's `B` (bind sources wanted) may come before the intermediate's `P`.
@@ -842,10 +851,7 @@ impl Runtime {
                 op: "start",
             });
         }
-        if dir
-            .read_config()?
-            .is_some_and(|spec| spec.process().is_none())
-        {
+        if record.no_process {
             // The spec: start MUST fail without a process. The init that waits for it is
             // ended, so the container is stopped and can be deleted.
             kill_and_wait(&record)?;

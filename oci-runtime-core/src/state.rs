@@ -141,6 +141,9 @@ pub(crate) struct Record {
     /// `rootfs` before create, which `delete` detaches down to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_mounts_above: Option<u64>,
+    /// The config has no `process`: `start` fails (the spec) and stops the container.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_process: bool,
 }
 
 impl Record {

@@ -651,3 +651,23 @@ fn a_profile_forbidding_fcntl_neither_hangs_start_nor_leaks_the_fifo() {
     assert_eq!(h.wait(&c), 128 + libc::SIGKILL);
     h.rt.delete(&id, false).expect("delete");
 }
+
+#[test]
+fn a_config_without_process_is_created_but_never_started() {
+    // The spec: process is optional at create, and start MUST then fail. The waiting init
+    // is ended, so the container is stopped and deletes like any other.
+    let mut b = Bundle::new();
+    b.spec.set_process(None);
+    let h = Harness::new();
+    let id = h.id("noprocess");
+    let c = h.create(&id, &b).expect("create without process");
+    assert_eq!(h.rt.state(&id).expect("state").status, Status::Created);
+    match h.rt.start(&id) {
+        Err(Error::Start { reason, .. }) => assert!(reason.contains("no process"), "{reason}"),
+        other => panic!("start without a process: {other:?}"),
+    }
+    assert_eq!(h.wait(&c), 128 + libc::SIGKILL);
+    assert_eq!(h.rt.state(&id).expect("state").status, Status::Stopped);
+    h.rt.delete(&id, false).expect("delete");
+    assert!(h.leftover_state().is_empty());
+}
