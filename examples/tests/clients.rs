@@ -247,14 +247,12 @@ fn podman_container_security_equals_runc() {
     let Some(pm) = Podman::new("podman_container_security_equals_runc") else {
         return;
     };
-    let script = "grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status; \
-                  stat -c '%n %F %a %t:%T' /dev/* /dev/pts/ptmx; echo ---; cat /proc/self/mounts";
+    let script = CONFINEMENT_PROBE;
     let seen = same_as_runc("podman: capabilities, seccomp, devices, mounts", |rt| {
         let out = pm
             .run(&mut pm.run_cmd(rt, &["--rm"], &["sh", "-c", script]))
             .ok();
-        let (status, mounts) = out.stdout.split_once("---\n").unwrap_or((&out.stdout, ""));
-        (status.to_string(), mount_summary(mounts))
+        confinement(&out.stdout)
     });
     assert!(seen.0.contains("CapBnd:"), "{seen:?}");
     assert!(

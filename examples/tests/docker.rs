@@ -352,15 +352,13 @@ fn docker_container_security_equals_runc() {
     let Some(dk) = docker("docker_container_security_equals_runc") else {
         return;
     };
-    let script = "grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status; \
-                  stat -c '%n %F %a %t:%T' /dev/* /dev/pts/ptmx; echo ---; cat /proc/self/mounts";
+    let script = CONFINEMENT_PROBE;
     let seen = same_as_runc("docker: capabilities, seccomp, devices, mounts", |rt| {
         let name = format!("sec-{}", rt.name);
         let out = dk
             .run(&mut dk.run_cmd(rt, &name, &["--rm"], &["sh", "-c", script]))
             .ok();
-        let (status, mounts) = out.stdout.split_once("---\n").unwrap_or((&out.stdout, ""));
-        (status.to_string(), mount_summary(mounts))
+        confinement(&out.stdout)
     });
     assert!(seen.0.contains("CapBnd:\t00000000a80425fb"), "{seen:?}");
     assert!(

@@ -223,6 +223,20 @@ impl Drop for World {
     }
 }
 
+/// Runs `cmd` (which hands a pty master to `listener`) and returns what the console shows,
+/// failing the test if the command fails.
+fn console_of(mut cmd: Command, listener: &UnixListener, what: &str) -> String {
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let master = accept_master(listener);
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{what}: {}", text(&out.stderr));
+    read_master(&master, Duration::from_secs(20))
+}
+
 fn chown_tree(p: &Path, uid: u32, gid: u32) {
     std::os::unix::fs::lchown(p, Some(uid), Some(gid)).expect("chown");
     if std::fs::symlink_metadata(p).expect("stat").is_dir() {
@@ -485,20 +499,12 @@ fn rootless_maps_of_subordinate_ids_go_through_newuidmap_like_runc() {
     std::os::unix::fs::chown(&sock, Some(w.user.uid), None).expect("chown socket");
     let id = w.id();
     let sock_arg = sock.to_str().expect("utf8").to_string();
-    let mut cmd = w.as_user(
+    let cmd = w.as_user(
         &w.berth,
         &["run", "--console-socket", &sock_arg, &id],
         &w.bundle,
     );
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let master = accept_master(&listener);
-    let seen = read_master(&master, Duration::from_secs(20));
-    let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success(), "berth: {}", text(&out.stderr));
+    let seen = console_of(cmd, &listener, "berth");
     assert_eq!(seen.trim(), "1000");
 }
 
@@ -586,26 +592,18 @@ fn console_belongs_to_a_non_root_process_user_in_run_and_exec_like_runc() {
         let listener = UnixListener::bind(&sock).expect("bind");
         let id = unique("tty");
         w.ids.push(id.clone());
-        let child = w
-            .cmd(
-                prog,
-                // runc takes a console socket only with -d.
-                &[
-                    "run",
-                    "-d",
-                    "--console-socket",
-                    sock.to_str().expect("utf8"),
-                    &id,
-                ],
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let master = accept_master(&listener);
-        let out = child.wait_with_output().expect("wait");
-        assert!(out.status.success(), "{prog}: {}", text(&out.stderr));
-        seen.push(read_master(&master, Duration::from_secs(20)));
+        let cmd = w.cmd(
+            prog,
+            // runc takes a console socket only with -d.
+            &[
+                "run",
+                "-d",
+                "--console-socket",
+                sock.to_str().expect("utf8"),
+                &id,
+            ],
+        );
+        seen.push(console_of(cmd, &listener, prog));
     }
     // The pty's group is devpts' gid=5 (tty): only the owner changes, as with runc.
     assert_eq!(seen[0], seen[1]);
@@ -636,16 +634,7 @@ fn console_belongs_to_a_non_root_process_user_in_run_and_exec_like_runc() {
         "%u",
         "/proc/self/fd/0",
     ];
-    let child = w
-        .cmd(BERTH, &exec_args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let master = accept_master(&listener);
-    let seen = read_master(&master, Duration::from_secs(20));
-    let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success(), "exec: {}", text(&out.stderr));
+    let seen = console_of(w.cmd(BERTH, &exec_args), &listener, "exec");
     assert_eq!(seen.trim(), "1234");
 }
 

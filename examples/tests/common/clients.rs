@@ -686,6 +686,17 @@ impl From<Out> for Seen {
 
 /// What the exec scenarios check: the plain exec's status and output, and that the `-t` one
 /// ran on a pty of [`TTY_SIZE`] and exited 4.
+/// What a container shows of its confinement: the capability, no_new_privs and seccomp
+/// lines of its status, its devices, then (after `---`) its mounts.
+pub const CONFINEMENT_PROBE: &str = "grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status; \
+     stat -c '%n %F %a %t:%T' /dev/* /dev/pts/ptmx; echo ---; cat /proc/self/mounts";
+
+/// The output of [`CONFINEMENT_PROBE`]: the status and device lines, and the mounts summed up.
+pub fn confinement(stdout: &str) -> (String, BTreeSet<String>) {
+    let (status, mounts) = stdout.split_once("---\n").unwrap_or((stdout, ""));
+    (status.to_string(), mount_summary(mounts))
+}
+
 /// The script that prints the container's own cgroup limit files (v1 or v2 as the host
 /// has), and the flags that set them: podman and docker take the same.
 pub fn resource_limits_probe() -> (String, [&'static str; 9]) {
