@@ -156,65 +156,6 @@ impl Drop for NetnsHolder {
     }
 }
 
-/// The optional fields (propagation) of the host's `/` mount.
-fn host_root_propagation() -> String {
-    let info = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    info.lines()
-        .find(|l| l.split(' ').nth(4) == Some("/"))
-        .map(|l| {
-            l.split(" - ")
-                .next()
-                .unwrap_or_default()
-                .split(' ')
-                .skip(6)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-#[test]
-fn without_a_mount_namespace_the_runtimes_is_shared_and_left_clean() {
-    // The spec: a namespace type left out is the runtime's. The container's mounts are
-    // then the runtime's too: made beneath the rootfs, never changing the propagation of
-    // the runtime's "/", and all gone after delete (runc leaves them mounted).
-    let (mut b, out) = sh_bundle("readlink /proc/self/ns/mnt > /out/mnt");
-    set_namespaces(
-        &mut b.spec,
-        &[
-            (T::Pid, None),
-            (T::Network, None),
-            (T::Ipc, None),
-            (T::Uts, None),
-        ],
-    );
-    let before = host_root_propagation();
-    let h = Harness::new();
-    let id = h.id("nomntns");
-    let c = h.create(&id, &b).expect("create without a mount namespace");
-    let rootfs = b.rootfs().to_str().expect("utf8").to_string();
-    let info = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    assert!(
-        info.lines()
-            .any(|l| l.split(' ').nth(4) == Some(&format!("{rootfs}/proc"))),
-        "the container's /proc is not in the runtime's namespace"
-    );
-    h.rt.start(&id).expect("start");
-    assert_eq!(h.wait(&c), 0);
-    assert_eq!(
-        read(out.path().join("mnt")),
-        fs::read_link("/proc/self/ns/mnt")
-            .expect("ns")
-            .to_string_lossy()
-    );
-    h.rt.delete(&id, false).expect("delete");
-    assert_no_test_mounts();
-    assert_eq!(
-        host_root_propagation(),
-        before,
-        "the host's / propagation changed"
-    );
-}
-
 #[test]
 fn joins_a_network_namespace_by_path() {
     let holder = NetnsHolder::new();
