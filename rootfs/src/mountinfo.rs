@@ -84,6 +84,28 @@ fn is_under(path: &[u8], mount_point: &[u8]) -> bool {
         || (path.starts_with(mount_point) && path.get(mount_point.len()) == Some(&b'/'))
 }
 
+/// The topmost procfs and sysfs mount points of `mounts` that are not inside `rootfs` (one
+/// inside another goes with it when that one is detached).
+pub(crate) fn kernel_fs_outside(mounts: &[MountInfo], rootfs: &[u8]) -> Vec<CString> {
+    let mut points: Vec<&[u8]> = mounts
+        .iter()
+        .filter(|m| matches!(m.fstype.as_str(), "proc" | "sysfs"))
+        .map(|m| m.mount_point.as_slice())
+        .filter(|p| !is_under(p, rootfs))
+        .collect();
+    points.sort_unstable();
+    points.dedup();
+    let mut top: Vec<&[u8]> = Vec::new();
+    for p in points {
+        if !top.iter().any(|t| is_under(p, t)) {
+            top.push(p);
+        }
+    }
+    top.into_iter()
+        .filter_map(|p| CString::new(p.to_vec()).ok())
+        .collect()
+}
+
 /// The mount containing `path` (the longest mount point above it; the last
 /// one listed wins for stacked mounts).
 pub(crate) fn containing_mount<'a>(mounts: &'a [MountInfo], path: &[u8]) -> Option<&'a MountInfo> {

@@ -259,31 +259,6 @@ const MOUNTINFO: &str = "/proc/self/mountinfo";
 
 /// Lexically clean an absolute container path into its relative form
 /// (`/a/./b/../c/` -> `a/c`); `..` stops at `/`. `None` if not absolute.
-/// The topmost procfs and sysfs mount points of `mounts` that are not inside `rootfs` (one
-/// inside another goes with it when that one is detached).
-fn kernel_fs_outside(mounts: &[mountinfo::MountInfo], rootfs: &[u8]) -> Vec<CString> {
-    let inside = |p: &[u8], dir: &[u8]| {
-        dir == b"/" || p == dir || (p.starts_with(dir) && p.get(dir.len()) == Some(&b'/'))
-    };
-    let mut points: Vec<&[u8]> = mounts
-        .iter()
-        .filter(|m| matches!(m.fstype.as_str(), "proc" | "sysfs"))
-        .map(|m| m.mount_point.as_slice())
-        .filter(|p| !inside(p, rootfs))
-        .collect();
-    points.sort_unstable();
-    points.dedup();
-    let mut top: Vec<&[u8]> = Vec::new();
-    for p in points {
-        if !top.iter().any(|t| inside(p, t)) {
-            top.push(p);
-        }
-    }
-    top.into_iter()
-        .filter_map(|p| CString::new(p.to_vec()).ok())
-        .collect()
-}
-
 pub(crate) fn clean(path: &Path) -> Option<Vec<u8>> {
     if !path.is_absolute() {
         return None;
@@ -464,7 +439,7 @@ impl RootfsPlan {
         };
 
         let hide_outside = if opts.no_pivot && opts.own_mount_ns {
-            kernel_fs_outside(&host.mounts, rootfs.as_os_str().as_bytes())
+            mountinfo::kernel_fs_outside(&host.mounts, rootfs.as_os_str().as_bytes())
         } else {
             Vec::new()
         };
