@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -231,18 +231,11 @@ fn device_rules_are_enforced() {
         {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
         {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "r"}]}"#);
     let mut g = create("v1dev", Some(&r));
-    let i = g.spawn_in(
+    let out = g.output_in(
         "read _; head -c1 /dev/zero | wc -c; echo x > /dev/null && echo null-ok; \
          (echo x > /dev/zero) 2>/dev/null || echo zero-write-denied; \
          (head -c1 /dev/full) 2>/dev/null || echo full-denied",
     );
-    let mut out = String::new();
-    g.children[i]
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
     assert_eq!(out, "1\nnull-ok\nzero-write-denied\nfull-denied\n");
 }
 
@@ -716,16 +709,9 @@ fn container_device_rules_deny_all_but_the_default_set() {
         "v1devdef",
         Some(&berth_cgroups::devices::with_defaults(Some(&r))),
     );
-    let i = g.spawn_in(
+    let out = g.output_in(
         "read _; echo x > /dev/null && echo null-ok; head -c1 /dev/urandom | wc -c; \
          (echo x > /dev/kmsg) 2>/dev/null || echo kmsg-denied",
     );
-    let mut out = String::new();
-    g.children[i]
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
     assert_eq!(out, "null-ok\n1\nkmsg-denied\n");
 }

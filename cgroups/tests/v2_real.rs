@@ -99,16 +99,7 @@ const SCRIPT: &str = "read _; (head -c1 /dev/zero | wc -c) 2>/dev/null; \
     (head -c1 /dev/full >/dev/null) 2>/dev/null && echo full-ok || echo full-denied";
 
 fn run_script(g: &mut Guard) -> String {
-    let i = g.spawn_in(SCRIPT);
-    let mut out = String::new();
-    g.children[i]
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    g.children[i].wait().unwrap();
-    out
+    g.output_in(SCRIPT)
 }
 
 #[test]
@@ -259,18 +250,11 @@ fn device_program_of_container_rules_denies_all_but_the_default_set() {
         "v2devdef",
         Some(&berth_cgroups::devices::with_defaults(Some(&r))),
     );
-    let i = g.spawn_in(
+    let out = g.output_in(
         "read _; echo x > /dev/null && echo null-ok; head -c1 /dev/urandom | wc -c; \
          (echo x > /dev/kmsg) 2>/dev/null || echo kmsg-denied; \
          head -c1 /dev/full | wc -c",
     );
-    let mut out = String::new();
-    g.children[i]
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
     assert_eq!(out, "null-ok\n1\nkmsg-denied\n1\n");
     let e =
         g.cg.update(&res(r#"{"devices": [{"allow": false}]}"#))

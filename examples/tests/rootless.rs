@@ -179,6 +179,15 @@ impl World {
         id
     }
 
+    /// `run` of the bundle by berth and by runc, each under a fresh id: berth's id, and
+    /// what berth and runc did.
+    fn run_both(&mut self) -> (String, Output, Output) {
+        let id = self.id();
+        let ours = self.berth(&["run", &id]);
+        let rid = self.runc_id();
+        (id, ours, self.runc(&["run", &rid]))
+    }
+
     /// `spec --rootless` by the user, made non-interactive with `args`, and the same config
     /// for runc (its rootfs given by absolute path: runc refuses a symlinked one).
     fn rootless_specs(&self, args: &[&str]) {
@@ -274,10 +283,7 @@ fn spec_rootless_then_run_as_an_unprivileged_user_matches_runc() {
     std::fs::remove_file(w.runc_bundle.join("config.json")).expect("rm");
 
     w.rootless_specs(&["sh", "-c", WHO]);
-    let id = w.id();
-    let ours = w.berth(&["run", &id]);
-    let rid = w.runc_id();
-    let theirs = w.runc(&["run", &rid]);
+    let (_, ours, theirs) = w.run_both();
     assert!(theirs.status.success(), "runc: {}", text(&theirs.stderr));
     assert!(ours.status.success(), "berth: {}", text(&ours.stderr));
     // No cgroup could be made and none was asked for: no word about it, as with runc.
@@ -371,10 +377,7 @@ fn rootless_additional_gids_are_refused_and_nothing_is_left_behind() {
     let mut w = World::new();
     w.rootless_specs(&["true"]);
     w.edit(|c| c["process"]["user"]["additionalGids"] = json!([0]));
-    let id = w.id();
-    let ours = w.berth(&["run", &id]);
-    let rid = w.runc_id();
-    let theirs = w.runc(&["run", &rid]);
+    let (id, ours, theirs) = w.run_both();
     assert!(!theirs.status.success(), "runc ran it");
     assert!(
         text(&theirs.stderr).contains("cannot set any additional groups in a rootless container"),
@@ -402,20 +405,14 @@ fn rootless_without_cgroup_permission_runs_unless_limits_are_asked_like_runc() {
     w.edit(|c| {
         c["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
     });
-    let id = w.id();
-    let ours = w.berth(&["run", &id]);
-    let rid = w.runc_id();
-    let theirs = w.runc(&["run", &rid]);
+    let (_, ours, theirs) = w.run_both();
     assert!(theirs.status.success(), "runc: {}", text(&theirs.stderr));
     assert!(ours.status.success(), "berth: {}", text(&ours.stderr));
     assert_eq!(text(&ours.stderr), "");
 
     // A limit needs the cgroup it can't have.
     w.edit(|c| c["linux"]["resources"] = json!({"pids": {"limit": 100}}));
-    let id = w.id();
-    let ours = w.berth(&["run", &id]);
-    let rid = w.runc_id();
-    let theirs = w.runc(&["run", &rid]);
+    let (id, ours, theirs) = w.run_both();
     assert!(!theirs.status.success(), "runc ran it");
     assert!(!ours.status.success(), "berth ran it");
     assert!(
@@ -478,10 +475,7 @@ fn rootless_maps_of_subordinate_ids_go_through_newuidmap_like_runc() {
             {"containerID": 0, "hostID": gid, "size": 1},
             {"containerID": 1, "hostID": subgid, "size": 65536}]);
     });
-    let id = w.id();
-    let ours = w.berth(&["run", &id]);
-    let rid = w.runc_id();
-    let theirs = w.runc(&["run", &rid]);
+    let (_, ours, theirs) = w.run_both();
     assert!(theirs.status.success(), "runc: {}", text(&theirs.stderr));
     assert!(ours.status.success(), "berth: {}", text(&ours.stderr));
     assert_eq!(text(&ours.stdout), text(&theirs.stdout));

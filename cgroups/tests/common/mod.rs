@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -78,6 +78,22 @@ impl Guard {
         child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
         self.children.push(child);
         self.children.len() - 1
+    }
+
+    /// Runs `sh -c script` in the cgroup (as [`Guard::spawn_in`]) to its end and returns
+    /// what it printed.
+    pub fn output_in(&mut self, script: &str) -> String {
+        let i = self.spawn_in(script);
+        let mut out = String::new();
+        let child = &mut self.children[i];
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        child.wait().unwrap();
+        out
     }
 
     pub fn pid(&self, i: usize) -> i32 {
