@@ -258,6 +258,20 @@ impl Layout {
         self.unified.as_ref()
     }
 
+    /// Every hierarchy a container's cgroup has a directory in: the v1 ones with
+    /// controllers, the named ones, then cgroup2.
+    ///
+    /// ```no_run
+    /// let layout = berth_cgroups::Layout::detect()?;
+    /// let mine = std::path::Path::new("/berth/web");
+    /// let left = layout.hierarchies().filter(|h| h.dir_of(mine).is_dir()).count();
+    /// println!("{left} hierarchies still have {}", mine.display());
+    /// # Ok::<(), berth_cgroups::CgroupError>(())
+    /// ```
+    pub fn hierarchies(&self) -> impl Iterator<Item = &Hierarchy> {
+        self.v1.iter().chain(&self.named).chain(&self.unified)
+    }
+
     /// Every controller mounted as v1.
     pub fn v1_controllers(&self) -> Vec<&str> {
         self.v1

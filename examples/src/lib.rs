@@ -61,11 +61,8 @@ fn honor_xdg_runtime_dir() -> bool {
     if !nix::unistd::geteuid().is_root() {
         return true;
     }
-    // Root of the initial user namespace maps every id onto itself.
-    let initial = std::fs::read_to_string("/proc/self/uid_map")
-        .map(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
-        .unwrap_or(true);
-    !initial && std::env::var("USER").map_or(true, |u| u != "root")
+    !berth_namespaces::in_initial_user_namespace()
+        && std::env::var("USER").map_or(true, |u| u != "root")
 }
 
 /// Creates the `$XDG_RUNTIME_DIR/berth` state directory if needed and gives it mode 01700.

@@ -81,3 +81,19 @@ pub use plan::NamespacePlan;
 pub fn namespace_path(pid: libc::pid_t, k: NamespaceKind) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/ns/{}", k.proc_name()))
 }
+
+/// Whether this process is in the initial user namespace: its `/proc/self/uid_map` maps
+/// every id onto itself (`0 0 4294967295`). A map that can't be read counts as the initial
+/// one. Root elsewhere (in a user namespace of a rootless engine, say) is what runc's
+/// rootless detection looks for. Parent side (reads a file).
+///
+/// ```
+/// if !berth_namespaces::in_initial_user_namespace() {
+///     println!("in a user namespace: cgroups may be out of reach");
+/// }
+/// ```
+pub fn in_initial_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .map(|m| m.split_whitespace().eq(["0", "0", "4294967295"]))
+        .unwrap_or(true)
+}

@@ -312,14 +312,13 @@ impl Runtime {
         state::validate_id(id)?;
         let bundle = abs_path(&opts.bundle)?;
         let spec = validate::load_bundle_config(&bundle)?;
-        let warnings = Vec::new();
         validate::validate(&spec, &bundle)?;
         let dir = ContainerDir::create(&self.root, id)?;
         let dir_path = dir.path.clone();
         let mut remove_dir = Cleanup(Some(move || {
             let _ = fs::remove_dir_all(&dir_path);
         }));
-        match self.create_in(&dir, &spec, &bundle, opts, warnings) {
+        match self.create_in(&dir, &spec, &bundle, opts) {
             Ok(c) => {
                 remove_dir.disarm();
                 Ok(c)
@@ -354,9 +353,9 @@ impl Runtime {
         spec: &Spec,
         bundle: &Path,
         opts: &CreateOptions,
-        mut warnings: Vec<String>,
     ) -> Result<Container, Error> {
         let id = dir.id.as_str();
+        let mut warnings = Vec::new();
         let cfg_err = |field: &str, reason: &str| {
             Error::Config(ConfigError {
                 field: field.into(),
@@ -525,9 +524,10 @@ impl Runtime {
         // with runc.
         let cg_path = CgroupPath::from_spec(linux.cgroups_path().as_deref(), id)?;
         let resources = cgroup_resources(&linux);
-        let optional = self.rootless_cgroups.unwrap_or_else(rootless_auto)
-            && !asks_for_limits(&linux)
-            && linux.cgroups_path().is_none();
+        // (Cheapest test first: most managers name a cgroupsPath.)
+        let optional = linux.cgroups_path().is_none()
+            && self.rootless_cgroups.unwrap_or_else(rootless_auto)
+            && !asks_for_limits(&linux);
         let planned = match Layout::detect()
             .map_err(Error::from)
             .map(|layout| (planned_cgroup_path(&layout, &cg_path), layout))
@@ -681,9 +681,9 @@ impl Runtime {
         let guard_pid = Cell::new(child);
         // Dropped after the kill guard: the mounts a failed init made in the runtime's
         // namespace go once it is dead.
-        let record_for_mounts = record.clone();
+        let host_mounts_above = record.host_mounts_above;
         let mut release_mounts = Cleanup(Some(|| {
-            let _ = state::release_host_mounts(&record_for_mounts);
+            let _ = state::release_host_mounts(&rootfs_path, host_mounts_above);
         }));
         let mut kill_guard = Cleanup(Some(|| kill_and_reap(guard_pid.get())));
         // And whom a `delete` kills if this create is killed from here on. The child waits
@@ -1052,7 +1052,7 @@ impl Runtime {
         for w in warnings {
             (self.warn)(&w);
         }
-        state::release_host_mounts(&record)?;
+        state::release_host_mounts(Path::new(&record.rootfs), record.host_mounts_above)?;
         destroy_cgroup(&record)?;
         dir.remove()
     }
@@ -1192,9 +1192,7 @@ const STATE_CHUNK: usize = 32 * 1024;
 /// runc's `--rootless=auto`: not root, or root of a user namespace other than the initial
 /// one (which may well lack cgroup permissions).
 fn rootless_auto() -> bool {
-    !nix::unistd::geteuid().is_root()
-        || fs::read_to_string("/proc/self/uid_map")
-            .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+    !nix::unistd::geteuid().is_root() || !berth_namespaces::in_initial_user_namespace()
 }
 
 /// Whether `linux.resources` asks for anything but device rules (which a rootless runc
@@ -1259,12 +1257,7 @@ fn record_pid(record: &mut Record, pid: i32, init: bool) -> Result<(), Error> {
 fn planned_cgroup_path(layout: &Layout, path: &CgroupPath) -> Option<PathBuf> {
     match path {
         CgroupPath::Relative(p) => {
-            let mut all = layout
-                .v1_hierarchies()
-                .iter()
-                .chain(layout.named_hierarchies())
-                .chain(layout.unified())
-                .map(|h| h.own_cgroup.clone());
+            let mut all = layout.hierarchies().map(|h| h.own_cgroup.clone());
             let first = all.next()?;
             all.all(|o| o == first).then(|| first.join(p))
         }

@@ -462,7 +462,7 @@ impl Runtime {
         } else {
             None
         };
-        if state::process_start_time(record.pid).map(|(t, _)| t) != Some(record.start_time) {
+        if !record.pid_alive() {
             return Err(refuse(Status::Stopped));
         }
         let pplan = ProcessPlan::prepare(process, &[], opts.preserve_fds)?;

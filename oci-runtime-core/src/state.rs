@@ -191,10 +191,7 @@ impl Record {
         };
         let layout = berth_cgroups::Layout::detect()?;
         let in_some = layout
-            .v1_hierarchies()
-            .iter()
-            .chain(layout.named_hierarchies())
-            .chain(layout.unified())
+            .hierarchies()
             .any(|h| h.dir_of(Path::new(path)).is_dir());
         if !in_some {
             return Ok(None);
@@ -501,13 +498,13 @@ pub(crate) fn mount_id(path: &Path) -> Result<(u64, bool), Error> {
 }
 
 /// Detaches what a container without a mount namespace of its own mounted in the runtime's:
-/// every mount stacked at its rootfs since create (the bind of the rootfs onto itself, with
-/// all the container's mounts beneath it), down to the mount recorded before.
-pub(crate) fn release_host_mounts(record: &Record) -> Result<(), Error> {
-    let Some(before) = record.host_mounts_above else {
+/// every mount stacked at `rootfs` since create (the bind of the rootfs onto itself, with all
+/// the container's mounts beneath it), down to the mount `before` that was there
+/// ([`Record::host_mounts_above`]; `None`: the container had a namespace of its own).
+pub(crate) fn release_host_mounts(rootfs: &Path, before: Option<u64>) -> Result<(), Error> {
+    let Some(before) = before else {
         return Ok(());
     };
-    let rootfs = Path::new(&record.rootfs);
     // Bounded: each round removes one stacked mount, and create stacks one.
     for _ in 0..16 {
         match mount_id(rootfs) {

@@ -117,7 +117,6 @@ fn parse_config(bytes: &[u8]) -> Result<Spec, ConfigError> {
     strip_nulls(&mut value);
     // The runtime spec's names oci-spec 0.10 spells differently (scheduler flags, RDT flags).
     fix_oci_spec_spellings(&mut value);
-    check_capability_names(&value)?;
     check_config_shape(&value)?;
     // The shape check above deserializes every part with the same types, so this
     // only fails if the two disagree; report it rather than panic.
@@ -171,31 +170,6 @@ fn fix_oci_spec_spellings(config: &mut serde_json::Value) {
             }
         }
     }
-}
-
-/// Refuses capability names neither oci-spec nor the kernel knows in `process.capabilities.*`
-/// (the spec: a value that cannot be mapped to a kernel interface MUST be an error; runc 1.1
-/// only warns, and would run `CAP_TYPO` without the capability meant). Non-string entries are
-/// left for the shape check to report.
-fn check_capability_names(value: &Value) -> Result<(), ConfigError> {
-    let Some(sets) = value
-        .pointer("/process/capabilities")
-        .and_then(Value::as_object)
-    else {
-        return Ok(());
-    };
-    for (set, names) in sets {
-        for (i, n) in names.as_array().into_iter().flatten().enumerate() {
-            let Some(name) = n.as_str() else { continue };
-            if serde_json::from_value::<oci_spec::runtime::Capability>(n.clone()).is_err() {
-                return Err(ConfigError::new(
-                    format!("process.capabilities.{set}[{i}]"),
-                    format!("unknown capability {name}"),
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -410,6 +384,9 @@ fn rlimit_shape(value: &Value, path: &str) -> Result<(), ConfigError> {
     is::<PosixRlimit>(value, path)
 }
 
+/// Unknown capability names are refused: the spec says a value that cannot be mapped to a
+/// kernel interface MUST be an error (runc 1.1 only warns, and runs `CAP_TYPO` without the
+/// capability meant).
 fn capabilities_shape(value: &Value, path: &str) -> Result<(), ConfigError> {
     fn set(value: &Value, path: &str) -> Result<(), ConfigError> {
         elements(value, path, |v, p| known::<Capability>(v, p, "capability"))?;
@@ -1380,7 +1357,7 @@ mod tests {
         let e = load_bundle_config(&bundle.0).expect_err("CAP_FLY");
         assert_eq!(
             e.to_string(),
-            "process.capabilities.permitted[1] unknown capability CAP_FLY"
+            r#"process.capabilities.permitted[1] "CAP_FLY" is not a known capability"#
         );
     }
 

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use berth_runtime_core::ExecOptions;
-use berth_runtime_core::oci_spec::runtime::{Capability, LinuxCapabilities, Process};
+use berth_runtime_core::oci_spec::runtime::{Capability, Process};
 
 use super::Ctx;
 use super::lifecycle::check_console;
@@ -114,18 +114,6 @@ fn load_process(path: &Path) -> Result<Process, CliError> {
             .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
     }
     serde_json::from_value(value).map_err(bad)
-}
-
-/// Empty capability sets (every set given, none listed).
-fn no_capabilities() -> LinuxCapabilities {
-    let none = || Some(std::collections::HashSet::new());
-    let mut c = LinuxCapabilities::default();
-    c.set_bounding(none());
-    c.set_effective(none());
-    c.set_permitted(none());
-    c.set_inheritable(none());
-    c.set_ambient(none());
-    c
 }
 
 /// Sets `NAME=VALUE` in `env`, replacing an earlier entry of the same name.
@@ -242,15 +230,15 @@ pub(crate) fn exec(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
             }
             let mut process = load_process(Path::new(file))?;
             // Without capabilities of its own the process gets the container's, as with
-            // runc; none when the container has none either (never the runtime's own).
+            // runc; none when the container has none either (absent is empty to the
+            // library, never the runtime's own).
             if process.capabilities().is_none() {
                 let config = ctx.runtime.config(id)?;
                 let caps = config
                     .process()
                     .as_ref()
-                    .and_then(|p| p.capabilities().clone())
-                    .unwrap_or_else(no_capabilities);
-                process.set_capabilities(Some(caps));
+                    .and_then(|p| p.capabilities().clone());
+                process.set_capabilities(caps);
             }
             process
         }
