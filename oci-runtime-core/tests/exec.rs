@@ -11,9 +11,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use berth_runtime_core::oci_spec::runtime::{
-    Capability, LinuxCapabilities, LinuxNamespace, LinuxNamespaceType, Process, User,
-};
+use berth_runtime_core::oci_spec::runtime::{Capability, LinuxCapabilities, Process, User};
 use berth_runtime_core::{Container, Error, ExecOptions, ExecProcess, Status};
 use common::{Bundle, TempDir};
 use support::console::{accept_master, read_master};
@@ -810,44 +808,4 @@ fn exec_failure_of_the_program_is_an_error() {
     // The container is fine: an ordinary exec still works.
     assert_eq!(exec_sh(&h, &r, "exit 3"), 3);
     finish(&h, r);
-}
-
-#[test]
-fn exec_into_a_container_without_a_mount_namespace_is_in_its_root() {
-    // The init shares the runtime's mount namespace and is only chrooted: setns can't give
-    // an exec'd process that root, so exec chroots into the init's. Before, the process ran
-    // in the runtime's `/` (and, being the container's, exposed it through /proc/PID/root).
-    let h = Harness::new();
-    let r = running(&h, "execnomnt", |b| {
-        let keep: Vec<LinuxNamespace> = b
-            .spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.namespaces().clone())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|n| n.typ() != LinuxNamespaceType::Mount)
-            .collect();
-        b.spec
-            .linux_mut()
-            .as_mut()
-            .expect("linux")
-            .set_namespaces(Some(keep));
-        // Before create: the read-only root is a bind in the runtime's namespace after it.
-        fs::write(b.rootfs().join("marker"), "rootfs").expect("marker");
-    });
-    // The bundle's host path: nothing there inside the container's root.
-    let host = r.b.path().to_str().expect("utf8").to_string();
-    assert_eq!(
-        exec_sh(
-            &h,
-            &r,
-            &format!("cat /marker > /out/marker; test -e {host}/config.json; echo $? > /out/rc"),
-        ),
-        0
-    );
-    assert_eq!(read(r.out.join("marker")), "rootfs");
-    assert_eq!(read(r.out.join("rc")), "1", "the runtime's / is visible");
-    finish(&h, r);
-    assert_no_test_mounts();
 }
