@@ -25,6 +25,36 @@ fn v1_host() -> Layout {
     l
 }
 
+/// Whether the kernel has RT group scheduling (CONFIG_RT_GROUP_SCHED): the cpu hierarchy's
+/// root has `cpu.rt_period_us`.
+fn has_rt_group_sched(layout: &Layout) -> bool {
+    layout
+        .v1_hierarchies()
+        .iter()
+        .any(|h| h.has("cpu") && h.mount_point.join("cpu.rt_period_us").exists())
+}
+
+/// Without RT group scheduling, `cpu.realtime*` fail and name the file the kernel lacks
+/// (runc fails the same way); nothing is left behind.
+#[test]
+fn realtime_without_rt_group_scheduling_is_an_error() {
+    let layout = v1_host();
+    if has_rt_group_sched(&layout) {
+        eprintln!(
+            "SKIP: this kernel has RT group scheduling (tested in every_v1_field_round_trips)"
+        );
+        return;
+    }
+    let name = unique("v1rt");
+    let path = berth_cgroups::CgroupPath::from_spec(Some(name.as_ref()), "x").unwrap();
+    let r = res(r#"{"cpu": {"realtimePeriod": 500000, "realtimeRuntime": 10000}}"#);
+    let e = CgroupManager::create(&layout, &path, Some(&r)).unwrap_err();
+    assert!(e.to_string().contains("cpu.rt_period_us"), "{e}");
+    for d in dirs_of(&layout, &name) {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+}
+
 #[test]
 fn detect_finds_this_hosts_hierarchies() {
     let l = v1_host();
@@ -41,10 +71,31 @@ fn detect_finds_this_hosts_hierarchies() {
 fn every_v1_field_round_trips() {
     let layout = v1_host();
     let disk = a_disk().expect("a block device");
+    // Fields only some hosts have: RT group scheduling (CONFIG_RT_GROUP_SCHED; Debian's
+    // kernels have none, see realtime_without_rt_group_scheduling_is_an_error), cgroup2
+    // beside v1 (hybrid), a net_cls,net_prio hierarchy.
+    let has_rt = has_rt_group_sched(&layout);
+    let has_unified = layout.unified().is_some();
+    let has_net = layout.v1_controllers().contains(&"net_cls");
+    let rt = if has_rt {
+        r#""realtimePeriod": 500000, "realtimeRuntime": 10000,"#
+    } else {
+        ""
+    };
+    let unified = if has_unified {
+        r#","unified": {"cgroup.max.depth": "5"}"#
+    } else {
+        ""
+    };
+    let net = if has_net {
+        r#","network": {"classID": 1048577, "priorities": [{"name": "lo", "priority": 5}]}"#
+    } else {
+        ""
+    };
     let r = res(&format!(
         r#"{{
         "cpu": {{"shares": 512, "period": 50000, "quota": 25000, "burst": 1000,
-                "realtimePeriod": 500000, "realtimeRuntime": 10000, "cpus": "0", "mems": "0"}},
+                {rt} "cpus": "0", "mems": "0"}},
         "memory": {{"limit": {lim}, "reservation": {res}, "swap": {swap}, "swappiness": 30,
                    "disableOOMKiller": true, "kernelTCP": {tcp}, "useHierarchy": true}},
         "pids": {{"limit": 42}},
@@ -55,8 +106,8 @@ fn every_v1_field_round_trips() {
             "throttleWriteIOPSDevice": [{{"major": {maj}, "minor": {min}, "rate": 200}}]}},
         "devices": [{{"allow": false, "access": "rwm"}},
                     {{"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}},
-                    {{"allow": true, "type": "c", "major": 1, "minor": 5, "access": "r"}}],
-        "unified": {{"cgroup.max.depth": "5"}}
+                    {{"allow": true, "type": "c", "major": 1, "minor": 5, "access": "r"}}]
+        {unified} {net}
     }}"#,
         lim = 64 * MIB,
         res = 32 * MIB,
@@ -74,8 +125,10 @@ fn every_v1_field_round_trips() {
     assert_eq!(read(&cpu, "cpu.cfs_period_us"), "50000");
     assert_eq!(read(&cpu, "cpu.cfs_quota_us"), "25000");
     assert_eq!(read(&cpu, "cpu.cfs_burst_us"), "1000");
-    assert_eq!(read(&cpu, "cpu.rt_period_us"), "500000");
-    assert_eq!(read(&cpu, "cpu.rt_runtime_us"), "10000");
+    if has_rt {
+        assert_eq!(read(&cpu, "cpu.rt_period_us"), "500000");
+        assert_eq!(read(&cpu, "cpu.rt_runtime_us"), "10000");
+    }
     let cpuset = g.dir("cpuset");
     assert_eq!(read(&cpuset, "cpuset.cpus"), "0");
     assert_eq!(read(&cpuset, "cpuset.mems"), "0");
@@ -119,8 +172,19 @@ fn every_v1_field_round_trips() {
         read(&g.dir("devices"), "devices.list"),
         "c 1:3 rwm\nc 1:5 r"
     );
-    let (_, unified) = g.cg.paths().into_iter().last().unwrap();
-    assert_eq!(read(unified, "cgroup.max.depth"), "5");
+    if has_unified {
+        let (_, unified) = g.cg.paths().into_iter().last().unwrap();
+        assert_eq!(read(unified, "cgroup.max.depth"), "5");
+    }
+    if has_net {
+        let net = g.dir("net_cls");
+        assert_eq!(read(&net, "net_cls.classid"), "1048577");
+        assert!(
+            read(&net, "net_prio.ifpriomap")
+                .lines()
+                .any(|l| l == "lo 5")
+        );
+    }
 
     // Raising and lowering memory and memory+swap together needs the right order.
     for (lim, swap) in [(256 * MIB, 512 * MIB), (16 * MIB, 32 * MIB), (-1, -1)] {
@@ -383,7 +447,16 @@ fn a_rejected_value_names_file_and_value_and_leaves_nothing() {
 #[test]
 fn an_unavailable_controller_is_an_error_and_leaves_nothing() {
     let layout = v1_host();
-    for (json, field, ctl) in [
+    // Each case where this host lacks its controller: this development VM mounts neither
+    // net_cls nor rdma; a pure v1 host has no cgroup2 for `unified`, a hybrid one has it
+    // without the memory controller.
+    let v1 = layout.v1_controllers();
+    let (unified_field, unified_ctl) = if layout.unified().is_some() {
+        ("unified.memory.high", "memory")
+    } else {
+        ("unified", "cgroup2")
+    };
+    let cases: Vec<_> = [
         (
             r#"{"network": {"classID": 1048577}}"#,
             "network.classID",
@@ -396,10 +469,14 @@ fn an_unavailable_controller_is_an_error_and_leaves_nothing() {
         ),
         (
             r#"{"unified": {"memory.high": "1000000"}}"#,
-            "unified.memory.high",
-            "memory",
+            unified_field,
+            unified_ctl,
         ),
-    ] {
+    ]
+    .into_iter()
+    .filter(|(_, field, ctl)| field.starts_with("unified") || !v1.contains(ctl))
+    .collect();
+    for (json, field, ctl) in cases {
         let name = unique("v1unavail");
         let path = berth_cgroups::CgroupPath::from_spec(Some(name.as_ref()), "x").unwrap();
         let e = CgroupManager::create(&layout, &path, Some(&res(json))).unwrap_err();

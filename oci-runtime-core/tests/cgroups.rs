@@ -17,17 +17,7 @@ use support::*;
 
 /// The directories named `berth/<id>` in every mounted hierarchy (none once deleted).
 fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in fs::read_dir("/sys/fs/cgroup")
-        .expect("list /sys/fs/cgroup")
-        .flatten()
-    {
-        let p = e.path().join("berth").join(id);
-        if p.exists() {
-            out.push(p);
-        }
-    }
-    out
+    cgroup_dirs_named(&format!("berth/{id}"))
 }
 
 /// The cgroup directory of `id` in the v1 hierarchy `name`, or the cgroup2 one.
@@ -469,11 +459,14 @@ fn proc_self_cgroup_equals_runcs() {
 }
 
 /// The directories named `name` at the top of every mounted hierarchy.
+/// `name` below the mount point of every cgroup hierarchy of this host that has it: each
+/// hierarchy once (not also through the `cpu` -> `cpu,cpuacct` symlinks of a v1 host), and the
+/// root itself on a pure v2 host.
 fn cgroup_dirs_named(name: &str) -> Vec<PathBuf> {
-    fs::read_dir("/sys/fs/cgroup")
-        .expect("list /sys/fs/cgroup")
-        .flatten()
-        .map(|e| e.path().join(name))
+    berth_runtime_core::berth_cgroups::Layout::detect()
+        .expect("the host's cgroup layout")
+        .hierarchies()
+        .map(|h| h.mount_point.join(name))
         .filter(|p| p.exists())
         .collect()
 }

@@ -89,10 +89,14 @@ berth=$(awk '$1 == "examples/src/bin/berth/main.rs" && $2 !~ /deps/ { print $2; 
 [ -e "$root$berth" ] || put_exe "$berth"
 mkdir -p "$root/usr/local/bin"
 ln -sf "$berth" "$root/usr/local/bin/berth"
-if command -v crun >/dev/null; then
-    put_file "$(command -v crun)"
-    elfs+=("$(command -v crun)")
-fi
+# Host tools the suites run where busybox's applet lacks an option they use (losetup
+# --find --show), and crun to compare with on pure v2.
+for tool in losetup crun; do
+    p=$(command -v "$tool" || true)
+    [ -n "$p" ] || continue
+    put_file "$p"
+    elfs+=("$p")
+done
 
 cp /bin/busybox "$root/bin/busybox"
 install -m 0755 "$here/init" "$root/init"
@@ -126,8 +130,9 @@ load_mod() {
     cp "$moddir/$rel" "$root/lib/modules/$rel"
     echo "$rel" >>"$root/etc/berth-vm/modules"
 }
-# virtio disk (io controller tests), BFQ (io.bfq.weight), overlayfs (image rootfs), veth.
-for m in virtio_pci virtio_blk bfq overlay veth; do load_mod "$m"; done
+# virtio disk (io controller tests), BFQ (io.bfq.weight), loop devices (blkio on a loop
+# device), overlayfs (image rootfs), veth.
+for m in virtio_pci virtio_blk bfq loop overlay veth; do load_mod "$m"; done
 
 echo "run.sh: packing the image" >&2
 (cd "$root" && find . | cpio -o -H newc --quiet) >"$out/initramfs.cpio"
