@@ -122,6 +122,51 @@ fn mkdir_in(
     Ok((Dir { path: dir, cgroup }, own))
 }
 
+/// On a pure cgroup v2 host, makes every controller the kernel offers available to the
+/// container's cgroup, as runc and crun do: `+name` in the `cgroup.subtree_control` of each
+/// ancestor (from the mount point down to the parent) for every name in its
+/// `cgroup.controllers`. A container without a limit still gets its memory and io
+/// statistics, a later `update` finds the files it writes (and `io.bfq.weight` is seen before
+/// a weight is planned), and a runtime nested in the container can use them.
+///
+/// Best effort, like runc: a controller an ancestor refuses (a threaded subtree, an ancestor
+/// the caller does not own under a delegated subtree) stays off, and a field that needs it
+/// fails later naming the controller (`CgroupManager::enable_controllers`). On a hybrid
+/// host only the controllers the writes need are enabled: the cgroup2 hierarchy there
+/// belongs to the host's own setup.
+fn enable_all_controllers(h: &Hierarchy, leaf: &Path) {
+    let mut chain: Vec<&Path> = leaf
+        .ancestors()
+        .skip(1)
+        .take_while(|a| a.starts_with(&h.mount_point))
+        .collect();
+    chain.reverse();
+    for dir in chain {
+        let (Ok(offered), Ok(on)) = (
+            fsutil::read(dir, "cgroup.controllers"),
+            fsutil::read(dir, "cgroup.subtree_control"),
+        ) else {
+            return;
+        };
+        let on: Vec<&str> = on
+            .split_whitespace()
+            .map(|c| c.trim_start_matches('+'))
+            .collect();
+        let add: Vec<String> = offered
+            .split_whitespace()
+            .filter(|c| !on.contains(c))
+            .map(|c| format!("+{c}"))
+            .collect();
+        if add.is_empty() || fsutil::write(dir, "cgroup.subtree_control", &add.join(" ")).is_ok() {
+            continue;
+        }
+        // One refused name fails the whole write: enable the others one by one.
+        for c in &add {
+            let _ = fsutil::write(dir, "cgroup.subtree_control", c);
+        }
+    }
+}
+
 /// The label of a v1 hierarchy with controllers: its controllers, comma-separated.
 fn v1_label(h: &Hierarchy) -> String {
     h.controllers.join(",")
@@ -219,6 +264,9 @@ impl CgroupManager {
         }
         if let Some(h) = &self.layout.unified {
             let (dir, _) = mkdir_in(h, V2_LABEL, path, &mut self.new_dirs)?;
+            if self.layout.mode() == CgroupMode::Unified {
+                enable_all_controllers(h, &dir.path);
+            }
             let fd = open_dir(&dir.path)?;
             self.v2 = Some((dir, fd));
         }

@@ -54,6 +54,10 @@ const LEAF_FILES: &[(&str, &str)] = &[
     ("rdma.max", ""),
 ];
 
+/// The fake root's `cgroup.subtree_control` once a container cgroup is made below it: every
+/// controller of its `cgroup.controllers`, as runc and crun enable them on a pure v2 host.
+const ALL_ON: &str = "+cpuset +cpu +io +memory +hugetlb +pids +rdma +misc";
+
 struct Fake {
     tmp: TempDir,
     layout: Layout,
@@ -243,7 +247,7 @@ fn docker_zero_values_write_nothing() {
     ] {
         assert_eq!(read(&f.leaf, file), untouched, "{file}");
     }
-    assert_eq!(read(&f.tmp.0, "cgroup.subtree_control"), "");
+    assert_eq!(read(&f.tmp.0, "cgroup.subtree_control"), ALL_ON);
 }
 
 #[test]
@@ -314,7 +318,8 @@ fn invalid_values_fail_before_any_write() {
         assert!(e.to_string().contains(field), "{json}: {e}");
         assert_eq!(read(&f.leaf, "pids.max"), "max", "{json} wrote pids.max");
     }
-    assert_eq!(read(&f.tmp.0, "cgroup.subtree_control"), "");
+    // The ancestors' controllers stay enabled (as with runc); the leaf got no write.
+    assert_eq!(read(&f.tmp.0, "cgroup.subtree_control"), ALL_ON);
 }
 
 #[test]
@@ -410,7 +415,9 @@ fn stats_and_oom_events_from_v2_files() {
 fn enable_controllers_writes_the_parents_subtree_control() {
     let f = Fake::new("fakeenable", true, &[]);
     let (cg, _) = f.create("{}");
-    assert_eq!(read(&f.tmp.0, "cgroup.subtree_control"), "");
+    assert_eq!(read(&f.tmp.0, "cgroup.subtree_control"), ALL_ON);
+    // Turned off again by someone else: enabling the ones a runtime needs writes them.
+    fs::write(f.tmp.0.join("cgroup.subtree_control"), "").unwrap();
     cg.enable_controllers(&["memory", "pids"]).unwrap();
     assert_eq!(read(&f.tmp.0, "cgroup.subtree_control"), "+memory +pids");
     let e = cg.enable_controllers(&["net_cls"]).unwrap_err().to_string();
