@@ -1131,10 +1131,37 @@ impl CgroupManager {
                         field: "devices".into(),
                         controller: "devices".into(),
                     })?;
-                devices::attach_rules(fd, d, &rules)
+                match devices::attach_rules(fd, d, &rules) {
+                    // As runc's rootless mode: an unprivileged runtime may not load eBPF
+                    // programs, and its container can't make device nodes either.
+                    Err(CgroupError::Syscall {
+                        syscall, source, ..
+                    }) if source.raw_os_error() == Some(libc::EPERM) && unprivileged_caller() => {
+                        warnings.push(Warning {
+                            field: "devices".into(),
+                            message: format!(
+                                "not enforced: {syscall} is refused to an unprivileged runtime ({source})"
+                            ),
+                        });
+                        Ok(())
+                    }
+                    r => r,
+                }
             }
         }
     }
+}
+
+/// Whether the calling process is not root of the initial user namespace (a rootless
+/// runtime): its euid is not 0, or its user namespace maps less than every id.
+fn unprivileged_caller() -> bool {
+    // SAFETY: geteuid(2) has no arguments and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return true;
+    }
+    std::fs::read_to_string("/proc/self/uid_map")
+        .map(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+        .unwrap_or(false)
 }
 
 #[cfg(test)]

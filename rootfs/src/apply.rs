@@ -623,13 +623,37 @@ impl RootfsPlan {
             let ce = |step| Self::cgroup_err(step, i, 0);
             let t = self.mount_target(root, i, m, Create::Dir)?;
             let path = proc_fd_path(t.fd.raw()).map_err(err(Step::Mount, i))?;
-            match sys::mount(
+            let mut r = sys::mount(
                 Some(c"cgroup2"),
                 path.as_cstr(),
                 Some(c"cgroup2"),
                 m.flags,
                 None,
-            ) {
+            );
+            if r == Err(libc::EBUSY) {
+                // The target already is the root of this hierarchy's mount (a /sys bound
+                // from the runtime's, as rootless configs do, brings its cgroup2 mount
+                // along), and the kernel refuses the same superblock on the same mount
+                // point. Cover it with an empty tmpfs and mount on that.
+                sys::mount(
+                    Some(c"tmpfs"),
+                    path.as_cstr(),
+                    Some(c"tmpfs"),
+                    CGROUP_DEFAULT,
+                    Some(c"mode=755"),
+                )
+                .map_err(ce(Step::CgroupMount))?;
+                let top = Self::reopen(root, &m.target, libc::O_PATH, Step::ResolveTarget, i)?;
+                let p = proc_fd_path(top.raw()).map_err(ce(Step::CgroupMount))?;
+                r = sys::mount(
+                    Some(c"cgroup2"),
+                    p.as_cstr(),
+                    Some(c"cgroup2"),
+                    m.flags,
+                    None,
+                );
+            }
+            match r {
                 Ok(()) => {}
                 Err(libc::EPERM) | Err(libc::EBUSY) => {
                     // Not allowed to mount cgroup2 (user ns without cgroup ns):

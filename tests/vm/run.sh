@@ -3,7 +3,10 @@
 # this development VM's hybrid layout) and runs the suites of tests/vm/suites inside.
 #
 #   tests/vm/run.sh [--layout v2|v1|hybrid]... [--kernel /boot/vmlinuz-X] [--filter TEXT]
-#                   [--timeout SECONDS]
+#                   [--timeout SECONDS] [--script FILE]
+#
+# --script runs FILE (a shell script) in each layout after the suites, as a suite of its
+# own: a way to look at a layout by hand (its output is in results.log like the rest).
 #
 # Needs (Debian): qemu-system-x86, linux-image-amd64, busybox-static, cpio; crun is put in
 # the image when installed. Runs as root (the tests inside run as root, the image keeps
@@ -18,6 +21,7 @@ cd "$repo"
 layouts=()
 kernel=""
 filter=""
+script=""
 timeout=1800
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -25,7 +29,8 @@ while [ $# -gt 0 ]; do
     --kernel) kernel="$2"; shift 2 ;;
     --filter) filter="$2"; shift 2 ;;
     --timeout) timeout="$2"; shift 2 ;;
-    -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
+    --script) script="$2"; shift 2 ;;
+    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -57,7 +62,11 @@ ln -s usr/lib64 "$root/lib64"
 
 # --- The binaries: every test binary of the workspace, and the berth binary its tests run.
 echo "run.sh: building the test binaries" >&2
-cargo test --workspace --no-run --message-format=json 2>/dev/null >"$out/artifacts.json"
+cargo test --workspace --no-run --message-format=json 2>"$out/build.log" >"$out/artifacts.json" || {
+    cat "$out/build.log" >&2
+    echo "run.sh: cargo could not build the test binaries" >&2
+    exit 2
+}
 # src_path and executable of each artifact, one "src exe" per line, src relative to the repo.
 sed -n 's/.*"target":{[^}]*"src_path":"\([^"]*\)"[^}]*}.*"executable":"\([^"]*\)".*/\1 \2/p' \
     "$out/artifacts.json" | sed "s|^$repo/||" >"$out/executables"
@@ -84,6 +93,10 @@ while read -r where src args; do
     [ -e "$root$exe" ] || put_exe "$exe"
     echo "$where $src $exe $args" >>"$root/etc/berth-vm/suites"
 done <"$here/suites"
+if [ -n "$script" ]; then
+    install -D -m 0755 "$script" "$root/opt/berth-vm/script"
+    echo "all script /opt/berth-vm/script" >>"$root/etc/berth-vm/suites"
+fi
 berth=$(awk '$1 == "examples/src/bin/berth/main.rs" && $2 !~ /deps/ { print $2; exit }' "$out/executables")
 [ -n "$berth" ] || { echo "run.sh: cargo built no berth binary" >&2; exit 2; }
 [ -e "$root$berth" ] || put_exe "$berth"
@@ -91,7 +104,7 @@ mkdir -p "$root/usr/local/bin"
 ln -sf "$berth" "$root/usr/local/bin/berth"
 # Host tools the suites run where busybox's applet lacks an option they use (losetup
 # --find --show), and crun to compare with on pure v2.
-for tool in losetup crun; do
+for tool in losetup unshare nsenter setpriv crun; do
     p=$(command -v "$tool" || true)
     [ -n "$p" ] || continue
     put_file "$p"
