@@ -18,10 +18,28 @@ const HOOKS: [&str; 6] = [
     "poststop",
 ];
 
-/// The namespace types berth can create or join, by their `config.json` names.
-const NAMESPACES: [&str; 8] = [
-    "cgroup", "ipc", "mount", "network", "pid", "user", "uts", "time",
+/// The namespace types berth can create or join: their `config.json` names and the
+/// `/proc/self/ns` entries that show the running kernel has them (the cgroup namespace came
+/// in 4.6, the time namespace in 5.6).
+const NAMESPACES: [(&str, &str); 8] = [
+    ("cgroup", "cgroup"),
+    ("ipc", "ipc"),
+    ("mount", "mnt"),
+    ("network", "net"),
+    ("pid", "pid"),
+    ("user", "user"),
+    ("uts", "uts"),
+    ("time", "time"),
 ];
+
+/// The namespace types of [`NAMESPACES`] the running kernel has.
+fn kernel_namespaces() -> Vec<&'static str> {
+    NAMESPACES
+        .iter()
+        .filter(|(_, proc)| std::path::Path::new("/proc/self/ns").join(proc).exists())
+        .map(|(name, _)| *name)
+        .collect()
+}
 
 /// Capability names indexed by capability number (`linux/capability.h`):
 /// `CAPABILITIES[n]` is the name of capability `n`.
@@ -75,7 +93,8 @@ const CAP_LAST_CAP: &str = "/proc/sys/kernel/cap_last_cap";
 /// The runtime-spec features document for berth, as JSON.
 ///
 /// `ociVersionMin` is `1.0.0`, `ociVersionMax` the runtime-spec version oci-spec
-/// implements. `linux.capabilities` lists every capability the running kernel knows
+/// implements. `linux.namespaces` lists the namespace types the running kernel has.
+/// `linux.capabilities` lists every capability the running kernel knows
 /// (numbers `0..=cap_last_cap`, by name), or the full list berth knows when
 /// `/proc/sys/kernel/cap_last_cap` cannot be read. The document deserializes as
 /// [`oci_spec::runtime::Features`].
@@ -97,7 +116,7 @@ pub fn features() -> Value {
         "hooks": names(&HOOKS),
         "mountOptions": names(berth_rootfs::SUPPORTED_MOUNT_OPTIONS),
         "linux": {
-            "namespaces": names(&NAMESPACES),
+            "namespaces": names(&kernel_namespaces()),
             "capabilities": names(capability_names(kernel_last_cap())),
             "cgroup": {
                 "v1": true,
@@ -205,6 +224,7 @@ mod tests {
     fn linux_section_is_truthful() {
         let doc = features();
         let linux = &doc["linux"];
+        // Every kernel berth supports has them all (the time namespace since 5.6).
         assert_eq!(
             strings(&linux["namespaces"]),
             [
