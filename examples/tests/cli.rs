@@ -946,12 +946,12 @@ fn run_adopts_and_reaps_orphans_unless_no_subreaper(#[case] no_subreaper: bool) 
 
 // ---- cgroups: limits, pause/resume, update, ps, events, kill --all ----
 
-/// The directories `berth/<id>` left in any mounted cgroup hierarchy.
+/// The directories `berth/<id>` left in any mounted cgroup hierarchy (each once: not also
+/// through a v1 host's `cpu` -> `cpu,cpuacct` symlinks).
 fn cgroups_left(id: &str) -> Vec<PathBuf> {
-    std::fs::read_dir("/sys/fs/cgroup")
-        .unwrap()
-        .flatten()
-        .map(|e| e.path().join("berth").join(id))
+    hierarchies()
+        .into_iter()
+        .map(|(mount, _)| mount.join("berth").join(id))
         .filter(|p| p.exists())
         .collect()
 }
@@ -1237,31 +1237,15 @@ impl Drop for TestCgroups {
     }
 }
 
-/// The mounted cgroup hierarchies under /sys/fs/cgroup with the cgroup this test process
-/// is in in each (from /proc/self/cgroup: `cpu` is `N:cpu:/x`, `systemd` is
-/// `N:name=systemd:/x`, `unified` is `0::/x`).
+/// The mounted cgroup hierarchies (their mount points: each v1 hierarchy once, the cgroup2
+/// one, which on a pure v2 host is /sys/fs/cgroup itself) with the cgroup this test process
+/// is in in each.
 fn hierarchies() -> Vec<(PathBuf, PathBuf)> {
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-    let mut v = Vec::new();
-    for e in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !e.path().join("cgroup.procs").exists() {
-            continue;
-        }
-        let key = match name.as_str() {
-            "unified" => String::new(),
-            "systemd" => "name=systemd".to_string(),
-            n => n.to_string(),
-        };
-        let cg = own.lines().find_map(|l| {
-            let mut f = l.splitn(3, ':');
-            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
-            (ctrls == key).then(|| PathBuf::from(path))
-        });
-        if let Some(cg) = cg {
-            v.push((e.path(), cg));
-        }
-    }
+    let layout = berth_runtime_core::berth_cgroups::Layout::detect().expect("the cgroup layout");
+    let mut v: Vec<(PathBuf, PathBuf)> = layout
+        .hierarchies()
+        .map(|h| (h.mount_point.clone(), h.own_cgroup.clone()))
+        .collect();
     v.sort();
     v
 }
@@ -1502,8 +1486,10 @@ fn update_memory_unlimited_pids_zero_and_a_shorter_cpu_period() {
     let cpu_parent = Path::new("/sys/fs/cgroup/cpu").join(&parent);
     made.mkdir(cpu_parent.clone());
     std::fs::write(cpu_parent.join("cpu.cfs_quota_us"), "100000").unwrap();
+    // (/sys/fs/cgroup/cpu is a symlink to the cpu,cpuacct hierarchy on most v1 hosts.)
+    let cpu_mount = std::fs::canonicalize("/sys/fs/cgroup/cpu").expect("the cpu hierarchy");
     for (mount, _) in hierarchies() {
-        if !mount.ends_with("cpu") {
+        if mount != cpu_mount {
             made.mkdir(mount.join(&parent));
         }
     }
@@ -1763,21 +1749,22 @@ fn delete_force_finishes_what_an_interrupted_delete_left() {
     // directories are gone (it removes those first), the state dir is still there.
     assert_ok(&w.berth(&["kill", &id, "KILL"]));
     w.wait_status(&id, "stopped");
+    // (Of these, the ones this host mounts; a pure v2 host's only hierarchy is kept.)
     let keep = ["pids", "systemd", "unified"];
-    for d in cgroups_left(&id) {
+    let is_kept = |d: &Path| {
         let hierarchy = d.parent().and_then(Path::parent).and_then(Path::file_name);
-        if !keep
-            .iter()
+        keep.iter()
             .any(|k| hierarchy == Some(std::ffi::OsStr::new(k)))
-        {
+            || cgroups_left(&id).len() == 1
+    };
+    let kept = cgroups_left(&id).iter().filter(|d| is_kept(d)).count();
+    assert!(kept >= 1, "{:?}", cgroups_left(&id));
+    for d in cgroups_left(&id) {
+        if !is_kept(&d) {
             let _ = std::fs::remove_dir(&d);
         }
     }
-    assert!(
-        cgroups_left(&id).len() >= keep.len(),
-        "{:?}",
-        cgroups_left(&id)
-    );
+    assert_eq!(cgroups_left(&id).len(), kept, "{:?}", cgroups_left(&id));
     assert_delete_force_leaves_nothing(&w, &id, "an interrupted delete");
 }
 

@@ -103,8 +103,9 @@ berth=$(awk '$1 == "examples/src/bin/berth/main.rs" && $2 !~ /deps/ { print $2; 
 mkdir -p "$root/usr/local/bin"
 ln -sf "$berth" "$root/usr/local/bin/berth"
 # Host tools the suites run where busybox's applet lacks an option they use (losetup
-# --find --show), and crun to compare with on pure v2.
-for tool in losetup unshare nsenter setpriv crun; do
+# --find --show, unshare --cgroup, ps -ef as `berth ps` runs it), umoci for the image
+# tests, and crun to compare with on pure v2.
+for tool in losetup unshare nsenter setpriv ps umoci crun; do
     p=$(command -v "$tool" || true)
     [ -n "$p" ] || continue
     put_file "$p"
