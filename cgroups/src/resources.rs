@@ -15,7 +15,7 @@
 //! | `cpu.burst` | `cpu.cfs_burst_us` | `cpu.max.burst` (same microseconds) |
 //! | `cpu.realtimeRuntime`, `cpu.realtimePeriod` | `cpu.rt_runtime_us`, `cpu.rt_period_us` | rejected: cgroup v2 has no real-time groups |
 //! | `cpu.cpus`, `cpu.mems` | `cpuset.cpus`, `cpuset.mems` | same names |
-//! | `cpu.idle` | `cpu.idle` | `cpu.idle` |
+//! | `cpu.idle` | `cpu.idle`, 0 before the shares and 1 after them (the kernel refuses shares for an idle group) | `cpu.idle`, 0 before `cpu.weight` and 1 after it |
 //! | `memory.limit` | `memory.limit_in_bytes`; -1 without a swap limit lifts `memory.memsw.limit_in_bytes` too (as runc) | `memory.max` (-1 is `max`) |
 //! | `memory.reservation` | `memory.soft_limit_in_bytes` | `memory.low` (-1 is `max`) |
 //! | `memory.swap` (memory + swap) | `memory.memsw.limit_in_bytes`, written before or after the limit so that memory <= memory+swap holds at every step (0 means "not set") | `memory.swap.max` = `swap - limit` (swap -1 is `max`; 0 means "not set") |
@@ -269,6 +269,12 @@ impl Planner<'_> {
             || cpu.idle().is_some();
         if needs_cpu {
             let at = self.loc("cpu", "cpu")?;
+            // The kernel refuses a weight (shares) for an idle group (EINVAL): leaving
+            // idle goes first, entering it last.
+            let idle_first = cpu.idle() == Some(0);
+            if idle_first {
+                self.write(at, "cpu.idle", 0);
+            }
             if let Location::V1(_) = at {
                 if let Some(v) = cpu.shares() {
                     self.write(at, "cpu.shares", v);
@@ -289,7 +295,7 @@ impl Planner<'_> {
                 if let Some(v) = cpu.realtime_runtime() {
                     self.write(at, "cpu.rt_runtime_us", v);
                 }
-                if let Some(v) = cpu.idle() {
+                if let Some(v) = cpu.idle().filter(|_| !idle_first) {
                     self.write(at, "cpu.idle", v);
                 }
             } else {
@@ -322,7 +328,7 @@ impl Planner<'_> {
                         "cgroup v2 has no real-time scheduling groups",
                     ));
                 }
-                if let Some(v) = cpu.idle() {
+                if let Some(v) = cpu.idle().filter(|_| !idle_first) {
                     self.write(at, "cpu.idle", v);
                 }
             }

@@ -166,3 +166,31 @@ fn hugetlb_and_rdma_v1_files_on_a_fake_tree() {
         assert_eq!(s.hugetlb["2MB"].failcnt, 2);
     }
 }
+
+/// The kernel refuses cpu.shares for an idle group (cpu.idle = 1, EINVAL): one update
+/// that leaves idle and sets shares writes cpu.idle first.
+#[test]
+fn idle_and_shares_in_either_direction_v1() {
+    let layout = berth_cgroups::Layout::detect().unwrap();
+    if !layout.v1_controllers().contains(&"cpu") {
+        println!("SKIP: no v1 cpu controller");
+        return;
+    }
+    let g = create(
+        "v1idle",
+        Some(&res(r#"{"cpu": {"shares": 2048, "idle": 1}}"#)),
+    );
+    let d = g.dir("cpu");
+    if !d.join("cpu.idle").exists() {
+        println!("SKIP: this kernel has no cpu.idle");
+        return;
+    }
+    assert_eq!(read(&d, "cpu.idle"), "1");
+    g.cg.update(&res(r#"{"cpu": {"shares": 512, "idle": 0}}"#))
+        .unwrap();
+    assert_eq!(read(&d, "cpu.idle"), "0");
+    assert_eq!(read(&d, "cpu.shares"), "512");
+    g.cg.update(&res(r#"{"cpu": {"shares": 1024, "idle": 1}}"#))
+        .unwrap();
+    assert_eq!(read(&d, "cpu.idle"), "1");
+}
