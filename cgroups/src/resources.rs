@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | `cpu.shares` | `cpu.shares` | `cpu.weight` = `1 + ((shares - 2) * 9999) / 262142`, shares clamped to 2..=262144 |
 //! | `cpu.quota`, `cpu.period` | `cpu.cfs_period_us` then `cpu.cfs_quota_us`, the quota first if the kernel refuses the period (a parent's limit) | `cpu.max` = `"<quota> <period>"`, quota <= 0 is `max`; a missing half keeps the current value |
-//! | `cpu.burst` | `cpu.cfs_burst_us` | `cpu.max.burst` (same microseconds) |
+//! | `cpu.burst` | `cpu.cfs_burst_us` | `cpu.max.burst` (same microseconds), before `cpu.max` if the current quota allows it, else after (the kernel keeps burst <= quota at every step) |
 //! | `cpu.realtimeRuntime`, `cpu.realtimePeriod` | `cpu.rt_runtime_us`, `cpu.rt_period_us` | rejected: cgroup v2 has no real-time groups |
 //! | `cpu.cpus`, `cpu.mems` | `cpuset.cpus`, `cpuset.mems` | same names |
 //! | `cpu.idle` | `cpu.idle`, 0 before the shares and 1 after them (the kernel refuses shares for an idle group) | `cpu.idle`, 0 before `cpu.weight` and 1 after it |
@@ -183,6 +183,7 @@ enum Op {
     CpuMaxV2 {
         quota: Option<i64>,
         period: Option<u64>,
+        burst: Option<u64>,
     },
     CpuBandwidthV1 {
         at: Location,
@@ -302,17 +303,15 @@ impl Planner<'_> {
                 if let Some(v) = cpu.shares() {
                     self.write(at, "cpu.weight", shares_to_weight(v));
                 }
-                if cpu.quota().is_some() || cpu.period().is_some() {
+                if cpu.quota().is_some() || cpu.period().is_some() || cpu.burst().is_some() {
                     if cpu.period() == Some(0) {
                         return Err(invalid("cpu.period", 0, "must be positive"));
                     }
                     self.ops.push(Op::CpuMaxV2 {
                         quota: cpu.quota(),
                         period: cpu.period(),
+                        burst: cpu.burst(),
                     });
-                }
-                if let Some(v) = cpu.burst() {
-                    self.write(at, "cpu.max.burst", v);
                 }
                 if let Some(v) = cpu.realtime_runtime() {
                     return Err(invalid(
@@ -1086,24 +1085,45 @@ impl CgroupManager {
                     Err(e) => Err(e),
                 }
             }
-            Op::CpuMaxV2 { quota, period } => {
+            Op::CpuMaxV2 {
+                quota,
+                period,
+                burst,
+            } => {
                 let (d, _) = self
                     .v2_dir()
                     .ok_or_else(|| CgroupError::ControllerUnavailable {
                         field: "cpu".into(),
                         controller: "cpu".into(),
                     })?;
+                let write_burst = || match burst {
+                    Some(b) => fsutil::write(d, "cpu.max.burst", &b.to_string()),
+                    None => Ok(()),
+                };
+                if quota.is_none() && period.is_none() {
+                    return write_burst();
+                }
                 let cur = fsutil::read(d, "cpu.max")?;
                 let mut it = cur.split_whitespace();
                 let cur_quota = it.next().unwrap_or("max").to_string();
                 let cur_period = it.next().unwrap_or("100000").to_string();
+                // The kernel refuses a burst above the quota (EINVAL) at every step: the
+                // burst goes first when the current quota allows it (lowering both), else
+                // after the new quota (raising both).
+                let burst_first = burst.is_some_and(|b| {
+                    cur_quota == "max" || cur_quota.parse::<u64>().is_ok_and(|q| b <= q)
+                });
+                if burst_first {
+                    write_burst()?;
+                }
                 let q = match quota {
                     Some(q) if q > 0 => q.to_string(),
                     Some(_) => "max".to_string(),
                     None => cur_quota,
                 };
                 let p = period.map_or(cur_period, |p| p.to_string());
-                fsutil::write(d, "cpu.max", &format!("{q} {p}"))
+                fsutil::write(d, "cpu.max", &format!("{q} {p}"))?;
+                if burst_first { Ok(()) } else { write_burst() }
             }
             Op::CheckUsage { at, file, limit } => {
                 let d = dir(at)?;
