@@ -32,7 +32,7 @@
 //! | `hugepageLimits` | `hugetlb.<size>.limit_in_bytes` (+ `.rsvd.limit_in_bytes` where present) | `hugetlb.<size>.max` (+ `hugetlb.<size>.rsvd.max` where present) |
 //! | `network.classID` | `net_cls.classid` | unavailable (no net_cls on v2) |
 //! | `network.priorities` | `net_prio.ifpriomap`: `"<ifname> <prio>"` | unavailable |
-//! | `rdma` | `rdma.max`: `"<dev> hca_handle=<n> hca_object=<n>"` (missing is `max`) | the same |
+//! | `rdma` | `rdma.max`: `"<dev> hca_handle=<n> hca_object=<n>"` (missing is `max`), written first; a device the kernel does not know (ENODEV) is an error naming it | the same |
 //! | `devices` | `devices.deny` `a`, then the rules | an eBPF program, see [`crate::devices`] |
 //! | `unified` | only keys of controllers bound to cgroup2 (hybrid) | written as given after validation |
 //!
@@ -198,6 +198,12 @@ enum Op {
     DevicesV1 {
         at: Location,
         rules: Vec<DeviceRule>,
+    },
+    /// A line of `rdma.max`; the kernel knows the device or refuses it (ENODEV).
+    Rdma {
+        at: Location,
+        field: String,
+        value: String,
     },
     DevicesBpf {
         rules: Vec<DeviceRule>,
@@ -750,15 +756,15 @@ impl Planner<'_> {
             let at = self.loc("rdma", &field)?;
             let l = &map[dev];
             let n = |v: Option<u32>| v.map_or_else(|| "max".to_string(), |v| v.to_string());
-            self.write(
+            self.ops.push(Op::Rdma {
                 at,
-                "rdma.max",
-                format!(
+                field,
+                value: format!(
                     "{dev} hca_handle={} hca_object={}",
                     n(l.hca_handles()),
                     n(l.hca_objects())
                 ),
-            );
+            });
         }
         Ok(())
     }
@@ -895,13 +901,15 @@ impl CgroupManager {
             ops: Vec::new(),
             warnings: Vec::new(),
         };
+        // RDMA first: the kernel alone knows its devices, and one it does not know fails
+        // before anything else is written.
+        p.rdma(r)?;
         p.cpu(r)?;
         p.memory(r)?;
         p.pids(r)?;
         p.block_io(r)?;
         p.hugepages(r)?;
         p.network(r)?;
-        p.rdma(r)?;
         p.devices(r)?;
         p.unified(r)?;
         let Planner {
@@ -928,6 +936,11 @@ impl CgroupManager {
                             needed.insert(c.to_string());
                         }
                     }
+                }
+                Op::Rdma {
+                    at: Location::V2, ..
+                } => {
+                    needed.insert("rdma".to_string());
                 }
                 Op::CpuMaxV2 { .. } => {
                     needed.insert("cpu".to_string());
@@ -1137,6 +1150,22 @@ impl CgroupManager {
                 }
                 Ok(())
             }
+            Op::Rdma { at, field, value } => match fsutil::write(dir(at)?, "rdma.max", &value) {
+                Err(CgroupError::Write { path, source, .. })
+                    if source.raw_os_error() == Some(libc::ENODEV) =>
+                {
+                    let dev = field.trim_start_matches("rdma.").to_string();
+                    Err(invalid(
+                        field,
+                        value,
+                        format!(
+                            "no RDMA device {dev:?} on this host ({} refused it: {source})",
+                            path.display()
+                        ),
+                    ))
+                }
+                r => r,
+            },
             Op::DevicesV1 { at, rules } => {
                 let d = dir(at)?;
                 fsutil::write(d, "devices.deny", "a")?;
