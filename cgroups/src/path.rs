@@ -13,7 +13,9 @@ pub const DEFAULT_PARENT: &str = "berth";
 ///
 /// * absolute (`/a/b`): relative to the root of every hierarchy (below its mount point);
 /// * relative (`a/b`): relative to the cgroup the calling runtime is in, in each hierarchy
-///   (from `/proc/self/cgroup`);
+///   (from `/proc/self/cgroup`); on a unified (cgroup v2 only) host, to the parent of
+///   that cgroup, as runc does: the runtime's own cgroup has processes, and cgroup v2
+///   enables no controller below a cgroup with processes (EBUSY);
 /// * empty or absent: `/berth/<container id>`.
 ///
 /// A path resolved in each hierarchy (what a relative path names when the runtime is in
@@ -88,10 +90,20 @@ impl CgroupPath {
         }
     }
 
-    /// The cgroup (a path inside the hierarchy) this names in `h`, whose label is `label`.
-    pub(crate) fn cgroup_in(&self, h: &Hierarchy, label: &str) -> Result<PathBuf> {
+    /// The cgroup (a path inside the hierarchy) this names in `h`, whose label is `label`,
+    /// on a unified host (`unified_host`: relative paths start at the parent of the
+    /// runtime's cgroup) or not.
+    pub(crate) fn cgroup_in(
+        &self,
+        h: &Hierarchy,
+        label: &str,
+        unified_host: bool,
+    ) -> Result<PathBuf> {
         match self {
             Self::Absolute(p) => Ok(p.clone()),
+            Self::Relative(p) if unified_host => {
+                Ok(h.own_cgroup.parent().unwrap_or(Path::new("/")).join(p))
+            }
             Self::Relative(p) => Ok(h.own_cgroup.join(p)),
             Self::PerHierarchy(m) => m.get(label).cloned().ok_or(CgroupError::InvalidPath {
                 path: label.to_string(),
@@ -103,7 +115,12 @@ impl CgroupPath {
     /// The directory this names in `h` (labelled `label`), the cgroup, and the number of
     /// trailing components that belong to this path (the directories
     /// [`crate::CgroupManager::create`] may create).
-    pub(crate) fn dir_in(&self, h: &Hierarchy, label: &str) -> Result<(PathBuf, PathBuf, usize)> {
+    pub(crate) fn dir_in(
+        &self,
+        h: &Hierarchy,
+        label: &str,
+        unified_host: bool,
+    ) -> Result<(PathBuf, PathBuf, usize)> {
         let n = match self {
             Self::Absolute(p) | Self::Relative(p) => p
                 .components()
@@ -111,7 +128,7 @@ impl CgroupPath {
                 .count(),
             Self::PerHierarchy(_) => 0,
         };
-        let cgroup = self.cgroup_in(h, label)?;
+        let cgroup = self.cgroup_in(h, label, unified_host)?;
         Ok((h.dir_of(&cgroup), cgroup, n))
     }
 }
@@ -152,19 +169,38 @@ mod tests {
             own_cgroup: "/runtime".into(),
         };
         let (dir, cg, n) = CgroupPath::Relative("c/d".into())
-            .dir_in(&h, "memory")
+            .dir_in(&h, "memory", false)
             .unwrap();
         assert_eq!(dir, PathBuf::from("/sys/fs/cgroup/memory/runtime/c/d"));
         assert_eq!(cg, PathBuf::from("/runtime/c/d"));
         assert_eq!(n, 2);
         let (dir, ..) = CgroupPath::Absolute("/c".into())
-            .dir_in(&h, "memory")
+            .dir_in(&h, "memory", false)
             .unwrap();
         assert_eq!(dir, PathBuf::from("/sys/fs/cgroup/memory/c"));
         let each = CgroupPath::PerHierarchy([("memory".to_string(), "/m/x".into())].into());
-        let (dir, _, n) = each.dir_in(&h, "memory").unwrap();
+        let (dir, _, n) = each.dir_in(&h, "memory", false).unwrap();
         assert_eq!((dir, n), (PathBuf::from("/sys/fs/cgroup/memory/m/x"), 0));
-        let e = each.dir_in(&h, "pids").unwrap_err().to_string();
+        let e = each.dir_in(&h, "pids", false).unwrap_err().to_string();
         assert!(e.contains("pids"), "{e}");
+        // On a unified host, from the parent of the runtime's cgroup (a leaf with
+        // processes); the root has no parent.
+        let (dir, cg, _) = CgroupPath::Relative("c".into())
+            .dir_in(&h, "cgroup2", true)
+            .unwrap();
+        assert_eq!(dir, PathBuf::from("/sys/fs/cgroup/memory/c"));
+        assert_eq!(cg, PathBuf::from("/c"));
+        let at_root = Hierarchy {
+            own_cgroup: "/".into(),
+            ..h.clone()
+        };
+        let (_, cg, _) = CgroupPath::Relative("c".into())
+            .dir_in(&at_root, "cgroup2", true)
+            .unwrap();
+        assert_eq!(cg, PathBuf::from("/c"));
+        let (_, cg, _) = CgroupPath::Absolute("/a/c".into())
+            .dir_in(&h, "cgroup2", true)
+            .unwrap();
+        assert_eq!(cg, PathBuf::from("/a/c"));
     }
 }
