@@ -25,9 +25,9 @@
 //! | `memory.useHierarchy` | `memory.use_hierarchy` | warning when false: v2 is always hierarchical |
 //! | `memory.checkBeforeUpdate` | on update, refuse a limit below `memory.usage_in_bytes` | the same with `memory.current` |
 //! | `pids.limit` | `pids.max` (< 0 is `max`, 0 means "not set") | `pids.max` |
-//! | `blockIO.weight` | `blkio.weight`, else `blkio.bfq.weight` | `io.bfq.weight` (same 1..1000 scale) where present, else `io.weight` = `1 + ((weight - 10) * 9999) / 990` |
+//! | `blockIO.weight` | `blkio.weight`, else `blkio.bfq.weight` | `io.bfq.weight` (same 1..1000 scale) where present, and `io.weight` = `1 + ((weight - 10) * 9999) / 990` where present (the default weight of each policy) |
 //! | `blockIO.leafWeight` (+ per device) | `blkio.leaf_weight[_device]`; warning where the kernel dropped it (no CFQ) | warning: no leaf weights on v2 |
-//! | `blockIO.weightDevice` | `blkio.weight_device` / `blkio.bfq.weight_device`: `"maj:min weight"` | `io.bfq.weight` / `io.weight` (converted as above): `"maj:min weight"` |
+//! | `blockIO.weightDevice` | `blkio.weight_device` / `blkio.bfq.weight_device`: `"maj:min weight"` | `io.bfq.weight` `"maj:min weight"` where the device's scheduler is BFQ (or unknown), else `io.weight` (converted as above); a device with neither is an error naming it |
 //! | `blockIO.throttle*Device` | `blkio.throttle.{read,write}_{bps,iops}_device`: `"maj:min rate"` | `io.max`: `"maj:min rbps=rate"` (`wbps`, `riops`, `wiops`), rate 0 is `max` |
 //! | `hugepageLimits` | `hugetlb.<size>.limit_in_bytes` (+ `.rsvd.limit_in_bytes` where present) | `hugetlb.<size>.max` (+ `hugetlb.<size>.rsvd.max` where present) |
 //! | `network.classID` | `net_cls.classid` | unavailable (no net_cls on v2) |
@@ -198,6 +198,18 @@ enum Op {
     DevicesV1 {
         at: Location,
         rules: Vec<DeviceRule>,
+    },
+    /// Block I/O weights on cgroup v2: `io.bfq.weight` and/or `io.weight`, per device
+    /// by the device's scheduler, `(index in weightDevice, "maj:min", weight)`.
+    IoWeightV2 {
+        weight: Option<u16>,
+        devices: Vec<(usize, String, u16)>,
+    },
+    /// Written only if the file exists once the controllers are enabled.
+    WriteIfPresent {
+        at: Location,
+        file: String,
+        value: String,
     },
     /// A line of `rdma.max`; the kernel knows the device or refuses it (ENODEV).
     Rdma {
@@ -609,18 +621,9 @@ impl Planner<'_> {
                 }
             }
         } else {
-            let bfq = fsutil::exists(&dir, "io.bfq.weight");
-            let conv = |w: u16| {
-                if bfq {
-                    u64::from(w)
-                } else {
-                    blkio_weight_to_io_weight(w)
-                }
-            };
-            let wfile = if bfq { "io.bfq.weight" } else { "io.weight" };
-            if let Some(w) = b.weight() {
-                self.write(at, wfile, conv(w));
-            }
+            // Which weight files exist is known once the io controller is enabled in the
+            // parent: the choice is made when the plan runs.
+            let mut devices = Vec::new();
             if let Some(w) = b.leaf_weight() {
                 self.warn(
                     "blockIO.leafWeight",
@@ -634,7 +637,7 @@ impl Planner<'_> {
                     &format!("blockIO.weightDevice[{i}]"),
                 )?;
                 if let Some(w) = wd.weight().filter(|w| *w != 0) {
-                    self.write(at, wfile, format!("{d} {}", conv(w)));
+                    devices.push((i, d, w));
                 }
                 if wd.leaf_weight().is_some_and(|w| w != 0) {
                     self.warn(
@@ -642,6 +645,12 @@ impl Planner<'_> {
                         "ignored: cgroup v2 has no leaf weights",
                     );
                 }
+            }
+            if b.weight().is_some() || !devices.is_empty() {
+                self.ops.push(Op::IoWeightV2 {
+                    weight: b.weight(),
+                    devices,
+                });
             }
             for (field, list, _, key) in &throttles {
                 for (i, t) in list.iter().flatten().enumerate() {
@@ -716,9 +725,12 @@ impl Planner<'_> {
                 v2_num(h.limit())
             };
             self.write(at, file, &value);
-            if fsutil::exists(&dir, &rsvd) {
-                self.write(at, rsvd, &value);
-            }
+            // On v2 the file appears only once hugetlb is enabled in the parent.
+            self.ops.push(Op::WriteIfPresent {
+                at,
+                file: rsvd,
+                value,
+            });
         }
         Ok(())
     }
@@ -864,6 +876,15 @@ impl Planner<'_> {
     }
 }
 
+/// The I/O scheduler of block device `dev` (`maj:min`), from sysfs: `bfq`,
+/// `mq-deadline`, `none`...; `None` if sysfs does not show it.
+fn device_scheduler(dev: &str) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/sys/dev/block/{dev}/queue/scheduler")).ok()?;
+    text.split_whitespace()
+        .find_map(|s| s.strip_prefix('[')?.strip_suffix(']'))
+        .map(str::to_string)
+}
+
 impl CgroupManager {
     /// Applies every field set in `resources` (fields left out are not touched) and
     /// returns warnings for the fields that this host accepts but cannot enforce (see
@@ -941,6 +962,18 @@ impl CgroupManager {
                     at: Location::V2, ..
                 } => {
                     needed.insert("rdma".to_string());
+                }
+                Op::IoWeightV2 { .. } => {
+                    needed.insert("io".to_string());
+                }
+                Op::WriteIfPresent {
+                    at: Location::V2,
+                    file,
+                    ..
+                } => {
+                    if let Some((c, _)) = file.split_once('.') {
+                        needed.insert(c.to_string());
+                    }
                 }
                 Op::CpuMaxV2 { .. } => {
                     needed.insert("cpu".to_string());
@@ -1147,6 +1180,60 @@ impl CgroupManager {
                         usage,
                         path: d.join(file),
                     });
+                }
+                Ok(())
+            }
+            Op::WriteIfPresent { at, file, value } => {
+                let d = dir(at)?;
+                if fsutil::exists(d, &file) {
+                    fsutil::write(d, &file, &value)
+                } else {
+                    Ok(())
+                }
+            }
+            Op::IoWeightV2 { weight, devices } => {
+                let d = dir(Location::V2)?;
+                let bfq = fsutil::exists(d, "io.bfq.weight");
+                let cost = fsutil::exists(d, "io.weight");
+                if let Some(w) = weight {
+                    // The default weight of both policies: BFQ's for the disks it
+                    // schedules, io cost control's for the others.
+                    if bfq {
+                        fsutil::write(d, "io.bfq.weight", &w.to_string())?;
+                    }
+                    if cost || !bfq {
+                        fsutil::write(d, "io.weight", &blkio_weight_to_io_weight(w).to_string())?;
+                    }
+                }
+                for (i, dev, w) in devices {
+                    // BFQ's file where the disk uses BFQ (or is unknown here), else io cost
+                    // control's (which needs io.cost.qos enabled for the disk).
+                    let by_bfq = bfq && device_scheduler(&dev).is_none_or(|s| s == "bfq");
+                    let (file, value) = if by_bfq {
+                        ("io.bfq.weight", format!("{dev} {w}"))
+                    } else {
+                        (
+                            "io.weight",
+                            format!("{dev} {}", blkio_weight_to_io_weight(w)),
+                        )
+                    };
+                    match fsutil::write(d, file, &value) {
+                        Err(CgroupError::Write { path, source, .. })
+                            if source.raw_os_error() == Some(libc::EOPNOTSUPP) =>
+                        {
+                            return Err(invalid(
+                                format!("blockIO.weightDevice[{i}]"),
+                                value,
+                                format!(
+                                    "device {dev} has no weight-based I/O control: neither BFQ \
+                                     schedules it nor is io cost control (io.cost.qos) enabled \
+                                     for it ({} refused it: {source})",
+                                    path.display()
+                                ),
+                            ));
+                        }
+                        r => r?,
+                    }
                 }
                 Ok(())
             }
