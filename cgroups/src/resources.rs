@@ -18,7 +18,7 @@
 //! | `cpu.idle` | `cpu.idle`, 0 before the shares and 1 after them (the kernel refuses shares for an idle group) | `cpu.idle`, 0 before `cpu.weight` and 1 after it |
 //! | `memory.limit` | `memory.limit_in_bytes`; -1 without a swap limit lifts `memory.memsw.limit_in_bytes` too (as runc) | `memory.max` (-1 is `max`) |
 //! | `memory.reservation` | `memory.soft_limit_in_bytes` | `memory.low` (-1 is `max`) |
-//! | `memory.swap` (memory + swap) | `memory.memsw.limit_in_bytes`, written before or after the limit so that memory <= memory+swap holds at every step (0 means "not set") | `memory.swap.max` = `swap - limit` (swap -1 is `max`; 0 means "not set") |
+//! | `memory.swap` (memory + swap) | `memory.memsw.limit_in_bytes`, written before or after the limit so that memory <= memory+swap holds at every step (0 means "not set") | `memory.swap.max` = `swap - limit` (swap -1 is `max`; 0 means "not set"; a limit of -1 without a swap limit lifts it too, as on v1) |
 //! | `memory.swappiness` | `memory.swappiness` | warning: no per-cgroup swappiness on v2 |
 //! | `memory.disableOOMKiller` | `memory.oom_control` | warning when true: v2 cannot disable the OOM killer |
 //! | `memory.kernel`, `memory.kernelTCP` | `memory.kmem.limit_in_bytes`, `memory.kmem.tcp.limit_in_bytes`; warning where the kernel dropped or ignores them | warning: v2 accounts kernel memory in `memory.max` |
@@ -462,6 +462,15 @@ impl Planner<'_> {
                 }
             } else if let Some(l) = mem.limit() {
                 self.write(at, "memory.max", v2_num(l));
+                if l == -1 {
+                    // No limit and no swap limit given: no swap limit either, as on v1
+                    // (and as runc). The file is missing without swap accounting.
+                    self.ops.push(Op::WriteIfPresent {
+                        at,
+                        file: "memory.swap.max".into(),
+                        value: "max".into(),
+                    });
+                }
             }
             if let Some(v) = mem.reservation() {
                 self.write(at, "memory.low", v2_num(v));
