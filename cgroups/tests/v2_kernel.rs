@@ -286,6 +286,9 @@ fn every_field_reads_back_from_the_kernel() {
     if bfq {
         assert_eq!(read(d, "io.bfq.weight"), format!("default 500\n{dev} 200"));
     }
+    if d.join("io.weight").exists() {
+        assert_eq!(read(d, "io.weight"), "default 4950");
+    }
     assert_eq!(read(d, "hugetlb.2MB.max"), "4194304");
     assert_eq!(read(d, "hugetlb.2MB.rsvd.max"), "4194304");
     if has_1gb() {
@@ -613,21 +616,24 @@ fn a_nested_path_enables_controllers_in_every_ancestor() {
     if scheduler(&name).contains("[bfq]") {
         assert_eq!(read(&d, "io.bfq.weight"), format!("default 300\n{dev} 50"));
         if d.join("io.weight").exists() {
-            assert_eq!(read(&d, "io.weight"), "default 100");
+            // io cost control's default weight, converted.
+            assert_eq!(read(&d, "io.weight"), "default 2930");
         }
     }
     let out = g.output_in("read _; cat /proc/self/cgroup");
     assert_eq!(out.trim(), format!("0::/{top}/b/c"));
 }
 
-/// With BFQ off the disk, per-device weights go to io.weight (io cost control) and
-/// the default weight is converted there too.
+/// With BFQ off the disk, a per-device weight goes to io.weight (io cost control,
+/// converted), which the kernel refuses (EOPNOTSUPP) unless io.cost.qos enables it for
+/// the disk: berth's error then names the field and says so.
 #[test]
 fn device_weights_follow_the_disks_scheduler() {
     let l = v2_or_skip!();
     let (dev, name) = disk();
-    if !scheduler(&name).contains("bfq") {
-        println!("SKIP: {name} cannot use BFQ");
+    let qos = root(&l).join("io.cost.qos");
+    if !scheduler(&name).contains("bfq") || !qos.exists() {
+        println!("SKIP: {name} cannot use BFQ, or no io cost control");
         return;
     }
     let (maj, min) = dev.split_once(':').unwrap();
@@ -644,16 +650,31 @@ fn device_weights_follow_the_disks_scheduler() {
         );
     }
     let _s = Scheduler::set(&name, "mq-deadline");
+    let e = CgroupManager::create(&l, &test_path("kiowoff"), Some(&res(&json)))
+        .map(|_| ())
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("blockIO.weightDevice[0]") && msg.contains("io.cost.qos"),
+        "{msg}"
+    );
+    if std::env::var("BERTH_VM_LAYOUT").is_err() {
+        println!("SKIP: io.cost.qos of the host's disk is only changed in the VM");
+        return;
+    }
+    struct Qos(PathBuf, String);
+    impl Drop for Qos {
+        fn drop(&mut self) {
+            let _ = fs::write(&self.0, format!("{} enable=0", self.1));
+        }
+    }
+    fs::write(&qos, format!("{dev} enable=1")).unwrap();
+    let _q = Qos(qos, dev.clone());
     let g = create_quiet(&l, "kiow", &json);
     let d = leaf(&g);
-    // BFQ's default weight is set for the disks that use it, io.weight's for the rest.
-    assert_eq!(
-        read(&d, "io.bfq.weight").lines().next(),
-        Some("default 500")
-    );
-    let iow = read(&d, "io.weight");
-    assert!(iow.starts_with("default 4950"), "{iow}");
-    assert!(iow.contains(&format!("{dev} 910")), "{iow}");
+    // BFQ's default weight for the disks that use it, io cost control's for the rest.
+    assert_eq!(read(&d, "io.bfq.weight"), "default 500");
+    assert_eq!(read(&d, "io.weight"), format!("default 4950\n{dev} 910"));
 }
 
 /// Relative cgroupsPath on a pure v2 host: the runtime's own cgroup has processes (the
