@@ -96,6 +96,13 @@ fn disk() -> (String, String) {
     (read(&Path::new("/sys/block").join(&name), "dev"), name)
 }
 
+/// Held by the tests that depend on the disk's I/O scheduler: one of them changes it.
+static DISK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn disk_lock() -> std::sync::MutexGuard<'static, ()> {
+    DISK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn scheduler(name: &str) -> String {
     read(Path::new(&format!("/sys/block/{name}/queue")), "scheduler")
 }
@@ -234,6 +241,7 @@ fn has_1gb() -> bool {
 #[test]
 fn every_field_reads_back_from_the_kernel() {
     let l = v2_or_skip!();
+    let _disk = disk_lock();
     let (dev, name) = disk();
     let bfq = scheduler(&name).contains("[bfq]");
     let huge_1g = if has_1gb() {
@@ -572,6 +580,7 @@ fn rdma_limits_without_the_device_fail_clearly() {
 #[test]
 fn a_nested_path_enables_controllers_in_every_ancestor() {
     let l = v2_or_skip!();
+    let _disk = disk_lock();
     let (dev, name) = disk();
     let (maj, min) = dev.split_once(':').unwrap();
     let top = unique("knest");
@@ -630,6 +639,7 @@ fn a_nested_path_enables_controllers_in_every_ancestor() {
 #[test]
 fn device_weights_follow_the_disks_scheduler() {
     let l = v2_or_skip!();
+    let _disk = disk_lock();
     let (dev, name) = disk();
     let qos = root(&l).join("io.cost.qos");
     if !scheduler(&name).contains("bfq") || !qos.exists() {
