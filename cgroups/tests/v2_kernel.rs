@@ -302,6 +302,24 @@ fn every_field_reads_back_from_the_kernel() {
     if has_1gb() {
         assert_eq!(read(d, "hugetlb.1GB.max"), "1073741824");
     }
+    // A rate of 0 is "max": with all four at max the kernel drops the disk's line.
+    g.cg.update(&res(&format!(
+        r#"{{"blockIO": {{
+            "throttleReadBpsDevice": [{{"major": {maj}, "minor": {min}, "rate": 0}}],
+            "throttleWriteIOPSDevice": [{{"major": {maj}, "minor": {min}, "rate": 0}}]}}}}"#
+    )))
+    .unwrap();
+    assert_eq!(
+        read(d, "io.max"),
+        format!("{dev} rbps=max wbps=2097152 riops=100 wiops=max")
+    );
+    g.cg.update(&res(&format!(
+        r#"{{"blockIO": {{
+            "throttleWriteBpsDevice": [{{"major": {maj}, "minor": {min}, "rate": 0}}],
+            "throttleReadIOPSDevice": [{{"major": {maj}, "minor": {min}, "rate": 0}}]}}}}"#
+    )))
+    .unwrap();
+    assert_eq!(read(d, "io.max"), "");
     let sc = read(&root(&l), "cgroup.subtree_control");
     for c in NEEDED {
         assert!(sc.split(' ').any(|x| x == *c), "{c} not enabled: {sc}");
