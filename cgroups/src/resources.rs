@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | `cpu.shares` | `cpu.shares` | `cpu.weight` = `1 + ((shares - 2) * 9999) / 262142`, shares clamped to 2..=262144 |
 //! | `cpu.quota`, `cpu.period` | `cpu.cfs_period_us` then `cpu.cfs_quota_us`, the quota first if the kernel refuses the period (a parent's limit) | `cpu.max` = `"<quota> <period>"`, quota <= 0 is `max`; a missing half keeps the current value |
-//! | `cpu.burst` | `cpu.cfs_burst_us` | `cpu.max.burst` (same microseconds), before `cpu.max` if the current quota allows it, else after (the kernel keeps burst <= quota at every step) |
+//! | `cpu.burst` | `cpu.cfs_burst_us`, ordered against the quota as on v2 | `cpu.max.burst` (same microseconds), before `cpu.max` if the current quota allows it, else after (the kernel keeps burst <= quota at every step) |
 //! | `cpu.realtimeRuntime`, `cpu.realtimePeriod` | `cpu.rt_runtime_us`, `cpu.rt_period_us` | rejected: cgroup v2 has no real-time groups |
 //! | `cpu.cpus`, `cpu.mems` | `cpuset.cpus`, `cpuset.mems` | same names |
 //! | `cpu.idle` | `cpu.idle`, 0 before the shares and 1 after them (the kernel refuses shares for an idle group) | `cpu.idle`, 0 before `cpu.weight` and 1 after it |
@@ -189,6 +189,7 @@ enum Op {
         at: Location,
         period: Option<u64>,
         quota: Option<i64>,
+        burst: Option<u64>,
     },
     CheckUsage {
         at: Location,
@@ -298,15 +299,13 @@ impl Planner<'_> {
                 if let Some(v) = cpu.shares() {
                     self.write(at, "cpu.shares", v);
                 }
-                if cpu.period().is_some() || cpu.quota().is_some() {
+                if cpu.period().is_some() || cpu.quota().is_some() || cpu.burst().is_some() {
                     self.ops.push(Op::CpuBandwidthV1 {
                         at,
                         period: cpu.period(),
                         quota: cpu.quota().map(|v| if v <= 0 { -1 } else { v }),
+                        burst: cpu.burst(),
                     });
-                }
-                if let Some(v) = cpu.burst() {
-                    self.write(at, "cpu.cfs_burst_us", v);
                 }
                 if let Some(v) = cpu.realtime_period() {
                     self.write(at, "cpu.rt_period_us", v);
@@ -1045,6 +1044,29 @@ impl CgroupManager {
         Ok(())
     }
 
+    /// v1 `cpu.cfs_period_us` and `cpu.cfs_quota_us`, in the order the kernel accepts.
+    fn cpu_bandwidth_v1(&self, d: &Path, period: Option<u64>, quota: Option<i64>) -> Result<()> {
+        let (pfile, qfile) = ("cpu.cfs_period_us", "cpu.cfs_quota_us");
+        let Some(p) = period else {
+            return quota.map_or(Ok(()), |q| fsutil::write(d, qfile, &q.to_string()));
+        };
+        // Under a parent with a quota the kernel refuses a step whose
+        // quota/period ratio exceeds the parent's: the old quota over the new
+        // period (a shorter period first) may, the new quota over the old period
+        // (a longer period first) too. Period first; if refused, quota first.
+        match fsutil::write(d, pfile, &p.to_string()) {
+            Ok(()) => quota.map_or(Ok(()), |q| fsutil::write(d, qfile, &q.to_string())),
+            Err(CgroupError::Write { source, .. })
+                if source.raw_os_error() == Some(libc::EINVAL) && quota.is_some() =>
+            {
+                let q = quota.unwrap_or(-1);
+                fsutil::write(d, qfile, &q.to_string())?;
+                fsutil::write(d, pfile, &p.to_string())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn run(&self, op: Op, warnings: &mut Vec<Warning>) -> Result<()> {
         let dir = |at: Location| {
             self.dir(at)
@@ -1118,27 +1140,34 @@ impl CgroupManager {
                 }
                 Ok(())
             }
-            Op::CpuBandwidthV1 { at, period, quota } => {
+            Op::CpuBandwidthV1 {
+                at,
+                period,
+                quota,
+                burst,
+            } => {
                 let d = dir(at)?;
-                let (pfile, qfile) = ("cpu.cfs_period_us", "cpu.cfs_quota_us");
-                let Some(p) = period else {
-                    return quota.map_or(Ok(()), |q| fsutil::write(d, qfile, &q.to_string()));
+                let qfile = "cpu.cfs_quota_us";
+                let write_burst = || match burst {
+                    Some(b) => fsutil::write(d, "cpu.cfs_burst_us", &b.to_string()),
+                    None => Ok(()),
                 };
-                // Under a parent with a quota the kernel refuses a step whose
-                // quota/period ratio exceeds the parent's: the old quota over the new
-                // period (a shorter period first) may, the new quota over the old period
-                // (a longer period first) too. Period first; if refused, quota first.
-                match fsutil::write(d, pfile, &p.to_string()) {
-                    Ok(()) => quota.map_or(Ok(()), |q| fsutil::write(d, qfile, &q.to_string())),
-                    Err(CgroupError::Write { source, .. })
-                        if source.raw_os_error() == Some(libc::EINVAL) && quota.is_some() =>
-                    {
-                        let q = quota.unwrap_or(-1);
-                        fsutil::write(d, qfile, &q.to_string())?;
-                        fsutil::write(d, pfile, &p.to_string())
+                // The kernel keeps burst <= quota at every step (EINVAL): the burst goes
+                // first when the current quota (-1: none) allows it, else last.
+                let burst_first = match burst {
+                    Some(b) if period.is_some() || quota.is_some() => {
+                        let cur = fsutil::read(d, qfile)?;
+                        let cur = cur.trim();
+                        cur == "-1" || cur.parse::<u64>().is_ok_and(|q| b <= q)
                     }
-                    Err(e) => Err(e),
+                    Some(_) => true,
+                    None => false,
+                };
+                if burst_first {
+                    write_burst()?;
                 }
+                self.cpu_bandwidth_v1(d, period, quota)?;
+                if burst_first { Ok(()) } else { write_burst() }
             }
             Op::CpuMaxV2 {
                 quota,
