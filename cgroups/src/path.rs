@@ -90,21 +90,12 @@ impl CgroupPath {
         }
     }
 
-    /// The cgroup (a path inside the hierarchy) this names in `h`, whose label is `label`,
-    /// on a unified host (`unified_host`: relative paths start at the parent of the
-    /// runtime's cgroup) or not.
-    pub(crate) fn cgroup_in(
-        &self,
-        h: &Hierarchy,
-        label: &str,
-        unified_host: bool,
-    ) -> Result<PathBuf> {
+    /// The cgroup (a path inside the hierarchy) this names in the hierarchy labelled
+    /// `label`; a relative path starts at `base` ([`crate::Layout::relative_base`]).
+    pub(crate) fn cgroup_in(&self, label: &str, base: &Path) -> Result<PathBuf> {
         match self {
             Self::Absolute(p) => Ok(p.clone()),
-            Self::Relative(p) if unified_host => {
-                Ok(h.own_cgroup.parent().unwrap_or(Path::new("/")).join(p))
-            }
-            Self::Relative(p) => Ok(h.own_cgroup.join(p)),
+            Self::Relative(p) => Ok(base.join(p)),
             Self::PerHierarchy(m) => m.get(label).cloned().ok_or(CgroupError::InvalidPath {
                 path: label.to_string(),
                 reason: "no cgroup is recorded for this hierarchy",
@@ -119,7 +110,7 @@ impl CgroupPath {
         &self,
         h: &Hierarchy,
         label: &str,
-        unified_host: bool,
+        base: &Path,
     ) -> Result<(PathBuf, PathBuf, usize)> {
         let n = match self {
             Self::Absolute(p) | Self::Relative(p) => p
@@ -128,7 +119,7 @@ impl CgroupPath {
                 .count(),
             Self::PerHierarchy(_) => 0,
         };
-        let cgroup = self.cgroup_in(h, label, unified_host)?;
+        let cgroup = self.cgroup_in(label, base)?;
         Ok((h.dir_of(&cgroup), cgroup, n))
     }
 }
@@ -169,38 +160,28 @@ mod tests {
             own_cgroup: "/runtime".into(),
         };
         let (dir, cg, n) = CgroupPath::Relative("c/d".into())
-            .dir_in(&h, "memory", false)
+            .dir_in(&h, "memory", &h.own_cgroup)
             .unwrap();
         assert_eq!(dir, PathBuf::from("/sys/fs/cgroup/memory/runtime/c/d"));
         assert_eq!(cg, PathBuf::from("/runtime/c/d"));
         assert_eq!(n, 2);
         let (dir, ..) = CgroupPath::Absolute("/c".into())
-            .dir_in(&h, "memory", false)
+            .dir_in(&h, "memory", &h.own_cgroup)
             .unwrap();
         assert_eq!(dir, PathBuf::from("/sys/fs/cgroup/memory/c"));
         let each = CgroupPath::PerHierarchy([("memory".to_string(), "/m/x".into())].into());
-        let (dir, _, n) = each.dir_in(&h, "memory", false).unwrap();
+        let (dir, _, n) = each.dir_in(&h, "memory", &h.own_cgroup).unwrap();
         assert_eq!((dir, n), (PathBuf::from("/sys/fs/cgroup/memory/m/x"), 0));
-        let e = each.dir_in(&h, "pids", false).unwrap_err().to_string();
+        let e = each
+            .dir_in(&h, "pids", &h.own_cgroup)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("pids"), "{e}");
-        // On a unified host, from the parent of the runtime's cgroup (a leaf with
-        // processes); the root has no parent.
+        // From another base (the parent of the runtime's cgroup on a unified host).
         let (dir, cg, _) = CgroupPath::Relative("c".into())
-            .dir_in(&h, "cgroup2", true)
+            .dir_in(&h, "cgroup2", Path::new("/"))
             .unwrap();
         assert_eq!(dir, PathBuf::from("/sys/fs/cgroup/memory/c"));
         assert_eq!(cg, PathBuf::from("/c"));
-        let at_root = Hierarchy {
-            own_cgroup: "/".into(),
-            ..h.clone()
-        };
-        let (_, cg, _) = CgroupPath::Relative("c".into())
-            .dir_in(&at_root, "cgroup2", true)
-            .unwrap();
-        assert_eq!(cg, PathBuf::from("/c"));
-        let (_, cg, _) = CgroupPath::Absolute("/a/c".into())
-            .dir_in(&h, "cgroup2", true)
-            .unwrap();
-        assert_eq!(cg, PathBuf::from("/a/c"));
     }
 }
