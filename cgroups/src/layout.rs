@@ -241,6 +241,29 @@ impl Layout {
         }
     }
 
+    /// The cgroup of `h` a relative `linux.cgroupsPath` starts from: the calling
+    /// process's own cgroup there, or on a unified host its parent (as runc: the own
+    /// cgroup has processes, and cgroup v2 enables no controller below one that has).
+    ///
+    /// ```
+    /// let l = berth_cgroups::Layout::from_proc(
+    ///     "1 0 0:1 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+    ///     "0::/init.scope\n",
+    /// )?;
+    /// assert_eq!(l.relative_base(l.unified().unwrap()), std::path::Path::new("/"));
+    /// # Ok::<(), berth_cgroups::CgroupError>(())
+    /// ```
+    pub fn relative_base(&self, h: &Hierarchy) -> PathBuf {
+        if self.v1.is_empty() {
+            h.own_cgroup
+                .parent()
+                .unwrap_or(Path::new("/"))
+                .to_path_buf()
+        } else {
+            h.own_cgroup.clone()
+        }
+    }
+
     /// The v1 hierarchies with controllers.
     pub fn v1_hierarchies(&self) -> &[Hierarchy] {
         &self.v1

@@ -92,9 +92,10 @@ fn mkdir_in(
     h: &Hierarchy,
     label: &str,
     path: &CgroupPath,
+    base: &Path,
     new_dirs: &mut Vec<PathBuf>,
 ) -> Result<(Dir, usize)> {
-    let (dir, cgroup, own) = path.dir_in(h, label)?;
+    let (dir, cgroup, own) = path.dir_in(h, label, base)?;
     let mut missing = Vec::new();
     let mut p = dir.as_path();
     while !p.exists() {
@@ -243,7 +244,8 @@ impl CgroupManager {
 
     fn create_dirs(&mut self, path: &CgroupPath) -> Result<()> {
         for h in &self.layout.v1 {
-            let (dir, own) = mkdir_in(h, &v1_label(h), path, &mut self.new_dirs)?;
+            let base = self.layout.relative_base(h);
+            let (dir, own) = mkdir_in(h, &v1_label(h), path, &base, &mut self.new_dirs)?;
             if h.has("cpuset") {
                 // A new v1 cpuset cgroup starts with empty cpus and mems, and no task
                 // can join it until they are set: inherit the parent's. Every directory
@@ -259,11 +261,13 @@ impl CgroupManager {
         }
         for h in named_of(&self.layout) {
             let label = named_label(h);
-            let (dir, _) = mkdir_in(h, &label, path, &mut self.new_dirs)?;
+            let base = self.layout.relative_base(h);
+            let (dir, _) = mkdir_in(h, &label, path, &base, &mut self.new_dirs)?;
             self.named.push((label, dir));
         }
         if let Some(h) = &self.layout.unified {
-            let (dir, _) = mkdir_in(h, V2_LABEL, path, &mut self.new_dirs)?;
+            let base = self.layout.relative_base(h);
+            let (dir, _) = mkdir_in(h, V2_LABEL, path, &base, &mut self.new_dirs)?;
             if self.layout.mode() == CgroupMode::Unified {
                 enable_all_controllers(h, &dir.path);
             }
@@ -309,7 +313,7 @@ impl CgroupManager {
     pub fn open(layout: &Layout, path: &CgroupPath) -> Result<Self> {
         let mut v1 = Vec::new();
         for h in &layout.v1 {
-            let (dir, cgroup, _) = path.dir_in(h, &v1_label(h))?;
+            let (dir, cgroup, _) = path.dir_in(h, &v1_label(h), &layout.relative_base(h))?;
             if !dir.is_dir() {
                 return Err(CgroupError::Dir {
                     op: "open",
@@ -323,13 +327,13 @@ impl CgroupManager {
             .iter()
             .filter_map(|h| {
                 let label = named_label(h);
-                let (path, cgroup, _) = path.dir_in(h, &label).ok()?;
+                let (path, cgroup, _) = path.dir_in(h, &label, &layout.relative_base(h)).ok()?;
                 path.is_dir().then_some((label, Dir { path, cgroup }))
             })
             .collect();
         let v2 = match &layout.unified {
             Some(h) => {
-                let (dir, cgroup, _) = path.dir_in(h, V2_LABEL)?;
+                let (dir, cgroup, _) = path.dir_in(h, V2_LABEL, &layout.relative_base(h))?;
                 let fd = open_dir(&dir)?;
                 Some((Dir { path: dir, cgroup }, fd))
             }

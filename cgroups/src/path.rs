@@ -13,7 +13,9 @@ pub const DEFAULT_PARENT: &str = "berth";
 ///
 /// * absolute (`/a/b`): relative to the root of every hierarchy (below its mount point);
 /// * relative (`a/b`): relative to the cgroup the calling runtime is in, in each hierarchy
-///   (from `/proc/self/cgroup`);
+///   (from `/proc/self/cgroup`); on a unified (cgroup v2 only) host, to the parent of
+///   that cgroup, as runc does: the runtime's own cgroup has processes, and cgroup v2
+///   enables no controller below a cgroup with processes (EBUSY);
 /// * empty or absent: `/berth/<container id>`.
 ///
 /// A path resolved in each hierarchy (what a relative path names when the runtime is in
@@ -88,11 +90,12 @@ impl CgroupPath {
         }
     }
 
-    /// The cgroup (a path inside the hierarchy) this names in `h`, whose label is `label`.
-    pub(crate) fn cgroup_in(&self, h: &Hierarchy, label: &str) -> Result<PathBuf> {
+    /// The cgroup (a path inside the hierarchy) this names in the hierarchy labelled
+    /// `label`; a relative path starts at `base` ([`crate::Layout::relative_base`]).
+    pub(crate) fn cgroup_in(&self, label: &str, base: &Path) -> Result<PathBuf> {
         match self {
             Self::Absolute(p) => Ok(p.clone()),
-            Self::Relative(p) => Ok(h.own_cgroup.join(p)),
+            Self::Relative(p) => Ok(base.join(p)),
             Self::PerHierarchy(m) => m.get(label).cloned().ok_or(CgroupError::InvalidPath {
                 path: label.to_string(),
                 reason: "no cgroup is recorded for this hierarchy",
@@ -103,7 +106,12 @@ impl CgroupPath {
     /// The directory this names in `h` (labelled `label`), the cgroup, and the number of
     /// trailing components that belong to this path (the directories
     /// [`crate::CgroupManager::create`] may create).
-    pub(crate) fn dir_in(&self, h: &Hierarchy, label: &str) -> Result<(PathBuf, PathBuf, usize)> {
+    pub(crate) fn dir_in(
+        &self,
+        h: &Hierarchy,
+        label: &str,
+        base: &Path,
+    ) -> Result<(PathBuf, PathBuf, usize)> {
         let n = match self {
             Self::Absolute(p) | Self::Relative(p) => p
                 .components()
@@ -111,7 +119,7 @@ impl CgroupPath {
                 .count(),
             Self::PerHierarchy(_) => 0,
         };
-        let cgroup = self.cgroup_in(h, label)?;
+        let cgroup = self.cgroup_in(label, base)?;
         Ok((h.dir_of(&cgroup), cgroup, n))
     }
 }
@@ -152,19 +160,28 @@ mod tests {
             own_cgroup: "/runtime".into(),
         };
         let (dir, cg, n) = CgroupPath::Relative("c/d".into())
-            .dir_in(&h, "memory")
+            .dir_in(&h, "memory", &h.own_cgroup)
             .unwrap();
         assert_eq!(dir, PathBuf::from("/sys/fs/cgroup/memory/runtime/c/d"));
         assert_eq!(cg, PathBuf::from("/runtime/c/d"));
         assert_eq!(n, 2);
         let (dir, ..) = CgroupPath::Absolute("/c".into())
-            .dir_in(&h, "memory")
+            .dir_in(&h, "memory", &h.own_cgroup)
             .unwrap();
         assert_eq!(dir, PathBuf::from("/sys/fs/cgroup/memory/c"));
         let each = CgroupPath::PerHierarchy([("memory".to_string(), "/m/x".into())].into());
-        let (dir, _, n) = each.dir_in(&h, "memory").unwrap();
+        let (dir, _, n) = each.dir_in(&h, "memory", &h.own_cgroup).unwrap();
         assert_eq!((dir, n), (PathBuf::from("/sys/fs/cgroup/memory/m/x"), 0));
-        let e = each.dir_in(&h, "pids").unwrap_err().to_string();
+        let e = each
+            .dir_in(&h, "pids", &h.own_cgroup)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("pids"), "{e}");
+        // From another base (the parent of the runtime's cgroup on a unified host).
+        let (dir, cg, _) = CgroupPath::Relative("c".into())
+            .dir_in(&h, "cgroup2", Path::new("/"))
+            .unwrap();
+        assert_eq!(dir, PathBuf::from("/sys/fs/cgroup/memory/c"));
+        assert_eq!(cg, PathBuf::from("/c"));
     }
 }

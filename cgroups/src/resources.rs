@@ -12,27 +12,27 @@
 //! |---|---|---|
 //! | `cpu.shares` | `cpu.shares` | `cpu.weight` = `1 + ((shares - 2) * 9999) / 262142`, shares clamped to 2..=262144 |
 //! | `cpu.quota`, `cpu.period` | `cpu.cfs_period_us` then `cpu.cfs_quota_us`, the quota first if the kernel refuses the period (a parent's limit) | `cpu.max` = `"<quota> <period>"`, quota <= 0 is `max`; a missing half keeps the current value |
-//! | `cpu.burst` | `cpu.cfs_burst_us` | `cpu.max.burst` (same microseconds) |
+//! | `cpu.burst` | `cpu.cfs_burst_us`, ordered against the quota as on v2 | `cpu.max.burst` (same microseconds), before `cpu.max` if the current quota allows it, else after (the kernel keeps burst <= quota at every step) |
 //! | `cpu.realtimeRuntime`, `cpu.realtimePeriod` | `cpu.rt_runtime_us`, `cpu.rt_period_us` | rejected: cgroup v2 has no real-time groups |
 //! | `cpu.cpus`, `cpu.mems` | `cpuset.cpus`, `cpuset.mems` | same names |
-//! | `cpu.idle` | `cpu.idle` | `cpu.idle` |
+//! | `cpu.idle` | `cpu.idle`, 0 before the shares and 1 after them (the kernel refuses shares for an idle group) | `cpu.idle`, 0 before `cpu.weight` and 1 after it |
 //! | `memory.limit` | `memory.limit_in_bytes`; -1 without a swap limit lifts `memory.memsw.limit_in_bytes` too (as runc) | `memory.max` (-1 is `max`) |
 //! | `memory.reservation` | `memory.soft_limit_in_bytes` | `memory.low` (-1 is `max`) |
-//! | `memory.swap` (memory + swap) | `memory.memsw.limit_in_bytes`, written before or after the limit so that memory <= memory+swap holds at every step (0 means "not set") | `memory.swap.max` = `swap - limit` (swap -1 is `max`; 0 means "not set") |
+//! | `memory.swap` (memory + swap) | `memory.memsw.limit_in_bytes`, written before or after the limit so that memory <= memory+swap holds at every step (0 means "not set") | `memory.swap.max` = `swap - limit` (swap -1 is `max`; 0 means "not set"; a limit of -1 without a swap limit lifts it too, as on v1) |
 //! | `memory.swappiness` | `memory.swappiness` | warning: no per-cgroup swappiness on v2 |
 //! | `memory.disableOOMKiller` | `memory.oom_control` | warning when true: v2 cannot disable the OOM killer |
 //! | `memory.kernel`, `memory.kernelTCP` | `memory.kmem.limit_in_bytes`, `memory.kmem.tcp.limit_in_bytes`; warning where the kernel dropped or ignores them | warning: v2 accounts kernel memory in `memory.max` |
 //! | `memory.useHierarchy` | `memory.use_hierarchy` | warning when false: v2 is always hierarchical |
 //! | `memory.checkBeforeUpdate` | on update, refuse a limit below `memory.usage_in_bytes` | the same with `memory.current` |
 //! | `pids.limit` | `pids.max` (< 0 is `max`, 0 means "not set") | `pids.max` |
-//! | `blockIO.weight` | `blkio.weight`, else `blkio.bfq.weight` | `io.bfq.weight` (same 1..1000 scale) where present, else `io.weight` = `1 + ((weight - 10) * 9999) / 990` |
+//! | `blockIO.weight` | `blkio.weight`, else `blkio.bfq.weight` | `io.bfq.weight` (same 1..1000 scale) where present, and `io.weight` = `1 + ((weight - 10) * 9999) / 990` where present (the default weight of each policy) |
 //! | `blockIO.leafWeight` (+ per device) | `blkio.leaf_weight[_device]`; warning where the kernel dropped it (no CFQ) | warning: no leaf weights on v2 |
-//! | `blockIO.weightDevice` | `blkio.weight_device` / `blkio.bfq.weight_device`: `"maj:min weight"` | `io.bfq.weight` / `io.weight` (converted as above): `"maj:min weight"` |
+//! | `blockIO.weightDevice` | `blkio.weight_device` / `blkio.bfq.weight_device`: `"maj:min weight"` | `io.bfq.weight` `"maj:min weight"` where the device's scheduler is BFQ (or unknown), else `io.weight` (converted as above); a device with neither is an error naming it |
 //! | `blockIO.throttle*Device` | `blkio.throttle.{read,write}_{bps,iops}_device`: `"maj:min rate"` | `io.max`: `"maj:min rbps=rate"` (`wbps`, `riops`, `wiops`), rate 0 is `max` |
 //! | `hugepageLimits` | `hugetlb.<size>.limit_in_bytes` (+ `.rsvd.limit_in_bytes` where present) | `hugetlb.<size>.max` (+ `hugetlb.<size>.rsvd.max` where present) |
 //! | `network.classID` | `net_cls.classid` | unavailable (no net_cls on v2) |
 //! | `network.priorities` | `net_prio.ifpriomap`: `"<ifname> <prio>"` | unavailable |
-//! | `rdma` | `rdma.max`: `"<dev> hca_handle=<n> hca_object=<n>"` (missing is `max`) | the same |
+//! | `rdma` | `rdma.max`: `"<dev> hca_handle=<n> hca_object=<n>"` (missing is `max`), written first; a device the kernel does not know (ENODEV) is an error naming it | the same |
 //! | `devices` | `devices.deny` `a`, then the rules | an eBPF program, see [`crate::devices`] |
 //! | `unified` | only keys of controllers bound to cgroup2 (hybrid) | written as given after validation |
 //!
@@ -183,11 +183,13 @@ enum Op {
     CpuMaxV2 {
         quota: Option<i64>,
         period: Option<u64>,
+        burst: Option<u64>,
     },
     CpuBandwidthV1 {
         at: Location,
         period: Option<u64>,
         quota: Option<i64>,
+        burst: Option<u64>,
     },
     CheckUsage {
         at: Location,
@@ -197,6 +199,24 @@ enum Op {
     DevicesV1 {
         at: Location,
         rules: Vec<DeviceRule>,
+    },
+    /// Block I/O weights on cgroup v2: `io.bfq.weight` and/or `io.weight`, per device
+    /// by the device's scheduler, `(index in weightDevice, "maj:min", weight)`.
+    IoWeightV2 {
+        weight: Option<u16>,
+        devices: Vec<(usize, String, u16)>,
+    },
+    /// Written only if the file exists once the controllers are enabled.
+    WriteIfPresent {
+        at: Location,
+        file: String,
+        value: String,
+    },
+    /// A line of `rdma.max`; the kernel knows the device or refuses it (ENODEV).
+    Rdma {
+        at: Location,
+        field: String,
+        value: String,
     },
     DevicesBpf {
         rules: Vec<DeviceRule>,
@@ -269,19 +289,23 @@ impl Planner<'_> {
             || cpu.idle().is_some();
         if needs_cpu {
             let at = self.loc("cpu", "cpu")?;
+            // The kernel refuses a weight (shares) for an idle group (EINVAL): leaving
+            // idle goes first, entering it last.
+            let idle_first = cpu.idle() == Some(0);
+            if idle_first {
+                self.write(at, "cpu.idle", 0);
+            }
             if let Location::V1(_) = at {
                 if let Some(v) = cpu.shares() {
                     self.write(at, "cpu.shares", v);
                 }
-                if cpu.period().is_some() || cpu.quota().is_some() {
+                if cpu.period().is_some() || cpu.quota().is_some() || cpu.burst().is_some() {
                     self.ops.push(Op::CpuBandwidthV1 {
                         at,
                         period: cpu.period(),
                         quota: cpu.quota().map(|v| if v <= 0 { -1 } else { v }),
+                        burst: cpu.burst(),
                     });
-                }
-                if let Some(v) = cpu.burst() {
-                    self.write(at, "cpu.cfs_burst_us", v);
                 }
                 if let Some(v) = cpu.realtime_period() {
                     self.write(at, "cpu.rt_period_us", v);
@@ -289,24 +313,22 @@ impl Planner<'_> {
                 if let Some(v) = cpu.realtime_runtime() {
                     self.write(at, "cpu.rt_runtime_us", v);
                 }
-                if let Some(v) = cpu.idle() {
+                if let Some(v) = cpu.idle().filter(|_| !idle_first) {
                     self.write(at, "cpu.idle", v);
                 }
             } else {
                 if let Some(v) = cpu.shares() {
                     self.write(at, "cpu.weight", shares_to_weight(v));
                 }
-                if cpu.quota().is_some() || cpu.period().is_some() {
+                if cpu.quota().is_some() || cpu.period().is_some() || cpu.burst().is_some() {
                     if cpu.period() == Some(0) {
                         return Err(invalid("cpu.period", 0, "must be positive"));
                     }
                     self.ops.push(Op::CpuMaxV2 {
                         quota: cpu.quota(),
                         period: cpu.period(),
+                        burst: cpu.burst(),
                     });
-                }
-                if let Some(v) = cpu.burst() {
-                    self.write(at, "cpu.max.burst", v);
                 }
                 if let Some(v) = cpu.realtime_runtime() {
                     return Err(invalid(
@@ -322,7 +344,7 @@ impl Planner<'_> {
                         "cgroup v2 has no real-time scheduling groups",
                     ));
                 }
-                if let Some(v) = cpu.idle() {
+                if let Some(v) = cpu.idle().filter(|_| !idle_first) {
                     self.write(at, "cpu.idle", v);
                 }
             }
@@ -439,6 +461,15 @@ impl Planner<'_> {
                 }
             } else if let Some(l) = mem.limit() {
                 self.write(at, "memory.max", v2_num(l));
+                if l == -1 {
+                    // No limit and no swap limit given: no swap limit either, as on v1
+                    // (and as runc). The file is missing without swap accounting.
+                    self.ops.push(Op::WriteIfPresent {
+                        at,
+                        file: "memory.swap.max".into(),
+                        value: "max".into(),
+                    });
+                }
             }
             if let Some(v) = mem.reservation() {
                 self.write(at, "memory.low", v2_num(v));
@@ -598,18 +629,9 @@ impl Planner<'_> {
                 }
             }
         } else {
-            let bfq = fsutil::exists(&dir, "io.bfq.weight");
-            let conv = |w: u16| {
-                if bfq {
-                    u64::from(w)
-                } else {
-                    blkio_weight_to_io_weight(w)
-                }
-            };
-            let wfile = if bfq { "io.bfq.weight" } else { "io.weight" };
-            if let Some(w) = b.weight() {
-                self.write(at, wfile, conv(w));
-            }
+            // Which weight files exist is known once the io controller is enabled in the
+            // parent: the choice is made when the plan runs.
+            let mut devices = Vec::new();
             if let Some(w) = b.leaf_weight() {
                 self.warn(
                     "blockIO.leafWeight",
@@ -623,7 +645,7 @@ impl Planner<'_> {
                     &format!("blockIO.weightDevice[{i}]"),
                 )?;
                 if let Some(w) = wd.weight().filter(|w| *w != 0) {
-                    self.write(at, wfile, format!("{d} {}", conv(w)));
+                    devices.push((i, d, w));
                 }
                 if wd.leaf_weight().is_some_and(|w| w != 0) {
                     self.warn(
@@ -631,6 +653,12 @@ impl Planner<'_> {
                         "ignored: cgroup v2 has no leaf weights",
                     );
                 }
+            }
+            if b.weight().is_some() || !devices.is_empty() {
+                self.ops.push(Op::IoWeightV2 {
+                    weight: b.weight(),
+                    devices,
+                });
             }
             for (field, list, _, key) in &throttles {
                 for (i, t) in list.iter().flatten().enumerate() {
@@ -705,9 +733,12 @@ impl Planner<'_> {
                 v2_num(h.limit())
             };
             self.write(at, file, &value);
-            if fsutil::exists(&dir, &rsvd) {
-                self.write(at, rsvd, &value);
-            }
+            // On v2 the file appears only once hugetlb is enabled in the parent.
+            self.ops.push(Op::WriteIfPresent {
+                at,
+                file: rsvd,
+                value,
+            });
         }
         Ok(())
     }
@@ -745,15 +776,15 @@ impl Planner<'_> {
             let at = self.loc("rdma", &field)?;
             let l = &map[dev];
             let n = |v: Option<u32>| v.map_or_else(|| "max".to_string(), |v| v.to_string());
-            self.write(
+            self.ops.push(Op::Rdma {
                 at,
-                "rdma.max",
-                format!(
+                field,
+                value: format!(
                     "{dev} hca_handle={} hca_object={}",
                     n(l.hca_handles()),
                     n(l.hca_objects())
                 ),
-            );
+            });
         }
         Ok(())
     }
@@ -853,6 +884,15 @@ impl Planner<'_> {
     }
 }
 
+/// The I/O scheduler of block device `dev` (`maj:min`), from sysfs: `bfq`,
+/// `mq-deadline`, `none`...; `None` if sysfs does not show it.
+fn device_scheduler(dev: &str) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/sys/dev/block/{dev}/queue/scheduler")).ok()?;
+    text.split_whitespace()
+        .find_map(|s| s.strip_prefix('[')?.strip_suffix(']'))
+        .map(str::to_string)
+}
+
 impl CgroupManager {
     /// Applies every field set in `resources` (fields left out are not touched) and
     /// returns warnings for the fields that this host accepts but cannot enforce (see
@@ -890,13 +930,15 @@ impl CgroupManager {
             ops: Vec::new(),
             warnings: Vec::new(),
         };
+        // RDMA first: the kernel alone knows its devices, and one it does not know fails
+        // before anything else is written.
+        p.rdma(r)?;
         p.cpu(r)?;
         p.memory(r)?;
         p.pids(r)?;
         p.block_io(r)?;
         p.hugepages(r)?;
         p.network(r)?;
-        p.rdma(r)?;
         p.devices(r)?;
         p.unified(r)?;
         let Planner {
@@ -922,6 +964,23 @@ impl CgroupManager {
                         if c != "cgroup" {
                             needed.insert(c.to_string());
                         }
+                    }
+                }
+                Op::Rdma {
+                    at: Location::V2, ..
+                } => {
+                    needed.insert("rdma".to_string());
+                }
+                Op::IoWeightV2 { .. } => {
+                    needed.insert("io".to_string());
+                }
+                Op::WriteIfPresent {
+                    at: Location::V2,
+                    file,
+                    ..
+                } => {
+                    if let Some((c, _)) = file.split_once('.') {
+                        needed.insert(c.to_string());
                     }
                 }
                 Op::CpuMaxV2 { .. } => {
@@ -983,6 +1042,29 @@ impl CgroupManager {
             }
         }
         Ok(())
+    }
+
+    /// v1 `cpu.cfs_period_us` and `cpu.cfs_quota_us`, in the order the kernel accepts.
+    fn cpu_bandwidth_v1(&self, d: &Path, period: Option<u64>, quota: Option<i64>) -> Result<()> {
+        let (pfile, qfile) = ("cpu.cfs_period_us", "cpu.cfs_quota_us");
+        let Some(p) = period else {
+            return quota.map_or(Ok(()), |q| fsutil::write(d, qfile, &q.to_string()));
+        };
+        // Under a parent with a quota the kernel refuses a step whose
+        // quota/period ratio exceeds the parent's: the old quota over the new
+        // period (a shorter period first) may, the new quota over the old period
+        // (a longer period first) too. Period first; if refused, quota first.
+        match fsutil::write(d, pfile, &p.to_string()) {
+            Ok(()) => quota.map_or(Ok(()), |q| fsutil::write(d, qfile, &q.to_string())),
+            Err(CgroupError::Write { source, .. })
+                if source.raw_os_error() == Some(libc::EINVAL) && quota.is_some() =>
+            {
+                let q = quota.unwrap_or(-1);
+                fsutil::write(d, qfile, &q.to_string())?;
+                fsutil::write(d, pfile, &p.to_string())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn run(&self, op: Op, warnings: &mut Vec<Warning>) -> Result<()> {
@@ -1058,46 +1140,74 @@ impl CgroupManager {
                 }
                 Ok(())
             }
-            Op::CpuBandwidthV1 { at, period, quota } => {
+            Op::CpuBandwidthV1 {
+                at,
+                period,
+                quota,
+                burst,
+            } => {
                 let d = dir(at)?;
-                let (pfile, qfile) = ("cpu.cfs_period_us", "cpu.cfs_quota_us");
-                let Some(p) = period else {
-                    return quota.map_or(Ok(()), |q| fsutil::write(d, qfile, &q.to_string()));
+                let qfile = "cpu.cfs_quota_us";
+                let write_burst = || match burst {
+                    Some(b) => fsutil::write(d, "cpu.cfs_burst_us", &b.to_string()),
+                    None => Ok(()),
                 };
-                // Under a parent with a quota the kernel refuses a step whose
-                // quota/period ratio exceeds the parent's: the old quota over the new
-                // period (a shorter period first) may, the new quota over the old period
-                // (a longer period first) too. Period first; if refused, quota first.
-                match fsutil::write(d, pfile, &p.to_string()) {
-                    Ok(()) => quota.map_or(Ok(()), |q| fsutil::write(d, qfile, &q.to_string())),
-                    Err(CgroupError::Write { source, .. })
-                        if source.raw_os_error() == Some(libc::EINVAL) && quota.is_some() =>
-                    {
-                        let q = quota.unwrap_or(-1);
-                        fsutil::write(d, qfile, &q.to_string())?;
-                        fsutil::write(d, pfile, &p.to_string())
+                // The kernel keeps burst <= quota at every step (EINVAL): the burst goes
+                // first when the current quota (-1: none) allows it, else last.
+                let burst_first = match burst {
+                    Some(b) if period.is_some() || quota.is_some() => {
+                        let cur = fsutil::read(d, qfile)?;
+                        let cur = cur.trim();
+                        cur == "-1" || cur.parse::<u64>().is_ok_and(|q| b <= q)
                     }
-                    Err(e) => Err(e),
+                    Some(_) => true,
+                    None => false,
+                };
+                if burst_first {
+                    write_burst()?;
                 }
+                self.cpu_bandwidth_v1(d, period, quota)?;
+                if burst_first { Ok(()) } else { write_burst() }
             }
-            Op::CpuMaxV2 { quota, period } => {
+            Op::CpuMaxV2 {
+                quota,
+                period,
+                burst,
+            } => {
                 let (d, _) = self
                     .v2_dir()
                     .ok_or_else(|| CgroupError::ControllerUnavailable {
                         field: "cpu".into(),
                         controller: "cpu".into(),
                     })?;
+                let write_burst = || match burst {
+                    Some(b) => fsutil::write(d, "cpu.max.burst", &b.to_string()),
+                    None => Ok(()),
+                };
+                if quota.is_none() && period.is_none() {
+                    return write_burst();
+                }
                 let cur = fsutil::read(d, "cpu.max")?;
                 let mut it = cur.split_whitespace();
                 let cur_quota = it.next().unwrap_or("max").to_string();
                 let cur_period = it.next().unwrap_or("100000").to_string();
+                // The kernel refuses a burst above the quota (EINVAL) at every step: the
+                // burst goes first when the current quota allows it (lowering both), else
+                // after the new quota (raising both).
+                let burst_first = burst.is_some_and(|b| {
+                    cur_quota == "max" || cur_quota.parse::<u64>().is_ok_and(|q| b <= q)
+                });
+                if burst_first {
+                    write_burst()?;
+                }
                 let q = match quota {
                     Some(q) if q > 0 => q.to_string(),
                     Some(_) => "max".to_string(),
                     None => cur_quota,
                 };
                 let p = period.map_or(cur_period, |p| p.to_string());
-                fsutil::write(d, "cpu.max", &format!("{q} {p}"))
+                fsutil::write(d, "cpu.max", &format!("{q} {p}"))?;
+                if burst_first { Ok(()) } else { write_burst() }
             }
             Op::CheckUsage { at, file, limit } => {
                 let d = dir(at)?;
@@ -1111,6 +1221,76 @@ impl CgroupManager {
                 }
                 Ok(())
             }
+            Op::WriteIfPresent { at, file, value } => {
+                let d = dir(at)?;
+                if fsutil::exists(d, &file) {
+                    fsutil::write(d, &file, &value)
+                } else {
+                    Ok(())
+                }
+            }
+            Op::IoWeightV2 { weight, devices } => {
+                let d = dir(Location::V2)?;
+                let bfq = fsutil::exists(d, "io.bfq.weight");
+                let cost = fsutil::exists(d, "io.weight");
+                if let Some(w) = weight {
+                    // The default weight of both policies: BFQ's for the disks it
+                    // schedules, io cost control's for the others.
+                    if bfq {
+                        fsutil::write(d, "io.bfq.weight", &w.to_string())?;
+                    }
+                    if cost || !bfq {
+                        fsutil::write(d, "io.weight", &blkio_weight_to_io_weight(w).to_string())?;
+                    }
+                }
+                for (i, dev, w) in devices {
+                    // BFQ's file where the disk uses BFQ (or is unknown here), else io cost
+                    // control's (which needs io.cost.qos enabled for the disk).
+                    let by_bfq = bfq && device_scheduler(&dev).is_none_or(|s| s == "bfq");
+                    let (file, value) = if by_bfq {
+                        ("io.bfq.weight", format!("{dev} {w}"))
+                    } else {
+                        (
+                            "io.weight",
+                            format!("{dev} {}", blkio_weight_to_io_weight(w)),
+                        )
+                    };
+                    match fsutil::write(d, file, &value) {
+                        Err(CgroupError::Write { path, source, .. })
+                            if source.raw_os_error() == Some(libc::EOPNOTSUPP) =>
+                        {
+                            return Err(invalid(
+                                format!("blockIO.weightDevice[{i}]"),
+                                value,
+                                format!(
+                                    "device {dev} has no weight-based I/O control: neither BFQ \
+                                     schedules it nor is io cost control (io.cost.qos) enabled \
+                                     for it ({} refused it: {source})",
+                                    path.display()
+                                ),
+                            ));
+                        }
+                        r => r?,
+                    }
+                }
+                Ok(())
+            }
+            Op::Rdma { at, field, value } => match fsutil::write(dir(at)?, "rdma.max", &value) {
+                Err(CgroupError::Write { path, source, .. })
+                    if source.raw_os_error() == Some(libc::ENODEV) =>
+                {
+                    let dev = field.trim_start_matches("rdma.").to_string();
+                    Err(invalid(
+                        field,
+                        value,
+                        format!(
+                            "no RDMA device {dev:?} on this host ({} refused it: {source})",
+                            path.display()
+                        ),
+                    ))
+                }
+                r => r,
+            },
             Op::DevicesV1 { at, rules } => {
                 let d = dir(at)?;
                 fsutil::write(d, "devices.deny", "a")?;

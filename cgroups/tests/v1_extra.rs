@@ -181,3 +181,62 @@ fn hugetlb_and_rdma_v1_files_on_a_fake_tree() {
         assert_eq!(s.hugetlb["2MB"].failcnt, 2);
     }
 }
+
+/// The kernel refuses cpu.shares for an idle group (cpu.idle = 1, EINVAL): one update
+/// that leaves idle and sets shares writes cpu.idle first.
+#[test]
+fn idle_and_shares_in_either_direction_v1() {
+    let layout = berth_cgroups::Layout::detect().unwrap();
+    if !layout.v1_controllers().contains(&"cpu") {
+        println!("SKIP: no v1 cpu controller");
+        return;
+    }
+    let g = create(
+        "v1idle",
+        Some(&res(r#"{"cpu": {"shares": 2048, "idle": 1}}"#)),
+    );
+    let d = g.dir("cpu");
+    if !d.join("cpu.idle").exists() {
+        println!("SKIP: this kernel has no cpu.idle");
+        return;
+    }
+    assert_eq!(read(&d, "cpu.idle"), "1");
+    g.cg.update(&res(r#"{"cpu": {"shares": 512, "idle": 0}}"#))
+        .unwrap();
+    assert_eq!(read(&d, "cpu.idle"), "0");
+    assert_eq!(read(&d, "cpu.shares"), "512");
+    g.cg.update(&res(r#"{"cpu": {"shares": 1024, "idle": 1}}"#))
+        .unwrap();
+    assert_eq!(read(&d, "cpu.idle"), "1");
+}
+
+/// The kernel keeps cpu.cfs_burst_us <= cpu.cfs_quota_us at every step (EINVAL):
+/// lowering both writes the burst first, raising both the quota first.
+#[test]
+fn burst_and_quota_in_either_direction_v1() {
+    let layout = berth_cgroups::Layout::detect().unwrap();
+    if !layout.v1_controllers().contains(&"cpu") {
+        println!("SKIP: no v1 cpu controller");
+        return;
+    }
+    let g = create(
+        "v1burst",
+        Some(&res(
+            r#"{"cpu": {"quota": 50000, "period": 100000, "burst": 40000}}"#,
+        )),
+    );
+    let d = g.dir("cpu");
+    if !d.join("cpu.cfs_burst_us").exists() {
+        println!("SKIP: this kernel has no cpu.cfs_burst_us");
+        return;
+    }
+    assert_eq!(read(&d, "cpu.cfs_burst_us"), "40000");
+    g.cg.update(&res(r#"{"cpu": {"quota": 10000, "burst": 5000}}"#))
+        .unwrap();
+    assert_eq!(read(&d, "cpu.cfs_quota_us"), "10000");
+    assert_eq!(read(&d, "cpu.cfs_burst_us"), "5000");
+    g.cg.update(&res(r#"{"cpu": {"quota": 200000, "burst": 150000}}"#))
+        .unwrap();
+    assert_eq!(read(&d, "cpu.cfs_quota_us"), "200000");
+    assert_eq!(read(&d, "cpu.cfs_burst_us"), "150000");
+}

@@ -1,8 +1,10 @@
 //! The real cgroup2 hierarchy of this host, used as a pure v2 layout
 //! ([`Layout::unified_at`] its mount point): cgroup.procs, cgroup.freeze, cgroup.kill,
 //! cgroup.events, cpu.stat, device eBPF programs and clone3(CLONE_INTO_CGROUP).
-//! (This host's cgroup2 has no cpu/memory/io/pids controllers: their files are
-//! tested against a fake tree in v2_fake.rs.)
+//! On a hybrid host the cgroup2 hierarchy has no cpu/memory/io/pids controllers (their
+//! files are tested against a fake tree in v2_fake.rs and, on a pure v2 kernel, in
+//! v2_kernel.rs); these tests hold on both, deciding by what the hierarchy's
+//! cgroup.controllers offers.
 
 mod common;
 
@@ -13,7 +15,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use berth_cgroups::devices::query_programs;
-use berth_cgroups::{CgroupError, CgroupManager, CgroupMode, FreezerState, Layout};
+use berth_cgroups::{CgroupError, CgroupManager, CgroupMode, FreezerState, Layout, MemoryEvents};
 use common::*;
 
 fn v2() -> Layout {
@@ -26,6 +28,11 @@ fn v2() -> Layout {
     let l = Layout::unified_at(mount).unwrap();
     assert_eq!(l.mode(), CgroupMode::Unified);
     l
+}
+
+/// Whether the cgroup2 hierarchy offers `controller` (its root's cgroup.controllers).
+fn offers(controller: &str) -> bool {
+    v2().unified().unwrap().has(controller)
 }
 
 fn create_v2(what: &str, r: Option<&oci_spec::runtime::LinuxResources>) -> Guard {
@@ -204,8 +211,21 @@ fn unified_keys_are_validated_and_written() {
     let dir = g.cg.paths()[0].1.to_path_buf();
     assert_eq!(read(&dir, "cgroup.max.descendants"), "3");
     assert_eq!(read(&dir, "cgroup.max.depth"), "2");
+    // A key of a controller the hierarchy lacks is refused, naming the controller; one
+    // it offers is written (the kernel rounds memory.max down to whole pages).
+    let r = res(r#"{"unified": {"memory.max": "1"}}"#);
+    if offers("memory") {
+        g.cg.apply(&r).unwrap();
+        assert_eq!(read(&dir, "memory.max"), "0");
+    } else {
+        let e = g.cg.apply(&r).unwrap_err();
+        assert!(
+            matches!(&e, CgroupError::ControllerUnavailable { controller, .. } if controller == "memory"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("unified.memory.max"), "{e}");
+    }
     for (key, want) in [
-        ("memory.max", "controller \"memory\""),
         ("cgroup.procs", "managed by the runtime"),
         ("../etc", "<controller>.<file>"),
         ("nodot", "<controller>.<file>"),
@@ -234,9 +254,17 @@ fn freezing_an_empty_cgroup_and_stats_of_a_bare_v2() {
     g.cg.thaw().unwrap();
     let s = g.cg.stats().unwrap();
     assert_eq!(s.pids.current, 0);
-    // No memory controller here: no OOM watcher either, and an error says so.
-    let e = g.cg.oom_watcher().unwrap_err().to_string();
-    assert!(e.contains("memory"), "{e}");
+    if offers("memory") {
+        // The memory controller's events: none yet in a fresh cgroup.
+        let mut w = g.cg.oom_watcher().unwrap();
+        assert_eq!(w.last(), MemoryEvents::default());
+        assert_eq!(w.wait(Duration::from_millis(50)).unwrap(), None);
+        assert_eq!(s.memory.limit, u64::MAX, "{s:?}");
+    } else {
+        // No memory controller: no OOM watcher either, and an error says so.
+        let e = g.cg.oom_watcher().unwrap_err().to_string();
+        assert!(e.contains("memory"), "{e}");
+    }
 }
 
 /// The eBPF program of a container's rules (its own, then the fixed default set): what

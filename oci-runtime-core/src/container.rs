@@ -1257,7 +1257,7 @@ fn record_pid(record: &mut Record, pid: i32, init: bool) -> Result<(), Error> {
 fn planned_cgroup_path(layout: &Layout, path: &CgroupPath) -> Option<PathBuf> {
     match path {
         CgroupPath::Relative(p) => {
-            let mut all = layout.hierarchies().map(|h| h.own_cgroup.clone());
+            let mut all = layout.hierarchies().map(|h| layout.relative_base(h));
             let first = all.next()?;
             all.all(|o| o == first).then(|| first.join(p))
         }
@@ -1576,6 +1576,25 @@ mod tests {
         m.set_typ(Some(typ.into()));
         m.set_options(Some(opts.iter().map(|o| o.to_string()).collect()));
         m
+    }
+
+    #[test]
+    fn a_planned_relative_cgroup_is_where_berth_cgroups_makes_it() {
+        // On a unified host, below the parent of the runtime's cgroup (which has
+        // processes); on a legacy one below the runtime's cgroup.
+        let rel = CgroupPath::Relative("c".into());
+        let unified = Layout::from_proc(
+            "1 0 0:1 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+            "0::/init.scope\n",
+        )
+        .unwrap();
+        assert_eq!(planned_cgroup_path(&unified, &rel), Some("/c".into()));
+        let legacy = Layout::from_proc(
+            "1 0 0:1 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n",
+            "1:pids:/r\n",
+        )
+        .unwrap();
+        assert_eq!(planned_cgroup_path(&legacy, &rel), Some("/r/c".into()));
     }
 
     #[test]
