@@ -25,7 +25,7 @@
 //! | `memory.useHierarchy` | `memory.use_hierarchy` | warning when false: v2 is always hierarchical |
 //! | `memory.checkBeforeUpdate` | on update, refuse a limit below `memory.usage_in_bytes` | the same with `memory.current` |
 //! | `pids.limit` | `pids.max` (< 0 is `max`, 0 means "not set") | `pids.max` |
-//! | `blockIO.weight` | `blkio.weight`, else `blkio.bfq.weight` | `io.bfq.weight` (same 1..1000 scale) where present, and `io.weight` = `1 + ((weight - 10) * 9999) / 990` where present (the default weight of each policy) |
+//! | `blockIO.weight` | `blkio.weight`, else `blkio.bfq.weight` | `io.bfq.weight` (same 1..1000 scale) where present, else `io.weight` = `1 + ((weight - 10) * 9999) / 990`, as runc and crun |
 //! | `blockIO.leafWeight` (+ per device) | `blkio.leaf_weight[_device]`; warning where the kernel dropped it (no CFQ) | warning: no leaf weights on v2 |
 //! | `blockIO.weightDevice` | `blkio.weight_device` / `blkio.bfq.weight_device`: `"maj:min weight"` | `io.bfq.weight` `"maj:min weight"` where the device's scheduler is BFQ (or unknown), else `io.weight` (converted as above); a device with neither is an error naming it |
 //! | `blockIO.throttle*Device` | `blkio.throttle.{read,write}_{bps,iops}_device`: `"maj:min rate"` | `io.max`: `"maj:min rbps=rate"` (`wbps`, `riops`, `wiops`), rate 0 is `max` |
@@ -1232,14 +1232,12 @@ impl CgroupManager {
             Op::IoWeightV2 { weight, devices } => {
                 let d = dir(Location::V2)?;
                 let bfq = fsutil::exists(d, "io.bfq.weight");
-                let cost = fsutil::exists(d, "io.weight");
                 if let Some(w) = weight {
-                    // The default weight of both policies: BFQ's for the disks it
-                    // schedules, io cost control's for the others.
+                    // The default weight, as runc and crun write it: BFQ's (unconverted)
+                    // where the kernel has BFQ, else io cost control's (converted).
                     if bfq {
                         fsutil::write(d, "io.bfq.weight", &w.to_string())?;
-                    }
-                    if cost || !bfq {
+                    } else {
                         fsutil::write(d, "io.weight", &blkio_weight_to_io_weight(w).to_string())?;
                     }
                 }

@@ -291,10 +291,14 @@ fn every_field_reads_back_from_the_kernel() {
         read(d, "io.max"),
         format!("{dev} rbps=1048576 wbps=2097152 riops=100 wiops=200")
     );
+    // The default weight goes to BFQ's file where the kernel has BFQ (as runc and crun),
+    // else to io cost control's, converted.
     if bfq {
         assert_eq!(read(d, "io.bfq.weight"), format!("default 500\n{dev} 200"));
-    }
-    if d.join("io.weight").exists() {
+        if d.join("io.weight").exists() {
+            assert_eq!(read(d, "io.weight"), "default 100");
+        }
+    } else {
         assert_eq!(read(d, "io.weight"), "default 4950");
     }
     assert_eq!(read(d, "hugetlb.2MB.max"), "4194304");
@@ -643,8 +647,8 @@ fn a_nested_path_enables_controllers_in_every_ancestor() {
     if scheduler(&name).contains("[bfq]") {
         assert_eq!(read(&d, "io.bfq.weight"), format!("default 300\n{dev} 50"));
         if d.join("io.weight").exists() {
-            // io cost control's default weight, converted.
-            assert_eq!(read(&d, "io.weight"), "default 2930");
+            // io cost control's default stays: BFQ took the weight.
+            assert_eq!(read(&d, "io.weight"), "default 100");
         }
     }
     let out = g.output_in("read _; cat /proc/self/cgroup");
@@ -700,9 +704,9 @@ fn device_weights_follow_the_disks_scheduler() {
     let _q = Qos(qos, dev.clone());
     let g = create_quiet(&l, "kiow", &json);
     let d = leaf(&g);
-    // BFQ's default weight for the disks that use it, io cost control's for the rest.
+    // The default weight to BFQ (the kernel has it), the device's to io cost control.
     assert_eq!(read(&d, "io.bfq.weight"), "default 500");
-    assert_eq!(read(&d, "io.weight"), format!("default 4950\n{dev} 910"));
+    assert_eq!(read(&d, "io.weight"), format!("default 100\n{dev} 910"));
 }
 
 /// Relative cgroupsPath on a pure v2 host: the runtime's own cgroup has processes (the
