@@ -89,7 +89,7 @@ fn dev_ino(p: &Path) -> String {
 fn cve_2019_5736_runtime_binary_is_never_exposed() {
     let dir = TempDir::new("berth-exe-copy");
     let copy = dir.path().join("berth-runtime-copy");
-    fs::copy(std::env::current_exe().expect("current_exe"), &copy).expect("copy test binary");
+    common::copy_executable(&std::env::current_exe().expect("current_exe"), &copy);
     fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).expect("chmod");
     let before = fs::read(&copy).expect("read copy");
     let out = Command::new(&copy)

@@ -56,13 +56,31 @@ impl Drop for TempDir {
     }
 }
 
+/// Copies the executable `src` to `dst` with cp(1), in a child process: a file this
+/// (multi-threaded) test process held open for writing would be inherited by every container
+/// init another test clones meanwhile, and while one of them still holds that fd, executing
+/// the copy fails with ETXTBSY (seen in the VM lane, whose emulated cpus widen the window).
+pub fn copy_executable(src: &Path, dst: &Path) {
+    let st = std::process::Command::new("cp")
+        .arg(src)
+        .arg(dst)
+        .status()
+        .expect("spawn cp");
+    assert!(
+        st.success(),
+        "cp {} {} (busybox-static installed?): {st}",
+        src.display(),
+        dst.display()
+    );
+}
+
 /// Build a minimal busybox rootfs at `<dir>/rootfs` and return its path.
 pub fn busybox_rootfs(dir: &TempDir) -> PathBuf {
     let root = dir.join("rootfs");
     for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "mnt", "run"] {
         fs::create_dir_all(root.join(d)).unwrap();
     }
-    fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static is installed");
+    copy_executable(Path::new("/bin/busybox"), &root.join("bin/busybox"));
     for applet in [
         "sh", "cat", "ls", "stat", "readlink", "echo", "test", "mount", "touch", "id",
     ] {
