@@ -1502,8 +1502,10 @@ fn update_memory_unlimited_pids_zero_and_a_shorter_cpu_period() {
     let cpu_parent = Path::new("/sys/fs/cgroup/cpu").join(&parent);
     made.mkdir(cpu_parent.clone());
     std::fs::write(cpu_parent.join("cpu.cfs_quota_us"), "100000").unwrap();
+    // The cpu hierarchy may be co-mounted (systemd's cpu,cpuacct, with cpu a symlink to it).
+    let cpu = std::fs::canonicalize("/sys/fs/cgroup/cpu").unwrap();
     for (mount, _) in hierarchies() {
-        if !mount.ends_with("cpu") {
+        if std::fs::canonicalize(&mount).unwrap() != cpu {
             made.mkdir(mount.join(&parent));
         }
     }

@@ -333,6 +333,22 @@ impl MountLine {
     }
 }
 
+/// What mountinfo's root field shows for a bind of the host directory `p`: its path within
+/// its filesystem, i.e. below the root of the host mount it is on (`p` itself where that
+/// is the root filesystem; relative to /tmp where /tmp is a tmpfs of its own, as in the VM
+/// lane).
+pub fn root_in_its_fs(p: &Path) -> String {
+    let text = fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+    let host = parse_mountinfo(&text);
+    let (m, rest) = host
+        .iter()
+        .rev()
+        .filter_map(|m| Some((m, p.strip_prefix(&m.mount_point).ok()?)))
+        .min_by_key(|(_, rest)| rest.components().count())
+        .expect("a host mount holds every path");
+    Path::new(&m.root).join(rest).display().to_string()
+}
+
 pub fn parse_mountinfo(text: &str) -> Vec<MountLine> {
     text.lines()
         .map(|l| {
