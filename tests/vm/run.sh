@@ -89,10 +89,16 @@ berth=$(awk '$1 == "examples/src/bin/berth/main.rs" && $2 !~ /deps/ { print $2; 
 [ -e "$root$berth" ] || put_exe "$berth"
 mkdir -p "$root/usr/local/bin"
 ln -sf "$berth" "$root/usr/local/bin/berth"
-if command -v crun >/dev/null; then
-    put_file "$(command -v crun)"
-    elfs+=("$(command -v crun)")
-fi
+# Host tools the suites compare with or drive, when installed: the runtimes, umoci (the CLI's
+# image tests) and procps' ps (`berth ps` passes ps(1) options busybox's ps lacks; it goes to
+# /usr/bin, ahead of busybox's /bin/ps in PATH).
+for tool in crun runc umoci ps; do
+    command -v "$tool" >/dev/null || continue
+    t=$(readlink -f "$(command -v "$tool")")
+    case "$t" in */busybox) continue ;; esac
+    put_file "$t"
+    elfs+=("$t")
+done
 
 cp /bin/busybox "$root/bin/busybox"
 install -m 0755 "$here/init" "$root/init"
@@ -126,8 +132,9 @@ load_mod() {
     cp "$moddir/$rel" "$root/lib/modules/$rel"
     echo "$rel" >>"$root/etc/berth-vm/modules"
 }
-# virtio disk (io controller tests), BFQ (io.bfq.weight), overlayfs (image rootfs), veth.
-for m in virtio_pci virtio_blk bfq overlay veth; do load_mod "$m"; done
+# virtio disk (io controller tests), BFQ (io.bfq.weight), overlayfs (image rootfs), veth,
+# fuse (/dev/fuse: the device tests' host device beyond the defaults).
+for m in virtio_pci virtio_blk bfq overlay veth fuse; do load_mod "$m"; done
 
 echo "run.sh: packing the image" >&2
 (cd "$root" && find . | cpio -o -H newc --quiet) >"$out/initramfs.cpio"
