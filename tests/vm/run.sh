@@ -73,7 +73,7 @@ put_exe() {
 }
 put_file() {
     mkdir -p "$root$(dirname "$1")"
-    cp -L "$1" "$root$1"
+    cp -L --preserve=mode "$1" "$root$1"
 }
 
 : >"$root/etc/berth-vm/suites"
@@ -92,7 +92,10 @@ ln -sf "$berth" "$root/usr/local/bin/berth"
 # Host tools the suites compare with or drive, when installed: the runtimes, umoci (the CLI's
 # image tests) and procps' ps (`berth ps` passes ps(1) options busybox's ps lacks; it goes to
 # /usr/bin, ahead of busybox's /bin/ps in PATH).
-for tool in crun runc umoci ps; do
+# examples/tests/rootless.rs makes users with shadow's tools, maps subordinate ids with the
+# setuid newuidmap/newgidmap, and runs util-linux's unshare (busybox's lacks --propagation);
+# the files those tools read and write are made below.
+for tool in crun runc umoci ps useradd userdel usermod newuidmap newgidmap unshare; do
     command -v "$tool" >/dev/null || continue
     t=$(readlink -f "$(command -v "$tool")")
     case "$t" in */busybox) continue ;; esac
@@ -104,6 +107,12 @@ cp /bin/busybox "$root/bin/busybox"
 install -m 0755 "$here/init" "$root/init"
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
 printf 'root:x:0:\ntty:x:5:\nnogroup:x:65534:\n' >"$root/etc/group"
+printf 'root:*:20000:0:99999:7:::\nnobody:*:20000:0:99999:7:::\n' >"$root/etc/shadow"
+printf 'root:*::\ntty:*::\nnogroup:*::\n' >"$root/etc/gshadow"
+chmod 0640 "$root/etc/shadow" "$root/etc/gshadow"
+: >"$root/etc/subuid"
+: >"$root/etc/subgid"
+[ -e /etc/login.defs ] && cp /etc/login.defs "$root/etc/login.defs"
 
 # --- Shared libraries of every ELF, at the paths the loader looks for them.
 for e in "${elfs[@]}"; do
