@@ -524,12 +524,14 @@ fn add_unrunnable_programs(b: &Bundle) {
     let garbage = b.rootfs().join("garbage");
     fs::write(&garbage, "not a program\n").expect("write /garbage");
     fs::set_permissions(&garbage, fs::Permissions::from_mode(0o755)).expect("chmod /garbage");
-    // /bin/true of the host is dynamic (its interpreter lives in /lib64 or /lib, which the
-    // busybox rootfs lacks).
-    let host = fs::read("/bin/true").expect("read /bin/true");
+    // This test binary is dynamic (its interpreter lives in /lib64 or /lib, which the
+    // busybox rootfs lacks); the host's /bin/true may be busybox's static one (the VM lane).
+    let me = std::env::current_exe().expect("current_exe");
+    let host = fs::read(&me).expect("read the test binary");
     assert!(
         host.windows(4).any(|w| w == b"ld-l"),
-        "/bin/true is not dynamic"
+        "{} is not dynamic",
+        me.display()
     );
     assert!(!b.rootfs().join("lib").exists() && !b.rootfs().join("lib64").exists());
     fs::write(b.rootfs().join("dynamic"), host).expect("write /dynamic");
