@@ -173,7 +173,8 @@ for layout in "${layouts[@]}"; do
     set -e
     secs=$(($(date +%s) - start))
     cat "$d/results.log"
-    result=$(grep -a '^BERTH-VM-RESULT' "$d/results.log" | tail -n 1 || true)
+    # The serial console ends lines with CR LF.
+    result=$(grep -a '^BERTH-VM-RESULT' "$d/results.log" | tail -n 1 | tr -d '\r' || true)
     if [ $rc -eq 124 ]; then
         summary="$summary$layout: timed out after ${secs}s"$'\n'
         status=1
