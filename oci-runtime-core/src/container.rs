@@ -309,6 +309,7 @@ impl Runtime {
     /// devices, the process' credentials and runs the create-time hooks, leaving the init
     /// waiting before `execve` until [`Runtime::start`]. On any error nothing is left behind.
     pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<Container, Error> {
+        crate::kernel::check_create()?;
         state::validate_id(id)?;
         let bundle = abs_path(&opts.bundle)?;
         let spec = validate::load_bundle_config(&bundle)?;

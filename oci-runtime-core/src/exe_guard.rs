@@ -251,13 +251,11 @@ mod tests {
             (o.status.code(), report, o.stdout, o.stderr)
         };
         let marker = "berth exe-guard";
-        // The report fd ($1 to the stub) must not reach the program.
+        // The report fd ($1 to the stub) must not reach the program. The program's argv[0]
+        // is "sh", not the path: where /bin/sh is busybox, argv[0] picks the applet.
         let script = "echo \"$0 $GREETING\"; test -e /proc/self/fd/$1 && echo \"$1 open\"";
-        let (code, report, out, err) = run(
-            marker,
-            "9",
-            &["/bin/sh", "ignored-argv0", "-c", script, "a0", "9"],
-        );
+        let (code, report, out, err) =
+            run(marker, "9", &["/bin/sh", "sh", "-c", script, "a0", "9"]);
         assert_eq!(code, Some(1), "{err:?}");
         assert!(report.is_empty(), "{report:?}");
         assert_eq!(String::from_utf8_lossy(&out), "a0 env ok\n");

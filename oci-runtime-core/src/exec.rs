@@ -392,6 +392,7 @@ impl Runtime {
         process: &Process,
         opts: &ExecOptions,
     ) -> Result<ExecProcess, Error> {
+        crate::kernel::check_exec()?;
         let dir = ContainerDir::open(self.root(), id)?;
         let record = dir.read_record()?.ok_or_else(|| Error::InvalidState {
             id: id.to_owned(),

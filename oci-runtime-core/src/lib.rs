@@ -56,6 +56,7 @@ mod home;
 mod hooks;
 mod init;
 mod intel_rdt;
+mod kernel;
 mod process;
 mod seccomp;
 mod security;

@@ -19,6 +19,8 @@ use std::path::PathBuf;
 /// namespace mapping container root to the caller's effective uid and gid, the
 /// runtime's network namespace (no network namespace entry), `/sys` bind-mounted
 /// read-only instead of a fresh sysfs, no `gid=5` on devpts and no cgroup resources.
+/// On a pure cgroup v2 host (`/sys/fs/cgroup` is a cgroup2 mount) either variant also gets
+/// a new cgroup namespace, as `runc spec` writes there.
 ///
 /// # Example
 ///
@@ -206,7 +208,6 @@ fn default_linux(rootless: bool) -> Linux {
             namespace(LinuxNamespaceType::Ipc),
             namespace(LinuxNamespaceType::Uts),
             namespace(LinuxNamespaceType::Mount),
-            namespace(LinuxNamespaceType::User),
         ]));
         linux.set_resources(None);
     } else {
@@ -226,7 +227,21 @@ fn default_linux(rootless: bool) -> Linux {
         resources.set_devices(Some(vec![deny_all]));
         linux.set_resources(Some(resources));
     }
+    if let Some(ns) = linux.namespaces_mut() {
+        if cgroup2_host() {
+            ns.push(namespace(LinuxNamespaceType::Cgroup));
+        }
+        if rootless {
+            ns.push(namespace(LinuxNamespaceType::User));
+        }
+    }
     linux
+}
+
+/// Whether `/sys/fs/cgroup` is a cgroup2 mount (a unified host), as runc decides it.
+fn cgroup2_host() -> bool {
+    nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
 }
 
 #[cfg(test)]
@@ -354,6 +369,14 @@ mod tests {
                 {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
                 {"type": "user"}
             ]);
+        }
+        // On a cgroup2 host, a cgroup namespace after the mount one (before user).
+        if cgroup2_host() {
+            let ns = doc["linux"]["namespaces"]
+                .as_array_mut()
+                .expect("namespaces");
+            let at = ns.len() - usize::from(rootless);
+            ns.insert(at, json!({"type": "cgroup"}));
         }
         doc
     }

@@ -89,7 +89,7 @@ fn dev_ino(p: &Path) -> String {
 fn cve_2019_5736_runtime_binary_is_never_exposed() {
     let dir = TempDir::new("berth-exe-copy");
     let copy = dir.path().join("berth-runtime-copy");
-    fs::copy(std::env::current_exe().expect("current_exe"), &copy).expect("copy test binary");
+    common::copy_executable(&std::env::current_exe().expect("current_exe"), &copy);
     fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).expect("chmod");
     let before = fs::read(&copy).expect("read copy");
     let out = Command::new(&copy)
@@ -117,9 +117,15 @@ fn cve_2019_5736_runtime_binary_is_never_exposed() {
 }
 
 /// Copies the dynamic loader and libraries `exe` needs into `rootfs` (same paths), so that
-/// the host binary *could* run in the container if the guard let it.
+/// the host binary *could* run in the container if the guard let it. The list is what ldd(1)
+/// prints, asked of the loader itself (`LD_TRACE_LOADED_OBJECTS`: it lists, runs nothing),
+/// so that no ldd script is needed (the VM lane's image has none).
 fn copy_libs(exe: &Path, rootfs: &Path) {
-    let out = Command::new("ldd").arg(exe).output().expect("ldd");
+    let out = Command::new(exe)
+        .env("LD_TRACE_LOADED_OBJECTS", "1")
+        .output()
+        .expect("list the libraries of the test binary");
+    assert!(out.status.success(), "LD_TRACE_LOADED_OBJECTS: {out:?}");
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let path = line
             .split_whitespace()

@@ -8,7 +8,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::ffi::CString;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use berth_runtime_core::oci_spec::runtime::{Capability, LinuxCapabilities, Process, User};
@@ -511,7 +511,12 @@ fn cgroup_option_puts_the_process_in_a_sub_cgroup() {
         let mut f = line.splitn(3, ':');
         let (_, ctrls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
         let mount = if ctrls.is_empty() {
-            "/sys/fs/cgroup/unified".to_string()
+            // cgroup2: at /sys/fs/cgroup on a pure v2 host, beside the v1 ones on a hybrid one.
+            if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+                "/sys/fs/cgroup".to_string()
+            } else {
+                "/sys/fs/cgroup/unified".to_string()
+            }
         } else if let Some(name) = ctrls.strip_prefix("name=") {
             format!("/sys/fs/cgroup/{name}")
         } else {

@@ -66,6 +66,11 @@ enum Action {
     Ignore,
 }
 
+/// Whether `opt` is a recursive attribute (`rro`, `rnosuid`, ...: [`MountOptions::rec_attr_set`]).
+pub(crate) fn is_rec_attr(opt: &str) -> bool {
+    matches!(action(opt), Some(Action::RecAttr { .. }))
+}
+
 fn action(opt: &str) -> Option<Action> {
     use Action::*;
     Some(match opt {

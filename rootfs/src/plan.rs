@@ -840,6 +840,14 @@ fn prepare_mount(
     }
 
     let rec_attr = o.has_rec_attr().then_some((o.rec_attr_set, o.rec_attr_clr));
+    if rec_attr.is_some() && !crate::sys::has_mount_setattr() {
+        let option = raw_opts.iter().find(|o| crate::options::is_rec_attr(o));
+        return Err(opt_err(
+            option.map_or("", String::as_str),
+            "recursive mount attributes need mount_setattr(2) (Linux 5.12+), \
+             which this kernel lacks",
+        ));
+    }
     let defer_ro = rel == b"dev" && o.flags & libc::MS_RDONLY != 0;
     let mut plan = MountPlan {
         kind: MountKind::Other,

@@ -208,6 +208,31 @@ pub(crate) fn mount_setattr(fd: c_int, recursive: bool, set: u64, clr: u64) -> S
     check_long(ret).map(drop)
 }
 
+/// Whether the kernel has `mount_setattr(2)` (Linux 5.12): asked with a descriptor that
+/// can't be valid, which the kernel refuses with `EBADF` where the call exists and `ENOSYS`
+/// where it doesn't. Not cached: a seccomp filter may differ per thread.
+pub(crate) fn has_mount_setattr() -> bool {
+    let attr = MountAttr {
+        attr_set: 0,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: an empty NUL-terminated path and a valid mount_attr of the size passed; with
+    // fd -1 nothing is changed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            -1,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    !(ret < 0 && errno() == libc::ENOSYS)
+}
+
 /// `OPEN_TREE_CLONE` from `<linux/mount.h>`.
 const OPEN_TREE_CLONE: c_uint = 1;
 /// `MOVE_MOUNT_F_EMPTY_PATH` / `MOVE_MOUNT_T_EMPTY_PATH` from `<linux/mount.h>`.

@@ -481,3 +481,79 @@ fn sysfs_falls_back_to_a_read_only_host_bind_when_refused() {
         host_net
     );
 }
+
+/// Makes `syscall` fail with `ENOSYS` in the calling thread from now on, as on a kernel
+/// without it (a seccomp filter: per thread, so only this test's own thread is affected).
+fn deny_in_this_thread_as_enosys(syscall: libc::c_long) {
+    let filter = [
+        // A = seccomp_data.nr
+        libc::sock_filter {
+            code: 0x20,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+        // if A == syscall: return ERRNO(ENOSYS), else ALLOW
+        libc::sock_filter {
+            code: 0x15,
+            jt: 0,
+            jf: 1,
+            k: syscall as u32,
+        },
+        libc::sock_filter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+        },
+        libc::sock_filter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ALLOW,
+        },
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut _,
+    };
+    // SAFETY: prctl with integer arguments and a valid sock_fprog that outlives the call;
+    // both apply to the calling thread only.
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(
+            libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog),
+            0,
+            "seccomp: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+#[test]
+fn recursive_attributes_without_mount_setattr_are_refused_before_anything_is_made() {
+    // A kernel before 5.12 has no mount_setattr: the plan refuses rro/rnosuid clearly
+    // instead of failing in the container's child halfway through its mounts.
+    let dir = TempDir::new("no-setattr");
+    let rootfs = busybox_rootfs(&dir);
+    fs::create_dir_all(dir.join("src")).unwrap();
+    let mut cfg = Config::new(&rootfs);
+    cfg.mounts = mounts(
+        r#"[
+        {"destination": "/plain", "type": "bind", "source": "src", "options": ["rbind", "ro"]},
+        {"destination": "/rro", "type": "bind", "source": "src", "options": ["rbind", "nosuid", "rro"]}
+    ]"#,
+    );
+    let err = std::thread::spawn(move || {
+        deny_in_this_thread_as_enosys(libc::SYS_mount_setattr);
+        cfg.prepare().map(drop).map_err(|e| e.to_string())
+    })
+    .join()
+    .unwrap()
+    .expect_err("rro without mount_setattr");
+    assert_eq!(
+        err,
+        "mounts[1].options: \"rro\": recursive mount attributes need mount_setattr(2) \
+         (Linux 5.12+), which this kernel lacks"
+    );
+}

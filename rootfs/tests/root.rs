@@ -35,7 +35,7 @@ fn pivot_root_hides_the_host() {
     // The old root was detached: the namespace only has the container's mounts.
     let mi = c.mountinfo();
     assert_eq!(mi[0].mount_point, "/");
-    assert_eq!(mi[0].root, rootfs.to_str().unwrap());
+    assert_eq!(mi[0].root, root_in_its_fs(&rootfs));
     let points: Vec<&str> = mi.iter().map(|m| m.mount_point.as_str()).collect();
     assert_eq!(
         points,
@@ -74,7 +74,7 @@ fn no_pivot_moves_the_rootfs_and_chroots() {
     assert_eq!((root.dev(), root.ino()), (want.dev(), want.ino()));
     // The rootfs mount was moved onto "/" (over the old root).
     let top = c.mount_at("/").unwrap();
-    assert_eq!(top.root, rootfs.to_str().unwrap());
+    assert_eq!(top.root, root_in_its_fs(&rootfs));
     assert!(c.mount_at("/proc").is_some_and(|m| m.fstype == "proc"));
     assert_eq!(
         fs::read_link(format!("/proc/{}/cwd", c.pid))

@@ -82,7 +82,7 @@ put_exe() {
 }
 put_file() {
     mkdir -p "$root$(dirname "$1")"
-    cp -L "$1" "$root$1"
+    cp -L --preserve=mode "$1" "$root$1"
 }
 
 : >"$root/etc/berth-vm/suites"
@@ -102,20 +102,32 @@ berth=$(awk '$1 == "examples/src/bin/berth/main.rs" && $2 !~ /deps/ { print $2; 
 [ -e "$root$berth" ] || put_exe "$berth"
 mkdir -p "$root/usr/local/bin"
 ln -sf "$berth" "$root/usr/local/bin/berth"
-# Host tools the suites run where busybox's applet lacks an option they use (losetup
-# --find --show, unshare --cgroup, ps -ef as `berth ps` runs it), umoci for the image
-# tests, and crun to compare with on pure v2.
-for tool in losetup unshare nsenter setpriv ps umoci crun; do
-    p=$(command -v "$tool" || true)
-    [ -n "$p" ] || continue
-    put_file "$p"
-    elfs+=("$p")
+# Host tools the suites compare with or drive, when installed: the runtimes (crun is compared
+# with on pure v2), umoci (the CLI's image tests), procps' ps (`berth ps` passes ps(1) options
+# busybox's ps lacks), util-linux's losetup (--find --show), unshare (--cgroup,
+# --propagation), nsenter and setpriv, which busybox's applets lack or lack options of.
+# examples/tests/rootless.rs makes users with shadow's tools and maps subordinate ids with the
+# setuid newuidmap/newgidmap; the files those tools read and write are made below. Each goes
+# to its host path (/usr/bin, /usr/sbin: ahead of busybox's /bin in PATH).
+for tool in crun runc umoci ps losetup unshare nsenter setpriv useradd userdel usermod \
+    newuidmap newgidmap; do
+    command -v "$tool" >/dev/null || continue
+    t=$(readlink -f "$(command -v "$tool")")
+    case "$t" in */busybox) continue ;; esac
+    put_file "$t"
+    elfs+=("$t")
 done
 
 cp /bin/busybox "$root/bin/busybox"
 install -m 0755 "$here/init" "$root/init"
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
 printf 'root:x:0:\ntty:x:5:\nnogroup:x:65534:\n' >"$root/etc/group"
+printf 'root:*:20000:0:99999:7:::\nnobody:*:20000:0:99999:7:::\n' >"$root/etc/shadow"
+printf 'root:*::\ntty:*::\nnogroup:*::\n' >"$root/etc/gshadow"
+chmod 0640 "$root/etc/shadow" "$root/etc/gshadow"
+: >"$root/etc/subuid"
+: >"$root/etc/subgid"
+[ -e /etc/login.defs ] && cp /etc/login.defs "$root/etc/login.defs"
 
 # --- Shared libraries of every ELF, at the paths the loader looks for them.
 for e in "${elfs[@]}"; do
@@ -145,8 +157,9 @@ load_mod() {
     echo "$rel" >>"$root/etc/berth-vm/modules"
 }
 # virtio disk (io controller tests), BFQ (io.bfq.weight), loop devices (blkio on a loop
-# device), overlayfs (image rootfs), veth.
-for m in virtio_pci virtio_blk bfq loop overlay veth; do load_mod "$m"; done
+# device), overlayfs (image rootfs), veth, fuse (/dev/fuse: the device tests' host device
+# beyond the defaults).
+for m in virtio_pci virtio_blk bfq loop overlay veth fuse; do load_mod "$m"; done
 
 echo "run.sh: packing the image" >&2
 (cd "$root" && find . | cpio -o -H newc --quiet) >"$out/initramfs.cpio"
@@ -176,7 +189,8 @@ for layout in "${layouts[@]}"; do
     set -e
     secs=$(($(date +%s) - start))
     cat "$d/results.log"
-    result=$(grep -a '^BERTH-VM-RESULT' "$d/results.log" | tail -n 1 || true)
+    # The serial console ends lines with CR LF.
+    result=$(grep -a '^BERTH-VM-RESULT' "$d/results.log" | tail -n 1 | tr -d '\r' || true)
     if [ $rc -eq 124 ]; then
         summary="$summary$layout: timed out after ${secs}s"$'\n'
         status=1

@@ -50,6 +50,25 @@ pub fn busybox() -> PathBuf {
     panic!("busybox-static is not installed (apt-get install -y busybox-static)");
 }
 
+/// Held (shared) while [`copy_executable`] has a child.
+pub static COPYING: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Copies the executable `src` to `dst` with cp(1), in a child process: a file this
+/// (multi-threaded) test process held open for writing would be inherited by every container
+/// init another test clones meanwhile, and while one of them still holds that fd, executing
+/// the copy fails with ETXTBSY (seen in the VM lane, whose emulated cpus widen the window).
+/// The cp(1) children are transient children of the test process: a test that compares
+/// snapshots of its children takes [`COPYING`] for writing while it lists them.
+pub fn copy_executable(src: &Path, dst: &Path) {
+    let _copying = COPYING.read().unwrap_or_else(|e| e.into_inner());
+    let st = std::process::Command::new("cp")
+        .arg(src)
+        .arg(dst)
+        .status()
+        .expect("spawn cp");
+    assert!(st.success(), "cp {} {}: {st}", src.display(), dst.display());
+}
+
 /// A bundle dir with a busybox rootfs and the default config (terminal off).
 pub struct Bundle {
     pub dir: TempDir,
@@ -109,7 +128,7 @@ impl Bundle {
         for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "root"] {
             std::fs::create_dir_all(rootfs.join(d)).expect("mkdir rootfs");
         }
-        std::fs::copy(busybox(), rootfs.join("bin/busybox")).expect("copy busybox");
+        copy_executable(&busybox(), &rootfs.join("bin/busybox"));
         for a in APPLETS {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).expect("symlink");
         }

@@ -487,6 +487,10 @@ fn all_pids() -> Vec<i32> {
 
 /// Processes (zombies included) whose parent is this process.
 pub fn children() -> Vec<i32> {
+    // Not the cp(1) of another test's bundle being made meanwhile.
+    let _copying = crate::common::COPYING
+        .write()
+        .unwrap_or_else(|e| e.into_inner());
     let me = std::process::id() as i32;
     all_pids()
         .into_iter()

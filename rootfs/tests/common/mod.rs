@@ -56,13 +56,31 @@ impl Drop for TempDir {
     }
 }
 
+/// Copies the executable `src` to `dst` with cp(1), in a child process: a file this
+/// (multi-threaded) test process held open for writing would be inherited by every container
+/// init another test clones meanwhile, and while one of them still holds that fd, executing
+/// the copy fails with ETXTBSY (seen in the VM lane, whose emulated cpus widen the window).
+pub fn copy_executable(src: &Path, dst: &Path) {
+    let st = std::process::Command::new("cp")
+        .arg(src)
+        .arg(dst)
+        .status()
+        .expect("spawn cp");
+    assert!(
+        st.success(),
+        "cp {} {} (busybox-static installed?): {st}",
+        src.display(),
+        dst.display()
+    );
+}
+
 /// Build a minimal busybox rootfs at `<dir>/rootfs` and return its path.
 pub fn busybox_rootfs(dir: &TempDir) -> PathBuf {
     let root = dir.join("rootfs");
     for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "mnt", "run"] {
         fs::create_dir_all(root.join(d)).unwrap();
     }
-    fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static is installed");
+    copy_executable(Path::new("/bin/busybox"), &root.join("bin/busybox"));
     for applet in [
         "sh", "cat", "ls", "stat", "readlink", "echo", "test", "mount", "touch", "id",
     ] {
@@ -313,6 +331,22 @@ impl MountLine {
     pub fn unbindable(&self) -> bool {
         self.optional.iter().any(|o| o == "unbindable")
     }
+}
+
+/// What mountinfo's root field shows for a bind of the host directory `p`: its path within
+/// its filesystem, i.e. below the root of the host mount it is on (`p` itself where that
+/// is the root filesystem; relative to /tmp where /tmp is a tmpfs of its own, as in the VM
+/// lane).
+pub fn root_in_its_fs(p: &Path) -> String {
+    let text = fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+    let host = parse_mountinfo(&text);
+    let (m, rest) = host
+        .iter()
+        .rev()
+        .filter_map(|m| Some((m, p.strip_prefix(&m.mount_point).ok()?)))
+        .min_by_key(|(_, rest)| rest.components().count())
+        .expect("a host mount holds every path");
+    Path::new(&m.root).join(rest).display().to_string()
 }
 
 pub fn parse_mountinfo(text: &str) -> Vec<MountLine> {
