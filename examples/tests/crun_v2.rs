@@ -83,10 +83,11 @@ fn bundle(dir: &Path, resources: &serde_json::Value, cgroup: &str) {
         v["process"]["terminal"] = false.into();
         v["process"]["args"] = serde_json::json!(["sh", "-c", probe]);
         let linux = &mut v["linux"];
-        linux["namespaces"]
-            .as_array_mut()
-            .expect("namespaces")
-            .push(serde_json::json!({"type": "cgroup"}));
+        // (berth spec has one on a pure v2 host, as runc spec does.)
+        let ns = linux["namespaces"].as_array_mut().expect("namespaces");
+        if !ns.iter().any(|n| n["type"] == "cgroup") {
+            ns.push(serde_json::json!({"type": "cgroup"}));
+        }
         linux["cgroupsPath"] = cgroup.into();
         let mut r = resources.clone();
         r["devices"] = serde_json::json!([{"allow": false, "access": "rwm"}]);

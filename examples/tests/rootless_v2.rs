@@ -100,10 +100,11 @@ fn bundle(dir: &Path, cgroup: &str) {
         let linux = &mut v["linux"];
         linux["uidMappings"] = serde_json::json!([{"containerID": 0, "hostID": UID, "size": 1}]);
         linux["gidMappings"] = serde_json::json!([{"containerID": 0, "hostID": UID, "size": 1}]);
-        linux["namespaces"]
-            .as_array_mut()
-            .expect("namespaces")
-            .push(serde_json::json!({"type": "cgroup"}));
+        // (berth spec has one on a pure v2 host, as runc spec does.)
+        let ns = linux["namespaces"].as_array_mut().expect("namespaces");
+        if !ns.iter().any(|n| n["type"] == "cgroup") {
+            ns.push(serde_json::json!({"type": "cgroup"}));
+        }
         linux["cgroupsPath"] = cgroup.into();
         linux["resources"] = serde_json::json!({
             "memory": {"limit": 33554432},
