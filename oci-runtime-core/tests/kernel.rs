@@ -4,58 +4,14 @@
 //! (filters are per thread: nothing else of the test process is affected).
 
 mod common;
+#[path = "../../rootfs/tests/common/enosys.rs"]
+mod enosys;
 mod support;
 
 use berth_runtime_core::{ExecOptions, Runtime};
 use common::Bundle;
+use enosys::deny_in_this_thread_as_enosys;
 use support::*;
-
-/// Makes `syscall` fail with `ENOSYS` in the calling thread from now on.
-fn as_if_missing_in_this_thread(syscall: libc::c_long) {
-    let filter = [
-        // A = seccomp_data.nr
-        libc::sock_filter {
-            code: 0x20,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        },
-        // if A == syscall: return ERRNO(ENOSYS), else ALLOW
-        libc::sock_filter {
-            code: 0x15,
-            jt: 0,
-            jf: 1,
-            k: syscall as u32,
-        },
-        libc::sock_filter {
-            code: 0x06,
-            jt: 0,
-            jf: 0,
-            k: libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
-        },
-        libc::sock_filter {
-            code: 0x06,
-            jt: 0,
-            jf: 0,
-            k: libc::SECCOMP_RET_ALLOW,
-        },
-    ];
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr() as *mut _,
-    };
-    // SAFETY: prctl with integer arguments and a valid sock_fprog that outlives the call;
-    // both apply to the calling thread only.
-    unsafe {
-        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-        assert_eq!(
-            libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog),
-            0,
-            "seccomp: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-}
 
 #[test]
 fn create_on_a_kernel_without_openat2_or_close_range_names_it_and_leaves_nothing() {
@@ -64,7 +20,7 @@ fn create_on_a_kernel_without_openat2_or_close_range_names_it_and_leaves_nothing
         (libc::SYS_close_range, "close_range(2) (Linux 5.9)"),
     ] {
         let (err, state_left) = std::thread::spawn(move || {
-            as_if_missing_in_this_thread(nr);
+            deny_in_this_thread_as_enosys(nr);
             let h = Harness::new();
             let id = h.id("oldkernel");
             let b = Bundle::new();
@@ -98,7 +54,7 @@ fn exec_on_a_kernel_without_pidfd_open_names_it() {
     let process = b.spec.process().clone().expect("process");
     let exec_id = id.clone();
     let err = std::thread::spawn(move || {
-        as_if_missing_in_this_thread(libc::SYS_pidfd_open);
+        deny_in_this_thread_as_enosys(libc::SYS_pidfd_open);
         Runtime::new(root)
             .exec(&exec_id, &process, &ExecOptions::default())
             .map(drop)

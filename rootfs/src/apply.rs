@@ -121,6 +121,18 @@ fn proc_usable() -> bool {
     .is_ok()
 }
 
+/// An empty tmpfs at `target` with the flags of a cgroup mount: the v1 layout's holder of
+/// one directory per hierarchy, or a cover over a cgroup2 mount that can't be mounted on again.
+fn cgroup_tmpfs(target: &CStr) -> SysResult<()> {
+    sys::mount(
+        Some(c"tmpfs"),
+        target,
+        Some(c"tmpfs"),
+        CGROUP_DEFAULT,
+        Some(c"mode=755"),
+    )
+}
+
 /// Bind the file or directory open as `src_fd` onto the location `dst_fd`,
 /// both through `/proc/self/fd/N`; if `/proc` is not mounted, with
 /// `open_tree` + `move_mount` instead.
@@ -635,14 +647,7 @@ impl RootfsPlan {
                 // from the runtime's, as rootless configs do, brings its cgroup2 mount
                 // along), and the kernel refuses the same superblock on the same mount
                 // point. Cover it with an empty tmpfs and mount on that.
-                sys::mount(
-                    Some(c"tmpfs"),
-                    path.as_cstr(),
-                    Some(c"tmpfs"),
-                    CGROUP_DEFAULT,
-                    Some(c"mode=755"),
-                )
-                .map_err(ce(Step::CgroupMount))?;
+                cgroup_tmpfs(path.as_cstr()).map_err(ce(Step::CgroupMount))?;
                 let top = Self::reopen(root, &m.target, libc::O_PATH, Step::ResolveTarget, i)?;
                 let p = proc_fd_path(top.raw()).map_err(ce(Step::CgroupMount))?;
                 r = sys::mount(
@@ -698,14 +703,7 @@ impl RootfsPlan {
         // cgroup v1 / hybrid: a tmpfs holding one directory per hierarchy.
         let t = self.mount_target(root, i, m, Create::Dir)?;
         let path = proc_fd_path(t.fd.raw()).map_err(err(Step::Mount, i))?;
-        sys::mount(
-            Some(c"tmpfs"),
-            path.as_cstr(),
-            Some(c"tmpfs"),
-            CGROUP_DEFAULT,
-            Some(c"mode=755"),
-        )
-        .map_err(err(Step::Mount, i))?;
+        cgroup_tmpfs(path.as_cstr()).map_err(err(Step::Mount, i))?;
         drop(t);
         let top = Self::reopen(root, &m.target, libc::O_PATH, Step::ResolveTarget, i)?;
         let ro = m.flags & libc::MS_RDONLY;
