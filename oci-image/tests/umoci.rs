@@ -17,12 +17,9 @@ use common::*;
 
 fn mknod(p: &Path, mode: u32, dev: u64) {
     let c = CString::new(p.as_os_str().as_bytes()).unwrap();
-    // SAFETY: test code; c is NUL-terminated.
-    assert_eq!(
-        unsafe { libc::mknod(c.as_ptr(), mode, dev) },
-        0,
-        "mknod {p:?}"
-    );
+    // SAFETY: mknod(2) with a NUL-terminated path that outlives the call.
+    let r = unsafe { libc::mknod(c.as_ptr(), mode, dev) };
+    assert_eq!(r, 0, "mknod {p:?}");
 }
 
 fn setxattr(p: &Path, name: &str, value: &[u8]) {

@@ -144,10 +144,8 @@ mod tests {
         let want = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
         assert_eq!(seals & want, want);
         // SAFETY: as above.
-        assert_ne!(
-            unsafe { libc::fcntl(fd, libc::F_GETFD) } & libc::FD_CLOEXEC,
-            0
-        );
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        assert_ne!(flags & libc::FD_CLOEXEC, 0);
         let p = format!("/proc/self/fd/{fd}");
         assert_eq!(std::fs::read(&p).unwrap(), stub);
         // Even reopened for writing through /proc, the content can't change.

@@ -1751,11 +1751,8 @@ mod tests {
             revents: 0,
         };
         // SAFETY: one valid pollfd.
-        assert_eq!(
-            unsafe { libc::poll(&mut pfd, 1, 10_000) },
-            1,
-            "no notification within 10 s"
-        );
+        let ready = unsafe { libc::poll(&mut pfd, 1, 10_000) };
+        assert_eq!(ready, 1, "no notification within 10 s");
         // SAFETY: a zeroed seccomp_notif is what NOTIF_RECV expects.
         let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
         // SAFETY: notif is a writable seccomp_notif.

@@ -938,6 +938,7 @@ mod tests {
         };
         assert_eq!(r, 0);
         assert_eq!(a.size, SCHED_ATTR_SIZE_VER0);
+        // SAFETY: getpriority(2) with integer arguments.
         let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
         assert_eq!(a.sched_nice, nice);
     }

@@ -467,6 +467,7 @@ mod tests {
         let pid = unsafe { libc::fork() };
         if pid == 0 {
             let ok = close_fds_except(lo, &keep).is_ok();
+            // SAFETY: fcntl(F_GETFD) with integer arguments.
             let open = |fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
             let want = ok && !open(fds[0]) && open(fds[1]) && !open(fds[2]) && open(fds[3]);
             exit_now(if want { 0 } else { 1 });
