@@ -136,28 +136,13 @@ fn mkdir_in(
 /// host only the controllers the writes need are enabled: the cgroup2 hierarchy there
 /// belongs to the host's own setup.
 fn enable_all_controllers(h: &Hierarchy, leaf: &Path) {
-    let mut chain: Vec<&Path> = leaf
-        .ancestors()
-        .skip(1)
-        .take_while(|a| a.starts_with(&h.mount_point))
-        .collect();
-    chain.reverse();
-    for dir in chain {
-        let (Ok(offered), Ok(on)) = (
-            fsutil::read(dir, "cgroup.controllers"),
-            fsutil::read(dir, "cgroup.subtree_control"),
-        ) else {
+    for dir in controlling_ancestors(h, leaf) {
+        let Ok(offered) = fsutil::read(dir, "cgroup.controllers") else {
             return;
         };
-        let on: Vec<&str> = on
-            .split_whitespace()
-            .map(|c| c.trim_start_matches('+'))
-            .collect();
-        let add: Vec<String> = offered
-            .split_whitespace()
-            .filter(|c| !on.contains(c))
-            .map(|c| format!("+{c}"))
-            .collect();
+        let Ok(add) = not_enabled(dir, offered.split_whitespace()) else {
+            return;
+        };
         if add.is_empty() || fsutil::write(dir, "cgroup.subtree_control", &add.join(" ")).is_ok() {
             continue;
         }
@@ -166,6 +151,35 @@ fn enable_all_controllers(h: &Hierarchy, leaf: &Path) {
             let _ = fsutil::write(dir, "cgroup.subtree_control", c);
         }
     }
+}
+
+/// The ancestors of the cgroup2 directory `leaf`, from the mount point of `h` down to its
+/// parent: the cgroups whose `cgroup.subtree_control` decides which controllers it has.
+pub(crate) fn controlling_ancestors<'a>(h: &Hierarchy, leaf: &'a Path) -> Vec<&'a Path> {
+    let mut chain: Vec<&Path> = leaf
+        .ancestors()
+        .skip(1)
+        .take_while(|a| a.starts_with(&h.mount_point))
+        .collect();
+    chain.reverse();
+    chain
+}
+
+/// `+name` for each of `wanted` that the `cgroup.subtree_control` of `dir` lacks.
+pub(crate) fn not_enabled<'w>(
+    dir: &Path,
+    wanted: impl IntoIterator<Item = &'w str>,
+) -> Result<Vec<String>> {
+    let on = fsutil::read(dir, "cgroup.subtree_control")?;
+    let on: Vec<&str> = on
+        .split_whitespace()
+        .map(|c| c.trim_start_matches('+'))
+        .collect();
+    Ok(wanted
+        .into_iter()
+        .filter(|c| !on.contains(c))
+        .map(|c| format!("+{c}"))
+        .collect())
 }
 
 /// The label of a v1 hierarchy with controllers: its controllers, comma-separated.

@@ -44,7 +44,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use oci_spec::runtime::LinuxResources;
 
@@ -52,7 +52,7 @@ use crate::devices::{self, DeviceRule};
 use crate::error::{CgroupError, Result};
 use crate::fsutil;
 use crate::layout::Location;
-use crate::manager::CgroupManager;
+use crate::manager::{self, CgroupManager};
 
 /// A field that was accepted but could not be applied as such on this host.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -1019,26 +1019,10 @@ impl CgroupManager {
         let (Some(h), Some((leaf, _))) = (self.layout.unified.as_ref(), self.v2_dir()) else {
             return Ok(());
         };
-        let mut chain: Vec<PathBuf> = leaf
-            .ancestors()
-            .skip(1)
-            .take_while(|a| a.starts_with(&h.mount_point))
-            .map(Path::to_path_buf)
-            .collect();
-        chain.reverse();
-        for dir in chain {
-            let cur = fsutil::read(&dir, "cgroup.subtree_control")?;
-            let cur: BTreeSet<&str> = cur
-                .split_whitespace()
-                .map(|s| s.trim_start_matches('+'))
-                .collect();
-            let add: Vec<String> = controllers
-                .iter()
-                .filter(|c| !cur.contains(*c))
-                .map(|c| format!("+{c}"))
-                .collect();
+        for dir in manager::controlling_ancestors(h, leaf) {
+            let add = manager::not_enabled(dir, controllers.iter().copied())?;
             if !add.is_empty() {
-                fsutil::write(&dir, "cgroup.subtree_control", &add.join(" "))?;
+                fsutil::write(dir, "cgroup.subtree_control", &add.join(" "))?;
             }
         }
         Ok(())
