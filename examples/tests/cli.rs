@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BERTH, berth_cmd, busybox_rootfs, edit_json, run_to_files, text, unique};
+use common::{
+    BERTH, berth_cmd, busybox_rootfs, edit_json, pure_v2, run_to_files, set_cgroup_ns, text, unique,
+};
 use rstest::rstest;
 use serde_json::Value;
 
@@ -972,20 +974,6 @@ fn cgroup_file(id: &str, v1: &str, file: &str, v2: &str) -> String {
         .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
         .trim()
         .to_string()
-}
-
-fn set_cgroup_ns(c: &mut Value) {
-    // (berth spec has one on a pure v2 host, as runc spec does.)
-    if let Some(list) = c["linux"]["namespaces"].as_array_mut() {
-        if !list.iter().any(|n| n["type"] == "cgroup") {
-            list.push(serde_json::json!({"type": "cgroup"}));
-        }
-    }
-}
-
-/// Whether this host is pure cgroup v2 (the VM lane's `v2` boot, most distributions).
-fn pure_v2() -> bool {
-    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
 #[test]

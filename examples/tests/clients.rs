@@ -282,7 +282,7 @@ fn podman_resource_limits_equal_runc() {
             out.stdout
         },
     );
-    if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+    if !common::pure_v2() {
         for want in [
             "memory/memory.limit_in_bytes 67108864",
             "pids/pids.max 50",
@@ -735,7 +735,7 @@ fn containerd_resources_and_options_equal_runc() {
     let mount = format!("type=bind,src={},dst=/vol,options=rbind:ro", vol.display());
     // ctr mounts no cgroupfs in the container: the limits are read on the host, while the
     // container waits.
-    let files: &[&str] = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+    let files: &[&str] = if common::pure_v2() {
         &["memory.max", "cpu.max", "cpu.weight"]
     } else {
         &[
@@ -793,7 +793,7 @@ fn containerd_resources_and_options_equal_runc() {
         "bar\n/tmp\nfrom the host\ntouch: /x: Read-only file system\n\
          touch: /vol/x: Read-only file system\nready\n"
     );
-    if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+    if !common::pure_v2() {
         assert_eq!(
             seen.0,
             [

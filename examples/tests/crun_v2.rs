@@ -55,7 +55,7 @@ fn probe() -> String {
 /// VM lane's v2 boot.
 fn applies() -> bool {
     let demanded = std::env::var("BERTH_VM_LAYOUT").as_deref() == Ok("v2");
-    let pure_v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let pure_v2 = pure_v2();
     let crun = Command::new("crun").arg("--version").output().is_ok();
     if pure_v2 && crun {
         return true;
@@ -82,12 +82,8 @@ fn bundle(dir: &Path, resources: &serde_json::Value, cgroup: &str) {
     edit_json(&dir.join("config.json"), |v| {
         v["process"]["terminal"] = false.into();
         v["process"]["args"] = serde_json::json!(["sh", "-c", probe]);
+        set_cgroup_ns(v);
         let linux = &mut v["linux"];
-        // (berth spec has one on a pure v2 host, as runc spec does.)
-        let ns = linux["namespaces"].as_array_mut().expect("namespaces");
-        if !ns.iter().any(|n| n["type"] == "cgroup") {
-            ns.push(serde_json::json!({"type": "cgroup"}));
-        }
         linux["cgroupsPath"] = cgroup.into();
         let mut r = resources.clone();
         r["devices"] = serde_json::json!([{"allow": false, "access": "rwm"}]);
@@ -188,11 +184,12 @@ fn disk() -> (u64, u64) {
         .skip(2)
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            let name = *f.get(3)?;
-            let whole = !name.chars().last()?.is_ascii_digit() || name.starts_with("loop");
-            (whole && !name.starts_with("loop"))
-                .then(|| Some((f[0].parse().ok()?, f[1].parse().ok()?)))
-                .flatten()
+            let (major, minor, name) = (f.first()?, f.get(1)?, f.get(3)?);
+            // A whole disk: not a partition (sda1, vda1), not a loop device.
+            if name.starts_with("loop") || name.ends_with(|c: char| c.is_ascii_digit()) {
+                return None;
+            }
+            Some((major.parse().ok()?, minor.parse().ok()?))
         })
         .next()
         .expect("a block device in /proc/partitions")

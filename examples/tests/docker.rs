@@ -20,7 +20,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
@@ -390,7 +390,7 @@ fn docker_resource_limits_equal_runc() {
             out.stdout
         },
     );
-    if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+    if !common::pure_v2() {
         assert_eq!(
             seen,
             "memory/memory.limit_in_bytes 67108864\n\
@@ -585,7 +585,7 @@ fn docker_pause_update_equal_runc() {
     let Some(dk) = docker("docker_pause_update_equal_runc") else {
         return;
     };
-    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let v2 = common::pure_v2();
     let files = if v2 {
         "memory.max pids.max cpu.max"
     } else {

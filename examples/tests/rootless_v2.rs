@@ -22,7 +22,7 @@ use common::*;
 const UID: u32 = 47_111;
 
 fn applies() -> bool {
-    let pure_v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let pure_v2 = pure_v2();
     if pure_v2 {
         return true;
     }
@@ -97,14 +97,10 @@ fn bundle(dir: &Path, cgroup: &str) {
             "-c",
             "cd /sys/fs/cgroup && echo $(id -u) $(cat memory.max pids.max cpu.max cpu.weight) $(cat /proc/self/cgroup)"
         ]);
+        set_cgroup_ns(v);
         let linux = &mut v["linux"];
         linux["uidMappings"] = serde_json::json!([{"containerID": 0, "hostID": UID, "size": 1}]);
         linux["gidMappings"] = serde_json::json!([{"containerID": 0, "hostID": UID, "size": 1}]);
-        // (berth spec has one on a pure v2 host, as runc spec does.)
-        let ns = linux["namespaces"].as_array_mut().expect("namespaces");
-        if !ns.iter().any(|n| n["type"] == "cgroup") {
-            ns.push(serde_json::json!({"type": "cgroup"}));
-        }
         linux["cgroupsPath"] = cgroup.into();
         linux["resources"] = serde_json::json!({
             "memory": {"limit": 33554432},

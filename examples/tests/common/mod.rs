@@ -61,6 +61,21 @@ pub fn run_to_files(mut cmd: Command, dir: &Path) -> Output {
     out
 }
 
+/// Whether this host is pure cgroup v2 (the VM lane's `v2` boot, most distributions).
+pub fn pure_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// Gives a config.json a cgroup namespace unless it has one (berth spec has one on a pure
+/// v2 host, as runc spec does).
+pub fn set_cgroup_ns(config: &mut serde_json::Value) {
+    if let Some(list) = config["linux"]["namespaces"].as_array_mut() {
+        if !list.iter().any(|n| n["type"] == "cgroup") {
+            list.push(serde_json::json!({"type": "cgroup"}));
+        }
+    }
+}
+
 /// Reads the JSON file at `path`, lets `f` change it and writes it back.
 pub fn edit_json(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {
     let mut v: serde_json::Value = serde_json::from_str(
