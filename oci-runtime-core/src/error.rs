@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::config::validate::ConfigError;
 use crate::state::Status;
-use crate::validate::ConfigError;
 
 /// Everything that can go wrong in a lifecycle operation.
 ///

@@ -32,8 +32,8 @@ use nix::sys::statfs::FsType;
 use oci_spec::runtime::LinuxIntelRdt;
 use serde::{Deserialize, Serialize};
 
+use crate::config::validate::ConfigError;
 use crate::error::Error;
-use crate::validate::ConfigError;
 
 /// Where resctrl is mounted.
 pub(crate) const RESCTRL_ROOT: &str = "/sys/fs/resctrl";

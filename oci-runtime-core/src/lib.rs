@@ -47,29 +47,24 @@
 
 #![warn(missing_docs)]
 
-mod container;
+// The spawn path, in its order: the config (load, validate, the default spec, features), the
+// lifecycle operations (create, start, kill, delete, exec), the fragile child (the init, exec's
+// child, the sync protocol between them and the parent), and the process set-up they share.
+mod child;
+mod config;
 mod error;
-mod exe_guard;
-mod exec;
-pub mod features;
-mod home;
-mod hooks;
-mod init;
 mod intel_rdt;
-mod kernel;
+mod lifecycle;
 mod process;
 mod seccomp;
-mod security;
 mod signal;
-pub mod spec;
 mod state;
-mod sys;
-pub mod validate;
 
 pub use berth_cgroups;
-pub use container::{Container, CreateOptions, Runtime};
+pub use config::{features, spec, validate};
 pub use error::Error;
-pub use exec::{ExecOptions, ExecProcess};
+pub use lifecycle::exec::{ExecOptions, ExecProcess};
+pub use lifecycle::{Container, CreateOptions, Runtime};
 pub use oci_spec;
 pub use signal::parse_signal;
 pub use state::{State, Status};

@@ -83,7 +83,7 @@ use seccompiler::{
     SeccompRule, sock_filter,
 };
 
-use crate::validate::ConfigError;
+use crate::config::validate::ConfigError;
 
 mod syscall_table;
 
@@ -424,7 +424,7 @@ impl SeccompPlan {
             )
         };
         if r < 0 {
-            return Err(crate::sys::errno());
+            return Err(crate::child::sys::errno());
         }
         if self.uses_notify() {
             // With TSYNC_ESRCH or without TSYNC, the return value is the listener fd.
@@ -479,7 +479,7 @@ pub(crate) fn send_to_listener(
     let payload = msg.to_string().into_bytes();
     let mut stream = UnixStream::connect(path)
         .map_err(|e| crate::Error::io("connect to seccomp listener", path, e))?;
-    let sent = crate::init::send_fd(stream.as_raw_fd(), fd, &payload).map_err(|e| {
+    let sent = crate::child::init::send_fd(stream.as_raw_fd(), fd, &payload).map_err(|e| {
         crate::Error::sys(
             format!("sendmsg to seccomp listener {}", path.display()),
             nix::Error::from_raw(e),
@@ -1001,7 +1001,7 @@ impl KernelProbe {
                 std::ptr::null::<libc::sock_fprog>(),
             )
         };
-        let ok = r < 0 && crate::sys::errno() == libc::EFAULT;
+        let ok = r < 0 && crate::child::sys::errno() == libc::EFAULT;
         self.flags.push((flags, ok));
         ok
     }
@@ -1055,7 +1055,7 @@ mod tests {
         // SAFETY: the test calls only harmless system calls whose arguments are plain numbers.
         let r = unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]) };
         if r < 0 {
-            -i64::from(crate::sys::errno())
+            -i64::from(crate::child::sys::errno())
         } else {
             r
         }
@@ -1114,7 +1114,7 @@ mod tests {
                     Err(e) => INSTALL_FAILED + e.min(50),
                     Ok(listener) => {
                         if let (Some(fd), Some(sock)) = (listener, sock) {
-                            if crate::init::send_fd(sock, fd, b"F").is_err() {
+                            if crate::child::init::send_fd(sock, fd, b"F").is_err() {
                                 libc::_exit(INSTALL_FAILED + 51);
                             }
                         }

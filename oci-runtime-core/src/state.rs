@@ -343,7 +343,7 @@ impl ContainerDir {
     /// defaults must not depend on the bundle staying unchanged, or present). Named as in a
     /// bundle.
     fn config_path(&self) -> PathBuf {
-        self.path.join(crate::validate::CONFIG_FILE)
+        self.path.join(crate::config::validate::CONFIG_FILE)
     }
 
     /// Saves the validated config (`config.json` in the container directory).
@@ -359,9 +359,9 @@ impl ContainerDir {
     pub fn config(&self, record: &Record) -> Result<oci_spec::runtime::Spec, Error> {
         match self.read_config()? {
             Some(s) => Ok(s),
-            None => Ok(crate::validate::load_bundle_config(std::path::Path::new(
-                &record.bundle,
-            ))?),
+            None => Ok(crate::config::validate::load_bundle_config(
+                std::path::Path::new(&record.bundle),
+            )?),
         }
     }
 

@@ -1,5 +1,7 @@
 //! The lifecycle operations: [`Runtime::create`], `start`, `state`, `kill`, `delete`.
 
+pub(crate) mod exec;
+
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -17,17 +19,17 @@ use berth_namespaces::{NamespaceKind, NamespacePlan};
 use berth_rootfs::{RootfsOptions, RootfsPlan};
 use oci_spec::runtime::{Hook, Hooks, LinuxResources, Spec};
 
+use crate::child::init::{self, ChildFailure, FAILURE_LEN, InitContext};
+use crate::child::sys;
+use crate::config::validate::{self, ConfigError};
 use crate::error::Error;
-use crate::home;
-use crate::hooks::{self, ChildHook};
-use crate::init::{self, ChildFailure, FAILURE_LEN, InitContext};
 use crate::intel_rdt::IntelRdt;
 use crate::process::ProcessPlan;
+use crate::process::home;
+use crate::process::hooks::{self, ChildHook};
+use crate::process::security::SecurityPlan;
 use crate::seccomp::{self, SeccompPlan};
-use crate::security::SecurityPlan;
 use crate::state::{self, ContainerDir, Record, State, Status};
-use crate::sys;
-use crate::validate::{self, ConfigError};
 
 /// How to create a container (the flags of `runc create`).
 #[derive(Debug, Clone, Default)]
@@ -309,7 +311,7 @@ impl Runtime {
     /// devices, the process' credentials and runs the create-time hooks, leaving the init
     /// waiting before `execve` until [`Runtime::start`]. On any error nothing is left behind.
     pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<Container, Error> {
-        crate::kernel::check_create()?;
+        crate::config::kernel::check_create()?;
         state::validate_id(id)?;
         let bundle = abs_path(&opts.bundle)?;
         let spec = validate::load_bundle_config(&bundle)?;

@@ -39,9 +39,9 @@ use oci_spec::runtime::{
 
 use berth_rootfs::{ProcRoot, ProcStage};
 
-use crate::init::{InitError, InitStep};
-use crate::sys;
-use crate::validate::ConfigError;
+use crate::child::init::{InitError, InitStep};
+use crate::child::sys;
+use crate::config::validate::ConfigError;
 
 /// `PER_LINUX` and `PER_LINUX32` of `<linux/personality.h>`.
 const PER_LINUX: libc::c_ulong = 0x0000;

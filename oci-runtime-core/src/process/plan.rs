@@ -8,10 +8,10 @@ use std::str::FromStr;
 
 use oci_spec::runtime::{Capabilities, Process};
 
-use crate::exe_guard::{self, ExeGuard};
-use crate::init::{InitError, InitStep};
-use crate::sys::{self, PathBuf4k};
-use crate::validate::ConfigError;
+use crate::child::init::{InitError, InitStep};
+use crate::child::sys::{self, PathBuf4k};
+use crate::config::validate::ConfigError;
+use crate::process::exe_guard::{self, ExeGuard};
 
 /// Capability sets as 64-bit masks (bit n = capability number n).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -507,7 +507,7 @@ impl ProcessPlan {
 
     /// # Fragile child
     /// Replaces the process image: through the exe-guard stub (`execveat` of the sealed memfd,
-    /// which then `execve`s `program`, see [`crate::exe_guard`]), or with a plain `execve`
+    /// which then `execve`s `program`, see [`crate::process::exe_guard`]), or with a plain `execve`
     /// where there is no stub. Returns only on failure.
     ///
     /// `report` is where the caller reports failures (exec.fifo for the init, the sync socket

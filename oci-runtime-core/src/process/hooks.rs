@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use oci_spec::runtime::Hook;
 
+use crate::child::sys;
+use crate::config::validate::ConfigError;
 use crate::error::Error;
 use crate::process::CStrArray;
-use crate::sys;
-use crate::validate::ConfigError;
 
 /// Runs hooks of one kind in order with `state` (the state JSON) on stdin. Stops at the first
 /// failure and returns it.

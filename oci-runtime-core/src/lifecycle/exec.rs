@@ -41,16 +41,16 @@ use berth_cgroups::{CgroupManager, CgroupPath, Layout};
 use berth_namespaces::NamespaceKind;
 use oci_spec::runtime::Process;
 
-use crate::container::{Cleanup, Runtime, kill_and_reap};
+use crate::child::init::{self, ChildFailure, FAILURE_LEN, InitError, InitStep};
+use crate::child::sys::{self, PathBuf4k};
+use crate::config::validate::ConfigError;
 use crate::error::Error;
-use crate::home;
-use crate::init::{self, ChildFailure, FAILURE_LEN, InitError, InitStep};
+use crate::lifecycle::{Cleanup, Runtime, kill_and_reap};
 use crate::process::ProcessPlan;
+use crate::process::home;
+use crate::process::security::SecurityPlan;
 use crate::seccomp::{self, SeccompPlan};
-use crate::security::SecurityPlan;
 use crate::state::{self, ContainerDir, Status};
-use crate::sys::{self, PathBuf4k};
-use crate::validate::ConfigError;
 
 /// How to start a process in a container (the flags of `runc exec` that are not about the
 /// process itself).
@@ -93,7 +93,7 @@ impl ExecProcess {
     /// Waits for the process to exit and returns its exit code as a shell reports it
     /// (128 + N when killed by signal N). Only the process that called `exec` can wait.
     pub fn wait(&self) -> Result<i32, Error> {
-        crate::container::wait_exit(self.pid)
+        crate::lifecycle::wait_exit(self.pid)
     }
 }
 
@@ -392,7 +392,7 @@ impl Runtime {
         process: &Process,
         opts: &ExecOptions,
     ) -> Result<ExecProcess, Error> {
-        crate::kernel::check_exec()?;
+        crate::config::kernel::check_exec()?;
         let dir = ContainerDir::open(self.root(), id)?;
         let record = dir.read_record()?.ok_or_else(|| Error::InvalidState {
             id: id.to_owned(),
@@ -552,7 +552,7 @@ impl Runtime {
         // The seccomp notify listener, until the process' pid is known.
         let mut listener_fd: Option<OwnedFd> = None;
         loop {
-            let (n, passed_fd) = match crate::container::recv_msg(&sock, &mut msg) {
+            let (n, passed_fd) = match crate::lifecycle::recv_msg(&sock, &mut msg) {
                 Ok(r) => r,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::io("sync with exec child", &state_path, e)),
@@ -591,7 +591,7 @@ impl Runtime {
                 && pid > 0
                 && let Some(fd) = listener_fd.take()
             {
-                let st = crate::container::state_value(&record, Status::Running);
+                let st = crate::lifecycle::state_value(&record, Status::Running);
                 seccomp::send_to_listener(sc, &st, pid, fd.as_raw_fd())?;
             }
         }
@@ -600,13 +600,13 @@ impl Runtime {
         }
         if !ready || pid <= 0 {
             // exit_reason reaps it: the guard must not signal that pid again.
-            return Err(Error::Protocol(crate::container::exit_reason(
+            return Err(Error::Protocol(crate::lifecycle::exit_reason(
                 guard_pid.replace(0),
                 "the exec'd process",
             )));
         }
         if let Some(p) = &opts.pid_file {
-            crate::container::write_pid_file(p, pid)?;
+            crate::lifecycle::write_pid_file(p, pid)?;
         }
         kill_guard.disarm();
         Ok(ExecProcess {

@@ -109,7 +109,7 @@ const CAP_LAST_CAP: &str = "/proc/sys/kernel/cap_last_cap";
 /// println!("{}", serde_json::to_string_pretty(&doc).unwrap());
 /// ```
 pub fn features() -> Value {
-    let lsm = crate::security::HostLsm::detect();
+    let lsm = crate::process::security::HostLsm::detect();
     json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": oci_spec::runtime::VERSION,
@@ -237,7 +237,7 @@ mod tests {
         );
         // The LSM and resctrl sections report what the host has (whatever machine runs this):
         // exactly an `enabled` boolean, from the same detection `create` uses.
-        let lsm = crate::security::HostLsm::detect();
+        let lsm = crate::process::security::HostLsm::detect();
         assert_eq!(linux["apparmor"], json!({"enabled": lsm.apparmor}));
         assert_eq!(linux["selinux"], json!({"enabled": lsm.selinux}));
         assert_eq!(

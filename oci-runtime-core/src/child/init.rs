@@ -20,11 +20,11 @@ use std::os::fd::RawFd;
 use berth_namespaces::NamespacePlan;
 use berth_rootfs::RootfsPlan;
 
-use crate::hooks::ChildHook;
+use crate::child::sys::{self, PathBuf4k};
 use crate::process::ProcessPlan;
+use crate::process::hooks::ChildHook;
+use crate::process::security::SecurityPlan;
 use crate::seccomp::SeccompPlan;
-use crate::security::SecurityPlan;
-use crate::sys::{self, PathBuf4k};
 
 /// What the init was doing when it failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -833,7 +833,7 @@ pub(crate) fn describe_init_named(e: InitError, program: Option<&str>) -> crate:
         },
         SealFds => "close_range(CLOSE_RANGE_CLOEXEC)".into(),
         Exec if e.index == 1 => "execveat(exe-guard memfd) for process.args".into(),
-        // The exe-guard stub's own execve (see crate::exe_guard).
+        // The exe-guard stub's own execve (see crate::process::exe_guard).
         Exec if e.index == 2 => match program {
             Some(p) => format!("exec {p:?} (from the exe guard)"),
             None => "execve(process.args) from the exe guard".into(),
@@ -855,7 +855,7 @@ pub(crate) fn describe_init_named(e: InitError, program: Option<&str>) -> crate:
                 kind,
                 index: e.index as usize,
                 path: Default::default(),
-                reason: crate::hooks::describe_child_hook_failure(e.errno),
+                reason: crate::process::hooks::describe_child_hook_failure(e.errno),
             };
         }
         Chroot => "chroot".into(),
@@ -863,8 +863,8 @@ pub(crate) fn describe_init_named(e: InitError, program: Option<&str>) -> crate:
         CgroupNs => "unshare(CLONE_NEWCGROUP) after joining the container's cgroup".into(),
         Personality => format!("personality({:#x}) for linux.personality", e.index),
         IoPriority => format!("ioprio_set(class {}) for process.ioPriority", e.index),
-        Scheduler => crate::security::describe_sched_failure(e.index, e.errno),
-        ExecLabel => crate::security::describe_exec_label_failure(e.index),
+        Scheduler => crate::process::security::describe_sched_failure(e.index, e.errno),
+        ExecLabel => crate::process::security::describe_exec_label_failure(e.index),
         Seccomp if e.index == 1 => "send the seccomp listener fd to the runtime".into(),
         Seccomp => "seccomp(SECCOMP_SET_MODE_FILTER) for linux.seccomp".into(),
         Setns if e.index == 1 => "chroot into the root of the container init".into(),

@@ -22,7 +22,7 @@
 //!   the stub only: a successful `execve` closes it, so the reader's EOF means "started"
 //!   (`start` and `exec` return once the program itself runs). If the `fcntl` fails (a
 //!   seccomp profile forbidding it), the stub closes the fd instead: no report, no leak;
-//! - `execve` failed: the init's failure record ([`crate::init::ChildFailure`]: `Init`,
+//! - `execve` failed: the init's failure record ([`crate::child::init::ChildFailure`]: `Init`,
 //!   `InitStep::Exec`, index 2, the errno) on `fd`, with SIGPIPE blocked, then exit 127:
 //!   `start` and `exec` fail with the errno (`ENOEXEC` for a file of no known format, `ENOENT`
 //!   for an ELF whose interpreter is missing), as a failure of the init's own `execveat` does.
@@ -107,7 +107,7 @@ impl ExeGuard {
             // SAFETY: as above: a new descriptor only we own (the old one is closed on drop).
             fd = unsafe { OwnedFd::from_raw_fd(high) };
         }
-        crate::sys::write_all(fd.as_raw_fd(), stub).map_err(|e| Error::Sys {
+        crate::child::sys::write_all(fd.as_raw_fd(), stub).map_err(|e| Error::Sys {
             syscall: "exe guard: write(memfd)".into(),
             source: nix::Error::from_raw(e),
         })?;
@@ -158,7 +158,7 @@ mod tests {
     /// The embedded bytes are what the assembly source gives (skipped without binutils).
     #[test]
     fn embedded_stubs_match_their_source() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/exe_guard");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/process/exe_guard");
         if Command::new("as").arg("--version").output().is_err() {
             eprintln!("`as` not found: embedded stubs not checked");
             return;
@@ -280,11 +280,19 @@ mod tests {
             let (code, report, _, err) = run(marker, "9", &[path, "x"]);
             assert_eq!(code, Some(127), "{path}");
             assert!(err.is_empty(), "{path}: {err:?}");
-            assert_eq!(report.len(), crate::init::FAILURE_LEN, "{path}: {report:?}");
-            match crate::init::ChildFailure::decode(&report) {
-                Some(crate::init::ChildFailure::Init(e)) => assert_eq!(
+            assert_eq!(
+                report.len(),
+                crate::child::init::FAILURE_LEN,
+                "{path}: {report:?}"
+            );
+            match crate::child::init::ChildFailure::decode(&report) {
+                Some(crate::child::init::ChildFailure::Init(e)) => assert_eq!(
                     e,
-                    crate::init::InitError::new(crate::init::InitStep::Exec, 2, errno),
+                    crate::child::init::InitError::new(
+                        crate::child::init::InitStep::Exec,
+                        2,
+                        errno
+                    ),
                     "{path}"
                 ),
                 other => panic!("{path}: {other:?}"),

@@ -247,7 +247,7 @@ fn cgroup2_host() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate::{load_bundle_config, validate};
+    use crate::config::validate::{load_bundle_config, validate};
     use rstest::rstest;
     use serde_json::{Value, json};
     use std::fs;
