@@ -1,0 +1,814 @@
+//! `create`: a bundle's config planned, the state and cgroup made, the init cloned and
+//! brought to the start barrier through the sync protocol.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::fs;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use berth_cgroups::{CgroupManager, CgroupPath, Layout};
+use berth_namespaces::{NamespaceKind, NamespacePlan};
+use berth_rootfs::{RootfsOptions, RootfsPlan};
+use oci_spec::runtime::{LinuxResources, Spec};
+
+use crate::child::init::{self, ChildFailure, FAILURE_LEN, InitContext};
+use crate::child::sys;
+use crate::config::validate::{self, ConfigError};
+use crate::error::Error;
+use crate::intel_rdt::IntelRdt;
+use crate::process::ProcessPlan;
+use crate::process::home;
+use crate::process::hooks::{self, ChildHook};
+use crate::process::security::SecurityPlan;
+use crate::seccomp::{self, SeccompPlan};
+use crate::state::{self, ContainerDir, Record, Status};
+
+use super::delete::{REMOVE_TIMEOUT, remove_default_parent};
+use super::start::fill_hook_path;
+use super::{
+    Cleanup, Container, CreateOptions, Runtime, abs_path, exit_reason, hooks_of, kill_and_reap,
+    list, state_json, state_value, write_pid_file,
+};
+
+impl Runtime {
+    /// Creates a container from a bundle: validates the config, sets up namespaces, mounts,
+    /// devices, the process' credentials and runs the create-time hooks, leaving the init
+    /// waiting before `execve` until [`Runtime::start`]. On any error nothing is left behind.
+    pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<Container, Error> {
+        crate::config::kernel::check_create()?;
+        state::validate_id(id)?;
+        let bundle = abs_path(&opts.bundle)?;
+        let spec = validate::load_bundle_config(&bundle)?;
+        validate::validate(&spec, &bundle)?;
+        let dir = ContainerDir::create(&self.root, id)?;
+        let dir_path = dir.path.clone();
+        let mut remove_dir = Cleanup(Some(move || {
+            let _ = fs::remove_dir_all(&dir_path);
+        }));
+        match self.create_in(&dir, &spec, &bundle, opts) {
+            Ok(c) => {
+                remove_dir.disarm();
+                Ok(c)
+            }
+            Err(e) => {
+                // A failed prestart/createRuntime/createContainer hook stops the container and
+                // the lifecycle goes on with poststop (runtime spec, lifecycle steps 4-6, 12).
+                if let Error::Hook { kind, .. } = &e {
+                    if matches!(*kind, "prestart" | "createRuntime" | "createContainer") {
+                        let hooks = hooks_of(&spec);
+                        let stopped = serde_json::json!({
+                            "ociVersion": spec.version(), "id": id, "status": "stopped",
+                            "bundle": bundle.to_string_lossy(),
+                        });
+                        for w in hooks::run_hooks_warn(
+                            "poststop",
+                            list(hooks.poststop()),
+                            stopped.to_string().as_bytes(),
+                        ) {
+                            (self.warn)(&w);
+                        }
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn create_in(
+        &self,
+        dir: &ContainerDir,
+        spec: &Spec,
+        bundle: &Path,
+        opts: &CreateOptions,
+    ) -> Result<Container, Error> {
+        let id = dir.id.as_str();
+        let mut warnings = Vec::new();
+        let cfg_err = |field: &str, reason: &str| {
+            Error::Config(ConfigError {
+                field: field.into(),
+                reason: reason.into(),
+            })
+        };
+        let linux = spec
+            .linux()
+            .clone()
+            .ok_or_else(|| cfg_err("linux", "is missing"))?;
+        let process = spec.process().clone().unwrap_or_else(ProcessPlan::absent);
+        let root = spec
+            .root()
+            .clone()
+            .ok_or_else(|| cfg_err("root", "is missing"))?;
+        let rootfs_path = abs_path(&bundle.join(root.path()))?;
+
+        let ns = NamespacePlan::prepare(&linux)?;
+        let security = SecurityPlan::prepare(&process, &linux).map_err(Error::Config)?;
+        if security.mount_label_dropped() {
+            warnings.push("linux.mountLabel ignored: SELinux is not enabled on this host".into());
+        }
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        if let Some(context) = security.mount_context_option() {
+            label_mounts(&mut mounts, &context);
+        }
+        let devices = linux.devices().clone().unwrap_or_default();
+        let masked = linux.masked_paths().clone().unwrap_or_default();
+        let readonly = linux.readonly_paths().clone().unwrap_or_default();
+        let sysctl = linux.sysctl().clone().unwrap_or_default();
+        // Without one, the spec says the container shares the runtime's mount namespace.
+        let own_mount_ns = ns.creates(NamespaceKind::Mount) || ns.joins(NamespaceKind::Mount);
+        let rootfs = RootfsPlan::prepare(&RootfsOptions {
+            rootfs: &rootfs_path,
+            bundle,
+            readonly: root.readonly().unwrap_or(false),
+            mounts: &mounts,
+            rootfs_propagation: linux.rootfs_propagation().as_deref(),
+            devices: &devices,
+            masked_paths: &masked,
+            readonly_paths: &readonly,
+            sysctl: &sysctl,
+            no_pivot: opts.no_pivot,
+            own_mount_ns,
+            new_user_ns: ns.creates(NamespaceKind::User),
+            new_cgroup_ns: ns.creates(NamespaceKind::Cgroup),
+            cwd: Some(process.cwd()),
+        })?;
+
+        // Socket activation: fds 3.. of ours named by LISTEN_FDS go through too, as runc does,
+        // but only when LISTEN_PID says they were meant for this process.
+        let mut extra_env = Vec::new();
+        let mut preserve = opts.preserve_fds;
+        let for_us = std::env::var("LISTEN_PID")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            == Some(std::process::id());
+        if let Some(n) = std::env::var("LISTEN_FDS")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|_| for_us)
+        {
+            if n > 0 {
+                extra_env.push(format!("LISTEN_FDS={n}"));
+                extra_env.push("LISTEN_PID=1".to_string());
+                preserve += n;
+            }
+        }
+        let mut process = process;
+        process.set_env(Some(home::with_home(
+            process.env().clone().unwrap_or_default(),
+            &rootfs_path,
+            bundle,
+            spec.mounts().as_deref().unwrap_or_default(),
+            process.user().uid(),
+        )));
+        let mut pplan = ProcessPlan::prepare(&process, &extra_env, preserve)?;
+        if spec.process().is_none() {
+            pplan.never_exec();
+        }
+        let setgroups_allowed = pplan
+            .setgroups_allowed(userns_setgroups_file(&ns).as_deref())
+            .map_err(Error::Config)?;
+        let seccomp = linux
+            .seccomp()
+            .as_ref()
+            .map(|s| SeccompPlan::prepare(s, &mut warnings))
+            .transpose()
+            .map_err(Error::Config)?;
+        let rdt = linux
+            .intel_rdt()
+            .as_ref()
+            .map(|r| IntelRdt::prepare(r, id))
+            .transpose()
+            .map_err(Error::Config)?;
+
+        let all_hooks = hooks_of(spec);
+        let cc_hooks =
+            ChildHook::prepare(list(all_hooks.create_container()), "hooks.createContainer")?;
+        let sc_hooks =
+            ChildHook::prepare(list(all_hooks.start_container()), "hooks.startContainer")?;
+        let hooks_sync = !list(all_hooks.prestart()).is_empty()
+            || !list(all_hooks.create_runtime()).is_empty()
+            || !cc_hooks.is_empty()
+            || !sc_hooks.is_empty();
+
+        let hostname = spec
+            .hostname()
+            .as_deref()
+            .map(|h| CString::new(h).map_err(|_| cfg_err("hostname", "contains a NUL byte")))
+            .transpose()?;
+        let domainname = spec
+            .domainname()
+            .as_deref()
+            .map(|h| CString::new(h).map_err(|_| cfg_err("domainname", "contains a NUL byte")))
+            .transpose()?;
+        let keyring = if opts.no_new_keyring {
+            None
+        } else {
+            Some(CString::new(format!("_ses.{id}")).map_err(|_| cfg_err("id", "contains NUL"))?)
+        };
+
+        // The start barrier: a fifo any uid can open for writing (the init may have dropped
+        // privileges by the time it opens it through the O_PATH fd of the state dir).
+        let fifo = dir.fifo_path();
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+            .map_err(|e| Error::sys(format!("mkfifo {}", fifo.display()), e))?;
+        fs::set_permissions(&fifo, fs::Permissions::from_mode(0o622))
+            .map_err(|e| Error::io("chmod", &fifo, e))?;
+        let state_dir = nix::fcntl::open(
+            &dir.path,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Error::sys(format!("open {}", dir.path.display()), e))?;
+
+        let console = if pplan.terminal {
+            let path = opts.console_socket.as_ref().ok_or_else(|| {
+                cfg_err(
+                    "process.terminal",
+                    "is set but no console socket was given (--console-socket)",
+                )
+            })?;
+            Some(
+                UnixStream::connect(path)
+                    .map_err(|e| Error::io("connect console socket", path, e))?,
+            )
+        } else {
+            None
+        };
+
+        let (parent_sock, child_sock) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::SeqPacket,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| Error::sys("socketpair", e))?;
+
+        // The container's cgroup, with linux.resources applied, before the clone; removed
+        // again (after the init is killed) if anything below fails.
+        // A rootless container without linux.cgroupsPath that asks for no limits (device
+        // rules aside) runs without a cgroup when the caller may not create one, silently, as
+        // with runc.
+        let cg_path = CgroupPath::from_spec(linux.cgroups_path().as_deref(), id)?;
+        let resources = cgroup_resources(&linux);
+        // (Cheapest test first: most managers name a cgroupsPath.)
+        let optional = linux.cgroups_path().is_none()
+            && self.rootless_cgroups.unwrap_or_else(rootless_auto)
+            && !asks_for_limits(&linux);
+        let planned = match Layout::detect()
+            .map_err(Error::from)
+            .map(|layout| (planned_cgroup_path(&layout, &cg_path), layout))
+        {
+            Ok(p) => Some(p),
+            Err(e) if optional && is_permission_error(&e) => None,
+            Err(e) => return Err(e),
+        };
+
+        let mut record = Record {
+            oci_version: spec.version().clone(),
+            id: id.to_owned(),
+            pid: 0,
+            start_time: 0,
+            bundle: bundle.to_string_lossy().into_owned(),
+            rootfs: rootfs_path.to_string_lossy().into_owned(),
+            created: state::now_rfc3339(),
+            annotations: spec
+                .annotations()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect::<BTreeMap<_, _>>(),
+            hooks: Some(all_hooks.clone()),
+            // Only a pid namespace of its own may be swept by kill --all / delete --force: a
+            // joined one belongs to someone else too. Set once `pid` is the init.
+            own_pid_ns: false,
+            cgroup: planned
+                .as_ref()
+                .and_then(|(p, _)| p.as_ref())
+                .map(|p| p.to_string_lossy().into_owned()),
+            // Set once the cgroup is made, where a relative path differs per hierarchy.
+            cgroup_paths: None,
+            intel_rdt: None,
+            creating: true,
+            no_process: spec.process().is_none(),
+            host_mounts_above: if own_mount_ns {
+                None
+            } else {
+                Some(state::mount_id(&rootfs_path)?.0)
+            },
+        };
+        // What this create is about to make, on disk before it is made: if create is
+        // killed from here on, `delete` finds the cgroup (and below, the init) by the record.
+        dir.write_config(spec)?;
+        dir.write_record(&record)?;
+        let recorded_before = (record.cgroup.clone(), record.cgroup_paths.clone());
+        let cg = match planned.map(|(_, layout)| setup_cgroup(&layout, &cg_path, &resources)) {
+            Some(Ok((cg, recorded, cg_warnings))) => {
+                warnings.extend(cg_warnings.iter().map(ToString::to_string));
+                // Where the plan could not know it (a relative path that resolved
+                // differently per hierarchy), recorded again below.
+                match recorded {
+                    RecordedCgroup::Each(each) => {
+                        record.cgroup = None;
+                        record.cgroup_paths = Some(each);
+                    }
+                    RecordedCgroup::Same(p) => {
+                        record.cgroup = Some(p.to_string_lossy().into_owned());
+                    }
+                }
+                Some(cg)
+            }
+            Some(Err(e)) if optional && is_permission_error(&e) => {
+                record.cgroup = None;
+                None
+            }
+            Some(Err(e)) => return Err(e),
+            None => None,
+        };
+        let mut remove_cgroup = Cleanup(Some(|| {
+            if let Some(cg) = &cg {
+                let _ = cg.kill_all();
+                let _ = cg.thaw();
+                if cg.remove(REMOVE_TIMEOUT).is_ok() {
+                    remove_default_parent(cg, &cg_path);
+                }
+            }
+        }));
+        // Only now that a failure removes the cgroup: written before, a failed write would
+        // have left it unrecorded and unremoved.
+        if (record.cgroup.clone(), record.cgroup_paths.clone()) != recorded_before {
+            dir.write_record(&record)?;
+        }
+
+        let mut state_buf = vec![0u8; state_json(&record, Status::Created).len() + 64];
+
+        let ctx = InitContext {
+            ns: &ns,
+            rootfs: &rootfs,
+            process: &pplan,
+            seccomp: seccomp.as_ref(),
+            security: &security,
+            create_container_hooks: &cc_hooks,
+            start_container_hooks: &sc_hooks,
+            sock: child_sock.as_raw_fd(),
+            parent_sock: parent_sock.as_raw_fd(),
+            state_dir: state_dir.as_raw_fd(),
+            close_early: dir.lock.as_raw_fd(),
+            console_socket: console.as_ref().map_or(-1, |c| c.as_raw_fd()),
+            hostname: hostname.as_deref(),
+            domainname: domainname.as_deref(),
+            keyring: keyring.as_deref(),
+            hooks_sync,
+            state_buf: state_buf.as_mut_ptr(),
+            state_buf_len: state_buf.len(),
+            intermediate: ns.needs_intermediate(),
+            new_user_ns: ns.creates(NamespaceKind::User),
+            setgroups_allowed,
+            // As runc: a rootless runtime reaches no more than the container's root does.
+            bind_sources: ns.creates(NamespaceKind::User)
+                && nix::unistd::geteuid().is_root()
+                && rootfs.bind_source_count() > 0,
+            cgroup_sync: cg.is_some(),
+            unshare_cgroup_ns: cg.is_some()
+                && !ns.needs_intermediate()
+                && ns.creates(NamespaceKind::Cgroup),
+        };
+        let flags = if ctx.intermediate {
+            0
+        } else {
+            // A cgroup namespace is unshared by the child once it is in the container's
+            // cgroup (ctx.unshare_cgroup_ns), so that cgroup is the namespace's root.
+            let mut f = ns.clone_flags();
+            if ctx.unshare_cgroup_ns {
+                f &= !libc::CLONE_NEWCGROUP;
+            }
+            f
+        };
+        // Where the host has cgroup2, the init starts inside its cgroup2 directory
+        // (clone3 CLONE_INTO_CGROUP, Linux 5.7+); on a unified host that is the whole move and
+        // add_process is skipped. Kernels without clone3 fall back to clone + add_process.
+        let into = cg
+            .as_ref()
+            .and_then(|c| c.dir_fd())
+            .map(|fd| fd.as_raw_fd());
+        // SAFETY: the child runs only init_main, which follows the fragile-child rules.
+        let cloned = unsafe { sys::clone_maybe_into_cgroup(flags as libc::c_ulong, into) };
+        let (child, in_cgroup2) =
+            cloned.map_err(|e| Error::sys("clone", nix::Error::from_raw(e)))?;
+        if child == 0 {
+            init::init_main(&ctx);
+        }
+        drop(child_sock);
+        drop(state_dir);
+        drop(console);
+        ns.close_fds();
+
+        let mut init_pid = if ctx.intermediate { 0 } else { child };
+        // Whom to kill if anything below fails: the child, then (slow path) the init.
+        let guard_pid = Cell::new(child);
+        // Dropped after the kill guard: the mounts a failed init made in the runtime's
+        // namespace go once it is dead.
+        let host_mounts_above = record.host_mounts_above;
+        let mut release_mounts = Cleanup(Some(|| {
+            let _ = state::release_host_mounts(&rootfs_path, host_mounts_above);
+        }));
+        let mut kill_guard = Cleanup(Some(|| kill_and_reap(guard_pid.get())));
+        // And whom a `delete` kills if this create is killed from here on. The child waits
+        // for `G` (or, without a cgroup or user namespace to set up, for nothing): a create
+        // killed before this write leaves a child that exits at EOF on its sync socket, or
+        // runs on in the cgroup recorded above. With a cgroup the write waits until the child
+        // is in it and has its `G` (a delete finds it through the cgroup meanwhile), so that
+        // it overlaps with the child's own set-up rather than delaying it.
+        record_pid(
+            &mut record,
+            child,
+            !ctx.intermediate && ns.creates(NamespaceKind::Pid),
+        )?;
+        let pid_written_after_go = cg.is_some();
+        if !pid_written_after_go {
+            dir.write_record(&record)?;
+        }
+        let describe = |f| init::describe(f, &ns, &rootfs, &pplan);
+        let mut sock = UnixStream::from(parent_sock);
+        // The child (the init, or the slow path's intermediate) waits for `G`: put it in the
+        // cgroup first, so that the init is there before the user process runs and before a
+        // cgroup namespace is created.
+        if let Some(cg) = &cg {
+            if !(in_cgroup2 && cg.clone_into_cgroup_is_enough()) {
+                cg.add_process(child)?;
+            }
+        }
+        // The resctrl group (linux.intelRdt): joined by pid, as a cgroup v1 hierarchy is;
+        // removed again if anything below fails.
+        let rdt_group = rdt.as_ref().map(|r| r.apply(child)).transpose()?;
+        if rdt_group.is_some() {
+            record.intel_rdt = rdt_group.clone();
+            dir.write_record(&record)?;
+        }
+        let mut remove_rdt = Cleanup(Some(|| {
+            if let Some(g) = &rdt_group {
+                let _ = g.remove();
+            }
+        }));
+        if !ctx.intermediate && ctx.new_user_ns {
+            ns.write_id_mappings(child)?;
+        }
+        if ctx.cgroup_sync || (!ctx.intermediate && ctx.new_user_ns) {
+            sock.write_all(b"G")
+                .map_err(|e| Error::io("sync", &dir.path, e))?;
+        }
+        if pid_written_after_go {
+            dir.write_record(&record)?;
+        }
+        let mut msg = vec![0u8; 64];
+        // The init's `B` (bind sources wanted) may come before the intermediate's `P`.
+        let mut bind_sources_wanted = false;
+        let send_bind_sources = |init_pid: i32, sock: &UnixStream| -> Result<(), Error> {
+            let sync_err = |e| Error::io("sync", &dir.path, e);
+            for fd in rootfs.open_bind_sources(init_pid)? {
+                init::send_fd(sock.as_raw_fd(), fd.as_raw_fd(), b"b")
+                    .map_err(|e| sync_err(std::io::Error::from_raw_os_error(e)))?;
+            }
+            (&*sock).write_all(b"G").map_err(sync_err)
+        };
+        loop {
+            let (n, passed_fd) = match recv_msg(&sock, &mut msg) {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("sync with init", &dir.path, e)),
+            };
+            if n == 0 {
+                // exit_reason reaps the child: the guard must not signal that pid again
+                // (it may already belong to another process).
+                return Err(Error::Protocol(exit_reason(guard_pid.replace(0), "init")));
+            }
+            match msg[0] {
+                b'M' => {
+                    ns.write_id_mappings(child)?;
+                    sock.write_all(b"G")
+                        .map_err(|e| Error::io("sync", &dir.path, e))?;
+                }
+                b'P' if n >= 5 => {
+                    init_pid = i32::from_le_bytes([msg[1], msg[2], msg[3], msg[4]]);
+                    // The intermediate exits right after: reap it; the init is our child too
+                    // (CLONE_PARENT), so it becomes the one to clean up on failure.
+                    let mut st = 0;
+                    // SAFETY: reaping our own child.
+                    unsafe { libc::waitpid(child, &mut st, 0) };
+                    guard_pid.set(init_pid);
+                    record_pid(&mut record, init_pid, ns.creates(NamespaceKind::Pid))?;
+                    dir.write_record(&record)?;
+                    if bind_sources_wanted {
+                        send_bind_sources(init_pid, &sock)?;
+                    }
+                }
+                b'B' if init_pid == 0 => bind_sources_wanted = true,
+                b'B' => send_bind_sources(init_pid, &sock)?,
+                b'H' => {
+                    // The environment exists (lifecycle step 2 is over): every create-time
+                    // hook is told `created`, as the spec's state definitions say.
+                    let created = state_json(&record, Status::Created);
+                    hooks::run_hooks("prestart", list(all_hooks.prestart()), &created)?;
+                    hooks::run_hooks("createRuntime", list(all_hooks.create_runtime()), &created)?;
+                    if created.len() > state_buf.len() {
+                        return Err(Error::Protocol("state JSON larger than its buffer".into()));
+                    }
+                    // `S` and the length, then chunks well below a socket's message limit.
+                    let mut head = [b'S', 0, 0, 0, 0];
+                    head[1..].copy_from_slice(&(created.len() as u32).to_le_bytes());
+                    for msg in std::iter::once(&head[..]).chain(created.chunks(STATE_CHUNK)) {
+                        sock.write_all(msg)
+                            .map_err(|e| Error::io("sync", &dir.path, e))?;
+                    }
+                }
+                b'F' => {
+                    // The seccomp notify listener: to the agent at listenerPath, with the
+                    // container's state (creating, the init's pid).
+                    let (Some(sc), Some(fd)) = (&seccomp, passed_fd) else {
+                        return Err(Error::Protocol("F message without a listener fd".into()));
+                    };
+                    let st = state_value(&record, Status::Creating);
+                    seccomp::send_to_listener(sc, &st, init_pid, fd.as_raw_fd())?;
+                }
+                b'R' => break,
+                b'E' if n >= FAILURE_LEN => {
+                    let err = ChildFailure::decode(&msg[..n])
+                        .map(describe)
+                        .unwrap_or_else(|| Error::Protocol("undecodable error record".into()));
+                    return Err(fill_hook_path(err, &all_hooks));
+                }
+                other => {
+                    return Err(Error::Protocol(format!("unexpected message {other:#x}")));
+                }
+            }
+        }
+        if !record.pid_alive() {
+            return Err(Error::Protocol(format!("init {init_pid} vanished")));
+        }
+        record.creating = false;
+        dir.write_record(&record)?;
+        if let Some(p) = &opts.pid_file {
+            write_pid_file(p, init_pid)?;
+        }
+        kill_guard.disarm();
+        release_mounts.disarm();
+        remove_cgroup.disarm();
+        remove_rdt.disarm();
+        Ok(Container {
+            id: id.to_owned(),
+            pid: init_pid,
+            warnings,
+        })
+    }
+}
+
+/// One message from the init, with the fd it carries (the seccomp notify listener), if any.
+pub(crate) fn recv_msg(
+    sock: &UnixStream,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, Option<OwnedFd>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    loop {
+        let mut iov = [std::io::IoSliceMut::new(buf)];
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(m) => {
+                let mut fd = None;
+                for c in m.cmsgs()? {
+                    if let ControlMessageOwned::ScmRights(fds) = c {
+                        for raw in fds {
+                            // SAFETY: the kernel just installed this fd in our table for us;
+                            // nothing else owns it.
+                            let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                            fd.get_or_insert(owned);
+                        }
+                    }
+                }
+                return Ok((m.bytes, fd));
+            }
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The `setgroups` file of the container's user namespace where it can be known: none for a
+/// new one (berth as root leaves it "allow"), `/proc/<pid>/setgroups` for a joined
+/// `/proc/<pid>/ns/user`.
+fn userns_setgroups_file(ns: &NamespacePlan) -> Option<PathBuf> {
+    let ns_dir = ns.join_path(NamespaceKind::User)?.parent()?;
+    (ns_dir.file_name()? == "ns").then(|| ns_dir.parent().map(|p| p.join("setgroups")))?
+}
+
+/// linux.mountLabel: the `context=` option on every mount of a file system that takes one
+/// (not bind mounts, nor proc, sysfs and cgroup, whose labels come from the policy).
+fn label_mounts(mounts: &mut [oci_spec::runtime::Mount], context: &str) {
+    for m in mounts {
+        let opts = m.options().clone().unwrap_or_default();
+        let bind = opts.iter().any(|o| o == "bind" || o == "rbind");
+        let typ = m.typ().as_deref().unwrap_or("");
+        if bind || matches!(typ, "bind" | "proc" | "sysfs" | "cgroup" | "cgroup2") {
+            continue;
+        }
+        let mut opts = opts;
+        opts.push(context.to_owned());
+        m.set_options(Some(opts));
+    }
+}
+
+/// The size of the pieces the state JSON travels to the init in (`S` message).
+const STATE_CHUNK: usize = 32 * 1024;
+
+/// runc's `--rootless=auto`: not root, or root of a user namespace other than the initial
+/// one (which may well lack cgroup permissions).
+fn rootless_auto() -> bool {
+    !nix::unistd::geteuid().is_root() || !berth_namespaces::in_initial_user_namespace()
+}
+
+/// Whether `linux.resources` asks for anything but device rules (which a rootless runc
+/// ignores failing to apply).
+fn asks_for_limits(linux: &oci_spec::runtime::Linux) -> bool {
+    let Some(r) = linux.resources() else {
+        return false;
+    };
+    match serde_json::to_value(r) {
+        Ok(serde_json::Value::Object(mut fields)) => {
+            fields.remove("devices");
+            fields.values().any(|v| !v.is_null())
+        }
+        _ => true,
+    }
+}
+
+/// Whether an error comes from the kernel refusing access (`EACCES`, `EPERM`, `EROFS`):
+/// what a rootless runc ignores when it can't create a cgroup.
+fn is_permission_error(e: &Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.raw_os_error(),
+                Some(libc::EACCES | libc::EPERM | libc::EROFS)
+            )
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
+/// `linux.resources` with the device rules runc applies: the config's rules, then the
+/// fixed set every container gets ([`berth_cgroups::devices::DEFAULT_ALLOWED`]). The
+/// devices of `linux.devices` get no rule of their own: as with runc, a container may use
+/// one only if `linux.resources.devices` allows it.
+fn cgroup_resources(linux: &oci_spec::runtime::Linux) -> LinuxResources {
+    berth_cgroups::devices::with_defaults(linux.resources().as_ref())
+}
+
+/// Records `pid` (with its start time, which tells it from a later process with the same
+/// number) as the process a `delete` kills; `init` when it is the container's init in a pid
+/// namespace of its own (which `delete` then sweeps).
+fn record_pid(record: &mut Record, pid: i32, init: bool) -> Result<(), Error> {
+    let (start, _) = state::process_start_time(pid)
+        .ok_or_else(|| Error::Protocol(format!("child {pid} vanished")))?;
+    record.pid = pid;
+    record.start_time = start;
+    record.own_pid_ns = init;
+    Ok(())
+}
+
+/// The container's cgroup as the state records it before making it: its path from the root
+/// of every hierarchy, where it is the same in all (a relative `linux.cgroupsPath` under a
+/// process that sits in different cgroups per hierarchy is recorded once made).
+fn planned_cgroup_path(layout: &Layout, path: &CgroupPath) -> Option<PathBuf> {
+    match path {
+        CgroupPath::Relative(p) => {
+            let mut all = layout.hierarchies().map(|h| layout.relative_base(h));
+            let first = all.next()?;
+            all.all(|o| o == first).then(|| first.join(p))
+        }
+        CgroupPath::Absolute(p) => Some(p.clone()),
+        CgroupPath::PerHierarchy(_) => None,
+    }
+}
+
+/// Where the state records the container's cgroup.
+enum RecordedCgroup {
+    /// The same cgroup, from the root, in every hierarchy.
+    Same(PathBuf),
+    /// A relative `linux.cgroupsPath` resolved in each hierarchy, where this process is
+    /// in different cgroups.
+    Each(BTreeMap<String, String>),
+}
+
+/// Creates the container's cgroup; returns it, where the state records it and the
+/// warnings of applying the resources.
+fn setup_cgroup(
+    layout: &Layout,
+    path: &CgroupPath,
+    resources: &LinuxResources,
+) -> Result<(CgroupManager, RecordedCgroup, Vec<berth_cgroups::Warning>), Error> {
+    let (cg, warnings) = create_cgroup(layout, path, resources)?;
+    let each = cg.cgroups();
+    let mut all = each.values();
+    let recorded = match (path, all.next()) {
+        (CgroupPath::Absolute(p), _) => RecordedCgroup::Same(p.clone()),
+        (_, Some(first)) if all.all(|p| p == first) => RecordedCgroup::Same(first.clone()),
+        _ => RecordedCgroup::Each(
+            each.into_iter()
+                .map(|(k, v)| (k, v.to_string_lossy().into_owned()))
+                .collect(),
+        ),
+    };
+    Ok((cg, recorded, warnings))
+}
+
+/// Creates the cgroup; retried when a directory vanished under it (another container's
+/// delete removing the shared default parent `/berth` at that moment).
+fn create_cgroup(
+    layout: &Layout,
+    path: &CgroupPath,
+    resources: &LinuxResources,
+) -> Result<(CgroupManager, Vec<berth_cgroups::Warning>), Error> {
+    use berth_cgroups::CgroupError as E;
+    let mut tries = 0;
+    loop {
+        match CgroupManager::create(layout, path, Some(resources)) {
+            Err(E::Dir { source, .. } | E::Read { source, .. } | E::Write { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && tries < 20 =>
+            {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            r => return Ok(r?),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::Mount;
+
+    fn m(typ: &str, opts: &[&str]) -> Mount {
+        let mut m = Mount::default();
+        m.set_typ(Some(typ.into()));
+        m.set_options(Some(opts.iter().map(|o| o.to_string()).collect()));
+        m
+    }
+
+    #[test]
+    fn a_planned_relative_cgroup_is_where_berth_cgroups_makes_it() {
+        // On a unified host, below the parent of the runtime's cgroup (which has
+        // processes); on a legacy one below the runtime's cgroup.
+        let rel = CgroupPath::Relative("c".into());
+        let unified = Layout::from_proc(
+            "1 0 0:1 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+            "0::/init.scope\n",
+        )
+        .unwrap();
+        assert_eq!(planned_cgroup_path(&unified, &rel), Some("/c".into()));
+        let legacy = Layout::from_proc(
+            "1 0 0:1 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n",
+            "1:pids:/r\n",
+        )
+        .unwrap();
+        assert_eq!(planned_cgroup_path(&legacy, &rel), Some("/r/c".into()));
+    }
+
+    #[test]
+    fn mount_label_goes_on_file_systems_that_take_it() {
+        let ctx = "context=\"system_u:object_r:container_file_t:s0:c1,c2\"";
+        let mut mounts = vec![
+            m("tmpfs", &["nosuid"]),
+            m("mqueue", &[]),
+            m("devpts", &["newinstance"]),
+            m("proc", &[]),
+            m("sysfs", &["ro"]),
+            m("cgroup", &[]),
+            m("none", &["rbind", "ro"]),
+            m("bind", &["ro"]),
+        ];
+        label_mounts(&mut mounts, ctx);
+        let labelled: Vec<bool> = mounts
+            .iter()
+            .map(|m| m.options().iter().flatten().any(|o| o == ctx))
+            .collect();
+        assert_eq!(
+            labelled,
+            [true, true, true, false, false, false, false, false]
+        );
+    }
+}

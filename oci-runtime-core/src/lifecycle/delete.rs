@@ -1,0 +1,147 @@
+//! `delete`: the poststop hooks, what is left of the container killed, its cgroup and state
+//! removed.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use berth_cgroups::{CgroupManager, CgroupPath};
+
+use crate::error::Error;
+use crate::process::hooks::{self};
+use crate::state::{self, ContainerDir, Record, Status};
+
+use super::kill::kill_and_wait;
+use super::{Runtime, list, state_json};
+
+impl Runtime {
+    /// Deletes a container: refused while it runs unless `force` (then it is killed with
+    /// SIGKILL and waited for). Runs the poststop hooks, kills what is left in its cgroup and
+    /// removes the cgroup (waiting for those processes) and all its state.
+    pub fn delete(&self, id: &str, force: bool) -> Result<(), Error> {
+        let dir = ContainerDir::open(&self.root, id)?;
+        let record = match dir.read_record() {
+            Ok(Some(r)) => r,
+            // A create that died before writing its first record made nothing else.
+            Ok(None) => return dir.remove(),
+            Err(e @ Error::CorruptState { .. }) if force => return delete_corrupt(dir, e),
+            Err(e) => return Err(e),
+        };
+        // From here on the state dir goes last, so that a delete killed midway can be run
+        // again: it still finds the processes to kill and the cgroup to remove.
+        let status = state::live_status(&dir.path, &record);
+        match status {
+            Status::Stopped => {}
+            // A create killed before it finished (it would hold the lock if it still ran):
+            // its child, if any, waits for `G` or for `start`.
+            Status::Creating => kill_and_wait(&record)?,
+            // The spec: deleting a container that is not stopped (`created` included, which
+            // runc 1.1 deletes anyway) MUST be an error and leave it as it was.
+            _ if force => kill_and_wait(&record)?,
+            _ => {
+                return Err(Error::InvalidState {
+                    id: id.to_owned(),
+                    status,
+                    op: "delete",
+                });
+            }
+        }
+        let warnings = record
+            .hooks
+            .as_ref()
+            .map(|h| {
+                hooks::run_hooks_warn(
+                    "poststop",
+                    list(h.poststop()),
+                    &state_json(&record, Status::Stopped),
+                )
+            })
+            .unwrap_or_default();
+        for w in warnings {
+            (self.warn)(&w);
+        }
+        state::release_host_mounts(Path::new(&record.rootfs), record.host_mounts_above)?;
+        destroy_cgroup(&record)?;
+        dir.remove()
+    }
+}
+
+/// How long removing a cgroup waits for its processes to be gone.
+pub(super) const REMOVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `delete --force` of a container whose `state.json` is corrupt (or empty): its saved config
+/// names its cgroup, which holds its processes; they are killed and the cgroup removed, then
+/// the state dir. When the cgroup can't be known (no saved config, a relative cgroupsPath, or
+/// no cgroup where a container may run without one) nothing is removed and the error says so.
+fn delete_corrupt(dir: ContainerDir, corrupt: Error) -> Result<(), Error> {
+    let fail = |why: String| Error::CorruptDelete {
+        id: dir.id.clone(),
+        dir: dir.path.clone(),
+        reason: format!("{corrupt}; {why}"),
+    };
+    let spec = match dir.read_config() {
+        Ok(Some(spec)) => spec,
+        Ok(None) => return Err(fail("no saved config.json names its cgroup".into())),
+        Err(e) => return Err(fail(e.to_string())),
+    };
+    let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
+    let path = match CgroupPath::from_spec(cgroups_path.as_deref(), &dir.id) {
+        Ok(CgroupPath::Absolute(p)) => p,
+        Ok(_) => {
+            return Err(fail(format!(
+                "its linux.cgroupsPath {} is relative to the cgroup of the create that made it",
+                cgroups_path.as_deref().unwrap_or(Path::new("")).display()
+            )));
+        }
+        Err(e) => return Err(fail(e.to_string())),
+    };
+    let record = Record {
+        id: dir.id.clone(),
+        cgroup: Some(path.to_string_lossy().into_owned()),
+        ..Record::default()
+    };
+    if record.cgroup_to_remove()?.is_none() && !nix::unistd::geteuid().is_root() {
+        return Err(fail(format!(
+            "its cgroup {} does not exist, and a rootless container may run without one",
+            path.display()
+        )));
+    }
+    kill_and_wait(&record)?;
+    destroy_cgroup(&record)?;
+    dir.remove()
+}
+
+/// Kills every process of the container's cgroup (thawing it so that they can die) and
+/// removes the cgroup, waiting for the processes to be gone. A cgroup an interrupted create
+/// or delete left in some hierarchies only is removed from those.
+fn destroy_cgroup(record: &Record) -> Result<(), Error> {
+    if let Some(cg) = record.cgroup_to_remove()? {
+        cg.kill_all()?;
+        let _ = cg.thaw();
+        cg.remove(REMOVE_TIMEOUT)?;
+        if let Some(path) = &record.cgroup {
+            remove_default_parent(&cg, &CgroupPath::Absolute(PathBuf::from(path)));
+        }
+    }
+    if let Some(g) = &record.intel_rdt {
+        g.remove()?;
+    }
+    Ok(())
+}
+
+/// After the cgroup of a default `linux.cgroupsPath` (`/berth/<id>`) is removed, removes
+/// the `/berth` parent too when no other container uses it (rmdir fails on a non-empty
+/// directory, which is then kept).
+pub(super) fn remove_default_parent(cg: &CgroupManager, path: &CgroupPath) {
+    let CgroupPath::Absolute(p) = path else {
+        return;
+    };
+    if p.parent() != Some(Path::new("/").join(berth_cgroups::DEFAULT_PARENT).as_path()) {
+        return;
+    }
+    for (_, dir) in cg.paths() {
+        if let Some(parent) = dir.parent() {
+            let _ = fs::remove_dir(parent);
+        }
+    }
+}
