@@ -4,15 +4,8 @@
 //! possibly multi-threaded parent, so it only reads the plans the parent prepared, makes raw
 //! syscalls and uses stack buffers. It never allocates, locks, unwinds or touches Rust's stdio.
 //!
-//! ## Sync protocol (SOCK_SEQPACKET pair, one message per read)
-//! child -> parent: `M` write my id maps (slow path), `P`+pid (slow path: the init's pid),
-//! `H` mounts done, run the runtime-namespace hooks, `F` with the seccomp notify listener fd
-//! in SCM_RIGHTS, `R` ready (about to block on exec.fifo), `E`+error record (then the child
-//! exits).
-//! parent -> child: `G` go on (in the container's cgroup, maps written; the slow path's
-//! intermediate gets one `G` for the cgroup first thing and one per `M`), `S` with the
-//! length of the state JSON, then the JSON in chunks (hooks ran; `created`).
-//! After `R`, errors go to exec.fifo instead, where `start` reads them.
+//! It talks to the parent through the sync protocol of [`crate::child::sync`]; after `Ready`,
+//! errors go to exec.fifo instead, where `start` reads them.
 
 use std::ffi::CStr;
 use std::os::fd::RawFd;
@@ -20,6 +13,7 @@ use std::os::fd::RawFd;
 use berth_namespaces::NamespacePlan;
 use berth_rootfs::RootfsPlan;
 
+use crate::child::sync::{self, ToChild, ToParent};
 use crate::child::sys::{self, PathBuf4k};
 use crate::process::ProcessPlan;
 use crate::process::hooks::ChildHook;
@@ -150,6 +144,14 @@ impl From<berth_namespaces::ChildError> for ChildFailure {
     }
 }
 
+// By their wire form: what the parent can tell apart is what the child sent.
+impl PartialEq for ChildFailure {
+    fn eq(&self, other: &Self) -> bool {
+        self.encode() == other.encode()
+    }
+}
+impl Eq for ChildFailure {}
+
 /// Wire size of an encoded failure: tag, source, then up to 12 payload bytes.
 pub(crate) const FAILURE_LEN: usize = 14;
 
@@ -256,28 +258,6 @@ pub(crate) fn init_main(ctx: &InitContext<'_>) -> ! {
     }
 }
 
-fn recv(fd: RawFd, buf: &mut [u8]) -> Result<usize, InitError> {
-    match sys::read_once(fd, buf) {
-        Ok(0) => Err(InitError::new(InitStep::Sync, 0, libc::EPIPE)),
-        Ok(n) => Ok(n),
-        Err(e) => Err(InitError::new(InitStep::Sync, 0, e)),
-    }
-}
-
-pub(crate) fn send(fd: RawFd, msg: &[u8]) -> Result<(), InitError> {
-    sys::write_all(fd, msg).map_err(|e| InitError::new(InitStep::Sync, 1, e))
-}
-
-pub(crate) fn wait_go(fd: RawFd) -> Result<(), InitError> {
-    let mut b = [0u8; 1];
-    recv(fd, &mut b)?;
-    if b[0] == b'G' {
-        Ok(())
-    } else {
-        Err(InitError::new(InitStep::Sync, 2, libc::EPROTO))
-    }
-}
-
 pub(crate) fn reset_signals() -> Result<(), InitError> {
     // Handlers of the parent point at its code and ignored signals stay ignored across exec
     // (Rust ignores SIGPIPE): give the container default dispositions and an empty mask.
@@ -330,14 +310,14 @@ fn run(
         if ctx.cgroup_sync {
             // Moved into the container's cgroup by the parent before any namespace is
             // joined or created: the init forked below inherits it.
-            wait_go(ctx.sock)?;
+            sync::wait_go(ctx.sock)?;
         }
         ctx.ns.join_all()?;
         if ctx.new_user_ns {
             ctx.ns.unshare_user()?;
             set_dumpable(true);
-            send(ctx.sock, b"M")?;
-            wait_go(ctx.sock)?;
+            sync::send(ctx.sock, ToParent::MapIds)?;
+            sync::wait_go(ctx.sock)?;
             set_dumpable(false);
         }
         ctx.ns.unshare_rest()?;
@@ -350,7 +330,7 @@ fn run(
         ctx.ns.close_fds();
         drop_inherited_fds(ctx)?;
         if ctx.new_user_ns || ctx.cgroup_sync {
-            wait_go(ctx.sock)?;
+            sync::wait_go(ctx.sock)?;
         }
         if maps_first {
             set_dumpable(false);
@@ -391,25 +371,11 @@ fn run(
     // Runtime-namespace hooks (parent) then createContainer hooks (here), before pivot_root.
     let mut created: &[u8] = &[];
     if ctx.hooks_sync {
-        send(ctx.sock, b"H")?;
+        sync::send(ctx.sock, ToParent::Mounted)?;
         // SAFETY: the parent allocated state_buf with state_buf_len bytes before the clone;
         // this process is the only user of its copy.
         let buf = unsafe { std::slice::from_raw_parts_mut(ctx.state_buf, ctx.state_buf_len) };
-        // `S` and the length, then the state in chunks: one message could exceed what the
-        // socket takes (large annotations), and seqpacket messages are never split.
-        let mut head = [0u8; 5];
-        if recv(ctx.sock, &mut head)? != 5 || head[0] != b'S' {
-            return Err(InitError::new(InitStep::Sync, 3, libc::EPROTO).into());
-        }
-        let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        let Some(state) = buf.get_mut(..len) else {
-            return Err(InitError::new(InitStep::Sync, 3, libc::EMSGSIZE).into());
-        };
-        let mut got = 0;
-        while got < len {
-            got += recv(ctx.sock, &mut state[got..])?;
-        }
-        created = state;
+        created = sync::recv_state(ctx.sock, buf)?;
         for (i, hook) in ctx.create_container_hooks.iter().enumerate() {
             hook.run(created)
                 .map_err(|e| InitError::new(InitStep::CreateContainerHook, i as u32, e))?;
@@ -455,7 +421,7 @@ fn run(
     // Ready: from here on the parent is gone and errors go to exec.fifo.
     sys::set_pdeathsig(0);
     exit_on_terminating_signals();
-    send(ctx.sock, b"R")?;
+    sync::send(ctx.sock, ToParent::Ready)?;
     // SAFETY: state_dir is an O_PATH fd of a directory; the name is a C string literal.
     let fifo = unsafe {
         libc::openat(
@@ -490,10 +456,9 @@ pub(crate) fn install_seccomp(sock: RawFd, sc: &SeccompPlan) -> Result<(), InitE
     match sc.install() {
         Ok(None) => Ok(()),
         Ok(Some(fd)) => {
-            let r = send_fd(sock, fd, b"F");
+            let r = sync::send_with_fd(sock, ToParent::Listener, fd);
             sys::close(fd);
-            r.map(drop)
-                .map_err(|e| InitError::new(InitStep::Seccomp, 1, e))
+            r.map_err(|e| InitError::new(InitStep::Seccomp, 1, e))
         }
         Err(e) => Err(InitError::new(InitStep::Seccomp, 0, e)),
     }
@@ -517,10 +482,7 @@ pub(crate) fn fork_parented(sock: RawFd, clone_index: u32) -> Result<(), InitErr
     let pid = unsafe { sys::raw_clone((libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong) }
         .map_err(|e| InitError::new(InitStep::Clone, clone_index, e))?;
     if pid > 0 {
-        let mut msg = [0u8; 5];
-        msg[0] = b'P';
-        msg[1..5].copy_from_slice(&pid.to_le_bytes());
-        send(sock, &msg)?;
+        sync::send(sock, ToParent::Pid(pid))?;
         sys::exit_now(0);
     }
     sys::set_pdeathsig(libc::SIGKILL);
@@ -664,21 +626,18 @@ pub(crate) fn open_console(
 /// credentials, and hands them to the rootfs plan: one `b` message with one fd per bind
 /// mount, in order, then `G`.
 fn receive_bind_sources(sock: RawFd, rootfs: &RootfsPlan) -> Result<(), InitError> {
-    send(sock, b"B")?;
+    sync::send(sock, ToParent::BindSources)?;
     let mut k = 0;
     loop {
-        let mut b = [0u8; 1];
-        let (n, fd) = recv_fd(sock, &mut b).map_err(|e| InitError::new(InitStep::Sync, 4, e))?;
-        match (n, b[0], fd) {
-            (1, b'b', Some(fd)) => {
+        match sync::recv(sock)? {
+            (ToChild::BindSource, Some(fd)) => {
                 if !rootfs.set_bind_source(k, fd) {
                     return Err(InitError::new(InitStep::Sync, 5, libc::EPROTO));
                 }
                 k += 1;
             }
-            (1, b'G', None) => return Ok(()),
-            (0, _, _) => return Err(InitError::new(InitStep::Sync, 0, libc::EPIPE)),
-            (_, _, fd) => {
+            (ToChild::Go, None) => return Ok(()),
+            (_, fd) => {
                 if let Some(fd) = fd {
                     sys::close(fd);
                 }
@@ -691,7 +650,7 @@ fn receive_bind_sources(sock: RawFd, rootfs: &RootfsPlan) -> Result<(), InitErro
 /// # Fragile child
 /// One message from a unix socket into `buf`, with the one fd it may carry (SCM_RIGHTS,
 /// received close-on-exec); returns the length and the fd.
-fn recv_fd(sock: RawFd, buf: &mut [u8]) -> Result<(usize, Option<RawFd>), i32> {
+pub(crate) fn recv_fd(sock: RawFd, buf: &mut [u8]) -> Result<(usize, Option<RawFd>), i32> {
     #[repr(C, align(8))]
     struct CmsgBuf([u8; 64]);
     let mut cbuf = CmsgBuf([0; 64]);

@@ -2,4 +2,5 @@
 //! `docs/DESIGN.md` (no allocation, no panics, raw system calls on data the parent prepared).
 
 pub(crate) mod init;
+pub(crate) mod sync;
 pub(crate) mod sys;

@@ -1,6 +1,5 @@
 //! The operations on a container's cgroup: pause, resume, update, ps, stats, OOM events.
 
-
 use oci_spec::runtime::LinuxResources;
 
 use super::Runtime;

@@ -5,8 +5,7 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs;
-use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -17,7 +16,8 @@ use berth_namespaces::{NamespaceKind, NamespacePlan};
 use berth_rootfs::{RootfsOptions, RootfsPlan};
 use oci_spec::runtime::{LinuxResources, Spec};
 
-use crate::child::init::{self, ChildFailure, FAILURE_LEN, InitContext};
+use crate::child::init::{self, InitContext};
+use crate::child::sync::{Channel, Peer, ToChild, ToParent};
 use crate::child::sys;
 use crate::config::validate::{self, ConfigError};
 use crate::error::Error;
@@ -435,8 +435,14 @@ impl Runtime {
             dir.write_record(&record)?;
         }
         let describe = |f| init::describe(f, &ns, &rootfs, &pplan);
-        let mut sock = UnixStream::from(parent_sock);
-        // The child (the init, or the slow path's intermediate) waits for `G`: put it in the
+        let sync_err = |e| Error::io("sync with init", &dir.path, e);
+        let mut sync = Channel::new(
+            parent_sock,
+            Peer::Init {
+                intermediate: ctx.intermediate,
+            },
+        );
+        // The child (the init, or the slow path's intermediate) waits for `Go`: put it in the
         // cgroup first, so that the init is there before the user process runs and before a
         // cgroup namespace is created.
         if let Some(cg) = &cg {
@@ -460,42 +466,39 @@ impl Runtime {
             ns.write_id_mappings(child)?;
         }
         if ctx.cgroup_sync || (!ctx.intermediate && ctx.new_user_ns) {
-            sock.write_all(b"G")
-                .map_err(|e| Error::io("sync", &dir.path, e))?;
+            sync.send(ToChild::Go).map_err(sync_err)?;
         }
         if pid_written_after_go {
             dir.write_record(&record)?;
         }
-        let mut msg = vec![0u8; 64];
-        // The init's `B` (bind sources wanted) may come before the intermediate's `P`.
-        let mut bind_sources_wanted = false;
-        let send_bind_sources = |init_pid: i32, sock: &UnixStream| -> Result<(), Error> {
-            let sync_err = |e| Error::io("sync", &dir.path, e);
-            for fd in rootfs.open_bind_sources(init_pid)? {
-                init::send_fd(sock.as_raw_fd(), fd.as_raw_fd(), b"b")
-                    .map_err(|e| sync_err(std::io::Error::from_raw_os_error(e)))?;
-            }
-            (&*sock).write_all(b"G").map_err(sync_err)
-        };
+        // On the slow path the init's messages may overtake the intermediate's `Pid`: they
+        // wait here until the init's pid is known (its state, the agent and the bind sources
+        // need it).
+        let mut held_back = std::collections::VecDeque::new();
         loop {
-            let (n, passed_fd) = match recv_msg(&sock, &mut msg) {
-                Ok(r) => r,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io("sync with init", &dir.path, e)),
+            let next = if init_pid != 0 {
+                held_back.pop_front()
+            } else {
+                None
             };
-            if n == 0 {
-                // exit_reason reaps the child: the guard must not signal that pid again
-                // (it may already belong to another process).
-                return Err(Error::Protocol(exit_reason(guard_pid.replace(0), "init")));
-            }
-            match msg[0] {
-                b'M' => {
+            let (msg, passed_fd) = match next {
+                Some(m) => m,
+                None => match sync.recv().map_err(Error::Protocol)? {
+                    Some(m) => m,
+                    None => {
+                        // exit_reason reaps the child: the guard must not signal that pid
+                        // again (it may already belong to another process).
+                        return Err(Error::Protocol(exit_reason(guard_pid.replace(0), "init")));
+                    }
+                },
+            };
+            match msg {
+                ToParent::MapIds => {
                     ns.write_id_mappings(child)?;
-                    sock.write_all(b"G")
-                        .map_err(|e| Error::io("sync", &dir.path, e))?;
+                    sync.send(ToChild::Go).map_err(sync_err)?;
                 }
-                b'P' if n >= 5 => {
-                    init_pid = i32::from_le_bytes([msg[1], msg[2], msg[3], msg[4]]);
+                ToParent::Pid(pid) => {
+                    init_pid = pid;
                     // The intermediate exits right after: reap it; the init is our child too
                     // (CLONE_PARENT), so it becomes the one to clean up on failure.
                     let mut st = 0;
@@ -504,13 +507,16 @@ impl Runtime {
                     guard_pid.set(init_pid);
                     record_pid(&mut record, init_pid, ns.creates(NamespaceKind::Pid))?;
                     dir.write_record(&record)?;
-                    if bind_sources_wanted {
-                        send_bind_sources(init_pid, &sock)?;
-                    }
                 }
-                b'B' if init_pid == 0 => bind_sources_wanted = true,
-                b'B' => send_bind_sources(init_pid, &sock)?,
-                b'H' => {
+                ToParent::Failed(f) => return Err(fill_hook_path(describe(f), &all_hooks)),
+                m if init_pid == 0 => held_back.push_back((m, passed_fd)),
+                ToParent::BindSources => {
+                    for fd in rootfs.open_bind_sources(init_pid)? {
+                        sync.send_bind_source(fd.as_raw_fd()).map_err(sync_err)?;
+                    }
+                    sync.send(ToChild::Go).map_err(sync_err)?;
+                }
+                ToParent::Mounted => {
                     // The environment exists (lifecycle step 2 is over): every create-time
                     // hook is told `created`, as the spec's state definitions say.
                     let created = state_json(&record, Status::Created);
@@ -519,32 +525,22 @@ impl Runtime {
                     if created.len() > state_buf.len() {
                         return Err(Error::Protocol("state JSON larger than its buffer".into()));
                     }
-                    // `S` and the length, then chunks well below a socket's message limit.
-                    let mut head = [b'S', 0, 0, 0, 0];
-                    head[1..].copy_from_slice(&(created.len() as u32).to_le_bytes());
-                    for msg in std::iter::once(&head[..]).chain(created.chunks(STATE_CHUNK)) {
-                        sock.write_all(msg)
-                            .map_err(|e| Error::io("sync", &dir.path, e))?;
-                    }
+                    sync.send_state(&created).map_err(sync_err)?;
                 }
-                b'F' => {
+                ToParent::Listener => {
                     // The seccomp notify listener: to the agent at listenerPath, with the
                     // container's state (creating, the init's pid).
                     let (Some(sc), Some(fd)) = (&seccomp, passed_fd) else {
-                        return Err(Error::Protocol("F message without a listener fd".into()));
+                        return Err(Error::Protocol("listener message without its fd".into()));
                     };
                     let st = state_value(&record, Status::Creating);
                     seccomp::send_to_listener(sc, &st, init_pid, fd.as_raw_fd())?;
                 }
-                b'R' => break,
-                b'E' if n >= FAILURE_LEN => {
-                    let err = ChildFailure::decode(&msg[..n])
-                        .map(describe)
-                        .unwrap_or_else(|| Error::Protocol("undecodable error record".into()));
-                    return Err(fill_hook_path(err, &all_hooks));
-                }
-                other => {
-                    return Err(Error::Protocol(format!("unexpected message {other:#x}")));
+                ToParent::Ready if sync.complete() => break,
+                ToParent::Ready => {
+                    return Err(Error::Protocol(
+                        "init ready before its pid was known".into(),
+                    ));
                 }
             }
         }
@@ -565,41 +561,6 @@ impl Runtime {
             pid: init_pid,
             warnings,
         })
-    }
-}
-
-/// One message from the init, with the fd it carries (the seccomp notify listener), if any.
-pub(crate) fn recv_msg(
-    sock: &UnixStream,
-    buf: &mut [u8],
-) -> std::io::Result<(usize, Option<OwnedFd>)> {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    loop {
-        let mut iov = [std::io::IoSliceMut::new(buf)];
-        match recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Ok(m) => {
-                let mut fd = None;
-                for c in m.cmsgs()? {
-                    if let ControlMessageOwned::ScmRights(fds) = c {
-                        for raw in fds {
-                            // SAFETY: the kernel just installed this fd in our table for us;
-                            // nothing else owns it.
-                            let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-                            fd.get_or_insert(owned);
-                        }
-                    }
-                }
-                return Ok((m.bytes, fd));
-            }
-            Err(nix::Error::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
     }
 }
 
@@ -626,9 +587,6 @@ fn label_mounts(mounts: &mut [oci_spec::runtime::Mount], context: &str) {
         m.set_options(Some(opts));
     }
 }
-
-/// The size of the pieces the state JSON travels to the init in (`S` message).
-const STATE_CHUNK: usize = 32 * 1024;
 
 /// runc's `--rootless=auto`: not root, or root of a user namespace other than the initial
 /// one (which may well lack cgroup permissions).

@@ -31,7 +31,6 @@
 
 use std::cell::Cell;
 use std::fs;
-use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
@@ -41,7 +40,8 @@ use berth_cgroups::{CgroupManager, CgroupPath, Layout};
 use berth_namespaces::NamespaceKind;
 use oci_spec::runtime::Process;
 
-use crate::child::init::{self, ChildFailure, FAILURE_LEN, InitError, InitStep};
+use crate::child::init::{self, ChildFailure, InitError, InitStep};
+use crate::child::sync::{self, Channel, Peer, ToChild, ToParent};
 use crate::child::sys::{self, PathBuf4k};
 use crate::config::validate::ConfigError;
 use crate::error::Error;
@@ -143,7 +143,7 @@ fn run(ctx: &ExecContext<'_>) -> Result<std::convert::Infallible, ChildFailure> 
     sys::set_pdeathsig(libc::SIGKILL);
     init::reset_signals()?;
     if ctx.cgroup_sync {
-        init::wait_go(ctx.sock)?;
+        sync::wait_go(ctx.sock)?;
     }
     // No host fd may reach the container (CVE-2024-21626): only stdio, the preserved fds,
     // and ours (the sync socket, the pidfd, the console socket, the exe guard).
@@ -209,7 +209,7 @@ fn run(ctx: &ExecContext<'_>) -> Result<std::convert::Infallible, ChildFailure> 
     }
     // The process must outlive `exec` (e.g. `berth exec -d`).
     sys::set_pdeathsig(0);
-    init::send(ctx.sock, b"R")?;
+    sync::send(ctx.sock, ToParent::Ready)?;
     Err(ctx.process.exec(&program, ctx.sock).into())
 }
 
@@ -538,50 +538,40 @@ impl Runtime {
                 join_cgroup(d, child)?;
             }
         }
-        let mut sock = UnixStream::from(parent_sock);
+        let mut sync = Channel::new(parent_sock, Peer::Exec { fork });
         if ctx.cgroup_sync {
-            sock.write_all(b"G")
+            sync.send(ToChild::Go)
                 .map_err(|e| Error::io("sync with exec child", &state_path, e))?;
         }
         let mut pid = if fork { 0 } else { child };
         // Read to EOF: every writer (the intermediate, the process) has then exited or exec'd.
-        // The process' `R` or failure may come before the intermediate's `P`.
-        let mut ready = false;
+        // The process' `Ready` or failure may come before the intermediate's `Pid`.
         let mut failure = None;
-        let mut msg = [0u8; 64];
         // The seccomp notify listener, until the process' pid is known.
         let mut listener_fd: Option<OwnedFd> = None;
         loop {
-            let (n, passed_fd) = match crate::lifecycle::recv_msg(&sock, &mut msg) {
-                Ok(r) => r,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io("sync with exec child", &state_path, e)),
+            let Some((msg, passed_fd)) = sync.recv().map_err(Error::Protocol)? else {
+                break;
             };
-            match msg.get(..n).unwrap_or(&[]) {
-                [] => break,
-                [b'P', a, b, c, d] if fork && pid == 0 => {
-                    pid = i32::from_le_bytes([*a, *b, *c, *d]);
+            match msg {
+                ToParent::Pid(p) => {
+                    pid = p;
                     // The intermediate exits right after; the process is our child too.
                     let mut st = 0;
                     // SAFETY: reaping our own child.
                     unsafe { libc::waitpid(child, &mut st, libc::__WALL) };
                     guard_pid.set(pid);
                 }
-                [b'R'] => ready = true,
-                [b'F'] if passed_fd.is_some() && seccomp.is_some() => listener_fd = passed_fd,
-                m if m.len() >= FAILURE_LEN && m[0] == b'E' => {
-                    failure.get_or_insert_with(|| {
-                        ChildFailure::decode(m)
-                            .map(|f| describe(id, f, &pplan))
-                            .unwrap_or_else(|| {
-                                Error::Protocol("undecodable error record from exec child".into())
-                            })
-                    });
+                ToParent::Ready => {}
+                ToParent::Listener if passed_fd.is_some() && seccomp.is_some() => {
+                    listener_fd = passed_fd
+                }
+                ToParent::Failed(f) => {
+                    failure.get_or_insert_with(|| describe(id, f, &pplan));
                 }
                 m => {
                     return Err(Error::Protocol(format!(
-                        "unexpected message {:#x} from exec child",
-                        m[0]
+                        "unexpected message {m:?} from exec child"
                     )));
                 }
             }
@@ -598,7 +588,7 @@ impl Runtime {
         if let Some(e) = failure {
             return Err(e);
         }
-        if !ready || pid <= 0 {
+        if !sync.complete() || pid <= 0 {
             // exit_reason reaps it: the guard must not signal that pid again.
             return Err(Error::Protocol(crate::lifecycle::exit_reason(
                 guard_pid.replace(0),

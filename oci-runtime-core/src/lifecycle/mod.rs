@@ -7,9 +7,8 @@
 
 mod cgroup;
 mod create;
-pub(crate) mod exec;
-pub(crate) use create::recv_msg;
 mod delete;
+pub(crate) mod exec;
 mod inspect;
 mod kill;
 mod start;
