@@ -30,12 +30,13 @@ ln -s busybox "$work/bundle/rootfs/bin/true"
 (cd "$work/bundle" && "$berth" spec)
 sed -i -e 's/"terminal": true/"terminal": false/' -e 's|"sh"$|"/bin/true"|' "$work/bundle/config.json"
 
-# Every event as "<name> <microseconds since berth's execve>"; "berth-exit" ends a run.
+# Every event as "<name> <microseconds since berth's execve> <pid>"; "berth-exit" ends a run.
 cat >"$work/phases.bt" <<'BT'
 tracepoint:syscalls:sys_enter_execve /str(args->filename) == str($1)/ { @t0 = nsecs; @run = 1; }
-tracepoint:syscalls:sys_enter_mkdir, tracepoint:syscalls:sys_enter_mkdirat /@run/ { printf("mkdir %d\n", (nsecs - @t0) / 1000); }
+tracepoint:syscalls:sys_enter_mkdir, tracepoint:syscalls:sys_enter_mkdirat /@run/ { printf("mkdir %d %d\n", (nsecs - @t0) / 1000, pid); }
 tracepoint:syscalls:sys_enter_memfd_create /@run/ { printf("memfd %d\n", (nsecs - @t0) / 1000); }
-tracepoint:syscalls:sys_enter_clone3 /@run && comm == "berth"/ { printf("clone3 %d\n", (nsecs - @t0) / 1000); }
+tracepoint:syscalls:sys_enter_execve /str(args->filename) == str($1)/ { printf("start 0 %d\n", pid); }
+tracepoint:syscalls:sys_enter_clone3, tracepoint:syscalls:sys_enter_clone /@run && comm == "berth"/ { printf("clone %d\n", (nsecs - @t0) / 1000); }
 tracepoint:syscalls:sys_enter_pivot_root /@run/ { printf("pivot_root %d\n", (nsecs - @t0) / 1000); }
 tracepoint:syscalls:sys_enter_execveat /@run/ { printf("execveat %d\n", (nsecs - @t0) / 1000); }
 tracepoint:syscalls:sys_enter_execve /@run && str(args->filename) == "/bin/true"/ { printf("exec-true %d\n", (nsecs - @t0) / 1000); }
@@ -61,24 +62,25 @@ import statistics, sys
 runs, cur = [], []
 for line in open(sys.argv[1]):
     f = line.split()
-    if len(f) == 2 and f[1].isdigit():
-        cur.append((f[0], int(f[1])))
+    if len(f) in (2, 3) and all(x.isdigit() for x in f[1:]):
+        cur.append((f[0], int(f[1]), int(f[2]) if len(f) == 3 else 0))
         if f[0] == "berth-exit":
             runs.append(cur)
             cur = []
 runs = runs[2:]  # warm-up
 def points(r):
-    first = lambda k: next(v for n, v in r if n == k)
-    last = lambda k: [v for n, v in r if n == k][-1]
-    clone = first("clone3")
-    mk = [v for n, v in r if n == "mkdir"]
-    before, after = [v for v in mk if v < clone], [v for v in mk if v > clone]
+    first = lambda k: next(v for n, v, _ in r if n == k)
+    last = lambda k: [v for n, v, _ in r if n == k][-1]
+    berth = next(p for n, _, p in r if n == "start")
+    clone = first("clone")
+    mine = [v for n, v, p in r if n == "mkdir" and p == berth]
+    init = [v for n, v, p in r if n == "mkdir" and p != berth]
     return [
-        ("berth started, config read (first mkdir: state dir)", before[0]),
+        ("berth started, config read (first mkdir: state dir)", mine[0]),
         ("exe guard memfd", first("memfd")),
-        ("cgroup directories made (last mkdir before clone3)", before[-1]),
-        ("clone3 of the init", clone),
-        ("init's first mkdir (mount points)", after[0] if after else clone),
+        ("clone of the init", clone),
+        ("cgroup directories made (berth's last mkdir)", mine[-1]),
+        ("init's first mkdir (mount points)", init[0] if init else clone),
         ("pivot_root", first("pivot_root")),
         ("exe guard execveat", first("execveat")),
         ("execve /bin/true", first("exec-true")),

@@ -96,30 +96,46 @@ fn mkdir_in(
     new_dirs: &mut Vec<PathBuf>,
 ) -> Result<(Dir, usize)> {
     let (dir, cgroup, own) = path.dir_in(h, label, base)?;
-    let mut missing = Vec::new();
+    // mkdir first, deepest first, and up only where a parent is missing: the usual case
+    // (the parent exists) is one system call per hierarchy.
+    let mut missing: Vec<&Path> = Vec::new();
     let mut p = dir.as_path();
-    while !p.exists() {
-        missing.push(p.to_path_buf());
-        match p.parent() {
-            Some(q) if missing.len() < own => p = q,
-            _ => break,
-        }
-    }
-    missing.reverse();
-    for d in &missing {
-        match fs::create_dir(d) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+    loop {
+        match fs::create_dir(p) {
+            Ok(()) => {
+                new_dirs.push(p.to_path_buf());
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && missing.len() + 1 < own => {
+                missing.push(p);
+                match p.parent() {
+                    Some(q) => p = q,
+                    None => break,
+                }
+            }
             Err(source) => {
                 return Err(CgroupError::Dir {
                     op: "mkdir",
-                    path: d.clone(),
+                    path: p.to_path_buf(),
                     source,
                 });
             }
         }
     }
-    new_dirs.extend(missing);
+    for d in missing.into_iter().rev() {
+        match fs::create_dir(d) {
+            Ok(()) => new_dirs.push(d.to_path_buf()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(CgroupError::Dir {
+                    op: "mkdir",
+                    path: d.to_path_buf(),
+                    source,
+                });
+            }
+        }
+    }
     Ok((Dir { path: dir, cgroup }, own))
 }
 
@@ -670,6 +686,39 @@ impl CgroupManager {
             remove_tree(d, start, timeout)?;
         }
         Ok(())
+    }
+
+    /// Removes the cgroup's directory in every hierarchy if nothing is left in it: no
+    /// process and no sub-cgroup (the kernel refuses the rmdir then). Returns `false` at the
+    /// first directory that is busy, leaving it and the ones after it; then kill what is
+    /// left ([`Self::kill_all`]) and [`Self::remove`]. What a container's `delete` usually
+    /// does, its init and the rest of its pid namespace being gone: one rmdir per
+    /// hierarchy, no freezing, no walk of `cgroup.procs`.
+    ///
+    /// ```no_run
+    /// # fn f(cg: &berth_cgroups::CgroupManager) -> Result<(), berth_cgroups::CgroupError> {
+    /// if !cg.remove_if_empty()? {
+    ///     cg.kill_all()?;
+    ///     cg.remove(std::time::Duration::from_secs(10))?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn remove_if_empty(&self) -> Result<bool> {
+        for d in self.all_dirs() {
+            match fs::remove_dir(d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => return Ok(false),
+                Err(source) => {
+                    return Err(CgroupError::Dir {
+                        op: "rmdir",
+                        path: d.to_path_buf(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// Removes the directories this manager created, parents included, deepest first

@@ -249,6 +249,33 @@ impl RootfsPlan {
     /// # }
     /// ```
     pub fn mount_all(&self) -> Result<()> {
+        self.mount_all_joining(|| Ok(()))
+    }
+
+    /// [`Self::mount_all`] for a process that is moved into its cgroup while it mounts:
+    /// `join` (which waits until it is there, and may unshare a cgroup namespace) is called
+    /// once, before the first cgroup mount (which finds the process' own cgroup in
+    /// `/proc/self/cgroup`, or mounts its cgroup namespace), or after the last mount when
+    /// there is none. So the runtime's cgroup set-up and the container's first mounts can
+    /// run at the same time.
+    ///
+    /// # Fragile child
+    /// As [`Self::mount_all`]; `join` must follow the same rules.
+    ///
+    /// ```no_run
+    /// # fn f(plan: &berth_rootfs::RootfsPlan) -> Result<(), berth_rootfs::ApplyError> {
+    /// plan.mount_all_joining(|| {
+    ///     // e.g. block on a sync socket until the parent wrote our pid to cgroup.procs
+    ///     Ok::<(), berth_rootfs::ApplyError>(())
+    /// })
+    /// # }
+    /// ```
+    pub fn mount_all_joining<E: From<ApplyError>>(
+        &self,
+        join: impl FnOnce() -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let mut join = Some(join);
+        let mut joined = || join.take().map_or(Ok(()), |j| j());
         // Without a mount namespace of its own the container shares the runtime's: its
         // propagation is not ours to change.
         if self.own_mount_ns {
@@ -279,8 +306,12 @@ impl RootfsPlan {
         let root = self.root();
 
         for (i, m) in self.mounts.iter().enumerate() {
+            if matches!(m.kind, MountKind::Cgroup(_)) {
+                joined()?;
+            }
             self.apply_mount(root, i, m)?;
         }
+        joined()?;
         if self.setup_dev {
             let old = sys::umask(0);
             let r = self.apply_devices(root);

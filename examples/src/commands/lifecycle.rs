@@ -10,14 +10,28 @@ use crate::args::Parsed;
 use crate::error::CliError;
 use crate::format;
 
-/// Whether `process.terminal` of the bundle's config is true; loads (and so checks) the config.
+/// Whether `process.terminal` of the bundle's config is true. Only that field is read here
+/// (`create` reads and checks the whole config); a config it can't be read from is loaded in
+/// full, for the error that says why.
 pub(crate) fn config_wants_terminal(bundle: &Path) -> Result<bool, CliError> {
-    let spec = berth_runtime_core::validate::load_bundle_config(bundle)?;
-    Ok(spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.terminal())
-        .unwrap_or(false))
+    #[derive(serde::Deserialize)]
+    struct Config {
+        process: Option<Process>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Process {
+        terminal: Option<bool>,
+    }
+    let light = std::fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Config>(&bytes).ok());
+    match light {
+        Some(config) => Ok(config.process.and_then(|p| p.terminal).unwrap_or(false)),
+        None => {
+            berth_runtime_core::validate::load_bundle_config(bundle)?;
+            Ok(false)
+        }
+    }
 }
 
 /// Rejects console set-ups where the pty master would be lost or never be made.

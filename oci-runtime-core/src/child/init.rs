@@ -61,12 +61,14 @@ pub(crate) enum InitStep {
     Dumpable,
     /// `fchown` of stdio fd `index` (the console) to process.user.uid.
     StdioOwner,
+    /// `unshare` of the namespaces the init makes itself (flags in `index`).
+    Unshare,
 }
 
 impl InitStep {
     fn from_u8(v: u8) -> Option<Self> {
         use InitStep::*;
-        const ALL: [InitStep; 34] = [
+        const ALL: [InitStep; 35] = [
             Sync,
             Clone,
             BecomeRoot,
@@ -101,6 +103,7 @@ impl InitStep {
             Setns,
             Dumpable,
             StdioOwner,
+            Unshare,
         ];
         ALL.into_iter().find(|s| *s as u8 == v)
     }
@@ -243,6 +246,11 @@ pub(crate) struct InitContext<'a> {
     /// Fast path with a cgroup namespace: `CLONE_NEWCGROUP` was left out of the clone
     /// flags; unshare it after `G`, so that the container's cgroup is the namespace root.
     pub unshare_cgroup_ns: bool,
+    /// Fast path without a user namespace: the mount, network, IPC and UTS namespaces left
+    /// out of the clone flags, which the init unshares itself first thing. Their set-up (a
+    /// copy of the mount table, a network stack) then runs on the init's CPU while the
+    /// parent makes the cgroup, instead of inside the parent's clone.
+    pub unshare_first: libc::c_int,
 }
 
 /// The entry point of the cloned child. Never returns.
@@ -327,19 +335,23 @@ fn run(
         // The init continues with fragile-child code only; its parent is `create`.
         fork_parented(ctx.sock, 0)?;
     } else {
+        if ctx.unshare_first != 0 {
+            // SAFETY: unshare only reads its integer argument.
+            if unsafe { libc::unshare(ctx.unshare_first) } != 0 {
+                let flags = ctx.unshare_first as u32;
+                return Err(InitError::new(InitStep::Unshare, flags, sys::errno()).into());
+            }
+        }
         ctx.ns.close_fds();
         drop_inherited_fds(ctx)?;
-        if ctx.new_user_ns || ctx.cgroup_sync {
+        // With a user namespace, `Go` says the maps are written (and the cgroup joined)
+        // and nothing can go on before. Without one the cgroup is joined while the first
+        // mounts are made: see join_cgroup.
+        if ctx.new_user_ns {
             sync::wait_go(ctx.sock)?;
         }
         if maps_first {
             set_dumpable(false);
-        }
-        if ctx.unshare_cgroup_ns {
-            // SAFETY: unshare only reads its integer argument.
-            if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
-                return Err(InitError::new(InitStep::CgroupNs, 0, sys::errno()).into());
-            }
         }
     }
 
@@ -366,7 +378,8 @@ fn run(
     if ctx.bind_sources {
         receive_bind_sources(ctx.sock, ctx.rootfs)?;
     }
-    ctx.rootfs.mount_all()?;
+    ctx.rootfs
+        .mount_all_joining(|| join_cgroup(ctx).map_err(ChildFailure::from))?;
 
     // Runtime-namespace hooks (parent) then createContainer hooks (here), before pivot_root.
     let mut created: &[u8] = &[];
@@ -447,6 +460,26 @@ fn run(
             .map_err(|e| InitError::new(InitStep::StartContainerHook, i as u32, e))?;
     }
     Err(ctx.process.exec(&program, fifo).into())
+}
+
+/// # Fragile child
+/// Called by the mounts before the first one that needs the init in its final cgroup (a
+/// cgroup mount reads `/proc/self/cgroup` or mounts the cgroup namespace), or after the last:
+/// on the fast path without a user namespace, waits for the parent's `Go` (it makes the
+/// cgroup and moves us into it meanwhile, while the first mounts are made), then unshares
+/// the cgroup namespace, whose root is thus the container's cgroup. Everything that can see
+/// or charge the cgroup (the cgroup mounts, the hooks, the process) comes after.
+fn join_cgroup(ctx: &InitContext<'_>) -> Result<(), InitError> {
+    if ctx.cgroup_sync && !ctx.intermediate && !ctx.new_user_ns {
+        sync::wait_go(ctx.sock)?;
+    }
+    if ctx.unshare_cgroup_ns {
+        // SAFETY: unshare only reads its integer argument.
+        if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
+            return Err(InitError::new(InitStep::CgroupNs, 0, sys::errno()));
+        }
+    }
+    Ok(())
 }
 
 /// # Fragile child
@@ -820,6 +853,7 @@ pub(crate) fn describe_init_named(e: InitError, program: Option<&str>) -> crate:
         Chroot => "chroot".into(),
         SignalMask => "reset the signal mask".into(),
         CgroupNs => "unshare(CLONE_NEWCGROUP) after joining the container's cgroup".into(),
+        Unshare => format!("unshare({:#x}) of the container's namespaces", e.index),
         Personality => format!("personality({:#x}) for linux.personality", e.index),
         IoPriority => format!("ioprio_set(class {}) for process.ioPriority", e.index),
         Scheduler => crate::process::security::describe_sched_failure(e.index, e.errno),

@@ -1,7 +1,7 @@
 //! `create`: a bundle's config planned, the state and cgroup made, the init cloned and
 //! brought to the start barrier through the sync protocol.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs;
@@ -11,7 +11,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_cgroups::{CgroupManager, CgroupPath, Layout};
+use berth_cgroups::{CgroupManager, CgroupMode, CgroupPath, Layout};
 use berth_namespaces::{NamespaceKind, NamespacePlan};
 use berth_rootfs::{RootfsOptions, RootfsPlan};
 use oci_spec::runtime::{LinuxResources, Spec};
@@ -305,34 +305,21 @@ impl Runtime {
         };
         // What this create is about to make, on disk before it is made: if create is
         // killed from here on, `delete` finds the cgroup (and below, the init) by the record.
-        dir.write_config(spec)?;
-        dir.write_record(&record)?;
-        let recorded_before = (record.cgroup.clone(), record.cgroup_paths.clone());
-        let cg = match planned.map(|(_, layout)| setup_cgroup(&layout, &cg_path, &resources)) {
-            Some(Ok((cg, recorded, cg_warnings))) => {
-                warnings.extend(cg_warnings.iter().map(ToString::to_string));
-                // Where the plan could not know it (a relative path that resolved
-                // differently per hierarchy), recorded again below.
-                match recorded {
-                    RecordedCgroup::Each(each) => {
-                        record.cgroup = None;
-                        record.cgroup_paths = Some(each);
-                    }
-                    RecordedCgroup::Same(p) => {
-                        record.cgroup = Some(p.to_string_lossy().into_owned());
-                    }
-                }
-                Some(cg)
-            }
-            Some(Err(e)) if optional && is_permission_error(&e) => {
-                record.cgroup = None;
-                None
-            }
-            Some(Err(e)) => return Err(e),
-            None => None,
+        // Before a cgroup made before the clone; else after the clone, while the init
+        // begins (killed with create until it is ready: it has a parent-death signal).
+        let write_first_record = |record: &Record| -> Result<(), Error> {
+            dir.write_config(spec)?;
+            dir.write_record(record)
         };
+        // The cgroup, with linux.resources applied. On a unified host it is made before the
+        // clone, which starts the init in it (CLONE_INTO_CGROUP, one directory to make); on a
+        // v1 or hybrid host, with a directory per hierarchy to make and resources to write,
+        // after it, while the init makes its first mounts (it waits for `Go` only before its
+        // first cgroup mount: child::init::join_cgroup). Removed again (after the init is
+        // killed) if anything below fails.
+        let cg_cell: OnceCell<CgroupManager> = OnceCell::new();
         let mut remove_cgroup = Cleanup(Some(|| {
-            if let Some(cg) = &cg {
+            if let Some(cg) = cg_cell.get() {
                 let _ = cg.kill_all();
                 let _ = cg.thaw();
                 if cg.remove(REMOVE_TIMEOUT).is_ok() {
@@ -340,11 +327,28 @@ impl Runtime {
                 }
             }
         }));
-        // Only now that a failure removes the cgroup: written before, a failed write would
-        // have left it unrecorded and unremoved.
-        if (record.cgroup.clone(), record.cgroup_paths.clone()) != recorded_before {
-            dir.write_record(&record)?;
+        let make_cgroup = |layout: &Layout, record: &mut Record, warnings: &mut Vec<String>| {
+            make_cgroup(
+                &cg_cell, layout, &cg_path, &resources, optional, record, dir, warnings,
+            )
+        };
+        let cgroup_before_clone = planned
+            .as_ref()
+            .is_some_and(|(_, layout)| layout.mode() == CgroupMode::Unified);
+        if cgroup_before_clone {
+            write_first_record(&record)?;
         }
+        if let (Some((_, layout)), true) = (&planned, cgroup_before_clone) {
+            make_cgroup(layout, &mut record, &mut warnings)?;
+        }
+        // Whether the child waits for `Go` (it is in the cgroup): always where one is made
+        // after the clone, which may still find it may not make one (a rootless container
+        // that runs without).
+        let cgroup_sync = if cgroup_before_clone {
+            cg_cell.get().is_some()
+        } else {
+            planned.is_some()
+        };
 
         let mut state_buf = vec![0u8; state_json(&record, Status::Created).len() + 64];
 
@@ -374,17 +378,26 @@ impl Runtime {
             bind_sources: ns.creates(NamespaceKind::User)
                 && nix::unistd::geteuid().is_root()
                 && rootfs.bind_source_count() > 0,
-            cgroup_sync: cg.is_some(),
-            unshare_cgroup_ns: cg.is_some()
+            cgroup_sync,
+            unshare_cgroup_ns: cgroup_sync
                 && !ns.needs_intermediate()
                 && ns.creates(NamespaceKind::Cgroup),
+            unshare_first: if ns.needs_intermediate() || ns.creates(NamespaceKind::User) {
+                0
+            } else {
+                ns.clone_flags()
+                    & (libc::CLONE_NEWNS
+                        | libc::CLONE_NEWNET
+                        | libc::CLONE_NEWIPC
+                        | libc::CLONE_NEWUTS)
+            },
         };
         let flags = if ctx.intermediate {
             0
         } else {
             // A cgroup namespace is unshared by the child once it is in the container's
             // cgroup (ctx.unshare_cgroup_ns), so that cgroup is the namespace's root.
-            let mut f = ns.clone_flags();
+            let mut f = ns.clone_flags() & !ctx.unshare_first;
             if ctx.unshare_cgroup_ns {
                 f &= !libc::CLONE_NEWCGROUP;
             }
@@ -393,8 +406,8 @@ impl Runtime {
         // Where the host has cgroup2, the init starts inside its cgroup2 directory
         // (clone3 CLONE_INTO_CGROUP, Linux 5.7+); on a unified host that is the whole move and
         // add_process is skipped. Kernels without clone3 fall back to clone + add_process.
-        let into = cg
-            .as_ref()
+        let into = cg_cell
+            .get()
             .and_then(|c| c.dir_fd())
             .map(|fd| fd.as_raw_fd());
         // SAFETY: the child runs only init_main, which follows the fragile-child rules.
@@ -408,6 +421,11 @@ impl Runtime {
         drop(state_dir);
         drop(console);
         ns.close_fds();
+        let mut kill_early = Cleanup(Some(|| kill_and_reap(child)));
+        if !cgroup_before_clone {
+            write_first_record(&record)?;
+        }
+        kill_early.disarm();
 
         let mut init_pid = if ctx.intermediate { 0 } else { child };
         // Whom to kill if anything below fails: the child, then (slow path) the init.
@@ -430,7 +448,7 @@ impl Runtime {
             child,
             !ctx.intermediate && ns.creates(NamespaceKind::Pid),
         )?;
-        let pid_written_after_go = cg.is_some();
+        let pid_written_after_go = cgroup_sync;
         if !pid_written_after_go {
             dir.write_record(&record)?;
         }
@@ -445,7 +463,10 @@ impl Runtime {
         // The child (the init, or the slow path's intermediate) waits for `Go`: put it in the
         // cgroup first, so that the init is there before the user process runs and before a
         // cgroup namespace is created.
-        if let Some(cg) = &cg {
+        if let (Some((_, layout)), false) = (&planned, cgroup_before_clone) {
+            make_cgroup(layout, &mut record, &mut warnings)?;
+        }
+        if let Some(cg) = cg_cell.get() {
             if !(in_cgroup2 && cg.clone_into_cgroup_is_enough()) {
                 cg.add_process(child)?;
             }
@@ -669,6 +690,47 @@ enum RecordedCgroup {
     /// A relative `linux.cgroupsPath` resolved in each hierarchy, where this process is
     /// in different cgroups.
     Each(BTreeMap<String, String>),
+}
+
+/// Makes the container's cgroup (linux.resources applied) into `cell`, where the cleanup of
+/// a failed create finds it, then records where it is (where the plan could not know it: a
+/// relative path that resolved differently per hierarchy). A rootless container that may run
+/// without a cgroup (`optional`) gets none where the kernel refuses one.
+#[allow(clippy::too_many_arguments)]
+fn make_cgroup(
+    cell: &OnceCell<CgroupManager>,
+    layout: &Layout,
+    path: &CgroupPath,
+    resources: &LinuxResources,
+    optional: bool,
+    record: &mut Record,
+    dir: &ContainerDir,
+    warnings: &mut Vec<String>,
+) -> Result<(), Error> {
+    let recorded_before = (record.cgroup.clone(), record.cgroup_paths.clone());
+    match setup_cgroup(layout, path, resources) {
+        Ok((cg, recorded, cg_warnings)) => {
+            warnings.extend(cg_warnings.iter().map(ToString::to_string));
+            match recorded {
+                RecordedCgroup::Each(each) => {
+                    record.cgroup = None;
+                    record.cgroup_paths = Some(each);
+                }
+                RecordedCgroup::Same(p) => {
+                    record.cgroup = Some(p.to_string_lossy().into_owned());
+                }
+            }
+            let _ = cell.set(cg);
+        }
+        Err(e) if optional && is_permission_error(&e) => record.cgroup = None,
+        Err(e) => return Err(e),
+    }
+    // Only now that a failure removes the cgroup: written before, a failed write would have
+    // left it unrecorded and unremoved.
+    if (record.cgroup.clone(), record.cgroup_paths.clone()) != recorded_before {
+        dir.write_record(record)?;
+    }
+    Ok(())
 }
 
 /// Creates the container's cgroup; returns it, where the state records it and the

@@ -116,9 +116,12 @@ fn delete_corrupt(dir: ContainerDir, corrupt: Error) -> Result<(), Error> {
 /// or delete left in some hierarchies only is removed from those.
 fn destroy_cgroup(record: &Record) -> Result<(), Error> {
     if let Some(cg) = record.cgroup_to_remove()? {
-        cg.kill_all()?;
-        let _ = cg.thaw();
-        cg.remove(REMOVE_TIMEOUT)?;
+        // Usually nothing is left once the init is gone: then the rmdirs are all there is.
+        if !cg.remove_if_empty()? {
+            cg.kill_all()?;
+            let _ = cg.thaw();
+            cg.remove(REMOVE_TIMEOUT)?;
+        }
         if let Some(path) = &record.cgroup {
             remove_default_parent(&cg, &CgroupPath::Absolute(PathBuf::from(path)));
         }
