@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -111,34 +111,7 @@ pub(crate) fn recv_msg(
     sock: &UnixStream,
     buf: &mut [u8],
 ) -> std::io::Result<(usize, Option<OwnedFd>)> {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    loop {
-        let mut iov = [std::io::IoSliceMut::new(buf)];
-        match recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Ok(m) => {
-                let mut fd = None;
-                for c in m.cmsgs()? {
-                    if let ControlMessageOwned::ScmRights(fds) = c {
-                        for raw in fds {
-                            // SAFETY: the kernel just installed this fd in our table for us;
-                            // nothing else owns it.
-                            let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-                            fd.get_or_insert(owned);
-                        }
-                    }
-                }
-                return Ok((m.bytes, fd));
-            }
-            Err(nix::Error::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+    berth_sys::recv_fd_owned(std::os::fd::AsFd::as_fd(sock), buf)
 }
 
 /// Waits for our child `pid` and returns its exit code as a shell reports it (128 + N when
