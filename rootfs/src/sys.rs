@@ -13,10 +13,10 @@ pub(crate) use berth_sys::{
     MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW,
     MOUNT_ATTR_RDONLY, MOUNT_ATTR_RELATIME, MOUNT_ATTR_STRICTATIME, RESOLVE_BENEATH,
     RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_NO_XDEV, StackPath,
-    SysResult, chdir, chroot, close, copy_file_range, fchdir, fchmod, fchmodat, fchown,
-    fchownat, fsmount_new, fstat, fstatfs, getdents64, has_mount_setattr, lstatat, mkdirat,
-    mknodat, mount, mount_setattr, move_mount_fd, open_tree_clone, openat, openat2, pivot_root,
-    proc_fd_path, read, readlinkat, symlinkat, umask, umount2, unlinkat, write_all,
+    SysResult, chdir, chroot, close, copy_file_range, fchdir, fchmod, fchmodat, fchown, fchownat,
+    fsmount_new, fstat, fstatfs, getdents64, has_mount_setattr, lstatat, mkdirat, mknodat, mount,
+    mount_setattr, move_mount_fd, open_tree_clone, openat, openat2, pivot_root, proc_fd_path, read,
+    readlinkat, symlinkat, umask, umount2, unlinkat, write_all,
 };
 
 /// The resolve flags used for every path inside the container root: `..` and absolute
