@@ -13,7 +13,7 @@
 //! * [`path`]: [`StackPath`], a NUL-terminated path built in a fixed stack buffer, and
 //!   decimal formatting without allocation.
 //! * [`fs`]: `*at` file operations, `fstat`, `fstatfs` with the mount flags, `chroot`.
-//! * [`mount`]: `mount(2)`, `umount2`, `pivot_root` and the new mount API (`open_tree`,
+//! * [`mount`](mod@mount): `mount(2)`, `umount2`, `pivot_root` and the new mount API (`open_tree`,
 //!   `move_mount`, `fsopen`/`fsmount`, `mount_setattr`).
 //! * [`process`]: fork-like `clone(2)` and `clone3(CLONE_INTO_CGROUP)`, raw credential
 //!   changes, `PR_SET_PDEATHSIG`, `_exit`.
