@@ -3,6 +3,13 @@
 //! Nothing in this module allocates, locks, panics or touches `std::io` on the
 //! paths the child runs (see `docs/DESIGN.md`).
 
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 use std::fmt;
 use std::io;
 
@@ -139,12 +146,8 @@ impl fmt::Display for ChildError {
 
 impl std::error::Error for ChildError {}
 
-/// The calling thread's `errno`. Allocation-free.
-pub(crate) fn errno() -> i32 {
-    // SAFETY: __errno_location always returns a valid pointer to the calling
-    // thread's errno.
-    unsafe { *libc::__errno_location() }
-}
+/// The calling thread's `errno` (berth-sys's). Allocation-free.
+pub(crate) use berth_sys::errno;
 
 /// Strips one trailing NUL and rejects interior NULs (the kernel would store the
 /// name cut at the first NUL). Allocation-free.
@@ -208,6 +211,12 @@ pub fn set_domainname(name: &[u8]) -> Result<(), ChildError> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 mod tests {
     use super::*;
 

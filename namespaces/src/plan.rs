@@ -9,6 +9,8 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 
+// Closes an fd if it is not negative, errors ignored. Allocation-free.
+use berth_sys::close as close_raw;
 use oci_spec::runtime::{Linux, LinuxIdMapping};
 
 use crate::child::{ChildError, ChildOp, errno};
@@ -66,15 +68,6 @@ impl Drop for FdSlot {
 impl fmt::Debug for FdSlot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.get())
-    }
-}
-
-/// Closes `fd` if it is not negative. Allocation-free.
-fn close_raw(fd: libc::c_int) {
-    if fd >= 0 {
-        // SAFETY: the fd was owned by the caller's slot, which gave it up; nothing
-        // else closes it. A failing close leaves nothing to do.
-        unsafe { libc::close(fd) };
     }
 }
 

@@ -2,6 +2,13 @@
 //!
 //! Nothing in this module allocates, locks, touches `std::io` or panics.
 
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 use std::ffi::CStr;
 use std::sync::atomic::Ordering;
 
@@ -1098,6 +1105,12 @@ impl RootfsPlan {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 mod tests {
     use super::*;
 

@@ -1,6 +1,13 @@
 //! Allocation-free recursive copy for `tmpcopyup`: directories, regular
 //! files, symlinks and special files, with owners and modes.
 
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 use std::ffi::CStr;
 
 use libc::c_int;
@@ -39,7 +46,8 @@ fn copy_dir(src: c_int, dst: c_int, depth: usize, buf: &mut [u8]) -> SysResult<(
             let rl = dents
                 .get(off + RECLEN_OFF..off + RECLEN_OFF + 2)
                 .ok_or(libc::EIO)?;
-            let reclen = usize::from(u16::from_ne_bytes([rl[0], rl[1]]));
+            let rl = <[u8; 2]>::try_from(rl).map_err(|_| libc::EIO)?;
+            let reclen = usize::from(u16::from_ne_bytes(rl));
             if reclen == 0 {
                 return Err(libc::EIO);
             }

@@ -3,6 +3,13 @@
 //!
 //! Nothing in this module allocates, locks, touches `std::io` or panics.
 
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 use std::ffi::CStr;
 use std::os::fd::RawFd;
 
@@ -126,6 +133,12 @@ impl ProcRoot {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 mod tests {
     use super::*;
 

@@ -9,6 +9,13 @@
 //! creating is read with `readlinkat` and its target (again interpreted inside
 //! the root) is created instead, like the image's symlink would be followed.
 
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 use std::ffi::CStr;
 
 use libc::c_int;
@@ -251,6 +258,12 @@ fn splice(
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 mod tests {
     use super::*;
 

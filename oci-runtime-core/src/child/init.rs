@@ -684,98 +684,13 @@ fn receive_bind_sources(sock: RawFd, rootfs: &RootfsPlan) -> Result<(), InitErro
 /// One message from a unix socket into `buf`, with the one fd it may carry (SCM_RIGHTS,
 /// received close-on-exec); returns the length and the fd.
 pub(crate) fn recv_fd(sock: RawFd, buf: &mut [u8]) -> Result<(usize, Option<RawFd>), i32> {
-    #[repr(C, align(8))]
-    struct CmsgBuf([u8; 64]);
-    let mut cbuf = CmsgBuf([0; 64]);
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the recvmsg call;
-    // CMSG_* only walk the control buffer within the msg_controllen the kernel set.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.0.as_mut_ptr().cast();
-        msg.msg_controllen = cbuf.0.len();
-        let n = loop {
-            let r = libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC);
-            if r >= 0 {
-                break r as usize;
-            }
-            let e = sys::errno();
-            if e != libc::EINTR {
-                return Err(e);
-            }
-        };
-        let mut fd = None;
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(cmsg);
-                let len = (*cmsg).cmsg_len - (data as usize - cmsg as usize);
-                for i in 0..len / std::mem::size_of::<RawFd>() {
-                    let got = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
-                    // One fd expected: any other is closed.
-                    if fd.is_none() {
-                        fd = Some(got);
-                    } else {
-                        sys::close(got);
-                    }
-                }
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-        if msg.msg_flags & libc::MSG_CTRUNC != 0 {
-            if let Some(fd) = fd {
-                sys::close(fd);
-            }
-            return Err(libc::EPROTO);
-        }
-        Ok((n, fd))
-    }
+    berth_sys::recv_fd(sock, buf)
 }
 
 /// Sends `fd` over a unix socket with SCM_RIGHTS, `payload` as the data; returns how many
 /// bytes of `payload` went (all of them on a SOCK_SEQPACKET socket).
 pub(crate) fn send_fd(sock: RawFd, fd: RawFd, payload: &[u8]) -> Result<usize, i32> {
-    // Room for one cmsghdr carrying one int, aligned as cmsg needs.
-    #[repr(C, align(8))]
-    struct CmsgBuf([u8; 64]);
-    let mut cbuf = CmsgBuf([0; 64]);
-    let mut iov = libc::iovec {
-        iov_base: payload.as_ptr() as *mut libc::c_void,
-        iov_len: payload.len(),
-    };
-    // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the sendmsg call, and
-    // CMSG_* compute offsets inside cbuf, which is large and aligned enough for one fd.
-    unsafe {
-        let space = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.0.as_mut_ptr().cast();
-        msg.msg_controllen = space;
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        if cmsg.is_null() {
-            return Err(libc::EINVAL);
-        }
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
-        loop {
-            let r = libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL);
-            if r >= 0 {
-                return Ok(r as usize);
-            }
-            let e = sys::errno();
-            if e != libc::EINTR {
-                return Err(e);
-            }
-        }
-    }
+    berth_sys::send_fd(sock, fd, payload)
 }
 
 /// Turns a failure record into a rich error, using the plans to name paths and fields.

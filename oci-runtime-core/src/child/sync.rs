@@ -23,7 +23,7 @@
 //! The child side ([`send`], [`send_with_fd`], [`recv`]) is fragile-child code: fixed-size
 //! stack buffers and raw system calls only.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use crate::child::init::{self, ChildFailure, FAILURE_LEN, InitError, InitStep};
@@ -387,11 +387,7 @@ impl Channel {
 
 /// One message from `sock` with the fd it carries (close-on-exec), if any.
 fn recv_with_fd(sock: &UnixStream, buf: &mut [u8]) -> std::io::Result<(usize, Option<OwnedFd>)> {
-    match init::recv_fd(sock.as_raw_fd(), buf) {
-        // SAFETY: the kernel just installed this fd in our table for us; nothing else owns it.
-        Ok((n, fd)) => Ok((n, fd.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }))),
-        Err(e) => Err(std::io::Error::from_raw_os_error(e)),
-    }
+    berth_sys::recv_fd_owned(std::os::fd::AsFd::as_fd(sock), buf)
 }
 
 #[cfg(test)]
