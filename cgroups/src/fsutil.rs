@@ -1,6 +1,6 @@
 //! Reading and writing cgroup files, with errors naming the file and value.
 
-use std::fs::{self, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -35,13 +35,13 @@ pub(crate) fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
 /// Reads the cgroup file `dir/file`.
 pub(crate) fn read(dir: &Path, file: &str) -> Result<String> {
     let path = dir.join(file);
-    fs::read_to_string(&path).map_err(|source| CgroupError::Read { path, source })
+    berth_sys::fs::read_virtual(&path).map_err(|source| CgroupError::Read { path, source })
 }
 
 /// Reads `dir/file` if it exists.
 pub(crate) fn read_opt(dir: &Path, file: &str) -> Result<Option<String>> {
     let path = dir.join(file);
-    match fs::read_to_string(&path) {
+    match berth_sys::fs::read_virtual(&path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(CgroupError::Read { path, source }),

@@ -214,7 +214,7 @@ impl Layout {
     pub fn unified_at(mount_point: impl Into<PathBuf>) -> Result<Self> {
         let mount_point = mount_point.into();
         let file = mount_point.join("cgroup.controllers");
-        let text = fs::read_to_string(&file).map_err(|source| CgroupError::Read {
+        let text = berth_sys::fs::read_virtual(&file).map_err(|source| CgroupError::Read {
             path: file.clone(),
             source,
         })?;
@@ -326,7 +326,7 @@ pub(crate) enum Location {
 }
 
 fn read_proc(path: &str) -> Result<String> {
-    fs::read_to_string(path).map_err(|source| CgroupError::ReadProc {
+    berth_sys::fs::read_virtual(path).map_err(|source| CgroupError::ReadProc {
         path: PathBuf::from(path),
         source,
     })

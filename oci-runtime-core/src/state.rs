@@ -453,7 +453,7 @@ pub(crate) fn read_record(dir: &Path, id: &str) -> Result<Option<Record>, Error>
 
 /// What /proc says about a pid: alive (not a zombie) with this start time?
 pub(crate) fn process_start_time(pid: i32) -> Option<(u64, char)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = berth_sys::fs::read_virtual(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may contain spaces: split after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     let mut fields = rest.split(' ');

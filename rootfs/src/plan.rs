@@ -311,10 +311,12 @@ struct HostInfo {
 
 impl HostInfo {
     fn load() -> Result<HostInfo, RootfsError> {
-        let text = std::fs::read(MOUNTINFO).map_err(|error| RootfsError::Host {
-            path: MOUNTINFO.into(),
-            error,
-        })?;
+        let text = berth_sys::fs::read_virtual(MOUNTINFO)
+            .map(String::into_bytes)
+            .map_err(|error| RootfsError::Host {
+                path: MOUNTINFO.into(),
+                error,
+            })?;
         let mounts = mountinfo::parse(&text).map_err(|reason| RootfsError::HostFormat {
             path: MOUNTINFO.into(),
             reason,

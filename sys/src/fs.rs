@@ -180,3 +180,54 @@ pub fn umask(mask: libc::mode_t) -> libc::mode_t {
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(mask) }
 }
+
+/// Reads the whole of a file of a virtual file system (procfs, sysfs, cgroupfs): a
+/// parent-side helper, it allocates. Such files report a size of 0, so
+/// `std::fs::read_to_string` stats them and then reads in pieces growing from 32 bytes (five
+/// reads for a `/proc/<pid>/stat`, eight for a `mountinfo`); this starts with a page-sized
+/// buffer: usually one read, and the one that sees the end.
+///
+/// ```
+/// let stat = berth_sys::fs::read_virtual("/proc/self/stat")?;
+/// assert!(stat.contains(')'));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn read_virtual(path: impl AsRef<std::path::Path>) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        let Some(spare) = buf.get_mut(len..) else {
+            break;
+        };
+        match file.read(spare) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod read_virtual_tests {
+    use super::read_virtual;
+
+    #[test]
+    fn reads_virtual_files_whole_and_reports_missing_ones() {
+        let maps = read_virtual("/proc/self/maps").unwrap();
+        // More than one page-sized read: the buffer grows.
+        let mountinfo = read_virtual("/proc/self/mountinfo").unwrap();
+        assert!(maps.lines().count() > 3 && mountinfo.ends_with('\n'));
+        assert_eq!(
+            read_virtual("/proc/self/no-such-file").unwrap_err().kind(),
+            std::io::ErrorKind::NotFound
+        );
+    }
+}
