@@ -21,13 +21,9 @@
 //!    label, rlimits, credentials and capabilities, the container's seccomp filter, finds the
 //!    program, marks every other fd close-on-exec and `execve`s.
 //!
-//! ## Sync protocol (SOCK_SEQPACKET pair, close-on-exec)
-//! parent -> child: `G` (in the container's cgroups).
-//! child -> parent: `P`+pid (the intermediate: the process it forked), `F` with the seccomp
-//! notify listener fd in SCM_RIGHTS (handed to `listenerPath`), `R` (about to exec),
-//! `E`+failure record (shared with the init, [`ChildFailure`]; the exec-only steps are
-//! `InitStep::Setns`, `Dumpable` and `Clone` index 1), then it exits. EOF after `R` is the
-//! exec: only then is the process reported started.
+//! The child's side is `child/exec.rs`; they talk through `child/sync.rs` (peer
+//! [`Peer::Exec`]): `Go` in, then `Pid` (after a fork), `Listener`, `Ready` or `Failed`
+//! out. EOF after `Ready` is the exec: only then is the process reported started.
 
 use std::cell::Cell;
 use std::fs;
@@ -40,9 +36,10 @@ use berth_cgroups::{CgroupManager, CgroupPath, Layout};
 use berth_namespaces::NamespaceKind;
 use oci_spec::runtime::Process;
 
-use crate::child::init::{self, ChildFailure, InitError, InitStep};
-use crate::child::sync::{self, Channel, Peer, ToChild, ToParent};
-use crate::child::sys::{self, PathBuf4k};
+use crate::child::exec::{ExecContext, exec_main};
+use crate::child::init::{self, ChildFailure};
+use crate::child::sync::{Channel, Peer, ToChild, ToParent};
+use crate::child::sys::{self};
 use crate::config::validate::ConfigError;
 use crate::error::Error;
 use crate::lifecycle::{Cleanup, Runtime, kill_and_reap};
@@ -95,122 +92,6 @@ impl ExecProcess {
     pub fn wait(&self) -> Result<i32, Error> {
         crate::lifecycle::wait_exit(self.pid)
     }
-}
-
-/// Everything the exec child needs, prepared by the parent before the clone.
-struct ExecContext<'a> {
-    process: &'a ProcessPlan,
-    /// The container's linux.seccomp, compiled.
-    seccomp: Option<&'a SeccompPlan>,
-    /// personality, ioPriority, scheduler, AppArmor/SELinux labels.
-    security: &'a SecurityPlan,
-    sock: RawFd,
-    parent_sock: RawFd,
-    /// pidfd of the container's init, and the `CLONE_NEW*` flags of its namespaces to enter.
-    pidfd: RawFd,
-    ns_flags: libc::c_int,
-    /// A pid or time namespace is joined: fork the real process after `setns`.
-    fork: bool,
-    console_socket: RawFd,
-    /// O_PATH fd of the init's root (`/proc/<pid>/root`) where its mount namespace is ours
-    /// (a container without one of its own is only chrooted): entered with `chroot`, so the
-    /// process never sees the runtime's `/`. -1 otherwise.
-    root: RawFd,
-    setgroups_allowed: bool,
-    /// Wait for `G` (the parent moves us into v1 cgroups, or cgroup2 without clone3).
-    cgroup_sync: bool,
-}
-
-/// The entry point of the cloned child. Never returns.
-fn exec_main(ctx: &ExecContext<'_>) -> ! {
-    match run(ctx) {
-        Ok(never) => match never {},
-        Err(f) => {
-            let _ = sys::write_all(ctx.sock, &f.encode());
-            sys::exit_now(1)
-        }
-    }
-}
-
-fn run(ctx: &ExecContext<'_>) -> Result<std::convert::Infallible, ChildFailure> {
-    // Before anything of the container can see us.
-    // SAFETY: plain prctl with integer arguments.
-    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-        return Err(InitError::new(InitStep::Dumpable, 0, sys::errno()).into());
-    }
-    sys::close(ctx.parent_sock);
-    // If `exec` dies before the process runs, don't linger half set up.
-    sys::set_pdeathsig(libc::SIGKILL);
-    init::reset_signals()?;
-    if ctx.cgroup_sync {
-        sync::wait_go(ctx.sock)?;
-    }
-    // No host fd may reach the container (CVE-2024-21626): only stdio, the preserved fds,
-    // and ours (the sync socket, the pidfd, the console socket, the exe guard).
-    sys::close_fds_except(
-        3 + ctx.process.preserve_fds as RawFd,
-        &[
-            ctx.sock,
-            ctx.pidfd,
-            ctx.console_socket,
-            ctx.process.guard_fd(),
-            ctx.root,
-        ],
-    )
-    .map_err(|e| InitError::new(InitStep::SealFds, 1, e))?;
-    if ctx.ns_flags != 0 {
-        // SAFETY: setns only reads its two integer arguments.
-        if unsafe { libc::setns(ctx.pidfd, ctx.ns_flags) } != 0 {
-            return Err(InitError::new(InitStep::Setns, 0, sys::errno()).into());
-        }
-    }
-    sys::close(ctx.pidfd);
-    if ctx.root >= 0 {
-        // SAFETY: fchdir/chroot/chdir with a directory fd of ours and C string literals.
-        let r = unsafe {
-            if libc::fchdir(ctx.root) != 0 || libc::chroot(c".".as_ptr()) != 0 {
-                -1
-            } else {
-                libc::chdir(c"/".as_ptr())
-            }
-        };
-        if r != 0 {
-            return Err(InitError::new(InitStep::Setns, 1, sys::errno()).into());
-        }
-        sys::close(ctx.root);
-    }
-    if ctx.fork {
-        // The process continues with fragile-child code only; its parent is the caller of
-        // `exec`.
-        init::fork_parented(ctx.sock, 1)?;
-    }
-    if ctx.process.terminal {
-        init::open_console(ctx.console_socket, ctx.process.console_size, None)?;
-    }
-    ctx.process.apply_oom_score_adj()?;
-    // As in the init: scheduling and I/O class while privileged, the LSM label for execve
-    // through the container's /proc, then the container's seccomp filter as late as the
-    // credentials allow (before them without no_new_privs: the kernel then wants
-    // CAP_SYS_ADMIN).
-    ctx.security.apply_process_attrs()?;
-    ctx.security.apply_exec_labels()?;
-    // Sealed before any filter: a profile may deny close_range (runtime-tools' default does).
-    ctx.process.seal_fds(ctx.sock)?;
-    let mut seccomp_pending = ctx.seccomp;
-    if let Some(sc) = seccomp_pending.filter(|_| !ctx.process.no_new_privs()) {
-        init::install_seccomp(ctx.sock, sc)?;
-        seccomp_pending = None;
-    }
-    ctx.process.apply_credentials(ctx.setgroups_allowed)?;
-    let mut program = PathBuf4k::new();
-    ctx.process.resolve_program(&mut program)?;
-    if let Some(sc) = seccomp_pending {
-        init::install_seccomp(ctx.sock, sc)?;
-    }
-    // The process must outlive `exec` (e.g. `berth exec -d`).
-    sys::set_pdeathsig(0);
-    sync::send(ctx.sock, ToParent::Ready)?;
-    Err(ctx.process.exec(&program, ctx.sock).into())
 }
 
 fn pidfd_open(pid: i32) -> Result<OwnedFd, Error> {
@@ -609,6 +490,7 @@ impl Runtime {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::child::init::{InitError, InitStep};
 
     #[test]
     fn exec_failures_round_trip_and_name_the_step() {
