@@ -182,13 +182,16 @@ impl ChildFailure {
     }
 
     pub(crate) fn decode(msg: &[u8]) -> Option<Self> {
-        if msg.len() < FAILURE_LEN || msg[0] != b'E' {
+        let [b'E', source, step, ..] = *msg else {
+            return None;
+        };
+        if msg.len() < FAILURE_LEN {
             return None;
         }
         let word = |at: usize| -> Option<[u8; 4]> { msg.get(at..at + 4)?.try_into().ok() };
-        match msg[1] {
+        match source {
             0 => Some(ChildFailure::Init(InitError {
-                step: InitStep::from_u8(msg[2])?,
+                step: InitStep::from_u8(step)?,
                 index: u32::from_le_bytes(word(3)?),
                 errno: i32::from_le_bytes(word(7)?),
             })),

@@ -72,7 +72,7 @@ impl ToParent {
             }
         };
         out[0] = tag;
-        &out[..len]
+        out.get(..len).unwrap_or_default()
     }
 
     /// The message in `msg`, or what is wrong with it.
@@ -83,7 +83,7 @@ impl ToParent {
             } else {
                 Err(format!(
                     "message {:?} of {} bytes",
-                    char::from(msg[0]),
+                    msg.first().map(|&b| char::from(b)),
                     msg.len()
                 ))
             }

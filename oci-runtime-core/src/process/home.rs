@@ -40,10 +40,11 @@ pub(crate) fn with_home(
 fn home_of(text: &str, uid: u32) -> Option<String> {
     text.lines().find_map(|line| {
         let f: Vec<&str> = line.split(':').collect();
-        if f.len() >= 6 && f[2].trim().parse::<u32>().ok() == Some(uid) {
-            Some(f[5].to_owned()).filter(|h| !h.is_empty())
-        } else {
-            None
+        match f.as_slice() {
+            [_, _, id, _, _, home, ..] if id.trim().parse::<u32>().ok() == Some(uid) => {
+                Some((*home).to_owned()).filter(|h| !h.is_empty())
+            }
+            _ => None,
         }
     })
 }
