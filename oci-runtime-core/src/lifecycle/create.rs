@@ -95,121 +95,25 @@ impl Runtime {
                 reason: reason.into(),
             })
         };
-        let linux = spec
-            .linux()
-            .clone()
-            .ok_or_else(|| cfg_err("linux", "is missing"))?;
-        let process = spec.process().clone().unwrap_or_else(ProcessPlan::absent);
-        let root = spec
-            .root()
-            .clone()
-            .ok_or_else(|| cfg_err("root", "is missing"))?;
-        let rootfs_path = abs_path(&bundle.join(root.path()))?;
-
-        let ns = NamespacePlan::prepare(&linux)?;
-        let security = SecurityPlan::prepare(&process, &linux).map_err(Error::Config)?;
-        if security.mount_label_dropped() {
-            warnings.push("linux.mountLabel ignored: SELinux is not enabled on this host".into());
-        }
-        let mut mounts = spec.mounts().clone().unwrap_or_default();
-        if let Some(context) = security.mount_context_option() {
-            label_mounts(&mut mounts, &context);
-        }
-        let devices = linux.devices().clone().unwrap_or_default();
-        let masked = linux.masked_paths().clone().unwrap_or_default();
-        let readonly = linux.readonly_paths().clone().unwrap_or_default();
-        let sysctl = linux.sysctl().clone().unwrap_or_default();
-        // Without one, the spec says the container shares the runtime's mount namespace.
-        let own_mount_ns = ns.creates(NamespaceKind::Mount) || ns.joins(NamespaceKind::Mount);
-        let rootfs = RootfsPlan::prepare(&RootfsOptions {
-            rootfs: &rootfs_path,
-            bundle,
-            readonly: root.readonly().unwrap_or(false),
-            mounts: &mounts,
-            rootfs_propagation: linux.rootfs_propagation().as_deref(),
-            devices: &devices,
-            masked_paths: &masked,
-            readonly_paths: &readonly,
-            sysctl: &sysctl,
-            no_pivot: opts.no_pivot,
+        let Plans {
+            linux,
+            rootfs_path,
             own_mount_ns,
-            new_user_ns: ns.creates(NamespaceKind::User),
-            new_cgroup_ns: ns.creates(NamespaceKind::Cgroup),
-            cwd: Some(process.cwd()),
-        })?;
-
-        // Socket activation: fds 3.. of ours named by LISTEN_FDS go through too, as runc does,
-        // but only when LISTEN_PID says they were meant for this process.
-        let mut extra_env = Vec::new();
-        let mut preserve = opts.preserve_fds;
-        let for_us = std::env::var("LISTEN_PID")
-            .ok()
-            .and_then(|v| v.parse::<u32>().ok())
-            == Some(std::process::id());
-        if let Some(n) = std::env::var("LISTEN_FDS")
-            .ok()
-            .and_then(|v| v.parse::<u32>().ok())
-            .filter(|_| for_us)
-        {
-            if n > 0 {
-                extra_env.push(format!("LISTEN_FDS={n}"));
-                extra_env.push("LISTEN_PID=1".to_string());
-                preserve += n;
-            }
-        }
-        let mut process = process;
-        process.set_env(Some(home::with_home(
-            process.env().clone().unwrap_or_default(),
-            &rootfs_path,
-            bundle,
-            spec.mounts().as_deref().unwrap_or_default(),
-            process.user().uid(),
-        )));
-        let mut pplan = ProcessPlan::prepare(&process, &extra_env, preserve)?;
-        if spec.process().is_none() {
-            pplan.never_exec();
-        }
-        let setgroups_allowed = pplan
-            .setgroups_allowed(userns_setgroups_file(&ns).as_deref())
-            .map_err(Error::Config)?;
-        let seccomp = linux
-            .seccomp()
-            .as_ref()
-            .map(|s| SeccompPlan::prepare(s, &mut warnings))
-            .transpose()
-            .map_err(Error::Config)?;
-        let rdt = linux
-            .intel_rdt()
-            .as_ref()
-            .map(|r| IntelRdt::prepare(r, id))
-            .transpose()
-            .map_err(Error::Config)?;
-
-        let all_hooks = hooks_of(spec);
-        let cc_hooks =
-            ChildHook::prepare(list(all_hooks.create_container()), "hooks.createContainer")?;
-        let sc_hooks =
-            ChildHook::prepare(list(all_hooks.start_container()), "hooks.startContainer")?;
-        let hooks_sync = !list(all_hooks.prestart()).is_empty()
-            || !list(all_hooks.create_runtime()).is_empty()
-            || !cc_hooks.is_empty()
-            || !sc_hooks.is_empty();
-
-        let hostname = spec
-            .hostname()
-            .as_deref()
-            .map(|h| CString::new(h).map_err(|_| cfg_err("hostname", "contains a NUL byte")))
-            .transpose()?;
-        let domainname = spec
-            .domainname()
-            .as_deref()
-            .map(|h| CString::new(h).map_err(|_| cfg_err("domainname", "contains a NUL byte")))
-            .transpose()?;
-        let keyring = if opts.no_new_keyring {
-            None
-        } else {
-            Some(CString::new(format!("_ses.{id}")).map_err(|_| cfg_err("id", "contains NUL"))?)
-        };
+            ns,
+            rootfs,
+            pplan,
+            security,
+            setgroups_allowed,
+            seccomp,
+            rdt,
+            all_hooks,
+            cc_hooks,
+            sc_hooks,
+            hooks_sync,
+            hostname,
+            domainname,
+            keyring,
+        } = plan(id, spec, bundle, opts, &mut warnings)?;
 
         // The start barrier: a fifo any uid can open for writing (the init may have dropped
         // privileges by the time it opens it through the O_PATH fd of the state dir).
@@ -690,6 +594,180 @@ enum RecordedCgroup {
     /// A relative `linux.cgroupsPath` resolved in each hierarchy, where this process is
     /// in different cgroups.
     Each(BTreeMap<String, String>),
+}
+
+/// Everything `create` prepares from the config before it makes anything: each part's plan,
+/// built without side effects, so that a config that can't be honoured fails with nothing
+/// made.
+struct Plans {
+    linux: oci_spec::runtime::Linux,
+    rootfs_path: PathBuf,
+    /// Whether the container has a mount namespace of its own (made or joined).
+    own_mount_ns: bool,
+    ns: NamespacePlan,
+    rootfs: RootfsPlan,
+    pplan: ProcessPlan,
+    security: SecurityPlan,
+    setgroups_allowed: bool,
+    seccomp: Option<SeccompPlan>,
+    rdt: Option<IntelRdt>,
+    all_hooks: oci_spec::runtime::Hooks,
+    cc_hooks: Vec<ChildHook>,
+    sc_hooks: Vec<ChildHook>,
+    /// Whether the init stops after its mounts for the hooks (`Mounted`, then the state).
+    hooks_sync: bool,
+    hostname: Option<CString>,
+    domainname: Option<CString>,
+    keyring: Option<CString>,
+}
+
+/// The [`Plans`] of container `id` (config `spec`, `bundle`); what it adjusted rather than
+/// refused goes to `warnings`.
+fn plan(
+    id: &str,
+    spec: &Spec,
+    bundle: &Path,
+    opts: &CreateOptions,
+    warnings: &mut Vec<String>,
+) -> Result<Plans, Error> {
+    let cfg_err = |field: &str, reason: &str| {
+        Error::Config(ConfigError {
+            field: field.into(),
+            reason: reason.into(),
+        })
+    };
+    let linux = spec
+        .linux()
+        .clone()
+        .ok_or_else(|| cfg_err("linux", "is missing"))?;
+    let process = spec.process().clone().unwrap_or_else(ProcessPlan::absent);
+    let root = spec
+        .root()
+        .clone()
+        .ok_or_else(|| cfg_err("root", "is missing"))?;
+    let rootfs_path = abs_path(&bundle.join(root.path()))?;
+
+    let ns = NamespacePlan::prepare(&linux)?;
+    let security = SecurityPlan::prepare(&process, &linux).map_err(Error::Config)?;
+    if security.mount_label_dropped() {
+        warnings.push("linux.mountLabel ignored: SELinux is not enabled on this host".into());
+    }
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    if let Some(context) = security.mount_context_option() {
+        label_mounts(&mut mounts, &context);
+    }
+    let devices = linux.devices().clone().unwrap_or_default();
+    let masked = linux.masked_paths().clone().unwrap_or_default();
+    let readonly = linux.readonly_paths().clone().unwrap_or_default();
+    let sysctl = linux.sysctl().clone().unwrap_or_default();
+    // Without one, the spec says the container shares the runtime's mount namespace.
+    let own_mount_ns = ns.creates(NamespaceKind::Mount) || ns.joins(NamespaceKind::Mount);
+    let rootfs = RootfsPlan::prepare(&RootfsOptions {
+        rootfs: &rootfs_path,
+        bundle,
+        readonly: root.readonly().unwrap_or(false),
+        mounts: &mounts,
+        rootfs_propagation: linux.rootfs_propagation().as_deref(),
+        devices: &devices,
+        masked_paths: &masked,
+        readonly_paths: &readonly,
+        sysctl: &sysctl,
+        no_pivot: opts.no_pivot,
+        own_mount_ns,
+        new_user_ns: ns.creates(NamespaceKind::User),
+        new_cgroup_ns: ns.creates(NamespaceKind::Cgroup),
+        cwd: Some(process.cwd()),
+    })?;
+
+    // Socket activation: fds 3.. of ours named by LISTEN_FDS go through too, as runc does,
+    // but only when LISTEN_PID says they were meant for this process.
+    let mut extra_env = Vec::new();
+    let mut preserve = opts.preserve_fds;
+    let for_us = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        == Some(std::process::id());
+    if let Some(n) = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|_| for_us)
+    {
+        if n > 0 {
+            extra_env.push(format!("LISTEN_FDS={n}"));
+            extra_env.push("LISTEN_PID=1".to_string());
+            preserve += n;
+        }
+    }
+    let mut process = process;
+    process.set_env(Some(home::with_home(
+        process.env().clone().unwrap_or_default(),
+        &rootfs_path,
+        bundle,
+        spec.mounts().as_deref().unwrap_or_default(),
+        process.user().uid(),
+    )));
+    let mut pplan = ProcessPlan::prepare(&process, &extra_env, preserve)?;
+    if spec.process().is_none() {
+        pplan.never_exec();
+    }
+    let setgroups_allowed = pplan
+        .setgroups_allowed(userns_setgroups_file(&ns).as_deref())
+        .map_err(Error::Config)?;
+    let seccomp = linux
+        .seccomp()
+        .as_ref()
+        .map(|s| SeccompPlan::prepare(s, warnings))
+        .transpose()
+        .map_err(Error::Config)?;
+    let rdt = linux
+        .intel_rdt()
+        .as_ref()
+        .map(|r| IntelRdt::prepare(r, id))
+        .transpose()
+        .map_err(Error::Config)?;
+
+    let all_hooks = hooks_of(spec);
+    let cc_hooks = ChildHook::prepare(list(all_hooks.create_container()), "hooks.createContainer")?;
+    let sc_hooks = ChildHook::prepare(list(all_hooks.start_container()), "hooks.startContainer")?;
+    let hooks_sync = !list(all_hooks.prestart()).is_empty()
+        || !list(all_hooks.create_runtime()).is_empty()
+        || !cc_hooks.is_empty()
+        || !sc_hooks.is_empty();
+
+    let hostname = spec
+        .hostname()
+        .as_deref()
+        .map(|h| CString::new(h).map_err(|_| cfg_err("hostname", "contains a NUL byte")))
+        .transpose()?;
+    let domainname = spec
+        .domainname()
+        .as_deref()
+        .map(|h| CString::new(h).map_err(|_| cfg_err("domainname", "contains a NUL byte")))
+        .transpose()?;
+    let keyring = if opts.no_new_keyring {
+        None
+    } else {
+        Some(CString::new(format!("_ses.{id}")).map_err(|_| cfg_err("id", "contains NUL"))?)
+    };
+    Ok(Plans {
+        linux,
+        rootfs_path,
+        own_mount_ns,
+        ns,
+        rootfs,
+        pplan,
+        security,
+        setgroups_allowed,
+        seccomp,
+        rdt,
+        all_hooks,
+        cc_hooks,
+        sc_hooks,
+        hooks_sync,
+        hostname,
+        domainname,
+        keyring,
+    })
 }
 
 /// Makes the container's cgroup (linux.resources applied) into `cell`, where the cleanup of
