@@ -331,7 +331,7 @@ impl Runtime {
         }
         kill_early.disarm();
 
-        let mut init_pid = if ctx.intermediate { 0 } else { child };
+        let init_pid = if ctx.intermediate { 0 } else { child };
         // Whom to kill if anything below fails: the child, then (slow path) the init.
         let guard_pid = Cell::new(child);
         // Dropped after the kill guard: the mounts a failed init made in the runtime's
@@ -356,7 +356,6 @@ impl Runtime {
         if !pid_written_after_go {
             dir.write_record(&record)?;
         }
-        let describe = |f| init::describe(f, &ns, &rootfs, &pplan);
         let sync_err = |e| Error::io("sync with init", &dir.path, e);
         let mut sync = Channel::new(
             parent_sock,
@@ -396,79 +395,20 @@ impl Runtime {
         if pid_written_after_go {
             dir.write_record(&record)?;
         }
-        // On the slow path the init's messages may overtake the intermediate's `Pid`: they
-        // wait here until the init's pid is known (its state, the agent and the bind sources
-        // need it).
-        let mut held_back = std::collections::VecDeque::new();
-        loop {
-            let next = if init_pid != 0 {
-                held_back.pop_front()
-            } else {
-                None
-            };
-            let (msg, passed_fd) = match next {
-                Some(m) => m,
-                None => match sync.recv().map_err(Error::Protocol)? {
-                    Some(m) => m,
-                    None => {
-                        // exit_reason reaps the child: the guard must not signal that pid
-                        // again (it may already belong to another process).
-                        return Err(Error::Protocol(exit_reason(guard_pid.replace(0), "init")));
-                    }
-                },
-            };
-            match msg {
-                ToParent::MapIds => {
-                    ns.write_id_mappings(child)?;
-                    sync.send(ToChild::Go).map_err(sync_err)?;
-                }
-                ToParent::Pid(pid) => {
-                    init_pid = pid;
-                    // The intermediate exits right after: reap it; the init is our child too
-                    // (CLONE_PARENT), so it becomes the one to clean up on failure.
-                    let mut st = 0;
-                    // SAFETY: reaping our own child.
-                    unsafe { libc::waitpid(child, &mut st, 0) };
-                    guard_pid.set(init_pid);
-                    record_pid(&mut record, init_pid, ns.creates(NamespaceKind::Pid))?;
-                    dir.write_record(&record)?;
-                }
-                ToParent::Failed(f) => return Err(fill_hook_path(describe(f), &all_hooks)),
-                m if init_pid == 0 => held_back.push_back((m, passed_fd)),
-                ToParent::BindSources => {
-                    for fd in rootfs.open_bind_sources(init_pid)? {
-                        sync.send_bind_source(fd.as_raw_fd()).map_err(sync_err)?;
-                    }
-                    sync.send(ToChild::Go).map_err(sync_err)?;
-                }
-                ToParent::Mounted => {
-                    // The environment exists (lifecycle step 2 is over): every create-time
-                    // hook is told `created`, as the spec's state definitions say.
-                    let created = state_json(&record, Status::Created);
-                    hooks::run_hooks("prestart", list(all_hooks.prestart()), &created)?;
-                    hooks::run_hooks("createRuntime", list(all_hooks.create_runtime()), &created)?;
-                    if created.len() > state_buf.len() {
-                        return Err(Error::Protocol("state JSON larger than its buffer".into()));
-                    }
-                    sync.send_state(&created).map_err(sync_err)?;
-                }
-                ToParent::Listener => {
-                    // The seccomp notify listener: to the agent at listenerPath, with the
-                    // container's state (creating, the init's pid).
-                    let (Some(sc), Some(fd)) = (&seccomp, passed_fd) else {
-                        return Err(Error::Protocol("listener message without its fd".into()));
-                    };
-                    let st = state_value(&record, Status::Creating);
-                    seccomp::send_to_listener(sc, &st, init_pid, fd.as_raw_fd())?;
-                }
-                ToParent::Ready if sync.complete() => break,
-                ToParent::Ready => {
-                    return Err(Error::Protocol(
-                        "init ready before its pid was known".into(),
-                    ));
-                }
-            }
+        let init_pid = InitSync {
+            channel: &mut sync,
+            child,
+            init_pid,
+            guard_pid: &guard_pid,
+            ns: &ns,
+            rootfs: &rootfs,
+            process: &pplan,
+            seccomp: seccomp.as_ref(),
+            hooks: &all_hooks,
+            state_buf_len: state_buf.len(),
+            dir,
         }
+        .until_ready(&mut record)?;
         if !record.pid_alive() {
             return Err(Error::Protocol(format!("init {init_pid} vanished")));
         }
@@ -594,6 +534,126 @@ enum RecordedCgroup {
     /// A relative `linux.cgroupsPath` resolved in each hierarchy, where this process is
     /// in different cgroups.
     Each(BTreeMap<String, String>),
+}
+
+/// The runtime's side of the init's sync, from the cloned child's first message to the
+/// init's `Ready`.
+struct InitSync<'a> {
+    channel: &'a mut Channel,
+    /// The cloned child (the init, or the slow path's intermediate).
+    child: i32,
+    /// The init's pid, 0 until the intermediate's `Pid`.
+    init_pid: i32,
+    /// Whom a failed create kills.
+    guard_pid: &'a Cell<i32>,
+    ns: &'a NamespacePlan,
+    rootfs: &'a RootfsPlan,
+    process: &'a ProcessPlan,
+    seccomp: Option<&'a SeccompPlan>,
+    hooks: &'a oci_spec::runtime::Hooks,
+    /// The init's buffer for the state JSON.
+    state_buf_len: usize,
+    dir: &'a ContainerDir,
+}
+
+impl InitSync<'_> {
+    fn sync_err(&self, e: std::io::Error) -> Error {
+        Error::io("sync with init", &self.dir.path, e)
+    }
+
+    /// Answers the init's messages (`record` follows its pid) until it is ready; returns
+    /// the init's pid.
+    fn until_ready(mut self, record: &mut Record) -> Result<i32, Error> {
+        // On the slow path the init's messages may overtake the intermediate's `Pid`: they
+        // wait here until the init's pid is known (its state, the agent and the bind sources
+        // need it).
+        let mut held_back = std::collections::VecDeque::new();
+        loop {
+            let next = if self.init_pid != 0 {
+                held_back.pop_front()
+            } else {
+                None
+            };
+            let (msg, passed_fd) = match next {
+                Some(m) => m,
+                None => match self.channel.recv().map_err(Error::Protocol)? {
+                    Some(m) => m,
+                    None => {
+                        // exit_reason reaps the child: the guard must not signal that pid
+                        // again (it may already belong to another process).
+                        return Err(Error::Protocol(exit_reason(
+                            self.guard_pid.replace(0),
+                            "init",
+                        )));
+                    }
+                },
+            };
+            match msg {
+                ToParent::MapIds => {
+                    self.ns.write_id_mappings(self.child)?;
+                    self.channel
+                        .send(ToChild::Go)
+                        .map_err(|e| self.sync_err(e))?;
+                }
+                ToParent::Pid(pid) => {
+                    self.init_pid = pid;
+                    // The intermediate exits right after: reap it; the init is our child too
+                    // (CLONE_PARENT), so it becomes the one to clean up on failure.
+                    let mut st = 0;
+                    // SAFETY: reaping our own child.
+                    unsafe { libc::waitpid(self.child, &mut st, 0) };
+                    self.guard_pid.set(self.init_pid);
+                    record_pid(record, self.init_pid, self.ns.creates(NamespaceKind::Pid))?;
+                    self.dir.write_record(record)?;
+                }
+                ToParent::Failed(f) => {
+                    return Err(fill_hook_path(
+                        init::describe(f, self.ns, self.rootfs, self.process),
+                        self.hooks,
+                    ));
+                }
+                m if self.init_pid == 0 => held_back.push_back((m, passed_fd)),
+                ToParent::BindSources => {
+                    for fd in self.rootfs.open_bind_sources(self.init_pid)? {
+                        self.channel
+                            .send_bind_source(fd.as_raw_fd())
+                            .map_err(|e| self.sync_err(e))?;
+                    }
+                    self.channel
+                        .send(ToChild::Go)
+                        .map_err(|e| self.sync_err(e))?;
+                }
+                ToParent::Mounted => {
+                    // The environment exists (lifecycle step 2 is over): every create-time
+                    // hook is told `created`, as the spec's state definitions say.
+                    let created = state_json(record, Status::Created);
+                    hooks::run_hooks("prestart", list(self.hooks.prestart()), &created)?;
+                    hooks::run_hooks("createRuntime", list(self.hooks.create_runtime()), &created)?;
+                    if created.len() > self.state_buf_len {
+                        return Err(Error::Protocol("state JSON larger than its buffer".into()));
+                    }
+                    self.channel
+                        .send_state(&created)
+                        .map_err(|e| self.sync_err(e))?;
+                }
+                ToParent::Listener => {
+                    // The seccomp notify listener: to the agent at listenerPath, with the
+                    // container's state (creating, the init's pid).
+                    let (Some(sc), Some(fd)) = (self.seccomp, passed_fd) else {
+                        return Err(Error::Protocol("listener message without its fd".into()));
+                    };
+                    let st = state_value(record, Status::Creating);
+                    seccomp::send_to_listener(sc, &st, self.init_pid, fd.as_raw_fd())?;
+                }
+                ToParent::Ready if self.channel.complete() => return Ok(self.init_pid),
+                ToParent::Ready => {
+                    return Err(Error::Protocol(
+                        "init ready before its pid was known".into(),
+                    ));
+                }
+            }
+        }
+    }
 }
 
 /// Everything `create` prepares from the config before it makes anything: each part's plan,
