@@ -18,10 +18,15 @@ fn docker_default() -> LinuxSeccomp {
 fn compile(c: &mut Criterion) {
     let profile = docker_default();
     let program = berth_seccomp::compile(&profile).expect("compiles");
+    let sections: Vec<String> = program
+        .sections()
+        .iter()
+        .map(|(arch, len)| format!("{arch} {len}"))
+        .collect();
     eprintln!(
-        "docker default profile: {} BPF instructions {:?}",
+        "docker default profile: {} BPF instructions ({})",
         program.len(),
-        program.sections()
+        sections.join(", ")
     );
     let mut g = c.benchmark_group("docker_default");
     g.bench_function("compile", |b| {

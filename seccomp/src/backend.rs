@@ -61,7 +61,7 @@ const PLACEHOLDER_MISMATCH: SeccompAction = SeccompAction::Trace(0xbe02);
 pub struct Program {
     pub(crate) insns: Vec<libc::sock_filter>,
     pub(crate) flags: libc::c_ulong,
-    sections: Vec<(Arch, usize)>,
+    sections: Sections,
     filter: Filter,
 }
 
@@ -202,14 +202,14 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
 }
 
+/// Each architecture's section length, the native one first.
+type Sections = Vec<(Arch, usize)>;
+
 /// The whole program: architecture dispatch, then one section per architecture (the native
 /// one first), each its groups and `RET default`; and each section's length. With `full`, the
 /// foreign sections get every group; without, only those whose action is at least as
 /// restrictive as the default one.
-fn assemble(
-    filter: &Filter,
-    full: bool,
-) -> Result<(Vec<libc::sock_filter>, Vec<(Arch, usize)>), Assemble> {
+fn assemble(filter: &Filter, full: bool) -> Result<(Vec<libc::sock_filter>, Sections), Assemble> {
     let (groups, default, foreign) = (&filter.groups, filter.default, &filter.foreign);
     let x32 = foreign.iter().position(|f| f.arch == Arch::ScmpArchX32);
     // Foreign architectures told apart by `seccomp_data.arch`.

@@ -109,6 +109,10 @@ fn spawn(plan: &Program, sock: Option<RawFd>, call: impl Fn() -> i64) -> Child {
                 libc::SIGSYS,
                 on_sigsys as extern "C" fn(libc::c_int) as libc::sighandler_t,
             );
+            // So that the tests need no CAP_SYS_ADMIN.
+            if crate::set_no_new_privs().is_err() {
+                libc::_exit(INSTALL_FAILED + 52);
+            }
             let code = match plan.install() {
                 Err(e) => INSTALL_FAILED + e.min(50),
                 Ok(listener) => {
