@@ -5,8 +5,9 @@ use std::path::PathBuf;
 /// Why a profile was refused, or why the listener could not be handed over.
 ///
 /// Each variant names the field of the OCI config that failed, as a JSON path
-/// (`linux.seccomp.syscalls[3].action`): [`Error::field`]. The message is that path followed
-/// by [`Error::reason`], so that a runtime can report it as a config error of its own.
+/// (`linux.seccomp.syscalls[3].action`): [`Error::field`]. But for [`Error::Listener`] (which
+/// names the path it could not reach), the message is that field followed by
+/// [`Error::reason`], so that a runtime can report it as a config error of its own.
 ///
 /// ```
 /// let profile: oci_spec::runtime::LinuxSeccomp = serde_json::from_str(

@@ -1078,3 +1078,42 @@ fn foreign_arches_keep_the_restrictive_rules_when_all_do_not_fit() {
     assert_eq!(run(&plan, x32(libc::SYS_getppid), [0; 6]), Outcome::Trapped);
     assert_eq!(run(&plan, x32(libc::SYS_getpid), [0; 6]), Outcome::Errno(5));
 }
+
+/// The benchmark's fixture, Docker's default profile as Docker hands it to a runtime on
+/// x86_64, compiles on every listed architecture and denies what Docker's does.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn docker_default_fixture_compiles_and_works() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/docker-default-x86_64.json"
+    ))
+    .expect("read the fixture");
+    let (plan, warnings) = compile(serde_json::from_str(&text).expect("JSON"));
+    // recv and send are socketcall's on i386 and no calls of their own anywhere here.
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].ends_with(": recv, send"), "{warnings:?}");
+    let sections: Vec<Arch> = plan.sections().iter().map(|(a, _)| *a).collect();
+    assert_eq!(
+        sections,
+        [Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32]
+    );
+    assert!(plan.len() <= MAX_INSNS);
+    assert_eq!(run(&plan, libc::SYS_getpid, [0; 6]), Outcome::Ok);
+    assert_eq!(
+        run(&plan, libc::SYS_kcmp, [0, 0, 99, 0, 0, 0]),
+        Outcome::Errno(libc::EPERM)
+    );
+    assert_eq!(
+        run(&plan, libc::SYS_clone3, [0; 6]),
+        Outcome::Errno(libc::ENOSYS)
+    );
+    // socket(AF_VSOCK, ...) is the one socket family denied.
+    assert_eq!(
+        run(&plan, libc::SYS_socket, [40, 1, 0, 0, 0, 0]),
+        Outcome::Errno(libc::EPERM)
+    );
+    let i386 = |nr: u32, a0: u64| spawn(&plan, None, move || int80(nr, a0, 0, 0)).wait();
+    assert_eq!(i386(I386_GETPID, 0), Outcome::Ok);
+    assert_eq!(i386(349, 0), Outcome::Errno(libc::EPERM));
+}
