@@ -1,6 +1,7 @@
 //! linux.seccomp in real containers: what a filtered process sees, the same result as runc on
 //! the same bundle, both install points (with and without no_new_privs), SCMP_ACT_NOTIFY with a
-//! listener that receives the fd and the container process state, and bad profiles.
+//! listener that receives the fd and the container process state, and bad profiles. Without
+//! the `seccomp` feature: every profile is refused, nothing is left behind.
 
 mod common;
 mod support;
@@ -57,6 +58,7 @@ fn run_probe(h: &Harness, b: &mut Bundle, out: &TempDir) -> String {
 }
 
 #[test]
+#[cfg_attr(not(feature = "seccomp"), ignore = "needs the seccomp feature")]
 fn errno_rules_apply_with_and_without_no_new_privs() {
     let h = Harness::new();
     for nnp in [true, false] {
@@ -84,6 +86,7 @@ fn errno_rules_apply_with_and_without_no_new_privs() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "seccomp"), ignore = "needs the seccomp feature")]
 fn same_result_as_runc() {
     if Command::new("runc").arg("--version").output().is_err() {
         assert!(std::env::var_os("CI").is_none(), "runc is missing under CI");
@@ -121,6 +124,7 @@ fn same_result_as_runc() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "seccomp"), ignore = "needs the seccomp feature")]
 fn unknown_names_are_skipped_with_a_warning() {
     let h = Harness::new();
     let mut b = Bundle::new();
@@ -144,6 +148,7 @@ fn unknown_names_are_skipped_with_a_warning() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "seccomp"), ignore = "needs the seccomp feature")]
 fn bad_profiles_are_refused_and_leave_nothing() {
     let h = Harness::new();
     for (profile, field) in [
@@ -276,6 +281,7 @@ fn spawn_agent(listener: UnixListener) -> std::thread::JoinHandle<(Value, usize)
 }
 
 #[test]
+#[cfg_attr(not(feature = "seccomp"), ignore = "needs the seccomp feature")]
 fn notify_hands_the_listener_and_state_to_the_agent() {
     let h = Harness::new();
     let dir = TempDir::new("berth-seccomp-agent");
@@ -329,6 +335,7 @@ fn notify_hands_the_listener_and_state_to_the_agent() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "seccomp"), ignore = "needs the seccomp feature")]
 fn a_profile_that_forbids_close_range_still_starts_the_container() {
     // runtime-tools' default profile denies close_range. The init seals its fds (close_range
     // with CLOEXEC) before any filter goes in, with and without no_new_privs.
@@ -355,6 +362,7 @@ fn a_profile_that_forbids_close_range_still_starts_the_container() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "seccomp"), ignore = "needs the seccomp feature")]
 fn start_container_hooks_run_under_the_filter() {
     // A startContainer hook runs in the container as its process would: a hook is no way
     // around the profile (with no_new_privs the filter used to go in after the hooks).
@@ -386,6 +394,7 @@ fn start_container_hooks_run_under_the_filter() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "seccomp"), ignore = "needs the seccomp feature")]
 fn a_profile_that_forbids_execveat_still_starts_the_container() {
     // runc's init only needs execve; berth's CVE-2019-5736 guard first tries execveat on its
     // sealed memfd, then the same memfd through /proc with execve.
@@ -405,6 +414,7 @@ fn a_profile_that_forbids_execveat_still_starts_the_container() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "seccomp"), ignore = "needs the seccomp feature")]
 fn an_exec_process_gets_the_filter_and_its_listener_goes_to_the_agent() {
     let h = Harness::new();
     let dir = TempDir::new("berth-seccomp-agent");
@@ -453,4 +463,24 @@ fn an_exec_process_gets_the_filter_and_its_listener_goes_to_the_agent() {
     assert!(answered >= 1);
     assert_eq!(read(out.path().join("rc")), "1");
     assert!(read(out.path().join("err")).contains("cross-device"));
+}
+
+/// Without the seccomp feature, a container that asks for a filter is refused (never run
+/// unfiltered), and nothing is left behind.
+#[test]
+#[cfg(not(feature = "seccomp"))]
+fn without_the_feature_a_profile_is_refused_and_leaves_nothing() {
+    let h = Harness::new();
+    let mut b = Bundle::new();
+    set_seccomp(&mut b, deny_profile());
+    let id = h.id("sc-off");
+    match h.create(&id, &b) {
+        Err(Error::Config(e)) => {
+            assert_eq!(e.field, "linux.seccomp", "{e}");
+            assert!(e.reason.contains("seccomp"), "{e}");
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a profile was accepted by a build without seccomp"),
+    }
+    assert!(!h.state_dir(&id).exists(), "state dir left behind");
 }

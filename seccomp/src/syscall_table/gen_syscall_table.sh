@@ -1,6 +1,11 @@
 #!/bin/sh
-# Regenerates oci-runtime-core/src/seccomp/syscall_table.rs (see the header it writes).
+# Regenerates the system call tables of berth-seccomp, one file per architecture beside this
+# script: x86_64.rs, x86.rs, x32.rs, aarch64.rs, arm.rs (see the header each gets).
+# Run from anywhere: sh seccomp/src/syscall_table/gen_syscall_table.sh
+# Needs Debian's linux-libc-dev (x86_64, i386, x32, aarch64 through asm-generic) and
+# linux-libc-dev-armhf-cross (arm).
 set -e
+dir=$(cd "$(dirname "$0")" && pwd)
 export LC_ALL=C
 defs='-D__BITS_PER_LONG=64 -D__ARCH_WANT_RENAMEAT -D__ARCH_WANT_NEW_STAT -D__ARCH_WANT_SET_GET_RLIMIT -D__ARCH_WANT_SYS_CLONE3 -D__ARCH_WANT_MEMFD_SECRET'
 newer='cachestat 451
@@ -61,35 +66,28 @@ generic() {
   } | cpp -P $defs - | awk '$1 == "SYS" {print $2, $3}'
   echo "$newer"
 }
+# emit FILE CONST ARCH SOURCE: the sorted table of stdin as $dir/FILE.
 emit() {
-  echo "pub(super) const $1: &[(&str, u32)] = &["
-  sort -u -k1,1 | awk '{printf "    (\"%s\", %s),\n", $1, $2}'
-  echo "];"
+  {
+    echo "//! $3: system call names to numbers."
+    echo "//!"
+    echo "//! Generated, do not edit: \`sh seccomp/src/syscall_table/gen_syscall_table.sh\` writes"
+    echo "//! every file of \`seccomp/src/syscall_table/\` but \`mod.rs\`."
+    echo "//!"
+    echo "//! Source: $4,"
+    echo "//! plus the calls added by kernels newer than the headers (listed in the script)."
+    echo
+    echo "/// $3: (name, number), sorted by name."
+    echo "pub(crate) const $2: &[(&str, u32)] = &["
+    sort -u -k1,1 | awk '{printf "    (\"%s\", %s),\n", $1, $2}'
+    echo "];"
+  } >"$dir/$1.rs"
 }
-cat <<HDR
-//! System call names to numbers, sorted by name (looked up by binary search).
-//!
-//! Generated, do not edit: \`sh oci-runtime-core/src/seccomp/gen_syscall_table.sh >
-//! oci-runtime-core/src/seccomp/syscall_table.rs\` (Debian linux-libc-dev headers:
-//! \`asm/unistd_64.h\` for x86_64, \`asm/unistd_32.h\` for i386, \`asm/unistd_x32.h\` for x32
-//! (numbers with the x32 bit \`0x40000000\`), \`asm-generic/unistd.h\` through \`cpp\` with
-//! arm64's \`__ARCH_WANT_*\` for aarch64; linux-libc-dev-armhf-cross's \`asm/unistd-eabi.h\` and
-//! the ARM-private calls of \`asm/unistd.h\` for arm), plus the calls added by kernels newer
-//! than the headers (451..=470, numbered alike on all of them, and \`uretprobe\` on x86_64 and
-//! x32), listed in the script.
-
-HDR
-echo '#[cfg(target_arch = "x86_64")]'
-x86 | emit X86_64
-echo
-echo '#[cfg(target_arch = "x86_64")]'
-i386 | emit X86
-echo
-echo '#[cfg(target_arch = "x86_64")]'
-x32 | emit X32
-echo
-echo '#[cfg(target_arch = "aarch64")]'
-generic | emit AARCH64
-echo
-echo '#[cfg(target_arch = "aarch64")]'
-arm | emit ARM
+x86 | emit x86_64 X86_64 x86_64 "Debian linux-libc-dev's \`asm/unistd_64.h\` (and \`uretprobe\`)"
+i386 | emit x86 X86 "i386 (\`SCMP_ARCH_X86\`)" "Debian linux-libc-dev's \`asm/unistd_32.h\`"
+x32 | emit x32 X32 "x32 (\`SCMP_ARCH_X32\`, numbers with the x32 bit \`0x40000000\`)" \
+  "Debian linux-libc-dev's \`asm/unistd_x32.h\` (and \`uretprobe\`)"
+generic | emit aarch64 AARCH64 aarch64 \
+  "Debian linux-libc-dev's \`asm-generic/unistd.h\` through \`cpp\` with arm64's \`__ARCH_WANT_*\`"
+arm | emit arm ARM "arm EABI (\`SCMP_ARCH_ARM\`)" \
+  "linux-libc-dev-armhf-cross's \`asm/unistd-eabi.h\` and the ARM-private calls of \`asm/unistd.h\`"
