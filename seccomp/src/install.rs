@@ -12,11 +12,7 @@ use std::os::fd::RawFd;
 
 use crate::Program;
 
-/// The calling thread's `errno`.
-pub(crate) fn errno() -> i32 {
-    // SAFETY: __errno_location returns the calling thread's errno, always valid to read.
-    unsafe { *libc::__errno_location() }
-}
+pub(crate) use berth_sys::errno;
 
 impl Program {
     /// Installs the filter on the calling thread (and, with `SECCOMP_FILTER_FLAG_TSYNC`, on

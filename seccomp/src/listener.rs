@@ -67,43 +67,4 @@ pub fn send_to_listener(
     Ok(())
 }
 
-/// One `sendmsg` of `payload` with `fd` in `SCM_RIGHTS` on `sock`: the bytes sent, or the
-/// errno. Allocation-free (fit for a fragile child).
-pub(crate) fn send_fd(sock: RawFd, fd: RawFd, payload: &[u8]) -> Result<usize, i32> {
-    // Room for one cmsghdr carrying one int, aligned as cmsg needs.
-    #[repr(C, align(8))]
-    struct CmsgBuf([u8; 64]);
-    let mut cbuf = CmsgBuf([0; 64]);
-    let mut iov = libc::iovec {
-        iov_base: payload.as_ptr() as *mut libc::c_void,
-        iov_len: payload.len(),
-    };
-    // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the sendmsg call, and
-    // CMSG_* compute offsets inside cbuf, which is large and aligned enough for one fd.
-    unsafe {
-        let space = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.0.as_mut_ptr().cast();
-        msg.msg_controllen = space;
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        if cmsg.is_null() {
-            return Err(libc::EINVAL);
-        }
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
-        loop {
-            let r = libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL);
-            if r >= 0 {
-                return Ok(r as usize);
-            }
-            let e = crate::install::errno();
-            if e != libc::EINTR {
-                return Err(e);
-            }
-        }
-    }
-}
+pub(crate) use berth_sys::send_fd;
