@@ -2,8 +2,8 @@
 //! started them.
 //!
 //! Today it is the foreground of `berth run` and `berth exec` (signal forwarding, reaping,
-//! the exit status, the console relay); the containerd shim (`berth-shim-core`'s issue 12)
-//! builds on the same pieces. It knows nothing of containers: it works on pids, pidfds and
+//! the exit status, the console relay); the containerd shim of issue 12 builds on the same
+//! pieces. It knows nothing of containers: it works on pids, pidfds and
 //! file descriptors, so the runtime that created the processes stays out of it.
 //!
 //! * [`signals`]: signals blocked and read from a signalfd, the set the CLI forwards.

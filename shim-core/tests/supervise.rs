@@ -64,7 +64,11 @@ fn signal_death_is_128_plus_n(signals: &Signals) {
 /// terminal or a `kill` would), which must pass it on.
 fn forwarded(signals: &Signals, sig: Signal, code: i32) {
     let name = sig.as_str().trim_start_matches("SIG");
-    let script = format!("trap 'exit {code}' {name}; echo ready; while :; do sleep 0.01; done");
+    // Bounded: a signal never forwarded ends the shell with 1 after about 20 s.
+    let script = format!(
+        "trap 'exit {code}' {name}; echo ready; i=0
+         while [ $i -lt 2000 ]; do sleep 0.01; i=$((i+1)); done; exit 1"
+    );
     let mut child = sh(&script).stdout(Stdio::piped()).spawn().unwrap();
     let mut guard = ChildGuard::new(&child);
     // Only once the trap is set: a signal before it would kill the shell with 128 + N.
