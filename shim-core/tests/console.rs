@@ -81,14 +81,15 @@ fn relay_copies_both_ways(signals: &Signals) {
     let OpenptyResult { master, slave } = openpty(None, None).unwrap();
     let (in_r, in_w) = pipe();
     let (out_r, out_w) = pipe();
-    let child = Command::new("/bin/sh")
-        .args(["-c", "read line; echo \"got:$line\"; exit 5"])
-        .stdin(Stdio::from(dup(&slave)))
-        .stdout(Stdio::from(dup(&slave)))
-        .stderr(Stdio::from(dup(&slave)))
-        .spawn()
-        .unwrap();
-    let mut guard = ChildGuard::new(&child);
+    let mut guard = ChildGuard::new(
+        Command::new("/bin/sh")
+            .args(["-c", "read line; echo \"got:$line\"; exit 5"])
+            .stdin(Stdio::from(dup(&slave)))
+            .stdout(Stdio::from(dup(&slave)))
+            .stderr(Stdio::from(dup(&slave)))
+            .spawn()
+            .unwrap(),
+    );
     // Only the shell holds the slave now: its exit hangs the master up.
     drop(slave);
     nix::unistd::write(&in_w, b"ping\n").unwrap();

@@ -40,8 +40,7 @@ fn sh(script: &str) -> Command {
 }
 
 fn exit_code_is_reported(signals: &Signals) {
-    let child = sh("exit 7").spawn().unwrap();
-    let mut guard = ChildGuard::new(&child);
+    let mut guard = ChildGuard::new(sh("exit 7").spawn().unwrap());
     let status = supervise(guard.pid, signals, None, |_| {}).unwrap();
     guard.disarm();
     assert_eq!(status, ExitStatus::Exited(7));
@@ -49,8 +48,7 @@ fn exit_code_is_reported(signals: &Signals) {
 }
 
 fn signal_death_is_128_plus_n(signals: &Signals) {
-    let child = sh("kill -KILL $$").spawn().unwrap();
-    let mut guard = ChildGuard::new(&child);
+    let mut guard = ChildGuard::new(sh("kill -KILL $$").spawn().unwrap());
     let status = supervise(guard.pid, signals, None, |_| {}).unwrap();
     guard.disarm();
     assert!(
@@ -69,11 +67,10 @@ fn forwarded(signals: &Signals, sig: Signal, code: i32) {
         "trap 'exit {code}' {name}; echo ready; i=0
          while [ $i -lt 2000 ]; do sleep 0.01; i=$((i+1)); done; exit 1"
     );
-    let mut child = sh(&script).stdout(Stdio::piped()).spawn().unwrap();
-    let mut guard = ChildGuard::new(&child);
+    let mut guard = ChildGuard::new(sh(&script).stdout(Stdio::piped()).spawn().unwrap());
     // Only once the trap is set: a signal before it would kill the shell with 128 + N.
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
+    BufReader::new(guard.child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line, "ready\n");
@@ -100,8 +97,7 @@ fn orphan_is_reaped_by_the_subreaper(signals: &Signals) {
     let script = r#"o=$(sh -c 'sleep 0.01 >/dev/null 2>&1 & echo $!'); echo $o
         i=0; while [ -e /proc/$o ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done
         [ ! -e /proc/$o ]"#;
-    let mut child = sh(script).stdout(Stdio::piped()).spawn().unwrap();
-    let mut guard = ChildGuard::new(&child);
+    let mut guard = ChildGuard::new(sh(script).stdout(Stdio::piped()).spawn().unwrap());
     let mut reaped = Vec::new();
     let status = supervise(guard.pid, signals, None, |e| {
         if let Event::Reaped(exit) = e {
@@ -111,7 +107,8 @@ fn orphan_is_reaped_by_the_subreaper(signals: &Signals) {
     .unwrap();
     guard.disarm();
     let mut out = String::new();
-    child
+    guard
+        .child
         .stdout
         .take()
         .unwrap()

@@ -8,9 +8,6 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use berth_shim_core::signals::{FORWARDED, Signals};
-use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::waitpid;
-use nix::unistd::Pid;
 
 /// One test: its name and body.
 pub type Test = (&'static str, fn(&Signals));
@@ -51,13 +48,15 @@ pub fn run(tests: &[Test]) {
 /// its pid may then belong to another process).
 pub struct ChildGuard {
     pub pid: i32,
+    pub child: std::process::Child,
     armed: bool,
 }
 
 impl ChildGuard {
-    pub fn new(child: &std::process::Child) -> ChildGuard {
+    pub fn new(child: std::process::Child) -> ChildGuard {
         ChildGuard {
             pid: child.id() as i32,
+            child,
             armed: true,
         }
     }
@@ -70,8 +69,8 @@ impl ChildGuard {
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         if self.armed {
-            let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
-            let _ = waitpid(Pid::from_raw(self.pid), None);
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
