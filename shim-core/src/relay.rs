@@ -102,11 +102,21 @@ impl Relay {
     /// # Ok::<(), berth_shim_core::Error>(())
     /// ```
     pub fn stdio(master: OwnedFd) -> Result<Relay> {
-        let stdin = dup_cloexec(std::io::stdin().as_fd(), "fcntl(stdin, F_DUPFD_CLOEXEC)")?;
-        let size = dup_cloexec(stdin.as_fd(), "fcntl(stdin, F_DUPFD_CLOEXEC)")?;
-        let stdout = dup_cloexec(std::io::stdout().as_fd(), "fcntl(stdout, F_DUPFD_CLOEXEC)")?;
-        let mut relay = Relay::new(master, Some(stdin), Some(stdout))?;
-        relay.size_source = Some(size);
+        // A closed stdin or stdout (EBADF) is a side without bytes, as a failing one is.
+        let dup = |fd: BorrowedFd<'_>, call| match dup_cloexec(fd, call) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Error::Sys {
+                source: Errno::EBADF,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        };
+        let stdin = std::io::stdin();
+        let input = dup(stdin.as_fd(), "fcntl(stdin, F_DUPFD_CLOEXEC)")?;
+        let size = dup(stdin.as_fd(), "fcntl(stdin, F_DUPFD_CLOEXEC)")?;
+        let output = dup(std::io::stdout().as_fd(), "fcntl(stdout, F_DUPFD_CLOEXEC)")?;
+        let mut relay = Relay::new(master, input, output)?;
+        relay.size_source = size;
         Ok(relay)
     }
 
