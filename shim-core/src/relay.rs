@@ -120,6 +120,19 @@ impl Relay {
         Ok(relay)
     }
 
+    /// Makes the pty follow the window size of terminal `tty` on [`Relay::resize`] (and so on
+    /// `SIGWINCH` under [`crate::supervise::supervise`]).
+    ///
+    /// ```no_run
+    /// # let (mut relay, tty): (berth_shim_core::relay::Relay, std::os::fd::OwnedFd) = unimplemented!();
+    /// relay.set_size_source(tty);
+    /// relay.resize()?;
+    /// # Ok::<(), berth_shim_core::Error>(())
+    /// ```
+    pub fn set_size_source(&mut self, tty: OwnedFd) {
+        self.size_source = Some(tty);
+    }
+
     /// The pty master (for a shim's ResizePty: [`crate::console::set_winsize`]).
     pub fn master(&self) -> BorrowedFd<'_> {
         self.master.as_fd()

@@ -33,6 +33,7 @@ fn main() {
             "relay_copies_both_ways_through_a_pty",
             relay_copies_both_ways,
         ),
+        ("sigwinch_resizes_the_pty", sigwinch_resizes),
         (
             "receives_a_master_sent_by_another_process",
             receives_from_a_peer,
@@ -104,6 +105,42 @@ fn relay_copies_both_ways(signals: &Signals) {
     assert!(out.contains("got:ping"), "{out:?}");
     // The pty's own echo of what went in: the bytes did cross the master.
     assert!(out.starts_with("ping"), "{out:?}");
+}
+
+/// `SIGWINCH` to the supervisor copies the size of the caller's terminal (here another pty)
+/// to the relayed pty instead of being forwarded.
+fn sigwinch_resizes(signals: &Signals) {
+    let caller = openpty(None, None).unwrap();
+    set_winsize(&caller.master, WinSize::new(41, 97)).unwrap();
+    let OpenptyResult { master, slave } = openpty(None, None).unwrap();
+    let (in_r, in_w) = pipe();
+    // The shell exits only after the relay passed it a line, so the pending SIGWINCH is
+    // handled while it runs.
+    let mut guard = ChildGuard::new(
+        Command::new("/bin/sh")
+            .args(["-c", "read line; exit 0"])
+            .stdin(Stdio::from(dup(&slave)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    nix::unistd::write(&in_w, b"go\n").unwrap();
+    drop(in_w);
+    let mut relay = Relay::new(master, Some(in_r), None).unwrap();
+    relay.set_size_source(dup(&caller.master));
+    nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGWINCH).unwrap();
+    let mut forwarded = 0;
+    let status = supervise(guard.pid, signals, Some(&mut relay), |e| {
+        if let berth_shim_core::supervise::Event::Forwarding { .. } = e {
+            forwarded += 1;
+        }
+    })
+    .unwrap();
+    guard.disarm();
+    assert_eq!(status, ExitStatus::Exited(0));
+    assert_eq!(forwarded, 0, "SIGWINCH must resize, not be forwarded");
+    assert_eq!(winsize(&slave).unwrap(), WinSize::new(41, 97));
 }
 
 /// A forked peer (as a runtime would) opens a pty, connects and sends the master.
