@@ -3,8 +3,6 @@
 use std::io;
 use std::path::PathBuf;
 
-use nix::errno::Errno;
-
 /// Everything that can make a `berth` command fail.
 ///
 /// Usage errors (see [`CliError::is_usage`]) are the caller's mistakes on the command line; the
@@ -112,23 +110,10 @@ pub enum CliError {
         #[source]
         source: io::Error,
     },
-    /// A system call failed.
-    #[error("{call}: {source}")]
-    Sys {
-        /// The system call (and its object when useful), e.g. `signalfd`.
-        call: &'static str,
-        /// The errno.
-        #[source]
-        source: Errno,
-    },
-    /// The console socket did not deliver a pty master.
-    #[error("console socket {}: {reason}", path.display())]
-    Console {
-        /// The socket path.
-        path: PathBuf,
-        /// What went wrong.
-        reason: &'static str,
-    },
+    /// Supervising the process in the foreground failed (signals, reaping, the console
+    /// socket, the pty relay).
+    #[error(transparent)]
+    Supervise(#[from] berth_shim_core::Error),
     /// A JSON document could not be produced.
     #[error("encode {what} as JSON: {source}")]
     Json {
@@ -160,10 +145,5 @@ impl CliError {
             path: path.into(),
             source,
         }
-    }
-
-    /// Shorthand for a [`CliError::Sys`].
-    pub(crate) fn sys(call: &'static str, source: Errno) -> Self {
-        CliError::Sys { call, source }
     }
 }

@@ -10,13 +10,14 @@ use std::path::{Path, PathBuf};
 
 use berth_runtime_core::ExecOptions;
 use berth_runtime_core::oci_spec::runtime::{Capability, Process};
+use berth_shim_core::console::ConsoleSocket;
 
 use super::Ctx;
 use super::lifecycle::check_console;
 use crate::args::{Flag, Parsed};
-use crate::console::{ConsoleSocket, take_console};
+use crate::console::take_console;
 use crate::error::CliError;
-use crate::foreground::{Signals, supervise};
+use crate::foreground::{block_signals, supervise};
 
 /// The flags of `berth exec` (those of `runc exec`).
 pub(crate) const EXEC_FLAGS: &[Flag] = &[
@@ -300,17 +301,13 @@ pub(crate) fn exec(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
         .debug(|| format!("exec {id:?}: {process:?}, {opts:?}, detach: {detach}"));
     // Blocked before the process starts, so that a signal sent as soon as it runs is
     // forwarded rather than fatal to berth (the exec'd process starts with an empty mask).
-    let signals = if detach {
-        None
-    } else {
-        Some(Signals::block()?)
-    };
+    let signals = if detach { None } else { Some(block_signals()?) };
     let proc = ctx.runtime.exec(id, &process, &opts)?;
     let Some(signals) = signals else {
         return Ok(0);
     };
     let (master, raw) = take_console(console, &ctx.log)?;
-    let code = supervise(&proc, &signals, master, &ctx.log);
+    let code = supervise(proc.pid(), &signals, master, &ctx.log);
     drop(raw);
     code
 }

@@ -1,14 +1,15 @@
 //! `berth run`: create + start, then (in the foreground) supervise, wait and delete.
 
 use berth_runtime_core::Runtime;
-use nix::errno::Errno;
+use berth_shim_core::console::ConsoleSocket;
+use berth_shim_core::reap::set_child_subreaper;
 
 use super::lifecycle::{check_console, config_wants_terminal};
 use super::{Ctx, create_options, one_id};
 use crate::args::Parsed;
-use crate::console::{ConsoleSocket, take_console};
+use crate::console::take_console;
 use crate::error::CliError;
-use crate::foreground::{Signals, supervise};
+use crate::foreground::{block_signals, supervise};
 use crate::logging::Logger;
 
 /// Force-deletes the container on drop unless disarmed: a `run` that fails half-way leaves
@@ -50,9 +51,7 @@ pub(crate) fn run(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
     if !detach && !p.flag("no-subreaper") {
         // Orphans of the container (without a pid namespace) are re-parented to us and
         // reaped by the supervision loop.
-        // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer flag and touches no memory of ours.
-        let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-        Errno::result(r).map_err(|e| CliError::sys("prctl(PR_SET_CHILD_SUBREAPER)", e))?;
+        set_child_subreaper()?;
     }
     let console = if terminal && !detach && opts.console_socket.is_none() {
         let sock = ConsoleSocket::bind()?;
@@ -75,11 +74,7 @@ pub(crate) fn run(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
         armed: true,
     };
     // Blocked only now: the init was cloned with our original signal mask.
-    let signals = if detach {
-        None
-    } else {
-        Some(Signals::block()?)
-    };
+    let signals = if detach { None } else { Some(block_signals()?) };
     // The runtime sent the pty master while creating: take it and size the container's
     // terminal like ours before the user process runs.
     let (master, raw) = take_console(console, &ctx.log)?;
@@ -88,7 +83,7 @@ pub(crate) fn run(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
         guard.armed = false;
         return Ok(0);
     };
-    let code = supervise(&container, &signals, master, &ctx.log);
+    let code = supervise(container.pid(), &signals, master, &ctx.log);
     drop(raw);
     let code = code?;
 
