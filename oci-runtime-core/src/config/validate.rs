@@ -27,6 +27,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path};
 
+use berth_namespaces::NamespaceKind;
 use oci_spec::runtime::{
     Capability, ExecCPUAffinity, Hook, Hooks, Linux, LinuxCapabilities, LinuxDevice,
     LinuxDeviceType, LinuxIOPriority, LinuxIdMapping, LinuxIntelRdt, LinuxMemoryPolicy,
@@ -847,41 +848,19 @@ fn check_process(spec: &Spec) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// The name a namespace type has in `config.json`.
-fn namespace_name(typ: LinuxNamespaceType) -> &'static str {
-    match typ {
-        LinuxNamespaceType::Mount => "mount",
-        LinuxNamespaceType::Cgroup => "cgroup",
-        LinuxNamespaceType::Uts => "uts",
-        LinuxNamespaceType::Ipc => "ipc",
-        LinuxNamespaceType::User => "user",
-        LinuxNamespaceType::Pid => "pid",
-        LinuxNamespaceType::Network => "network",
-        LinuxNamespaceType::Time => "time",
-    }
-}
-
-/// The file name of a namespace type under `/proc/<pid>/ns/`.
-fn namespace_proc_name(typ: LinuxNamespaceType) -> &'static str {
-    match typ {
-        LinuxNamespaceType::Mount => "mnt",
-        LinuxNamespaceType::Network => "net",
-        other => namespace_name(other),
-    }
-}
-
 /// Whether the container gets a namespace of `typ` that is not the runtime's own:
-/// either a new one, or one joined by a path that is not `/proc/self/ns/<typ>`'s
-/// namespace. Returns the reason when it does not.
+/// either a new one (no path, or `"path": ""`), or one joined by a path that is not
+/// `/proc/self/ns/<typ>`'s namespace. Returns the reason when it does not.
 fn private_namespace(namespaces: &[LinuxNamespace], typ: LinuxNamespaceType) -> Result<(), String> {
-    let name = namespace_name(typ);
+    let kind = NamespaceKind::from(typ);
+    let name = kind.config_name();
     let Some(ns) = namespaces.iter().find(|ns| ns.typ() == typ) else {
         return Err(format!("requires a {name:?} entry in linux.namespaces"));
     };
-    let Some(path) = ns.path() else {
+    let Some(path) = ns.path().as_deref().filter(|p| !p.as_os_str().is_empty()) else {
         return Ok(());
     };
-    let own = Path::new("/proc/self/ns").join(namespace_proc_name(typ));
+    let own = Path::new("/proc/self/ns").join(kind.proc_name());
     match (fs::metadata(path), fs::metadata(&own)) {
         (Ok(joined), Ok(runtime))
             if joined.dev() == runtime.dev() && joined.ino() == runtime.ino() =>
@@ -918,20 +897,11 @@ fn check_uts_name(
 
 fn check_linux(linux: &Linux) -> Result<(), ConfigError> {
     let namespaces: &[LinuxNamespace] = linux.namespaces().as_deref().unwrap_or(&[]);
-    check_namespaces(namespaces)?;
-    check_id_mappings(
-        "linux.uidMappings",
-        linux.uid_mappings().as_deref(),
-        namespaces,
-    )?;
-    check_id_mappings(
-        "linux.gidMappings",
-        linux.gid_mappings().as_deref(),
-        namespaces,
-    )?;
-    if let Some(offsets) = linux.time_offsets() {
-        check_time_offsets(offsets, namespaces)?;
-    }
+    // linux.namespaces, uidMappings, gidMappings, timeOffsets: berth-namespaces' rules.
+    berth_namespaces::validate(linux).map_err(|err| {
+        let field = err.field();
+        crate_error(field, err.to_string(), "linux.namespaces")
+    })?;
     if let Some(devices) = linux.devices() {
         check_devices(devices)?;
     }
@@ -962,116 +932,17 @@ fn check_linux(linux: &Linux) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn check_namespaces(namespaces: &[LinuxNamespace]) -> Result<(), ConfigError> {
-    for (i, ns) in namespaces.iter().enumerate() {
-        if namespaces[..i]
-            .iter()
-            .any(|earlier| earlier.typ() == ns.typ())
-        {
-            return Err(ConfigError::new(
-                format!("linux.namespaces[{i}].type"),
-                format!("{:?} appears twice", namespace_name(ns.typ())),
-            ));
-        }
-        if let Some(path) = ns.path()
-            && !path.is_absolute()
-        {
-            return Err(ConfigError::new(
-                format!("linux.namespaces[{i}].path"),
-                "must be absolute",
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn check_id_mappings(
-    field: &str,
-    mappings: Option<&[LinuxIdMapping]>,
-    namespaces: &[LinuxNamespace],
-) -> Result<(), ConfigError> {
-    let mappings = mappings.unwrap_or(&[]);
-    let given = !mappings.is_empty();
-    match namespaces
-        .iter()
-        .find(|ns| ns.typ() == LinuxNamespaceType::User)
+/// A config error reported by one of the crates the runtime composes, whose messages
+/// start with the JSON path of the field (`field`) followed by why: split into a
+/// [`ConfigError`] naming that field. `whole` is the field named when the crate names none.
+fn crate_error(field: Option<String>, message: String, whole: &str) -> ConfigError {
+    if let Some(field) = field
+        && let Some(rest) = message.strip_prefix(field.as_str())
     {
-        None if given => {
-            return Err(ConfigError::new(
-                field,
-                "requires a \"user\" entry in linux.namespaces",
-            ));
-        }
-        Some(ns) if ns.path().is_some() && given => {
-            return Err(ConfigError::new(
-                field,
-                "must not be set when joining an existing user namespace",
-            ));
-        }
-        Some(ns) if ns.path().is_none() && !given => {
-            return Err(ConfigError::new(
-                field,
-                "is required when a new user namespace is created",
-            ));
-        }
-        _ => {}
+        let reason = rest.trim_start_matches(':').trim_start();
+        return ConfigError::new(field, reason);
     }
-    for (i, mapping) in mappings.iter().enumerate() {
-        if mapping.size() == 0 {
-            return Err(ConfigError::new(
-                format!("{field}[{i}].size"),
-                "must be greater than 0",
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn check_time_offsets(
-    offsets: &HashMap<String, LinuxTimeOffset>,
-    namespaces: &[LinuxNamespace],
-) -> Result<(), ConfigError> {
-    if offsets.is_empty() {
-        return Ok(());
-    }
-    match namespaces
-        .iter()
-        .find(|ns| ns.typ() == LinuxNamespaceType::Time)
-    {
-        None => {
-            return Err(ConfigError::new(
-                "linux.timeOffsets",
-                "requires a new \"time\" namespace in linux.namespaces",
-            ));
-        }
-        Some(ns) if ns.path().is_some() => {
-            return Err(ConfigError::new(
-                "linux.timeOffsets",
-                "cannot be applied to a joined time namespace",
-            ));
-        }
-        Some(_) => {}
-    }
-    let mut clocks: Vec<(&String, &LinuxTimeOffset)> = offsets.iter().collect();
-    clocks.sort_by(|a, b| a.0.cmp(b.0));
-    for (clock, offset) in clocks {
-        let field = format!("linux.timeOffsets[{clock:?}]");
-        if clock != "monotonic" && clock != "boottime" {
-            return Err(ConfigError::new(
-                field,
-                "is not a clock with a namespace offset (expected \"monotonic\" or \"boottime\")",
-            ));
-        }
-        if let Some(nanos) = offset.nanosecs()
-            && nanos >= 1_000_000_000
-        {
-            return Err(ConfigError::new(
-                format!("{field}.nanosecs"),
-                format!("{nanos} is not less than 1000000000"),
-            ));
-        }
-    }
-    Ok(())
+    ConfigError::new(whole, format!("is invalid: {message}"))
 }
 
 fn check_devices(devices: &[LinuxDevice]) -> Result<(), ConfigError> {
@@ -1386,6 +1257,20 @@ mod tests {
     #[case::unknown_annotation_and_nulls(json!({"annotations": {"x.y": ""}, "process": {"apparmorProfile": null}}))]
     #[case::lenient_capability_spelling(json!({"process": {"capabilities": {"ambient": ["kill"]}}}))]
     #[case::process_missing(json!({"process": null}))]
+    // `"path": ""` is a new namespace (as with runc): its hostname, sysctls, mappings and
+    // offsets are the container's own.
+    #[case::empty_paths(json!({"linux": {"namespaces": [
+        {"type": "pid", "path": ""}, {"type": "network", "path": ""}, {"type": "ipc", "path": ""},
+        {"type": "uts", "path": ""}, {"type": "mount", "path": ""}, {"type": "cgroup", "path": ""}]}}))]
+    #[case::empty_path_user(json!({"linux": {
+        "namespaces": [{"type": "user", "path": ""}, {"type": "mount"}],
+        "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 65536}],
+        "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 65536}],
+        "sysctl": null}, "hostname": null, "domainname": null}))]
+    #[case::empty_path_time(json!({"linux": {
+        "namespaces": [{"type": "time", "path": ""}, {"type": "mount"}], "sysctl": null,
+        "timeOffsets": {"monotonic": {"secs": 10}}},
+        "hostname": null, "domainname": null}))]
     fn valid_configs_pass(#[case] patch: Value) {
         assert_eq!(run(patch), Ok(()));
     }
@@ -1466,28 +1351,28 @@ mod tests {
         "linux is missing")]
     #[case::namespace_duplicate(json!({"linux": {"namespaces": [
         {"type": "pid"}, {"type": "pid"}, {"type": "uts"}]}}),
-        r#"linux.namespaces[1].type "pid" appears twice"#)]
+        r#"linux.namespaces[1].type "pid" appears twice (first in linux.namespaces[0])"#)]
     #[case::namespace_path_relative(json!({"linux": {"namespaces": [
         {"type": "uts"}, {"type": "pid", "path": "proc/1/ns/pid"}]}}),
-        "linux.namespaces[1].path must be absolute")]
+        r#"linux.namespaces[1].path "proc/1/ns/pid" must be absolute"#)]
     #[case::uid_map_without_userns(json!({"linux": {
         "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}}),
-        r#"linux.uidMappings requires a "user" entry in linux.namespaces"#)]
+        "linux.uidMappings is set but no new user namespace is created (linux.namespaces needs a \"user\" entry without a path)")]
     #[case::gid_map_without_userns(json!({"linux": {
         "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}}),
-        r#"linux.gidMappings requires a "user" entry in linux.namespaces"#)]
+        "linux.gidMappings is set but no new user namespace is created (linux.namespaces needs a \"user\" entry without a path)")]
     #[case::userns_without_uid_map(json!({"linux": {"namespaces": [{"type": "user"}],
         "sysctl": null}, "hostname": null, "domainname": null}),
-        "linux.uidMappings is required when a new user namespace is created")]
+        "linux.uidMappings is required when a new user namespace is created (linux.namespaces[0])")]
     #[case::userns_without_gid_map(json!({"linux": {"namespaces": [{"type": "user"}],
         "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
         "sysctl": null}, "hostname": null, "domainname": null}),
-        "linux.gidMappings is required when a new user namespace is created")]
+        "linux.gidMappings is required when a new user namespace is created (linux.namespaces[0])")]
     #[case::joined_userns_with_maps(json!({"linux": {
         "namespaces": [{"type": "user", "path": "/proc/1/ns/user"}],
         "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
         "sysctl": null}, "hostname": null, "domainname": null}),
-        "linux.uidMappings must not be set when joining an existing user namespace")]
+        "linux.uidMappings is set but no new user namespace is created (linux.namespaces needs a \"user\" entry without a path)")]
     #[case::mapping_size_zero(json!({"linux": {"namespaces": [{"type": "user"}],
         "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1},
                         {"containerID": 1, "hostID": 2000, "size": 0}],
@@ -1496,12 +1381,12 @@ mod tests {
         "linux.uidMappings[1].size must be greater than 0")]
     #[case::time_offsets_without_timens(json!({"linux": {
         "timeOffsets": {"monotonic": {"secs": 1}}}}),
-        r#"linux.timeOffsets requires a new "time" namespace in linux.namespaces"#)]
+        "linux.timeOffsets is set but no new time namespace is created (linux.namespaces needs a \"time\" entry without a path)")]
     #[case::time_offsets_joined_timens(json!({"linux": {
         "namespaces": [{"type": "uts"}, {"type": "network"}, {"type": "ipc"},
                        {"type": "time", "path": "/proc/1/ns/time"}],
         "timeOffsets": {"boottime": {"secs": 1}}}}),
-        "linux.timeOffsets cannot be applied to a joined time namespace")]
+        "linux.timeOffsets is set but no new time namespace is created (linux.namespaces needs a \"time\" entry without a path)")]
     #[case::time_offsets_bad_clock(json!({"linux": {
         "namespaces": [{"type": "uts"}, {"type": "network"}, {"type": "ipc"}, {"type": "time"}],
         "timeOffsets": {"monotonic": {"secs": 1}, "realtime": {"secs": 1}}}}),
@@ -1509,7 +1394,7 @@ mod tests {
     #[case::time_offsets_nanos(json!({"linux": {
         "namespaces": [{"type": "uts"}, {"type": "network"}, {"type": "ipc"}, {"type": "time"}],
         "timeOffsets": {"boottime": {"nanosecs": 1000000000u32}}}}),
-        r#"linux.timeOffsets["boottime"].nanosecs 1000000000 is not less than 1000000000"#)]
+        r#"linux.timeOffsets["boottime"].nanosecs 1000000000 is out of range (must be below 1000000000)"#)]
     #[case::device_relative(json!({"linux": {"devices": [
         {"path": "dev/null", "type": "c", "major": 1, "minor": 3}]}}),
         "linux.devices[0].path must be absolute")]
