@@ -70,6 +70,7 @@ mod plan;
 mod procfs;
 mod resolve;
 mod sys;
+pub mod validate;
 
 pub use error::{ApplyError, IndexKind, RootfsError, Step};
 pub use options::{MountOptions, OptionError, SUPPORTED_MOUNT_OPTIONS, parse_mount_options};

@@ -560,17 +560,6 @@ const HOOK_KINDS: [&str; 6] = [
     "poststop",
 ];
 
-const PROPAGATIONS: [&str; 8] = [
-    "shared",
-    "slave",
-    "private",
-    "unbindable",
-    "rshared",
-    "rslave",
-    "rprivate",
-    "runbindable",
-];
-
 /// `HOST_NAME_MAX` on Linux: the UTS hostname and domainname fields hold 64 bytes.
 const UTS_NAME_MAX: usize = 64;
 
@@ -710,14 +699,17 @@ fn check_root(spec: &Spec, bundle: &Path) -> Result<(), ConfigError> {
     }
 }
 
-/// A path that must be non-empty, absolute and free of `..` components.
-fn check_clean_absolute(path: &Path, field: &str) -> Result<(), ConfigError> {
-    if path.as_os_str().is_empty() {
-        return Err(ConfigError::new(field, "is empty"));
-    }
-    if !path.is_absolute() {
-        return Err(ConfigError::new(field, "must be absolute"));
-    }
+/// berth-rootfs' own rules for one field, as a [`ConfigError`] naming that field.
+fn rootfs_rule(result: Result<(), berth_rootfs::RootfsError>) -> Result<(), ConfigError> {
+    result.map_err(|err| {
+        let field = err.field();
+        crate_error(field, err.to_string(), "config.json")
+    })
+}
+
+/// A container path berth-rootfs takes (it cleans `..` lexically) that the spec's
+/// readers would take otherwise: refused for mount destinations and device paths.
+fn check_no_dotdot(path: &Path, field: &str) -> Result<(), ConfigError> {
     if path.components().any(|c| c == Component::ParentDir) {
         return Err(ConfigError::new(field, "must not contain \"..\""));
     }
@@ -730,22 +722,6 @@ fn check_mounts(spec: &Spec) -> Result<(), ConfigError> {
     };
     for (i, mount) in mounts.iter().enumerate() {
         let field = format!("mounts[{i}]");
-        check_clean_absolute(mount.destination(), &format!("{field}.destination"))?;
-        let bind = mount.typ().as_deref() == Some("bind")
-            || mount
-                .options()
-                .as_ref()
-                .is_some_and(|opts| opts.iter().any(|o| o == "bind" || o == "rbind"));
-        let has_source = mount
-            .source()
-            .as_ref()
-            .is_some_and(|source| !source.as_os_str().is_empty());
-        if bind && !has_source {
-            return Err(ConfigError::new(
-                format!("{field}.source"),
-                "is required for a bind mount",
-            ));
-        }
         let uid = mount.uid_mappings().as_ref().is_some_and(|m| !m.is_empty());
         let gid = mount.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
         if uid != gid {
@@ -759,6 +735,9 @@ fn check_mounts(spec: &Spec) -> Result<(), ConfigError> {
                 format!("is given without {missing}"),
             ));
         }
+        // Destination, options, type, bind source: berth-rootfs' rules.
+        rootfs_rule(berth_rootfs::validate::mount(i, mount))?;
+        check_no_dotdot(mount.destination(), &format!("{field}.destination"))?;
     }
     Ok(())
 }
@@ -785,9 +764,7 @@ fn check_process(spec: &Spec) -> Result<(), ConfigError> {
     let Some(process) = spec.process() else {
         return Ok(());
     };
-    if !process.cwd().is_absolute() {
-        return Err(ConfigError::new("process.cwd", "must be absolute"));
-    }
+    rootfs_rule(berth_rootfs::validate::cwd(process.cwd()))?;
     if let Some(env) = process.env() {
         for (i, entry) in env.iter().enumerate() {
             check_env_entry(entry, &format!("process.env[{i}]"))?;
@@ -908,26 +885,14 @@ fn check_linux(linux: &Linux) -> Result<(), ConfigError> {
     if let Some(sysctl) = linux.sysctl() {
         check_sysctl(sysctl, namespaces)?;
     }
-    if let Some(propagation) = linux.rootfs_propagation()
-        && !PROPAGATIONS.contains(&propagation.as_str())
-    {
-        return Err(ConfigError::new(
-            "linux.rootfsPropagation",
-            format!("{propagation:?} is not one of {}", PROPAGATIONS.join(", ")),
-        ));
+    if let Some(propagation) = linux.rootfs_propagation() {
+        rootfs_rule(berth_rootfs::validate::rootfs_propagation(propagation))?;
     }
-    for (name, paths) in [
-        ("maskedPaths", linux.masked_paths()),
-        ("readonlyPaths", linux.readonly_paths()),
-    ] {
-        for (i, path) in paths.iter().flatten().enumerate() {
-            if !Path::new(path).is_absolute() {
-                return Err(ConfigError::new(
-                    format!("linux.{name}[{i}]"),
-                    format!("{path:?} must be absolute"),
-                ));
-            }
-        }
+    if let Some(paths) = linux.masked_paths() {
+        rootfs_rule(berth_rootfs::validate::masked_paths(paths))?;
+    }
+    if let Some(paths) = linux.readonly_paths() {
+        rootfs_rule(berth_rootfs::validate::readonly_paths(paths))?;
     }
     Ok(())
 }
@@ -946,41 +911,17 @@ fn crate_error(field: Option<String>, message: String, whole: &str) -> ConfigErr
 }
 
 fn check_devices(devices: &[LinuxDevice]) -> Result<(), ConfigError> {
+    // Types, absolute paths given once, device numbers: berth-rootfs' rules.
+    rootfs_rule(berth_rootfs::validate::devices(devices))?;
     for (i, device) in devices.iter().enumerate() {
-        let field = format!("linux.devices[{i}]");
-        let needs_numbers = match device.typ() {
-            LinuxDeviceType::C | LinuxDeviceType::B | LinuxDeviceType::U => true,
-            LinuxDeviceType::P => false,
-            LinuxDeviceType::A => {
-                return Err(ConfigError::new(
-                    format!("{field}.type"),
-                    "\"a\" is not one of c, b, u, p",
-                ));
-            }
-        };
+        let field = format!("linux.devices[{i}].path");
         let path = device.path();
-        check_clean_absolute(path, &format!("{field}.path"))?;
+        check_no_dotdot(path, &field)?;
         if !path.starts_with("/dev") || path == Path::new("/dev") {
             return Err(ConfigError::new(
-                format!("{field}.path"),
+                field,
                 format!("{path:?} is not under /dev"),
             ));
-        }
-        if devices[..i].iter().any(|earlier| earlier.path() == path) {
-            return Err(ConfigError::new(
-                format!("{field}.path"),
-                format!("{path:?} appears twice"),
-            ));
-        }
-        if needs_numbers {
-            for (name, number) in [("major", device.major()), ("minor", device.minor())] {
-                if number < 0 {
-                    return Err(ConfigError::new(
-                        format!("{field}.{name}"),
-                        format!("{number} is negative"),
-                    ));
-                }
-            }
         }
     }
     Ok(())
@@ -993,16 +934,13 @@ fn check_sysctl(
     let mut keys: Vec<&String> = sysctl.keys().collect();
     keys.sort();
     for key in keys {
-        if key.is_empty() {
-            return Err(ConfigError::new("linux.sysctl", "has an empty key"));
-        }
         let field = format!("linux.sysctl[{key:?}]");
-        if key.contains('/') || key.contains("..") {
-            return Err(ConfigError::new(field, "must not contain \"/\" or \"..\""));
+        // berth-rootfs takes `/` for `.` (as sysctl(8) does); the spec's keys are dotted.
+        if key.contains('/') {
+            return Err(ConfigError::new(field, "must not contain \"/\""));
         }
-        if key.starts_with('.') || key.ends_with('.') {
-            return Err(ConfigError::new(field, "must not start or end with \".\""));
-        }
+        // No "..", no empty component, no NUL in the value: berth-rootfs' rules.
+        rootfs_rule(berth_rootfs::validate::sysctl(key, &sysctl[key]))?;
         let typ = if key.starts_with("net.") {
             LinuxNamespaceType::Network
         } else if key.starts_with("kernel.shm")
@@ -1293,12 +1231,12 @@ mod tests {
     #[case::root_path_empty(json!({"root": {"path": ""}}), "root.path is empty")]
     // mounts
     #[case::mount_relative(json!({"mounts": [{"destination": "proc", "type": "proc"}]}),
-        "mounts[0].destination must be absolute")]
-    #[case::mount_dotdot(json!({"mounts": [{"destination": "/proc"},
+        r#"mounts[0].destination "proc": must be an absolute path"#)]
+    #[case::mount_dotdot(json!({"mounts": [{"destination": "/proc", "type": "proc"},
         {"destination": "/a/../etc", "type": "tmpfs"}]}),
         r#"mounts[1].destination must not contain "..""#)]
     #[case::mount_empty(json!({"mounts": [{"destination": ""}]}),
-        "mounts[0].destination is empty")]
+        r#"mounts[0].destination "": must be an absolute path"#)]
     #[case::bind_type_without_source(json!({"mounts": [{"destination": "/x", "type": "bind"}]}),
         "mounts[0].source is required for a bind mount")]
     #[case::bind_option_empty_source(json!({"mounts": [
@@ -1308,7 +1246,7 @@ mod tests {
         "source": "/y", "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}]}),
         "mounts[0].uidMappings is given without gidMappings")]
     // process
-    #[case::cwd_relative(json!({"process": {"cwd": "tmp"}}), "process.cwd must be absolute")]
+    #[case::cwd_relative(json!({"process": {"cwd": "tmp"}}), r#"process.cwd "tmp": must be an absolute path"#)]
     #[case::env_no_equals(json!({"process": {"env": ["PATH=/bin", "FOO"]}}),
         r#"process.env[1] "FOO" must be KEY=VALUE"#)]
     #[case::env_empty_key(json!({"process": {"env": ["=value"]}}),
@@ -1397,7 +1335,7 @@ mod tests {
         r#"linux.timeOffsets["boottime"].nanosecs 1000000000 is out of range (must be below 1000000000)"#)]
     #[case::device_relative(json!({"linux": {"devices": [
         {"path": "dev/null", "type": "c", "major": 1, "minor": 3}]}}),
-        "linux.devices[0].path must be absolute")]
+        r#"linux.devices[0].path "dev/null": must be an absolute path"#)]
     #[case::device_outside_dev(json!({"linux": {"devices": [
         {"path": "/tmp/null", "type": "c", "major": 1, "minor": 3}]}}),
         r#"linux.devices[0].path "/tmp/null" is not under /dev"#)]
@@ -1412,22 +1350,22 @@ mod tests {
         r#"linux.devices[0].path must not contain "..""#)]
     #[case::device_type_a(json!({"linux": {"devices": [
         {"path": "/dev/all", "type": "a"}]}}),
-        r#"linux.devices[0].type "a" is not one of c, b, u, p"#)]
+        r#"linux.devices[0].type "a": is not a device node type (one of c, b, u, p)"#)]
     #[case::device_negative_major(json!({"linux": {"devices": [
         {"path": "/dev/x", "type": "b", "major": -1, "minor": 0}]}}),
-        "linux.devices[0].major -1 is negative")]
+        "linux.devices[0].major -1: is out of range (0..=4294967295)")]
     #[case::device_duplicate(json!({"linux": {"devices": [
         {"path": "/dev/x", "type": "c", "major": 1, "minor": 3},
         {"path": "/dev/x", "type": "u", "major": 1, "minor": 5}]}}),
-        r#"linux.devices[1].path "/dev/x" appears twice"#)]
+        r#"linux.devices[1].path "/dev/x": same path as linux.devices[0]"#)]
     #[case::sysctl_empty_key(json!({"linux": {"sysctl": {"": "1"}}}),
-        "linux.sysctl has an empty key")]
+        r#"linux.sysctl[""] has an empty component"#)]
     #[case::sysctl_slash(json!({"linux": {"sysctl": {"net/ipv4/ip_forward": "1"}}}),
-        r#"linux.sysctl["net/ipv4/ip_forward"] must not contain "/" or "..""#)]
+        r#"linux.sysctl["net/ipv4/ip_forward"] must not contain "/""#)]
     #[case::sysctl_dotdot(json!({"linux": {"sysctl": {"net..x": "1"}}}),
-        r#"linux.sysctl["net..x"] must not contain "/" or "..""#)]
+        r#"linux.sysctl["net..x"] must not contain "..""#)]
     #[case::sysctl_trailing_dot(json!({"linux": {"sysctl": {"net.": "1"}}}),
-        r#"linux.sysctl["net."] must not start or end with ".""#)]
+        r#"linux.sysctl["net."] has an empty component"#)]
     #[case::sysctl_net_without_netns(json!({"linux": {"namespaces": [
         {"type": "ipc"}, {"type": "uts"}]}}),
         r#"linux.sysctl["net.ipv4.ip_forward"] requires a "network" entry in linux.namespaces"#)]
@@ -1454,11 +1392,11 @@ mod tests {
     #[case::sysctl_not_namespaced(json!({"linux": {"sysctl": {"vm.swappiness": "10"}}}),
         r#"linux.sysctl["vm.swappiness"] is not namespaced: setting it would change the host"#)]
     #[case::propagation_unknown(json!({"linux": {"rootfsPropagation": "rshard"}}),
-        r#"linux.rootfsPropagation "rshard" is not one of shared, slave, private, unbindable, rshared, rslave, rprivate, runbindable"#)]
+        r#"linux.rootfsPropagation "rshard": unknown propagation (expected [r]shared, [r]slave, [r]private or [r]unbindable)"#)]
     #[case::masked_relative(json!({"linux": {"maskedPaths": ["/proc/kcore", "proc/keys"]}}),
-        r#"linux.maskedPaths[1] "proc/keys" must be absolute"#)]
+        r#"linux.maskedPaths[1] "proc/keys": must be an absolute path"#)]
     #[case::readonly_relative(json!({"linux": {"readonlyPaths": ["sys"]}}),
-        r#"linux.readonlyPaths[0] "sys" must be absolute"#)]
+        r#"linux.readonlyPaths[0] "sys": must be an absolute path"#)]
     // hooks
     #[case::hook_relative(json!({"hooks": {"prestart": [{"path": "true"}]}}),
         "hooks.prestart[0].path must be absolute")]
@@ -1482,6 +1420,57 @@ mod tests {
         "annotations has an empty key")]
     fn invalid_configs_fail(#[case] patch: Value, #[case] expected: &str) {
         assert_eq!(run(patch), Err(expected.to_string()));
+    }
+
+    /// Rules that berth-namespaces and berth-rootfs own, reached through validation: the
+    /// error still names the field (and says why after it).
+    #[rstest]
+    #[case::ns_duplicate(json!({"linux": {"namespaces": [{"type": "uts"}, {"type": "uts"}]}}),
+        "linux.namespaces[1].type")]
+    #[case::ns_relative(json!({"linux": {"namespaces": [{"type": "uts", "path": "x"}]}}),
+        "linux.namespaces[0].path")]
+    #[case::ns_mapping_overflow(json!({"linux": {"namespaces": [{"type": "user"}],
+        "uidMappings": [{"containerID": 4294967295u32, "hostID": 0, "size": 1}],
+        "gidMappings": [{"containerID": 0, "hostID": 0, "size": 1}],
+        "sysctl": null}, "hostname": null, "domainname": null}),
+        "linux.uidMappings[0].containerID")]
+    #[case::ns_offset_secs(json!({"linux": {
+        "namespaces": [{"type": "uts"}, {"type": "network"}, {"type": "ipc"}, {"type": "time"}],
+        "timeOffsets": {"boottime": {"secs": 9223372036854775807i64}}}}),
+        r#"linux.timeOffsets["boottime"].secs"#)]
+    #[case::mount_type_missing(json!({"mounts": [{"destination": "/x"}]}), "mounts[0].type")]
+    #[case::mount_option_unknown(json!({"mounts": [{"destination": "/x", "type": "tmpfs",
+        "options": ["rbind", "tmpcopyup"]}]}), "mounts[0].options")]
+    #[case::mount_idmapped(json!({"mounts": [{"destination": "/x", "type": "bind", "source": "/y",
+        "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}],
+        "gidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}]}), "mounts[0].uidMappings")]
+    #[case::bind_source(json!({"mounts": [{"destination": "/x", "options": ["rbind"]}]}),
+        "mounts[0].source")]
+    #[case::cwd(json!({"process": {"cwd": "x"}}), "process.cwd")]
+    #[case::device_minor(json!({"linux": {"devices": [
+        {"path": "/dev/x", "type": "c", "major": 1, "minor": 4294967296u64}]}}),
+        "linux.devices[0].minor")]
+    #[case::device_root(json!({"linux": {"devices": [{"path": "/", "type": "p"}]}}),
+        "linux.devices[0].path")]
+    #[case::sysctl_value_nul(json!({"linux": {"sysctl": {"net.core.somaxconn": "1\u{0}"}}}),
+        r#"linux.sysctl["net.core.somaxconn"]"#)]
+    #[case::propagation(json!({"linux": {"rootfsPropagation": ""}}), "linux.rootfsPropagation")]
+    #[case::masked_root(json!({"linux": {"maskedPaths": ["/"]}}), "linux.maskedPaths[0]")]
+    #[case::readonly_root(json!({"linux": {"readonlyPaths": ["/ok", "/.."]}}),
+        "linux.readonlyPaths[1]")]
+    fn crate_rules_name_the_field(#[case] patch: Value, #[case] field: &str) {
+        let mut config = base();
+        merge(&mut config, &patch);
+        let bundle = Bundle::new();
+        bundle.write(&config.to_string());
+        let err = load_bundle_config(&bundle.0)
+            .and_then(|spec| validate(&spec, &bundle.0))
+            .expect_err("invalid");
+        assert_eq!(err.field, field, "{err}");
+        assert!(
+            !err.reason.is_empty() && !err.reason.starts_with(':'),
+            "{err}"
+        );
     }
 
     #[rstest]
@@ -1682,13 +1671,13 @@ mod tests {
         });
         assert_eq!(
             run(patch.clone()),
-            Err("mounts[0].destination must be absolute".into())
+            Err(r#"mounts[0].destination "rel": must be an absolute path"#.into())
         );
         let mut fewer = patch;
         fewer["mounts"] = json!([]);
         assert_eq!(
             run(fewer.clone()),
-            Err("process.cwd must be absolute".into())
+            Err(r#"process.cwd "rel": must be an absolute path"#.into())
         );
         fewer["process"]["cwd"] = json!("/");
         assert_eq!(
@@ -1717,7 +1706,7 @@ mod tests {
             err,
             ConfigError {
                 field: "process.cwd".into(),
-                reason: "must be absolute".into()
+                reason: r#""relative/dir": must be an absolute path"#.into()
             }
         );
     }
