@@ -18,28 +18,22 @@ use crate::validate;
 
 /// Inputs of [`RootfsPlan::prepare`], borrowed from the OCI configuration.
 ///
+/// Build it with [`new`](Self::new) (the rootfs and the bundle; everything else empty or
+/// off, a mount namespace of the container's own) and the setters, one per field:
+///
 /// ```no_run
-/// use std::collections::HashMap;
 /// use std::path::Path;
-/// let opts = berth_rootfs::RootfsOptions {
-///     rootfs: Path::new("/run/bundle/rootfs"),
-///     bundle: Path::new("/run/bundle"),
-///     readonly: false,
-///     mounts: &[],
-///     rootfs_propagation: None,
-///     devices: &[],
-///     masked_paths: &[],
-///     readonly_paths: &[],
-///     sysctl: &HashMap::new(),
-///     no_pivot: false,
-///     own_mount_ns: true,
-///     new_user_ns: false,
-///     new_cgroup_ns: true,
-///     cwd: None,
-/// };
+/// let mounts = oci_spec::runtime::get_default_mounts();
+/// let masked = ["/proc/kcore".to_string()];
+/// let opts = berth_rootfs::RootfsOptions::new(Path::new("/run/bundle/rootfs"), Path::new("/run/bundle"))
+///     .readonly(true)
+///     .mounts(&mounts)
+///     .masked_paths(&masked)
+///     .new_cgroup_ns(true);
 /// let plan = berth_rootfs::RootfsPlan::prepare(&opts)?;
 /// # Ok::<(), berth_rootfs::RootfsError>(())
 /// ```
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy)]
 pub struct RootfsOptions<'a> {
     /// Absolute host path of `root.path` (already resolved against the bundle).
@@ -79,6 +73,75 @@ pub struct RootfsOptions<'a> {
     /// (mode 0755, like `mkdir -p`) after the mounts, so that a cwd below a
     /// tmpfs mount lands in the tmpfs. `None`: nothing to create.
     pub cwd: Option<&'a Path>,
+}
+
+/// The `linux.sysctl` of options that set none.
+static NO_SYSCTL: std::sync::LazyLock<HashMap<String, String>> =
+    std::sync::LazyLock::new(HashMap::new);
+
+macro_rules! setters {
+    ($( $(#[$doc:meta])* $name:ident: $ty:ty, )*) => {
+        $(
+            $(#[$doc])*
+            #[must_use]
+            pub fn $name(mut self, $name: $ty) -> Self {
+                self.$name = $name;
+                self
+            }
+        )*
+    };
+}
+
+impl<'a> RootfsOptions<'a> {
+    /// Options for the rootfs at `rootfs` (absolute, already resolved against the bundle)
+    /// of the bundle `bundle`: writable, no mounts, devices, masked or read-only paths or
+    /// sysctls, default propagation, `pivot_root`, a mount namespace of the container's
+    /// own, no new user or cgroup namespace, no cwd to create.
+    pub fn new(rootfs: &'a Path, bundle: &'a Path) -> Self {
+        RootfsOptions {
+            rootfs,
+            bundle,
+            readonly: false,
+            mounts: &[],
+            rootfs_propagation: None,
+            devices: &[],
+            masked_paths: &[],
+            readonly_paths: &[],
+            sysctl: &NO_SYSCTL,
+            no_pivot: false,
+            own_mount_ns: true,
+            new_user_ns: false,
+            new_cgroup_ns: false,
+            cwd: None,
+        }
+    }
+
+    setters! {
+        /// Sets [`readonly`](Self::readonly) (`root.readonly`).
+        readonly: bool,
+        /// Sets [`mounts`](Self::mounts).
+        mounts: &'a [Mount],
+        /// Sets [`rootfs_propagation`](Self::rootfs_propagation).
+        rootfs_propagation: Option<&'a str>,
+        /// Sets [`devices`](Self::devices).
+        devices: &'a [LinuxDevice],
+        /// Sets [`masked_paths`](Self::masked_paths).
+        masked_paths: &'a [String],
+        /// Sets [`readonly_paths`](Self::readonly_paths).
+        readonly_paths: &'a [String],
+        /// Sets [`sysctl`](Self::sysctl).
+        sysctl: &'a HashMap<String, String>,
+        /// Sets [`no_pivot`](Self::no_pivot).
+        no_pivot: bool,
+        /// Sets [`own_mount_ns`](Self::own_mount_ns).
+        own_mount_ns: bool,
+        /// Sets [`new_user_ns`](Self::new_user_ns).
+        new_user_ns: bool,
+        /// Sets [`new_cgroup_ns`](Self::new_cgroup_ns).
+        new_cgroup_ns: bool,
+        /// Sets [`cwd`](Self::cwd).
+        cwd: Option<&'a Path>,
+    }
 }
 
 /// A path inside the container, pre-cleaned for the child.
@@ -341,25 +404,19 @@ impl RootfsPlan {
     /// at bind-mount sources. Errors name the offending config field.
     ///
     /// ```no_run
-    /// # use std::collections::HashMap;
     /// # use std::path::Path;
     /// let mounts: Vec<oci_spec::runtime::Mount> = oci_spec::runtime::get_default_mounts();
-    /// let plan = berth_rootfs::RootfsPlan::prepare(&berth_rootfs::RootfsOptions {
-    ///     rootfs: Path::new("/run/bundle/rootfs"),
-    ///     bundle: Path::new("/run/bundle"),
-    ///     readonly: true,
-    ///     mounts: &mounts,
-    ///     rootfs_propagation: Some("rslave"),
-    ///     devices: &[],
-    ///     masked_paths: &["/proc/kcore".to_string()],
-    ///     readonly_paths: &["/proc/sys".to_string()],
-    ///     sysctl: &HashMap::new(),
-    ///     no_pivot: false,
-    ///     own_mount_ns: true,
-    ///     new_user_ns: false,
-    ///     new_cgroup_ns: true,
-    ///     cwd: Some(Path::new("/home/app")),
-    /// })?;
+    /// let masked = ["/proc/kcore".to_string()];
+    /// let readonly = ["/proc/sys".to_string()];
+    /// let opts = berth_rootfs::RootfsOptions::new(Path::new("/run/bundle/rootfs"), Path::new("/run/bundle"))
+    ///     .readonly(true)
+    ///     .mounts(&mounts)
+    ///     .rootfs_propagation(Some("rslave"))
+    ///     .masked_paths(&masked)
+    ///     .readonly_paths(&readonly)
+    ///     .new_cgroup_ns(true)
+    ///     .cwd(Some(Path::new("/home/app")));
+    /// let plan = berth_rootfs::RootfsPlan::prepare(&opts)?;
     /// # Ok::<(), berth_rootfs::RootfsError>(())
     /// ```
     pub fn prepare(opts: &RootfsOptions<'_>) -> Result<RootfsPlan, RootfsError> {

@@ -49,11 +49,13 @@ use serde_json::Value;
 /// ```
 /// use berth_runtime_core::validate::ConfigError;
 ///
-/// let err = ConfigError { field: "process.args".into(), reason: "is empty".into() };
+/// let err = ConfigError::new("process.args", "is empty");
 /// assert_eq!(err.to_string(), "process.args is empty");
+/// assert_eq!(err.field, "process.args");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field} {reason}")]
+#[non_exhaustive]
 pub struct ConfigError {
     /// JSON path of the offending field (`config.json` for the file as a whole).
     pub field: String,
@@ -62,7 +64,8 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    /// The error about `field` (a JSON path), `reason` completing the sentence.
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             reason: reason.into(),
