@@ -509,24 +509,10 @@ fn describe_names_the_path_flags_or_syscall() {
     );
 }
 
-/// A temporary directory removed on drop (even when the test fails).
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn a_fifo_path_is_refused_without_blocking() {
-    let dir = TempDir(std::env::temp_dir().join(format!(
-        "berth-ns-fifo-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    )));
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let fifo = dir.0.join("ns");
+    let dir = common::TempDir::new("ns-fifo");
+    let fifo = dir.join("ns");
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: mkfifo on a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);

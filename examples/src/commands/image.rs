@@ -214,7 +214,8 @@ mod tests {
 
     #[test]
     fn image_and_ref_split_where_the_path_exists() {
-        let dir = std::env::temp_dir().join(format!("berth-image-ref-{}", std::process::id()));
+        let tmp = crate::test_support::TempDir::new("image-ref");
+        let dir = tmp.path().to_path_buf();
         let odd = dir.join("a:b");
         std::fs::create_dir_all(&odd).unwrap();
         let d = dir.to_str().unwrap();

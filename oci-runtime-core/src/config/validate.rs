@@ -1007,32 +1007,26 @@ mod tests {
     use rstest::rstest;
     use serde_json::json;
     use std::path::PathBuf;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use crate::test_support::TempDir;
 
     /// A bundle directory with a `rootfs/` subdirectory, removed on drop (also when
     /// the test fails).
-    struct Bundle(PathBuf);
+    struct Bundle(TempDir);
 
     impl Bundle {
         fn new() -> Self {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "berth-validate-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
+            let dir = TempDir::new("validate");
             fs::create_dir_all(dir.join("rootfs")).expect("create bundle");
             Bundle(dir)
         }
 
+        fn path(&self) -> &Path {
+            self.0.path()
+        }
+
         fn write(&self, text: &str) {
             fs::write(self.0.join("config.json"), text).expect("write config.json");
-        }
-    }
-
-    impl Drop for Bundle {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
         }
     }
 
@@ -1120,8 +1114,8 @@ mod tests {
         merge(&mut config, &patch);
         let bundle = Bundle::new();
         bundle.write(&config.to_string());
-        load_bundle_config(&bundle.0)
-            .and_then(|spec| validate(&spec, &bundle.0))
+        load_bundle_config(bundle.path())
+            .and_then(|spec| validate(&spec, bundle.path()))
             .map_err(|err| err.to_string())
     }
 
@@ -1150,10 +1144,10 @@ mod tests {
         }
         let bundle = Bundle::new();
         bundle.write(&config.to_string());
-        let spec = load_bundle_config(&bundle.0).expect("nulls are accepted");
+        let spec = load_bundle_config(bundle.path()).expect("nulls are accepted");
         assert!(spec.hooks().is_none() && spec.annotations().is_none());
         assert!(spec.process().as_ref().unwrap().capabilities().is_none());
-        validate(&spec, &bundle.0).expect("valid");
+        validate(&spec, bundle.path()).expect("valid");
     }
 
     #[test]
@@ -1166,7 +1160,7 @@ mod tests {
         );
         let bundle = Bundle::new();
         bundle.write(&config.to_string());
-        let e = load_bundle_config(&bundle.0).expect_err("CAP_FLY");
+        let e = load_bundle_config(bundle.path()).expect_err("CAP_FLY");
         assert_eq!(
             e.to_string(),
             r#"process.capabilities.permitted[1] "CAP_FLY" is not a known capability"#
@@ -1466,8 +1460,8 @@ mod tests {
         merge(&mut config, &patch);
         let bundle = Bundle::new();
         bundle.write(&config.to_string());
-        let err = load_bundle_config(&bundle.0)
-            .and_then(|spec| validate(&spec, &bundle.0))
+        let err = load_bundle_config(bundle.path())
+            .and_then(|spec| validate(&spec, bundle.path()))
             .expect_err("invalid");
         assert_eq!(err.field, field, "{err}");
         assert!(
@@ -1532,13 +1526,13 @@ mod tests {
     #[test]
     fn missing_config_json() {
         let bundle = Bundle::new();
-        let err = load_bundle_config(&bundle.0).unwrap_err();
+        let err = load_bundle_config(bundle.path()).unwrap_err();
         assert_eq!(err.field, "config.json");
         assert_eq!(
             err.to_string(),
             format!(
                 "config.json does not exist in bundle {}",
-                bundle.0.display()
+                bundle.path().display()
             )
         );
     }
@@ -1546,7 +1540,7 @@ mod tests {
     #[test]
     fn missing_bundle_directory() {
         let bundle = Bundle::new();
-        let gone = bundle.0.join("no-such-bundle");
+        let gone = bundle.path().join("no-such-bundle");
         let err = load_bundle_config(&gone).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -1557,12 +1551,12 @@ mod tests {
     #[test]
     fn unreadable_config_json() {
         let bundle = Bundle::new();
-        fs::create_dir(bundle.0.join("config.json")).expect("mkdir config.json");
-        let err = load_bundle_config(&bundle.0).unwrap_err();
+        fs::create_dir(bundle.path().join("config.json")).expect("mkdir config.json");
+        let err = load_bundle_config(bundle.path()).unwrap_err();
         assert_eq!(err.field, "config.json");
         let expected = format!(
             "config.json cannot be read ({}): ",
-            bundle.0.join("config.json").display()
+            bundle.path().join("config.json").display()
         );
         assert!(err.to_string().starts_with(&expected), "{err}");
     }
@@ -1590,7 +1584,7 @@ mod tests {
         let bundle = Bundle::new();
         bundle.write(text);
         assert_eq!(
-            load_bundle_config(&bundle.0)
+            load_bundle_config(bundle.path())
                 .map(drop)
                 .map_err(|e| e.to_string()),
             Err(expected.to_string())
@@ -1601,11 +1595,11 @@ mod tests {
     fn invalid_utf8_is_a_json_error() {
         let bundle = Bundle::new();
         fs::write(
-            bundle.0.join("config.json"),
+            bundle.path().join("config.json"),
             b"{\"ociVersion\": \"1.0.0\", \"hostname\": \"\xff\"}",
         )
         .expect("write");
-        let err = load_bundle_config(&bundle.0).unwrap_err();
+        let err = load_bundle_config(bundle.path()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "config.json is not valid JSON: invalid unicode code point at line 1 column 38"
@@ -1617,7 +1611,7 @@ mod tests {
         let bundle = Bundle::new();
         let text = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         bundle.write(&text);
-        let err = load_bundle_config(&bundle.0).unwrap_err();
+        let err = load_bundle_config(bundle.path()).unwrap_err();
         assert!(
             err.to_string().contains("recursion limit exceeded"),
             "{err}"
@@ -1628,19 +1622,19 @@ mod tests {
     fn rootfs_must_exist_and_be_a_directory() {
         let bundle = Bundle::new();
         bundle.write(&base().to_string());
-        let spec = load_bundle_config(&bundle.0).expect("load");
-        assert_eq!(validate(&spec, &bundle.0), Ok(()));
+        let spec = load_bundle_config(bundle.path()).expect("load");
+        assert_eq!(validate(&spec, bundle.path()), Ok(()));
 
-        fs::remove_dir(bundle.0.join("rootfs")).expect("rmdir");
-        let full = bundle.0.join("rootfs");
+        fs::remove_dir(bundle.path().join("rootfs")).expect("rmdir");
+        let full = bundle.path().join("rootfs");
         assert_eq!(
-            validate(&spec, &bundle.0).unwrap_err().to_string(),
+            validate(&spec, bundle.path()).unwrap_err().to_string(),
             format!("root.path \"rootfs\" does not exist ({})", full.display())
         );
 
         fs::write(&full, "not a dir").expect("write file");
         assert_eq!(
-            validate(&spec, &bundle.0).unwrap_err().to_string(),
+            validate(&spec, bundle.path()).unwrap_err().to_string(),
             format!(
                 "root.path \"rootfs\" is not a directory ({})",
                 full.display()
@@ -1651,15 +1645,15 @@ mod tests {
     #[test]
     fn relative_root_path_resolves_against_the_bundle() {
         let bundle = Bundle::new();
-        fs::create_dir_all(bundle.0.join("images/alpine")).expect("mkdir");
+        fs::create_dir_all(bundle.path().join("images/alpine")).expect("mkdir");
         let mut config = base();
         merge(&mut config, &json!({"root": {"path": "images/alpine"}}));
         bundle.write(&config.to_string());
-        let spec = load_bundle_config(&bundle.0).expect("load");
-        assert_eq!(validate(&spec, &bundle.0), Ok(()));
+        let spec = load_bundle_config(bundle.path()).expect("load");
+        assert_eq!(validate(&spec, bundle.path()), Ok(()));
         // The same config against another bundle directory does not find it.
         let other = Bundle::new();
-        let err = validate(&spec, &other.0).unwrap_err();
+        let err = validate(&spec, other.path()).unwrap_err();
         assert_eq!(err.field, "root.path");
     }
 
@@ -1700,11 +1694,11 @@ mod tests {
         // A Spec built in code (not parsed) goes through the same rules.
         let bundle = Bundle::new();
         bundle.write(&base().to_string());
-        let mut spec = load_bundle_config(&bundle.0).expect("load");
+        let mut spec = load_bundle_config(bundle.path()).expect("load");
         let mut process = spec.process().clone().expect("process");
         process.set_cwd(PathBuf::from("relative/dir"));
         spec.set_process(Some(process));
-        let err = validate(&spec, &bundle.0).unwrap_err();
+        let err = validate(&spec, bundle.path()).unwrap_err();
         assert_eq!(
             err,
             ConfigError {

@@ -163,11 +163,11 @@ mod tests {
             eprintln!("`as` not found: embedded stubs not checked");
             return;
         }
-        let out = std::env::temp_dir().join(format!("berth-stub-{}", std::process::id()));
-        std::fs::create_dir_all(&out).unwrap();
+        let tmp = crate::test_support::TempDir::new("stub");
+        let out = tmp.path();
         let st = Command::new("sh")
             .arg(dir.join("regen.sh"))
-            .arg(&out)
+            .arg(out)
             .status()
             .unwrap();
         assert!(st.success(), "regen.sh failed");
@@ -269,8 +269,7 @@ mod tests {
         assert_eq!(code, Some(126));
         // execve failures: 127 and the init's failure record with the errno, nothing on
         // stderr.
-        let dir = std::env::temp_dir().join(format!("berth-stub-exec-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::test_support::TempDir::new("stub-exec");
         let junk = dir.join("junk");
         std::fs::write(&junk, "not a program\n").unwrap();
         std::fs::set_permissions(&junk, std::os::unix::fs::PermissionsExt::from_mode(0o755))
@@ -298,7 +297,6 @@ mod tests {
                 other => panic!("{path}: {other:?}"),
             }
         }
-        let _ = std::fs::remove_dir_all(&dir);
         // No report fd (empty or not a number): the fixed message on stderr instead.
         for fd in ["", "12x"] {
             let (code, report, _, err) = run(marker, fd, &["/nonexistent", "x"]);
