@@ -98,11 +98,7 @@ pub(crate) fn check_mount(index: usize, m: &Mount) -> Result<CheckedMount<'_>, R
         {
             return Err(opt_err(d, "is not a valid option for a bind mount"));
         }
-        if !m
-            .source()
-            .as_ref()
-            .is_some_and(|s| !s.as_os_str().is_empty())
-        {
+        if m.source().as_ref().is_none_or(|s| s.as_os_str().is_empty()) {
             return Err(field("source", "is required for a bind mount"));
         }
     }

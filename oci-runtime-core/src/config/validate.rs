@@ -20,6 +20,14 @@
 //! rootfsPropagation, maskedPaths, readonlyPaths), `hooks`, `annotations`.
 //! Every error is a [`ConfigError`] naming the JSON path of the field and why it is
 //! wrong; its `Display` is `"{field} {reason}"`, e.g. `process.args is empty`.
+//!
+//! Each rule lives in one place: the rules of `linux.namespaces`, the id mappings and
+//! `linux.timeOffsets` are berth-namespaces' ([`berth_namespaces::validate`]), those of
+//! mounts, devices, masked and read-only paths, sysctl keys, `rootfsPropagation` and
+//! `process.cwd` are berth-rootfs' ([`berth_rootfs::validate`]); this module calls them in
+//! document order and turns their errors into [`ConfigError`]s naming the same field. It
+//! keeps the rules no crate makes (a container path without `..`, devices under `/dev`,
+//! namespaced sysctls, a private UTS namespace for `hostname`, and the rest).
 
 use std::collections::HashMap;
 use std::fs;

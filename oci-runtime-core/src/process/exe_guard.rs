@@ -180,7 +180,6 @@ mod tests {
             let embedded = std::fs::read(dir.join(format!("stub-{arch}.bin"))).unwrap();
             assert_eq!(std::fs::read(&fresh).unwrap(), embedded, "stub-{arch}.bin");
         }
-        let _ = std::fs::remove_dir_all(&out);
     }
 
     /// A pipe for the stub's report fd (close-on-exec: other tests' children must not
