@@ -8,6 +8,7 @@ use std::path::PathBuf;
 /// Usage errors (see [`CliError::is_usage`]) are the caller's mistakes on the command line; the
 /// binary prints the command's help for them, like runc's "Incorrect Usage".
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CliError {
     /// An argument of the command line is not valid UTF-8.
     #[error("argument {index} of the command line is not valid UTF-8: {lossy:?}")]

@@ -27,6 +27,8 @@ pub mod error;
 mod foreground;
 pub mod format;
 pub mod logging;
+#[cfg(test)]
+mod test_support;
 
 use std::ffi::OsString;
 use std::io::Write;

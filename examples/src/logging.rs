@@ -356,8 +356,7 @@ mod tests {
 
     #[test]
     fn file_logger_appends_and_filters_debug() {
-        let dir = std::env::temp_dir().join(format!("berth-log-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::test_support::TempDir::new("log-test");
         let path = dir.join("log.json");
         std::fs::write(&path, "existing\n").unwrap();
         {
@@ -369,7 +368,7 @@ mod tests {
             loud.debug(|| "second".to_string());
         }
         let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
+        drop(dir);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
         assert_eq!(lines[0], "existing");

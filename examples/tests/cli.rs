@@ -14,7 +14,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    BERTH, berth_cmd, busybox_rootfs, edit_json, pure_v2, run_to_files, set_cgroup_ns, text, unique,
+    BERTH, TempDir, berth_cmd, busybox_rootfs, edit_json, pure_v2, run_to_files, set_cgroup_ns,
+    text, unique,
 };
 use rstest::rstest;
 use serde_json::Value;
@@ -26,7 +27,7 @@ const APPLETS: &[&str] = &[
 
 /// A test's private world: `--root`, a busybox bundle, and the ids it hands out.
 struct World {
-    dir: PathBuf,
+    dir: TempDir,
     root: PathBuf,
     bundle: PathBuf,
     ids: Vec<String>,
@@ -35,8 +36,7 @@ struct World {
 impl World {
     /// A fresh world whose bundle runs `args` (process.terminal false).
     fn new(args: &[&str]) -> World {
-        let dir = std::env::temp_dir().join(unique("berth-cli-test"));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("cli-test");
         let world = World {
             root: dir.join("root"),
             bundle: dir.join("bundle"),
@@ -130,7 +130,6 @@ impl Drop for World {
                 .stderr(Stdio::null())
                 .status();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

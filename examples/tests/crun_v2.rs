@@ -101,7 +101,7 @@ fn both(resources: serde_json::Value) -> (String, String) {
         std::fs::create_dir_all(&dir).expect("bundle dir");
         let id = unique(&format!("cmp-{rt}"));
         bundle(&dir, &resources, &format!("/berth-crun-cmp/{id}"));
-        let root = tmp.join(&format!("{rt}-root"));
+        let root = tmp.join(format!("{rt}-root"));
         let mut cmd = if rt == "berth" {
             berth_cmd(&root, &["run", "-b"])
         } else {

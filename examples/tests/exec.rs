@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::console::{accept_master, read_master};
-use common::{berth_cmd, busybox_rootfs, edit_json, run_to_files, text, unique};
+use common::{TempDir, berth_cmd, busybox_rootfs, edit_json, run_to_files, text, unique};
 use serde_json::Value;
 
 const APPLETS: &[&str] = &[
@@ -21,7 +21,7 @@ const APPLETS: &[&str] = &[
 /// A bundle running `sleep 1000`, a berth root, and the containers started from them
 /// (force-deleted on drop, with berth and with runc).
 struct World {
-    dir: PathBuf,
+    dir: TempDir,
     root: PathBuf,
     runc_root: PathBuf,
     bundle: PathBuf,
@@ -31,7 +31,7 @@ struct World {
 
 impl World {
     fn new() -> World {
-        let dir = std::env::temp_dir().join(unique("berth-exec-test"));
+        let dir = TempDir::new("exec-test");
         let bundle = dir.join("bundle");
         busybox_rootfs(&bundle.join("rootfs"), APPLETS);
         let world = World {
@@ -103,7 +103,6 @@ impl Drop for World {
                 .stderr(Stdio::null())
                 .status();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -14,7 +14,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::console::{accept_master, read_master};
-use common::{BERTH, busybox_rootfs, edit_json, run_to_files, text, unique};
+use common::{BERTH, TempDir, busybox_rootfs, edit_json, run_to_files, text, unique};
 use serde_json::{Value, json};
 
 const APPLETS: &[&str] = &[
@@ -95,7 +95,7 @@ impl Drop for User {
 /// a copy of the berth binary the user can run, and its `$XDG_RUNTIME_DIR`. On drop, the
 /// containers still there are force-deleted (as the user) and the directory removed.
 struct World {
-    dir: PathBuf,
+    dir: TempDir,
     berth: PathBuf,
     bundle: PathBuf,
     runc_bundle: PathBuf,
@@ -109,7 +109,7 @@ struct World {
 impl World {
     fn new() -> World {
         let user = User::create();
-        let dir = std::env::temp_dir().join(unique("berth-rootless-test"));
+        let dir = TempDir::new("rootless-test");
         let bundle = dir.join("bundle");
         let runc_bundle = dir.join("runc-bundle");
         let xdg = dir.join("xdg");
@@ -131,7 +131,7 @@ impl World {
             user,
         };
         chown_tree(&w.dir, w.user.uid, w.user.gid);
-        for (p, mode) in [(&w.dir, 0o755), (&w.xdg, 0o700), (&w.berth, 0o755)] {
+        for (p, mode) in [(w.dir.path(), 0o755), (&w.xdg, 0o700), (&w.berth, 0o755)] {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
         }
         w
@@ -228,7 +228,6 @@ impl Drop for World {
         for id in &self.runc_ids {
             let _ = self.runc(&["delete", "--force", id]);
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -504,7 +503,7 @@ fn rootless_maps_of_subordinate_ids_go_through_newuidmap_like_runc() {
 
 /// A root-run bundle (for the tests that need no unprivileged user).
 struct RootWorld {
-    dir: PathBuf,
+    dir: TempDir,
     bundle: PathBuf,
     root: PathBuf,
     runc_root: PathBuf,
@@ -513,7 +512,7 @@ struct RootWorld {
 
 impl RootWorld {
     fn new(args: &[&str]) -> RootWorld {
-        let dir = std::env::temp_dir().join(unique("berth-userns-test"));
+        let dir = TempDir::new("userns-test");
         let bundle = dir.join("bundle");
         busybox_rootfs(&bundle.join("rootfs"), APPLETS);
         let w = RootWorld {
@@ -566,7 +565,6 @@ impl Drop for RootWorld {
                     .status();
             }
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -190,7 +190,7 @@ fn limits_apply_in_a_delegated_subtree_as_with_crun() {
         std::fs::create_dir_all(&dir).expect("bundle dir");
         let id = unique(rt);
         bundle(&dir, &format!("/{name}/{id}"));
-        let root = tmp.join(&format!("{rt}-root"));
+        let root = tmp.join(format!("{rt}-root"));
         let dir_s = dir.to_string_lossy().into_owned();
         let root_s = root.to_string_lossy().into_owned();
         let (code, out) = if rt == "berth" {

@@ -17,7 +17,8 @@ use crate::kind::NamespaceKind;
 pub enum NamespaceError {
     /// Two entries of `linux.namespaces` have the same type.
     #[error(
-        "linux.namespaces[{index}]: duplicate {kind} namespace (already given in linux.namespaces[{first}])"
+        "linux.namespaces[{index}].type {:?} appears twice (first in linux.namespaces[{first}])",
+        kind.config_name()
     )]
     Duplicate {
         /// Index of the second entry.
@@ -29,7 +30,7 @@ pub enum NamespaceError {
     },
 
     /// A namespace path is not absolute.
-    #[error("linux.namespaces[{index}].path {}: must be an absolute path", path.display())]
+    #[error("linux.namespaces[{index}].path {path:?} must be absolute")]
     RelativePath {
         /// Index in `linux.namespaces`.
         index: usize,
@@ -111,7 +112,7 @@ pub enum NamespaceError {
     },
 
     /// A new user namespace is created but a mapping list is missing or empty.
-    #[error("linux.namespaces[{index}]: a new user namespace needs {field}")]
+    #[error("{field} is required when a new user namespace is created (linux.namespaces[{index}])")]
     UserNamespaceWithoutMappings {
         /// Index of the user entry in `linux.namespaces`.
         index: usize,
@@ -120,7 +121,7 @@ pub enum NamespaceError {
     },
 
     /// A mapping has size 0.
-    #[error("{field}[{index}].size is 0")]
+    #[error("{field}[{index}].size must be greater than 0")]
     EmptyMapping {
         /// `"linux.uidMappings"` or `"linux.gidMappings"`.
         field: &'static str,
@@ -131,7 +132,7 @@ pub enum NamespaceError {
     /// A mapping runs past the highest mappable id (4294967294: the kernel never maps
     /// id 4294967295).
     #[error(
-        "{field}[{index}]: {which} {start} with size {size} ends past 4294967294, the highest id that can be mapped"
+        "{field}[{index}].{which} {start} with size {size} ends past 4294967294, the highest id that can be mapped"
     )]
     MappingOverflow {
         /// `"linux.uidMappings"` or `"linux.gidMappings"`.
@@ -148,7 +149,7 @@ pub enum NamespaceError {
 
     /// Two mappings overlap on the container side or on the host side.
     #[error(
-        "{field}[{index}]: {which} range {start}-{end} overlaps {field}[{other}] ({other_start}-{other_end})"
+        "{field}[{index}].{which} range {start}-{end} overlaps {field}[{other}] ({other_start}-{other_end})"
     )]
     OverlappingMappings {
         /// `"linux.uidMappings"` or `"linux.gidMappings"`.
@@ -182,7 +183,7 @@ pub enum NamespaceError {
 
     /// The map text does not fit in the single write the kernel accepts.
     #[error(
-        "{field}: the map text is {len} bytes, the kernel accepts fewer than {limit} in one write"
+        "{field} makes a map text of {len} bytes, the kernel accepts fewer than {limit} in one write"
     )]
     MappingsTooLong {
         /// `"linux.uidMappings"` or `"linux.gidMappings"`.
@@ -201,7 +202,7 @@ pub enum NamespaceError {
 
     /// A `linux.timeOffsets` key is not a clock the kernel can offset.
     #[error(
-        "linux.timeOffsets.{key}: unknown clock (only \"monotonic\" and \"boottime\" can be offset)"
+        "linux.timeOffsets[{key:?}] is not a clock with a namespace offset (expected \"monotonic\" or \"boottime\")"
     )]
     UnknownTimeOffsetClock {
         /// The key.
@@ -210,7 +211,7 @@ pub enum NamespaceError {
 
     /// A time offset's `nanosecs` is one second or more.
     #[error(
-        "linux.timeOffsets.{key}.nanosecs {nanosecs} is out of range (must be below 1000000000)"
+        "linux.timeOffsets[{key:?}].nanosecs {nanosecs} is out of range (must be below 1000000000)"
     )]
     TimeOffsetNanosecs {
         /// The clock.
@@ -221,7 +222,7 @@ pub enum NamespaceError {
 
     /// A time offset's `secs` is beyond what the kernel can ever accept.
     #[error(
-        "linux.timeOffsets.{key}.secs {secs} is out of range (must be within -4611686018..=4611686018)"
+        "linux.timeOffsets[{key:?}].secs {secs} is out of range (must be within -4611686018..=4611686018)"
     )]
     TimeOffsetSecs {
         /// The clock.
@@ -312,6 +313,58 @@ pub enum NamespaceError {
         /// The record.
         record: ChildError,
     },
+}
+
+impl NamespaceError {
+    /// The JSON path of the config field the error is about, e.g.
+    /// `linux.namespaces[1].type` or `linux.uidMappings[0].size`; `None` for errors
+    /// about no field (writing an id map, a bad pid). For every error
+    /// [`validate`](crate::validate) returns, the message starts with this path and a
+    /// space.
+    pub fn field(&self) -> Option<String> {
+        use NamespaceError as E;
+        Some(match self {
+            E::Duplicate { index, .. } | E::Unsupported { index, .. } => {
+                format!("linux.namespaces[{index}].type")
+            }
+            E::RelativePath { index, .. }
+            | E::OpenPath { index, .. }
+            | E::NotAFile { index, .. }
+            | E::NotANamespace { index, .. }
+            | E::WrongType { index, .. }
+            | E::Setns { index, .. } => format!("linux.namespaces[{index}].path"),
+            E::MappingsWithoutUserNamespace { field }
+            | E::UserNamespaceWithoutMappings { field, .. }
+            | E::TooManyMappings { field, .. }
+            | E::MappingsTooLong { field, .. } => (*field).to_owned(),
+            E::EmptyMapping { field, index } => format!("{field}[{index}].size"),
+            E::MappingOverflow {
+                field,
+                index,
+                which,
+                ..
+            }
+            | E::OverlappingMappings {
+                field,
+                index,
+                which,
+                ..
+            } => format!("{field}[{index}].{which}"),
+            E::TimeOffsetsWithoutTimeNamespace | E::TimeOffsets { .. } => {
+                "linux.timeOffsets".to_owned()
+            }
+            E::UnknownTimeOffsetClock { key } => format!("linux.timeOffsets[{key:?}]"),
+            E::TimeOffsetNanosecs { key, .. } => format!("linux.timeOffsets[{key:?}].nanosecs"),
+            E::TimeOffsetSecs { key, .. } => format!("linux.timeOffsets[{key:?}].secs"),
+            E::Hostname { .. } => "hostname".to_owned(),
+            E::Domainname { .. } => "domainname".to_owned(),
+            E::InvalidPid { .. }
+            | E::WriteIdMap { .. }
+            | E::IdMapTool { .. }
+            | E::Unshare { .. }
+            | E::UnexpectedChildError { .. } => return None,
+        })
+    }
 }
 
 /// Name of a `CLONE_NEW*` value returned by `NS_GET_NSTYPE`.

@@ -80,6 +80,21 @@ impl NamespaceKind {
         }
     }
 
+    /// The name of this kind in `config.json`'s `linux.namespaces[].type` (`mount` and
+    /// `network` where `/proc` says `mnt` and `net`).
+    ///
+    /// ```
+    /// use berth_namespaces::NamespaceKind;
+    /// assert_eq!(NamespaceKind::Network.config_name(), "network");
+    /// ```
+    pub const fn config_name(self) -> &'static str {
+        match self {
+            NamespaceKind::Mount => "mount",
+            NamespaceKind::Network => "network",
+            other => other.proc_name(),
+        }
+    }
+
     /// The kind whose `CLONE_NEW*` flag is exactly `flag` (what `ioctl(NS_GET_NSTYPE)`
     /// returns), or `None`.
     pub const fn from_clone_flag(flag: libc::c_int) -> Option<Self> {

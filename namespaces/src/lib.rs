@@ -65,10 +65,41 @@ mod plan;
 
 use std::path::PathBuf;
 
+use oci_spec::runtime::Linux;
+
 pub use child::{ChildError, ChildOp, set_domainname, set_hostname};
 pub use error::NamespaceError;
 pub use kind::NamespaceKind;
 pub use plan::NamespacePlan;
+
+/// Checks the namespace part of a config (`linux.namespaces`, `linux.uidMappings`,
+/// `linux.gidMappings`, `linux.timeOffsets`) against every rule
+/// [`NamespacePlan::prepare`] enforces that needs nothing but the config: no file is
+/// opened and the kernel is not asked. `prepare` runs the same checks first, then
+/// looks at the kernel (namespace types it lacks) and opens the paths to join.
+///
+/// An entry without a path, or with an empty one (`"path": ""`), creates a new
+/// namespace, as with runc.
+///
+/// # Errors
+/// The first rule broken, in config order: a duplicate type, a relative path,
+/// mappings without a new user namespace (or a new one without both), an empty,
+/// overflowing or overlapping mapping (or more than the kernel takes), `timeOffsets`
+/// without a new time namespace, an unknown clock or an offset out of range.
+/// [`NamespaceError::field`] names the offending config field.
+///
+/// ```
+/// use oci_spec::runtime::{LinuxBuilder, LinuxNamespaceBuilder, LinuxNamespaceType};
+///
+/// let pid = LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Pid).build()?;
+/// let linux = LinuxBuilder::default().namespaces(vec![pid.clone(), pid]).build()?;
+/// let err = berth_namespaces::validate(&linux).unwrap_err();
+/// assert_eq!(err.field().as_deref(), Some("linux.namespaces[1].type"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn validate(linux: &Linux) -> Result<(), NamespaceError> {
+    plan::check(linux).map(drop)
+}
 
 /// The path of a process's namespace of the given kind: `/proc/<pid>/ns/<name>`
 /// (e.g. for `setns` in `exec`, or the namespace paths passed to hooks).

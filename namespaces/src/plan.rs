@@ -151,8 +151,9 @@ impl NamespacePlan {
     /// Validates and prepares the namespace part of a config: `linux.namespaces`,
     /// `linux.uidMappings`, `linux.gidMappings` and `linux.timeOffsets`.
     ///
-    /// An entry without a path (or with an empty path) asks for a new namespace;
-    /// an entry with a path asks to join it. Every join path must be absolute and
+    /// First the config's own rules, as [`validate`](crate::validate) checks them. An
+    /// entry without a path (or with an empty path, `"path": ""`, as runc reads it) asks
+    /// for a new namespace; an entry with a path asks to join it. Every join path must be absolute and
     /// name a regular file (what namespace files are: a FIFO or a device is refused
     /// without being opened); it is opened `O_RDONLY|O_CLOEXEC` now and checked with
     /// `ioctl(NS_GET_NSTYPE)` to really be a namespace of the entry's type.
@@ -165,76 +166,22 @@ impl NamespacePlan {
     /// takes), `timeOffsets` without a new time namespace, a `timeOffsets` key other
     /// than `monotonic`/`boottime`, or an offset out of the kernel's range.
     pub fn prepare(linux: &Linux) -> Result<Self, NamespaceError> {
-        let mut first_of: [Option<usize>; 8] = [None; 8];
-        let mut create: libc::c_int = 0;
-        let mut user_index = 0;
-        let mut wanted_joins: Vec<(NamespaceKind, usize, &Path)> = Vec::new();
-        let mut created: Vec<(NamespaceKind, usize)> = Vec::new();
+        let checked = check(linux)?;
 
-        for (index, ns) in linux.namespaces().iter().flatten().enumerate() {
-            let kind = NamespaceKind::from(ns.typ());
-            let slot = &mut first_of[usize::from(kind.code() - 1)];
-            if let Some(first) = *slot {
-                return Err(NamespaceError::Duplicate { index, first, kind });
-            }
-            *slot = Some(index);
-            match ns.path().as_deref() {
-                Some(path) if !path.as_os_str().is_empty() => {
-                    if !path.is_absolute() {
-                        return Err(NamespaceError::RelativePath {
-                            index,
-                            path: path.to_path_buf(),
-                        });
-                    }
-                    wanted_joins.push((kind, index, path));
-                }
-                _ => {
-                    create |= kind.clone_flag();
-                    created.push((kind, index));
-                    if kind == NamespaceKind::User {
-                        user_index = index;
-                    }
-                }
-            }
-        }
+        check_kernel_support(&checked.created)?;
 
-        let uid = linux.uid_mappings().as_deref().unwrap_or_default();
-        let gid = linux.gid_mappings().as_deref().unwrap_or_default();
-        let (uid_map, gid_map) = if create & libc::CLONE_NEWUSER == 0 {
-            for (field, maps) in [(UID_FIELD, uid), (GID_FIELD, gid)] {
-                if !maps.is_empty() {
-                    return Err(NamespaceError::MappingsWithoutUserNamespace { field });
-                }
-            }
-            (Vec::new(), Vec::new())
-        } else {
-            for (field, maps) in [(UID_FIELD, uid), (GID_FIELD, gid)] {
-                if maps.is_empty() {
-                    return Err(NamespaceError::UserNamespaceWithoutMappings {
-                        index: user_index,
-                        field,
-                    });
-                }
-            }
-            (map_text(UID_FIELD, uid)?, map_text(GID_FIELD, gid)?)
-        };
-
-        let time_offsets = time_offsets_text(linux, create)?;
-
-        check_kernel_support(&created)?;
-
-        let mut joins = Vec::with_capacity(wanted_joins.len());
-        for (kind, index, path) in wanted_joins {
+        let mut joins = Vec::with_capacity(checked.joins.len());
+        for (kind, index, path) in checked.joins {
             joins.push(open_join(kind, index, path)?);
         }
         joins.sort_by_key(|j| NamespaceKind::ALL.iter().position(|k| *k == j.kind));
 
         Ok(NamespacePlan {
-            create,
+            create: checked.create,
             joins,
-            uid_map,
-            gid_map,
-            time_offsets,
+            uid_map: checked.uid_map,
+            gid_map: checked.gid_map,
+            time_offsets: checked.time_offsets,
             timens_fd: FdSlot::empty(),
         })
     }
@@ -509,6 +456,92 @@ impl NamespacePlan {
             j.fd.close();
         }
     }
+}
+
+/// What [`check`] found in a config: the namespaces to create and to join, and the
+/// rendered id-map and time-offset texts.
+pub(crate) struct Checked<'a> {
+    create: libc::c_int,
+    /// Every namespace to create, with its index in `linux.namespaces`.
+    created: Vec<(NamespaceKind, usize)>,
+    /// Every namespace to join: kind, index, path.
+    joins: Vec<(NamespaceKind, usize, &'a Path)>,
+    uid_map: Vec<u8>,
+    gid_map: Vec<u8>,
+    time_offsets: Vec<u8>,
+}
+
+/// The config's own rules for `linux.namespaces`, `linux.uidMappings`,
+/// `linux.gidMappings` and `linux.timeOffsets`, checked without looking at the system:
+/// the part of [`NamespacePlan::prepare`] that [`crate::validate`] runs alone.
+///
+/// An entry whose path is absent or empty (`"path": ""`) creates a namespace, as with
+/// runc (whose Go config reads an empty path as none).
+pub(crate) fn check(linux: &Linux) -> Result<Checked<'_>, NamespaceError> {
+    let mut first_of: [Option<usize>; 8] = [None; 8];
+    let mut create: libc::c_int = 0;
+    let mut user_index = 0;
+    let mut joins: Vec<(NamespaceKind, usize, &Path)> = Vec::new();
+    let mut created: Vec<(NamespaceKind, usize)> = Vec::new();
+
+    for (index, ns) in linux.namespaces().iter().flatten().enumerate() {
+        let kind = NamespaceKind::from(ns.typ());
+        let slot = &mut first_of[usize::from(kind.code() - 1)];
+        if let Some(first) = *slot {
+            return Err(NamespaceError::Duplicate { index, first, kind });
+        }
+        *slot = Some(index);
+        match ns.path().as_deref() {
+            Some(path) if !path.as_os_str().is_empty() => {
+                if !path.is_absolute() {
+                    return Err(NamespaceError::RelativePath {
+                        index,
+                        path: path.to_path_buf(),
+                    });
+                }
+                joins.push((kind, index, path));
+            }
+            _ => {
+                create |= kind.clone_flag();
+                created.push((kind, index));
+                if kind == NamespaceKind::User {
+                    user_index = index;
+                }
+            }
+        }
+    }
+
+    let uid = linux.uid_mappings().as_deref().unwrap_or_default();
+    let gid = linux.gid_mappings().as_deref().unwrap_or_default();
+    let (uid_map, gid_map) = if create & libc::CLONE_NEWUSER == 0 {
+        for (field, maps) in [(UID_FIELD, uid), (GID_FIELD, gid)] {
+            if !maps.is_empty() {
+                return Err(NamespaceError::MappingsWithoutUserNamespace { field });
+            }
+        }
+        (Vec::new(), Vec::new())
+    } else {
+        for (field, maps) in [(UID_FIELD, uid), (GID_FIELD, gid)] {
+            if maps.is_empty() {
+                return Err(NamespaceError::UserNamespaceWithoutMappings {
+                    index: user_index,
+                    field,
+                });
+            }
+        }
+        (map_text(UID_FIELD, uid)?, map_text(GID_FIELD, gid)?)
+    };
+
+    let time_offsets = time_offsets_text(linux, create)?;
+
+    Ok(Checked {
+        create,
+        created,
+        joins,
+        uid_map,
+        gid_map,
+        time_offsets,
+    })
 }
 
 const UID_FIELD: &str = "linux.uidMappings";

@@ -32,15 +32,15 @@ fn user_maps() -> (
 #[rstest]
 #[case::duplicate(
     linux(Some(vec![ns(T::Network, None), ns(T::Ipc, None), ns(T::Network, None)]), None, None, None),
-    "linux.namespaces[2]: duplicate net namespace (already given in linux.namespaces[0])"
+    "linux.namespaces[2].type \"network\" appears twice (first in linux.namespaces[0])"
 )]
 #[case::duplicate_create_and_join(
     linux(Some(vec![ns(T::Mount, None), ns(T::Mount, Some("/proc/self/ns/mnt"))]), None, None, None),
-    "linux.namespaces[1]: duplicate mnt namespace (already given in linux.namespaces[0])"
+    "linux.namespaces[1].type \"mount\" appears twice (first in linux.namespaces[0])"
 )]
 #[case::relative_path(
     linux(Some(vec![ns(T::Network, Some("proc/1/ns/net"))]), None, None, None),
-    "linux.namespaces[0].path proc/1/ns/net: must be an absolute path"
+    "linux.namespaces[0].path \"proc/1/ns/net\" must be absolute"
 )]
 #[case::uid_maps_without_userns(
     linux(Some(vec![ns(T::Mount, None)]), Some(vec![idmap(0, 1000, 1)]), None, None),
@@ -56,35 +56,35 @@ fn user_maps() -> (
 )]
 #[case::userns_without_maps(
     linux(Some(vec![ns(T::Mount, None), ns(T::User, None)]), None, None, None),
-    "linux.namespaces[1]: a new user namespace needs linux.uidMappings"
+    "linux.uidMappings is required when a new user namespace is created (linux.namespaces[1])"
 )]
 #[case::userns_with_empty_maps(
     linux(Some(vec![ns(T::User, None)]), Some(vec![]), Some(vec![]), None),
-    "linux.namespaces[0]: a new user namespace needs linux.uidMappings"
+    "linux.uidMappings is required when a new user namespace is created (linux.namespaces[0])"
 )]
 #[case::userns_without_gid_maps(
     linux(Some(vec![ns(T::User, None)]), Some(vec![idmap(0, 1000, 1)]), None, None),
-    "linux.namespaces[0]: a new user namespace needs linux.gidMappings"
+    "linux.gidMappings is required when a new user namespace is created (linux.namespaces[0])"
 )]
 #[case::empty_mapping(
     linux(Some(vec![ns(T::User, None)]), Some(vec![idmap(0, 1000, 1), idmap(1, 2000, 0)]), Some(vec![idmap(0, 1000, 1)]), None),
-    "linux.uidMappings[1].size is 0"
+    "linux.uidMappings[1].size must be greater than 0"
 )]
 #[case::container_overflow(
     linux(Some(vec![ns(T::User, None)]), Some(vec![idmap(4294967295, 0, 1)]), Some(vec![idmap(0, 1000, 1)]), None),
-    "linux.uidMappings[0]: containerID 4294967295 with size 1 ends past 4294967294, the highest id that can be mapped"
+    "linux.uidMappings[0].containerID 4294967295 with size 1 ends past 4294967294, the highest id that can be mapped"
 )]
 #[case::host_overflow(
     linux(Some(vec![ns(T::User, None)]), Some(vec![idmap(0, 1000, 1)]), Some(vec![idmap(0, 4294967200, 96)]), None),
-    "linux.gidMappings[0]: hostID 4294967200 with size 96 ends past 4294967294, the highest id that can be mapped"
+    "linux.gidMappings[0].hostID 4294967200 with size 96 ends past 4294967294, the highest id that can be mapped"
 )]
 #[case::container_overlap(
     linux(Some(vec![ns(T::User, None)]), Some(vec![idmap(0, 1000, 10), idmap(5, 2000, 10)]), Some(vec![idmap(0, 1000, 1)]), None),
-    "linux.uidMappings[1]: containerID range 5-14 overlaps linux.uidMappings[0] (0-9)"
+    "linux.uidMappings[1].containerID range 5-14 overlaps linux.uidMappings[0] (0-9)"
 )]
 #[case::host_overlap(
     linux(Some(vec![ns(T::User, None)]), Some(vec![idmap(0, 1000, 1)]), Some(vec![idmap(0, 1000, 10), idmap(100, 1009, 1)]), None),
-    "linux.gidMappings[1]: hostID range 1009-1009 overlaps linux.gidMappings[0] (1000-1009)"
+    "linux.gidMappings[1].hostID range 1009-1009 overlaps linux.gidMappings[0] (1000-1009)"
 )]
 #[case::too_many_mappings(
     linux(Some(vec![ns(T::User, None)]), Some((0..341).map(|i| idmap(i, 1000 + i, 1)).collect()), Some(vec![idmap(0, 1000, 1)]), None),
@@ -97,7 +97,7 @@ fn user_maps() -> (
         Some(vec![idmap(0, 1000, 1)]),
         None,
     ),
-    "linux.uidMappings: the map text is 8160 bytes, the kernel accepts fewer than 4096 in one write"
+    "linux.uidMappings makes a map text of 8160 bytes, the kernel accepts fewer than 4096 in one write"
 )]
 #[case::offsets_without_timens(
     linux(Some(vec![ns(T::Mount, None)]), None, None, Some(vec![("monotonic", offset(1, 0))])),
@@ -109,19 +109,19 @@ fn user_maps() -> (
 )]
 #[case::unknown_clock(
     linux(Some(vec![ns(T::Time, None)]), None, None, Some(vec![("monotonic", offset(1, 0)), ("realtime", offset(1, 0))])),
-    "linux.timeOffsets.realtime: unknown clock (only \"monotonic\" and \"boottime\" can be offset)"
+    "linux.timeOffsets[\"realtime\"] is not a clock with a namespace offset (expected \"monotonic\" or \"boottime\")"
 )]
 #[case::nanosecs_range(
     linux(Some(vec![ns(T::Time, None)]), None, None, Some(vec![("monotonic", offset(1, 1_000_000_000))])),
-    "linux.timeOffsets.monotonic.nanosecs 1000000000 is out of range (must be below 1000000000)"
+    "linux.timeOffsets[\"monotonic\"].nanosecs 1000000000 is out of range (must be below 1000000000)"
 )]
 #[case::secs_too_big(
     linux(Some(vec![ns(T::Time, None)]), None, None, Some(vec![("boottime", offset(4_611_686_019, 0))])),
-    "linux.timeOffsets.boottime.secs 4611686019 is out of range (must be within -4611686018..=4611686018)"
+    "linux.timeOffsets[\"boottime\"].secs 4611686019 is out of range (must be within -4611686018..=4611686018)"
 )]
 #[case::secs_too_small(
     linux(Some(vec![ns(T::Time, None)]), None, None, Some(vec![("monotonic", offset(i64::MIN, 0))])),
-    "linux.timeOffsets.monotonic.secs -9223372036854775808 is out of range (must be within -4611686018..=4611686018)"
+    "linux.timeOffsets[\"monotonic\"].secs -9223372036854775808 is out of range (must be within -4611686018..=4611686018)"
 )]
 #[case::missing_path(
     linux(Some(vec![ns(T::Network, Some("/nonexistent/berth/ns"))]), None, None, None),
@@ -149,6 +149,24 @@ fn user_maps() -> (
 )]
 fn prepare_rejects(#[case] l: Linux, #[case] message: &str) {
     assert_eq!(err(&l), message);
+    // `validate` runs the same rules, minus those that look at the system (opening the
+    // paths to join), and names the same field at the start of the same message.
+    match berth_namespaces::validate(&l) {
+        Err(e) => {
+            assert_eq!(e.to_string(), message);
+            let field = e.field().expect("a config error names its field");
+            assert!(
+                message.starts_with(&format!("{field} ")),
+                "{field}: {message}"
+            );
+        }
+        Ok(()) => assert!(
+            message.contains("cannot open")
+                || message.contains("is not a namespace file")
+                || message.contains(" namespace, not "),
+            "validate accepted {message:?}"
+        ),
+    }
 }
 
 #[test]
@@ -208,13 +226,57 @@ fn oci_default_namespaces_are_all_created_on_the_fast_path() {
     assert!(!p.creates(NamespaceKind::User) && !p.creates(NamespaceKind::Time));
 }
 
+/// `"path": ""` creates a new namespace, as with runc (and as `validate` agrees), for
+/// every type: with mappings for a user namespace, offsets for a time namespace.
+#[rstest]
+fn an_empty_path_means_create(
+    #[values(
+        T::User, T::Mount, T::Pid, T::Uts, T::Ipc, T::Network, T::Cgroup, T::Time
+    )]
+    t: T,
+) {
+    let (uid, gid) = if t == T::User {
+        user_maps()
+    } else {
+        (None, None)
+    };
+    let offsets = (t == T::Time).then(|| vec![("monotonic", offset(1, 0))]);
+    let l = linux(Some(vec![ns(t, Some(""))]), uid, gid, offsets);
+    berth_namespaces::validate(&l).expect("validate");
+    let p = NamespacePlan::prepare(&l).unwrap();
+    let k = NamespaceKind::from(t);
+    assert!(p.creates(k), "{k}");
+    assert!(!p.joins(k));
+    assert_eq!(p.join_path(k), None);
+    // A time namespace is created on the slow path, everything else by the clone.
+    assert_eq!(p.clone_flags(), k.clone_flag() & !libc::CLONE_NEWTIME);
+    assert_eq!(p.needs_intermediate(), t == T::Time);
+}
+
 #[test]
-fn an_empty_path_means_create() {
-    let p =
-        NamespacePlan::prepare(&linux(Some(vec![ns(T::Uts, Some(""))]), None, None, None)).unwrap();
-    assert!(p.creates(NamespaceKind::Uts));
-    assert!(!p.joins(NamespaceKind::Uts));
-    assert_eq!(p.clone_flags(), libc::CLONE_NEWUTS);
+fn an_empty_path_and_no_path_read_the_same_for_mappings_and_offsets() {
+    // Mappings without a user namespace are refused whether the user entry is absent or
+    // joins a path; with `"path": ""` they are the new namespace's.
+    let maps = || Some(vec![idmap(0, 1000, 1)]);
+    let user = |path| linux(Some(vec![ns(T::User, path)]), maps(), maps(), None);
+    berth_namespaces::validate(&user(Some(""))).expect("new user namespace");
+    assert!(matches!(
+        berth_namespaces::validate(&user(Some("/proc/self/ns/user"))),
+        Err(NamespaceError::MappingsWithoutUserNamespace { .. })
+    ));
+    let time = |path| {
+        linux(
+            Some(vec![ns(T::Time, path)]),
+            None,
+            None,
+            Some(vec![("boottime", offset(1, 0))]),
+        )
+    };
+    berth_namespaces::validate(&time(Some(""))).expect("new time namespace");
+    assert!(matches!(
+        berth_namespaces::validate(&time(Some("/proc/self/ns/time"))),
+        Err(NamespaceError::TimeOffsetsWithoutTimeNamespace)
+    ));
 }
 
 #[test]
@@ -447,24 +509,10 @@ fn describe_names_the_path_flags_or_syscall() {
     );
 }
 
-/// A temporary directory removed on drop (even when the test fails).
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn a_fifo_path_is_refused_without_blocking() {
-    let dir = TempDir(std::env::temp_dir().join(format!(
-        "berth-ns-fifo-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    )));
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let fifo = dir.0.join("ns");
+    let dir = common::TempDir::new("ns-fifo");
+    let fifo = dir.join("ns");
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: mkfifo on a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);

@@ -21,8 +21,15 @@ use crate::image::{Image, Layer, ResolvedImage};
 use crate::pipeline;
 use crate::store::{LayerStore, OVERLAY_FILE, OverlayMount, unique};
 
-/// How to unpack.
+/// How to unpack: [`UnpackOptions::default`] (a plain copy, as root, the image's config
+/// unchanged) and the setters, one per field.
+///
+/// ```
+/// let opts = berth_image::UnpackOptions::default().rootless(true);
+/// assert!(opts.rootless && opts.store.is_none());
+/// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct UnpackOptions {
     /// Unpack as an unprivileged user: owners are not set but recorded in the
     /// `user.rootlesscontainers` xattr (see [`ROOTLESS_XATTR`](crate::ROOTLESS_XATTR)), device
@@ -36,6 +43,19 @@ pub struct UnpackOptions {
     pub mount: bool,
     /// Changes to the config.json built from the image.
     pub overrides: SpecOverrides,
+}
+
+impl UnpackOptions {
+    setters! {
+        /// Sets [`rootless`](Self::rootless).
+        rootless: bool,
+        /// Sets [`store`](Self::store).
+        store: Option<PathBuf>,
+        /// Sets [`mount`](Self::mount).
+        mount: bool,
+        /// Sets [`overrides`](Self::overrides).
+        overrides: SpecOverrides,
+    }
 }
 
 /// What an unpack did.

@@ -48,8 +48,15 @@ pub enum VolumeMode {
     Omit,
 }
 
-/// What the caller changes on top of the image's config.
+/// What the caller changes on top of the image's config: [`SpecOverrides::default`]
+/// (nothing) and the setters, one per field.
+///
+/// ```
+/// let o = berth_image::SpecOverrides::default().args(Some(vec!["/bin/sh".into()]));
+/// assert!(o.env.is_empty());
+/// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct SpecOverrides {
     /// Replaces Entrypoint + Cmd.
     pub args: Option<Vec<String>>,
@@ -65,6 +72,25 @@ pub struct SpecOverrides {
     pub annotations: HashMap<String, String>,
     /// What to do with Volumes.
     pub volumes: VolumeMode,
+}
+
+impl SpecOverrides {
+    setters! {
+        /// Sets [`args`](Self::args).
+        args: Option<Vec<String>>,
+        /// Sets [`env`](Self::env).
+        env: Vec<String>,
+        /// Sets [`cwd`](Self::cwd).
+        cwd: Option<String>,
+        /// Sets [`user`](Self::user).
+        user: Option<String>,
+        /// Sets [`mounts`](Self::mounts).
+        mounts: Vec<Mount>,
+        /// Sets [`annotations`](Self::annotations).
+        annotations: HashMap<String, String>,
+        /// Sets [`volumes`](Self::volumes).
+        volumes: VolumeMode,
+    }
 }
 
 /// The image's `/etc/passwd` and `/etc/group`, as needed to resolve `User`.

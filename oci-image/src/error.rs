@@ -10,6 +10,7 @@ use nix::errno::Errno;
 /// Every variant names what failed: the path, the blob (by digest, or by its path inside an
 /// archive), the layer entry, the field or the system call.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ImageError {
     /// A file-system operation on the host failed.
     #[error("{op} {}: {source}", path.display())]

@@ -186,8 +186,18 @@ impl fmt::Display for Platform {
     }
 }
 
-/// Which image of a source to use.
+/// Which image of a source to use: [`Selector::default`] (the single ref of the source),
+/// [`Selector::reference`], [`Selector::digest`] or [`Selector::new`], then
+/// [`platform`](Selector::platform) to choose another platform than the host's.
+///
+/// ```
+/// use berth_image::{Platform, Selector};
+/// let s = Selector::reference("v1").platform(Platform::parse("linux/arm64")?);
+/// assert_eq!(s.reference.as_deref(), Some("v1"));
+/// # Ok::<(), berth_image::ImageError>(())
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Selector {
     /// A ref name (`org.opencontainers.image.ref.name`; for a docker-archive a RepoTag, with
     /// or without the registry and `library/` prefixes, `:latest` implied).
@@ -217,6 +227,30 @@ impl Selector {
             reference: Some(name.to_string()),
             ..Selector::default()
         }
+    }
+
+    /// Selects by digest (of a manifest or an index), for the host platform.
+    pub fn digest(digest: &str) -> Selector {
+        Selector {
+            digest: Some(digest.to_string()),
+            ..Selector::default()
+        }
+    }
+
+    /// Selects by ref name and/or digest, for `platform`.
+    pub fn new(reference: Option<String>, digest: Option<String>, platform: Platform) -> Selector {
+        Selector {
+            reference,
+            digest,
+            platform,
+        }
+    }
+
+    /// The same selection for another platform.
+    #[must_use]
+    pub fn platform(mut self, platform: Platform) -> Selector {
+        self.platform = platform;
+        self
     }
 }
 

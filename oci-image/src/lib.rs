@@ -35,16 +35,26 @@
 //! use berth_image::{Image, Selector, Platform, UnpackOptions, unpack};
 //!
 //! let image = Image::open("/srv/images/app-oci")?;
-//! let sel = Selector {
-//!     reference: Some("v1".into()),
-//!     digest: None,
-//!     platform: Platform::parse("linux/amd64")?,
-//! };
+//! let sel = Selector::reference("v1").platform(Platform::parse("linux/amd64")?);
 //! let resolved = image.resolve(&sel)?;
 //! let base = oci_spec::runtime::Spec::default(); // berth passes default_spec(rootless)
 //! unpack(&image, &resolved, "/run/bundles/app".as_ref(), base, &UnpackOptions::default())?;
 //! # Ok::<(), berth_image::ImageError>(())
 //! ```
+
+/// Builder-style setters, one per public field: `pub fn field(mut self, v) -> Self`.
+macro_rules! setters {
+    ($( $(#[$doc:meta])* $name:ident: $ty:ty, )*) => {
+        $(
+            $(#[$doc])*
+            #[must_use]
+            pub fn $name(mut self, $name: $ty) -> Self {
+                self.$name = $name;
+                self
+            }
+        )*
+    };
+}
 
 mod apply;
 mod archive;

@@ -265,30 +265,14 @@ fn selection_by_ref_digest_and_platform() {
         }
     ))
     .unwrap();
-    let sel = Selector {
-        reference: Some("multi".into()),
-        digest: None,
-        platform: other.clone(),
-    };
+    let sel = Selector::reference("multi").platform(other.clone());
     assert_eq!(which(&image, &sel, &t, "b2"), "other");
     // By digest: a manifest is taken whatever its platform; an index is walked.
-    let sel = Selector {
-        reference: None,
-        digest: Some(other_digest.clone()),
-        platform: Platform::host(),
-    };
+    let sel = Selector::digest(&other_digest);
     assert_eq!(which(&image, &sel, &t, "b3"), "other");
-    let sel = Selector {
-        reference: None,
-        digest: Some(host_digest),
-        platform: Platform::host(),
-    };
+    let sel = Selector::digest(&host_digest);
     assert_eq!(which(&image, &sel, &t, "b4"), "host");
-    let sel = Selector {
-        reference: None,
-        digest: Some(index_digest),
-        platform: other,
-    };
+    let sel = Selector::digest(&index_digest).platform(other);
     assert_eq!(which(&image, &sel, &t, "b5"), "other");
 
     // Errors: no such ref, several refs and none chosen, no manifest for the platform.
@@ -296,17 +280,10 @@ fn selection_by_ref_digest_and_platform() {
     assert!(e.to_string().contains("multi, single"), "{e}");
     let e = image.resolve(&Selector::default()).unwrap_err();
     assert!(matches!(e, ImageError::Ambiguous { .. }), "{e}");
-    let sel = Selector {
-        platform: Platform::parse("linux/s390x").unwrap(),
-        ..Selector::reference("multi")
-    };
+    let sel = Selector::reference("multi").platform(Platform::parse("linux/s390x").unwrap());
     let e = image.resolve(&sel).unwrap_err();
     assert!(e.to_string().contains("platform linux/s390x"), "{e}");
-    let sel = Selector {
-        reference: None,
-        digest: Some(format!("sha256:{}", "5".repeat(64))),
-        platform: Platform::host(),
-    };
+    let sel = Selector::digest(&format!("sha256:{}", "5".repeat(64)));
     assert!(matches!(
         image.resolve(&sel).unwrap_err(),
         ImageError::NotFound { .. }
@@ -382,18 +359,15 @@ fn config_conversion_and_overrides() {
     m.set_destination("/data".into());
     m.set_typ(Some("bind".into()));
     m.set_source(Some("/srv/data".into()));
-    let opts = UnpackOptions {
-        overrides: SpecOverrides {
-            args: Some(vec!["/bin/sh".into()]),
-            env: vec!["LANG=C".into(), "NEW=1".into()],
-            cwd: Some("/tmp".into()),
-            user: Some("0:0".into()),
-            mounts: vec![m],
-            annotations: [("k".to_string(), "override".to_string())].into(),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let opts = UnpackOptions::default().overrides(
+        SpecOverrides::default()
+            .args(Some(vec!["/bin/sh".into()]))
+            .env(vec!["LANG=C".into(), "NEW=1".into()])
+            .cwd(Some("/tmp".into()))
+            .user(Some("0:0".into()))
+            .mounts(vec![m])
+            .annotations([("k".to_string(), "override".to_string())].into()),
+    );
     berth_image::unpack(&image, &r, &t.join("b2"), base, &opts).unwrap();
     let c: serde_json::Value =
         serde_json::from_slice(&std::fs::read(t.join("b2/config.json")).unwrap()).unwrap();
@@ -466,15 +440,10 @@ fn bundle_must_be_new_or_empty() {
     let image = Image::open(&dir).unwrap();
     let r = image.resolve(&Selector::reference("t")).unwrap();
     for opts in [
-        UnpackOptions {
-            mount: true,
-            ..Default::default()
-        },
-        UnpackOptions {
-            rootless: true,
-            store: Some(t.join("store")),
-            ..Default::default()
-        },
+        UnpackOptions::default().mount(true),
+        UnpackOptions::default()
+            .rootless(true)
+            .store(Some(t.join("store"))),
     ] {
         let e =
             berth_image::unpack(&image, &r, &t.join("x"), Default::default(), &opts).unwrap_err();
@@ -507,11 +476,9 @@ fn store_layers_equal_the_plain_unpack() {
     in_private_mount_ns(|| {
         let image = Image::open(&l.dir).unwrap();
         let r = image.resolve(&Selector::reference("t")).unwrap();
-        let opts = UnpackOptions {
-            store: Some(t.join("store")),
-            mount: true,
-            ..Default::default()
-        };
+        let opts = UnpackOptions::default()
+            .store(Some(t.join("store")))
+            .mount(true);
         berth_image::unpack(&image, &r, &t.join("ov"), Default::default(), &opts).unwrap();
         assert_same_tree(&t.join("plain/rootfs"), &t.join("ov/rootfs"));
         // The store keeps whiteouts as overlayfs does. This layer hard-links into the one
@@ -606,11 +573,9 @@ fn a_store_layer_linking_into_lower_layers_is_kept_per_chain() {
         serde_json::json!({}),
     );
     in_private_mount_ns(|| {
-        let opts = UnpackOptions {
-            store: Some(t.join("store")),
-            mount: true,
-            ..Default::default()
-        };
+        let opts = UnpackOptions::default()
+            .store(Some(t.join("store")))
+            .mount(true);
         for (layout, name, want) in [(&a.dir, "ba", "k"), (&b.dir, "bb", "DIFFERENT")] {
             let image = Image::open(layout).unwrap();
             let r = image.resolve(&Selector::reference("t")).unwrap();

@@ -365,10 +365,7 @@ fn archives_and_zstd_made_by_skopeo_unpack_the_same() {
     let image = Image::open(&docker).unwrap();
     let refs = image.refs().unwrap();
     assert_eq!(refs.len(), 1);
-    let by_digest = Selector {
-        digest: Some(refs[0].digest.clone()),
-        ..Selector::default()
-    };
+    let by_digest = Selector::digest(&refs[0].digest);
     assert!(image.resolve(&by_digest).is_ok());
     assert!(
         image
@@ -388,11 +385,9 @@ fn layer_store_overlay_matches_and_second_bundle_copies_nothing() {
     let t = TempDir::new("store");
     umoci_unpack(&f.layout, &t.join("u"));
     let store = t.join("store");
-    let opts = UnpackOptions {
-        store: Some(store.clone()),
-        mount: true,
-        ..Default::default()
-    };
+    let opts = UnpackOptions::default()
+        .store(Some(store.clone()))
+        .mount(true);
     in_private_mount_ns(|| {
         let r1 = berth_unpack(&f.layout, &Selector::reference("t"), &t.join("b1"), &opts);
         assert_eq!((r1.layers_unpacked, r1.layers_reused), (2, 0));
@@ -447,10 +442,7 @@ fn rootless_child() {
         return;
     };
     let (layout, bundle) = arg.split_once('\n').unwrap();
-    let opts = UnpackOptions {
-        rootless: true,
-        ..Default::default()
-    };
+    let opts = UnpackOptions::default().rootless(true);
     let report = berth_unpack(
         Path::new(layout),
         &Selector::reference("t"),

@@ -10,6 +10,7 @@ use crate::state::Status;
 /// Each variant names the container, path, field or syscall involved, so that the one-line
 /// message a CLI prints is enough to act on.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// No container with this id exists under the runtime's root.
     #[error("container \"{id}\" does not exist")]

@@ -379,14 +379,11 @@ mod tests {
     use oci_spec::runtime::LinuxIntelRdtBuilder;
 
     /// A fake resctrl root (plain files) removed on drop.
-    struct FakeResctrl(PathBuf);
+    struct FakeResctrl(crate::test_support::TempDir);
 
     impl FakeResctrl {
         fn new() -> Self {
-            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let p = std::env::temp_dir().join(format!("berth-resctrl-{}-{n}", std::process::id()));
-            let _ = fs::remove_dir_all(&p);
+            let p = crate::test_support::TempDir::new("resctrl");
             fs::create_dir_all(p.join("info")).expect("mkdir fake resctrl");
             fs::write(p.join("tasks"), "").expect("tasks");
             fs::write(
@@ -397,16 +394,10 @@ mod tests {
             FakeResctrl(p)
         }
         fn path(&self) -> &Path {
-            &self.0
+            self.0.path()
         }
         fn read(&self, rel: &str) -> String {
             fs::read_to_string(self.0.join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
-        }
-    }
-
-    impl Drop for FakeResctrl {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
         }
     }
 

@@ -59,6 +59,8 @@ mod process;
 mod seccomp;
 mod signal;
 mod state;
+#[cfg(test)]
+mod test_support;
 
 pub use berth_cgroups;
 pub use config::{features, spec, validate};

@@ -439,7 +439,7 @@ fn bad_configs_name_the_field_and_leave_nothing() {
         &h,
         &b,
         &format!("mounts[{n}].destination"),
-        "must be absolute",
+        "must be an absolute path",
     );
 
     // Missing config.json.

@@ -401,3 +401,43 @@ fn force_delete_in_a_joined_pid_namespace_spares_its_owner() {
     h.rt.delete(&owner_id, true).expect("delete owner");
     assert_eq!(h.wait(&owner), 128 + libc::SIGKILL);
 }
+
+/// `"path": ""` asks for a new namespace, as with runc: every type given so (the user
+/// namespace with its mappings) passes validation and is the container's own, by inode.
+#[test]
+fn an_empty_path_creates_every_namespace() {
+    let (mut b, out) = sh_bundle("echo $$ > /out/pid");
+    let all = [
+        T::Pid,
+        T::Network,
+        T::Ipc,
+        T::Uts,
+        T::Mount,
+        T::Cgroup,
+        T::User,
+        T::Time,
+    ];
+    let list: Vec<_> = all.iter().map(|t| (*t, Some(PathBuf::new()))).collect();
+    set_namespaces(&mut b.spec, &list);
+    let linux = b.spec.linux_mut().as_mut().expect("linux");
+    linux.set_uid_mappings(Some(vec![id_map(0, 100_000, 65_536)]));
+    linux.set_gid_mappings(Some(vec![id_map(0, 100_000, 65_536)]));
+    let h = Harness::new();
+    let id = h.id("emptyns");
+    let c = h.create(&id, &b).expect("create");
+    for ns in ALL_NS {
+        assert_ne!(
+            ns_id(c.pid(), ns),
+            ns_id("self", ns),
+            "{ns} namespace with \"path\": \"\" is the runtime's"
+        );
+    }
+    h.rt.start(&id).expect("start");
+    assert_eq!(h.wait(&c), 0);
+    h.rt.delete(&id, false).expect("delete");
+    assert_eq!(
+        read(out.path().join("pid")),
+        "1",
+        "not pid 1 of a new pid namespace"
+    );
+}

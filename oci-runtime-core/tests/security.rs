@@ -145,6 +145,7 @@ fn expect_config_error(h: &Harness, b: &Bundle, field: &str, reason: &str) {
         Err(Error::Config(ConfigError {
             field: f,
             reason: r,
+            ..
         })) => {
             assert_eq!(f, field, "reason: {r}");
             assert!(r.contains(reason), "{f}: {r:?} lacks {reason:?}");

@@ -83,12 +83,14 @@ pub enum RootfsError {
         field: &'static str,
     },
     /// A `linux.devices` entry is unusable.
-    #[error("linux.devices[{index}] {path:?}: {reason}")]
+    #[error("linux.devices[{index}].{field} {value}: {reason}")]
     Device {
         /// Index in `linux.devices`.
         index: usize,
-        /// The device path as given.
-        path: PathBuf,
+        /// The entry's field: `path`, `type`, `major` or `minor`.
+        field: &'static str,
+        /// The field's value as given (a string quoted).
+        value: String,
         /// What is wrong with it.
         reason: String,
     },
@@ -121,7 +123,7 @@ pub enum RootfsError {
         reason: String,
     },
     /// A `linux.sysctl` entry is unusable.
-    #[error("linux.sysctl {key:?}: {reason}")]
+    #[error("linux.sysctl[{key:?}]: {reason}")]
     Sysctl {
         /// The key as given.
         key: String,
@@ -156,6 +158,34 @@ pub enum RootfsError {
         /// The raw record.
         record: ApplyError,
     },
+}
+
+impl RootfsError {
+    /// The JSON path of the config field the error is about (`mounts[2].destination`,
+    /// `linux.devices[0].major`, `linux.sysctl["net.ipv4.ip_forward"]`), or `None` for
+    /// errors about the host or the child. The message of every error the
+    /// [`validate`](crate::validate) checks return starts with it.
+    pub fn field(&self) -> Option<String> {
+        use RootfsError as E;
+        Some(match self {
+            E::RootPath { .. } => "root.path".to_owned(),
+            E::MountDestination { index, .. } => format!("mounts[{index}].destination"),
+            E::MountOption { index, .. } => format!("mounts[{index}].options"),
+            E::MountField { index, field, .. } => format!("mounts[{index}].{field}"),
+            E::MountSource { index, .. } => format!("mounts[{index}].source"),
+            E::RootfsPropagation { .. } => "linux.rootfsPropagation".to_owned(),
+            E::NeedsMountNamespace { field } => (*field).to_owned(),
+            E::Device { index, field, .. } => format!("linux.devices[{index}].{field}"),
+            E::MaskedPath { index, .. } => format!("linux.maskedPaths[{index}]"),
+            E::ReadonlyPath { index, .. } => format!("linux.readonlyPaths[{index}]"),
+            E::Cwd { .. } => "process.cwd".to_owned(),
+            E::Sysctl { key, .. } => format!("linux.sysctl[{key:?}]"),
+            E::JoinMountNamespace { .. }
+            | E::Host { .. }
+            | E::HostFormat { .. }
+            | E::Apply { .. } => return None,
+        })
+    }
 }
 
 macro_rules! steps {

@@ -29,27 +29,20 @@
 //!   parent turns into a rich error with [`ApplyError::describe`].
 //!
 //! ```no_run
-//! use std::collections::HashMap;
 //! use std::path::Path;
 //! use berth_rootfs::{RootfsOptions, RootfsPlan};
 //!
 //! let mounts = oci_spec::runtime::get_default_mounts();
-//! let plan = RootfsPlan::prepare(&RootfsOptions {
-//!     rootfs: Path::new("/run/bundle/rootfs"),
-//!     bundle: Path::new("/run/bundle"),
-//!     readonly: false,
-//!     mounts: &mounts,
-//!     rootfs_propagation: None,
-//!     devices: &[],
-//!     masked_paths: &["/proc/kcore".into()],
-//!     readonly_paths: &["/proc/sys".into()],
-//!     sysctl: &HashMap::new(),
-//!     no_pivot: false,
-//!     own_mount_ns: true,
-//!     new_user_ns: false,
-//!     new_cgroup_ns: true,
-//!     cwd: Some(Path::new("/")),
-//! })?;
+//! let masked = ["/proc/kcore".to_string()];
+//! let readonly = ["/proc/sys".to_string()];
+//! let plan = RootfsPlan::prepare(
+//!     &RootfsOptions::new(Path::new("/run/bundle/rootfs"), Path::new("/run/bundle"))
+//!         .mounts(&mounts)
+//!         .masked_paths(&masked)
+//!         .readonly_paths(&readonly)
+//!         .new_cgroup_ns(true)
+//!         .cwd(Some(Path::new("/"))),
+//! )?;
 //! // ... clone(CLONE_NEWNS | CLONE_NEWPID | ...); in the child:
 //! let applied = plan.mount_all().and_then(|()| plan.pivot()).and_then(|()| plan.finish());
 //! // ... on error the child sends `e.to_bytes()`; the parent calls
@@ -70,6 +63,7 @@ mod plan;
 mod procfs;
 mod resolve;
 mod sys;
+pub mod validate;
 
 pub use error::{ApplyError, IndexKind, RootfsError, Step};
 pub use options::{MountOptions, OptionError, SUPPORTED_MOUNT_OPTIONS, parse_mount_options};

@@ -50,11 +50,11 @@ fn prepare_err(mounts_json: &str) -> String {
 )]
 #[case::no_source(
     r#"[{"destination": "/a", "type": "bind", "options": ["bind"]}]"#,
-    "mounts[0].source: required for a bind mount"
+    "mounts[0].source: is required for a bind mount"
 )]
 #[case::no_type(
     r#"[{"destination": "/a", "source": "src"}]"#,
-    "mounts[0].type: missing (and no bind/rbind option)"
+    "mounts[0].type: is missing (and no bind/rbind option)"
 )]
 #[case::copyup_on_bind(
     r#"[{"destination": "/a", "source": "src", "options": ["rbind", "tmpcopyup"]}]"#,
@@ -136,11 +136,11 @@ fn invalid_top_level_fields() {
         err(&|c| {
             c.sysctl.insert("net.ipv4..conf".into(), "1".into());
         }),
-        "linux.sysctl \"net.ipv4..conf\": must not contain \"..\""
+        "linux.sysctl[\"net.ipv4..conf\"]: must not contain \"..\""
     );
     assert_eq!(
         err(&|c| c.devices = devices(r#"[{"path": "/dev/x", "type": "a"}]"#)),
-        "linux.devices[0] \"/dev/x\": type \"a\" is not a device node type"
+        "linux.devices[0].type \"a\": is not a device node type (one of c, b, u, p)"
     );
 }
 

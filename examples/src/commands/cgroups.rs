@@ -143,10 +143,10 @@ pub(crate) fn update_resources(p: &Parsed) -> Result<LinuxResources, CliError> {
             (s, src.to_string())
         };
         return serde_json::from_str(&text).map_err(|e| {
-            CliError::Config(ConfigError {
-                field: format!("--resources {name}"),
-                reason: format!("is not valid linux.resources JSON: {e}"),
-            })
+            CliError::Config(ConfigError::new(
+                format!("--resources {name}"),
+                format!("is not valid linux.resources JSON: {e}"),
+            ))
         });
     }
     const RDT: [&str; 2] = ["l3-cache-schema", "mem-bw-schema"];
@@ -232,12 +232,8 @@ pub(crate) fn update_resources(p: &Parsed) -> Result<LinuxResources, CliError> {
     if let Some(v) = num::<u16>(p, "blkio-weight", "an integer from 10 to 1000")? {
         r.insert("blockIO".into(), json!({ "weight": v }));
     }
-    serde_json::from_value(Value::Object(r)).map_err(|e| {
-        CliError::Config(ConfigError {
-            field: "update flags".into(),
-            reason: e.to_string(),
-        })
-    })
+    serde_json::from_value(Value::Object(r))
+        .map_err(|e| CliError::Config(ConfigError::new("update flags", e.to_string())))
 }
 
 /// A size as docker's `RAMInBytes` reads it: a decimal number and an optional unit

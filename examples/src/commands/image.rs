@@ -64,11 +64,7 @@ fn selector(p: &Parsed) -> Result<Selector, CliError> {
         })?,
     };
     let opt = |name: &str| p.value(name).filter(|v| !v.is_empty()).map(str::to_string);
-    Ok(Selector {
-        reference: opt("ref"),
-        digest: opt("digest"),
-        platform,
-    })
+    Ok(Selector::new(opt("ref"), opt("digest"), platform))
 }
 
 fn args<'a>(p: &'a Parsed, n: usize, expected: &'static str) -> Result<&'a [String], CliError> {
@@ -112,12 +108,10 @@ fn unpack(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
         .value("store")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from);
-    let opts = UnpackOptions {
-        rootless,
-        mount: store.is_some(),
-        store,
-        ..UnpackOptions::default()
-    };
+    let opts = UnpackOptions::default()
+        .rootless(rootless)
+        .mount(store.is_some())
+        .store(store);
     let base = berth_runtime_core::spec::default_spec(rootless);
     let report = berth_image::unpack(&image, &resolved, &bundle, base, &opts)
         .map_err(|e| fail("unpack into", &bundle, e))?;
@@ -220,7 +214,8 @@ mod tests {
 
     #[test]
     fn image_and_ref_split_where_the_path_exists() {
-        let dir = std::env::temp_dir().join(format!("berth-image-ref-{}", std::process::id()));
+        let tmp = crate::test_support::TempDir::new("image-ref");
+        let dir = tmp.path().to_path_buf();
         let odd = dir.join("a:b");
         std::fs::create_dir_all(&odd).unwrap();
         let d = dir.to_str().unwrap();

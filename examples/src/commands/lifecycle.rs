@@ -190,7 +190,8 @@ mod tests {
 
     #[test]
     fn owners_come_from_the_state_directory() {
-        let root = std::env::temp_dir().join(format!("berth-owner-test-{}", std::process::id()));
+        let tmp = crate::test_support::TempDir::new("owner-test");
+        let root = tmp.path();
         std::fs::create_dir_all(root.join("mine")).unwrap();
         let me = nix::unistd::geteuid().as_raw();
         std::os::unix::fs::chown(root.join("mine"), Some(4242), None).unwrap();
@@ -206,8 +207,8 @@ mod tests {
             owner: owner.into(),
         };
         let mut states = vec![state("mine", ""), state("gone", ""), state("set", "keep")];
-        fill_owners(&root, &mut states);
-        std::fs::remove_dir_all(&root).unwrap();
+        fill_owners(root, &mut states);
+        drop(tmp);
         let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
         assert_eq!(states[0].owner, format::user_name(&passwd, 4242));
         assert_eq!(states[1].owner, format::user_name(&passwd, me));

@@ -345,31 +345,7 @@ pub fn mount_summary(mounts: &str) -> BTreeSet<String> {
 // ---------------------------------------------------------------------------------------
 // Host cleanup: mounts, cgroups, processes, directories outside our temporary ones.
 
-/// A temporary directory, removed when dropped after unmounting whatever is mounted below it.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(unique(&format!("berth-clients-{tag}")));
-        std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("create {p:?}: {e}"));
-        TempDir(p)
-    }
-
-    pub fn join(&self, p: &str) -> PathBuf {
-        self.0.join(p)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        unmount_under(&self.0);
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use super::TempDir;
 
 /// Mount points at or below `dir`, deepest first.
 pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {

@@ -27,6 +27,49 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// A fresh directory under the system's temp dir, `berth-<tag>-<pid>-<n>`, removed when
+/// dropped (also when the test fails) after unmounting whatever is mounted below it. It
+/// derefs to its path.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(unique(&format!("berth-{tag}")));
+        std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("create {p:?}: {e}"));
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        clients::unmount_under(&self.0);
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Command output as text.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

@@ -251,29 +251,8 @@ mod tests {
     use rstest::rstest;
     use serde_json::{Value, json};
     use std::fs;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// A temporary directory, removed on drop (also when the test fails).
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new() -> Self {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "berth-spec-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
-            fs::create_dir_all(&dir).expect("create temp dir");
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::test_support::TempDir;
 
     /// Capability sets are sets: sort them so two documents compare by content.
     fn normalise(mut doc: Value) -> Value {
@@ -393,13 +372,13 @@ mod tests {
     #[case::root(false)]
     #[case::rootless(true)]
     fn written_config_loads_and_validates(#[case] rootless: bool) {
-        let bundle = TempDir::new();
-        fs::create_dir(bundle.0.join("rootfs")).expect("mkdir rootfs");
+        let bundle = TempDir::new("spec");
+        fs::create_dir(bundle.join("rootfs")).expect("mkdir rootfs");
         let text = serde_json::to_string_pretty(&default_spec(rootless)).expect("serialise");
-        fs::write(bundle.0.join("config.json"), text).expect("write config.json");
-        let loaded = load_bundle_config(&bundle.0).expect("load");
+        fs::write(bundle.join("config.json"), text).expect("write config.json");
+        let loaded = load_bundle_config(bundle.path()).expect("load");
         assert_eq!(loaded, default_spec(rootless));
-        assert_eq!(validate(&loaded, &bundle.0), Ok(()));
+        assert_eq!(validate(&loaded, bundle.path()), Ok(()));
     }
 
     #[test]
@@ -429,9 +408,9 @@ mod tests {
     #[case::root(false)]
     #[case::rootless(true)]
     fn same_content_as_runc_spec(#[case] rootless: bool) {
-        let dir = TempDir::new();
+        let dir = TempDir::new("spec");
         let mut cmd = std::process::Command::new("runc");
-        cmd.arg("spec").arg("--bundle").arg(&dir.0);
+        cmd.arg("spec").arg("--bundle").arg(dir.path());
         if rootless {
             cmd.arg("--rootless");
         }
@@ -444,7 +423,7 @@ mod tests {
             Err(err) => panic!("cannot run runc: {err}"),
         };
         assert!(status.success(), "runc spec failed: {status}");
-        let text = fs::read_to_string(dir.0.join("config.json")).expect("read runc config");
+        let text = fs::read_to_string(dir.join("config.json")).expect("read runc config");
         let mut theirs: Value = serde_json::from_str(&text).expect("parse runc config");
         theirs["ociVersion"] = json!(oci_spec::runtime::VERSION);
         theirs["hostname"] = json!("berth");

@@ -20,6 +20,14 @@
 //! rootfsPropagation, maskedPaths, readonlyPaths), `hooks`, `annotations`.
 //! Every error is a [`ConfigError`] naming the JSON path of the field and why it is
 //! wrong; its `Display` is `"{field} {reason}"`, e.g. `process.args is empty`.
+//!
+//! Each rule lives in one place: the rules of `linux.namespaces`, the id mappings and
+//! `linux.timeOffsets` are berth-namespaces' ([`berth_namespaces::validate`]), those of
+//! mounts, devices, masked and read-only paths, sysctl keys, `rootfsPropagation` and
+//! `process.cwd` are berth-rootfs' ([`berth_rootfs::validate`]); this module calls them in
+//! document order and turns their errors into [`ConfigError`]s naming the same field. It
+//! keeps the rules no crate makes (a container path without `..`, devices under `/dev`,
+//! namespaced sysctls, a private UTS namespace for `hostname`, and the rest).
 
 use std::collections::HashMap;
 use std::fs;
@@ -27,6 +35,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path};
 
+use berth_namespaces::NamespaceKind;
 use oci_spec::runtime::{
     Capability, ExecCPUAffinity, Hook, Hooks, Linux, LinuxCapabilities, LinuxDevice,
     LinuxDeviceType, LinuxIOPriority, LinuxIdMapping, LinuxIntelRdt, LinuxMemoryPolicy,
@@ -48,11 +57,13 @@ use serde_json::Value;
 /// ```
 /// use berth_runtime_core::validate::ConfigError;
 ///
-/// let err = ConfigError { field: "process.args".into(), reason: "is empty".into() };
+/// let err = ConfigError::new("process.args", "is empty");
 /// assert_eq!(err.to_string(), "process.args is empty");
+/// assert_eq!(err.field, "process.args");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field} {reason}")]
+#[non_exhaustive]
 pub struct ConfigError {
     /// JSON path of the offending field (`config.json` for the file as a whole).
     pub field: String,
@@ -61,7 +72,8 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    /// The error about `field` (a JSON path), `reason` completing the sentence.
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             reason: reason.into(),
@@ -559,17 +571,6 @@ const HOOK_KINDS: [&str; 6] = [
     "poststop",
 ];
 
-const PROPAGATIONS: [&str; 8] = [
-    "shared",
-    "slave",
-    "private",
-    "unbindable",
-    "rshared",
-    "rslave",
-    "rprivate",
-    "runbindable",
-];
-
 /// `HOST_NAME_MAX` on Linux: the UTS hostname and domainname fields hold 64 bytes.
 const UTS_NAME_MAX: usize = 64;
 
@@ -709,14 +710,17 @@ fn check_root(spec: &Spec, bundle: &Path) -> Result<(), ConfigError> {
     }
 }
 
-/// A path that must be non-empty, absolute and free of `..` components.
-fn check_clean_absolute(path: &Path, field: &str) -> Result<(), ConfigError> {
-    if path.as_os_str().is_empty() {
-        return Err(ConfigError::new(field, "is empty"));
-    }
-    if !path.is_absolute() {
-        return Err(ConfigError::new(field, "must be absolute"));
-    }
+/// berth-rootfs' own rules for one field, as a [`ConfigError`] naming that field.
+fn rootfs_rule(result: Result<(), berth_rootfs::RootfsError>) -> Result<(), ConfigError> {
+    result.map_err(|err| {
+        let field = err.field();
+        crate_error(field, err.to_string(), "config.json")
+    })
+}
+
+/// A container path berth-rootfs takes (it cleans `..` lexically) that the spec's
+/// readers would take otherwise: refused for mount destinations and device paths.
+fn check_no_dotdot(path: &Path, field: &str) -> Result<(), ConfigError> {
     if path.components().any(|c| c == Component::ParentDir) {
         return Err(ConfigError::new(field, "must not contain \"..\""));
     }
@@ -729,22 +733,6 @@ fn check_mounts(spec: &Spec) -> Result<(), ConfigError> {
     };
     for (i, mount) in mounts.iter().enumerate() {
         let field = format!("mounts[{i}]");
-        check_clean_absolute(mount.destination(), &format!("{field}.destination"))?;
-        let bind = mount.typ().as_deref() == Some("bind")
-            || mount
-                .options()
-                .as_ref()
-                .is_some_and(|opts| opts.iter().any(|o| o == "bind" || o == "rbind"));
-        let has_source = mount
-            .source()
-            .as_ref()
-            .is_some_and(|source| !source.as_os_str().is_empty());
-        if bind && !has_source {
-            return Err(ConfigError::new(
-                format!("{field}.source"),
-                "is required for a bind mount",
-            ));
-        }
         let uid = mount.uid_mappings().as_ref().is_some_and(|m| !m.is_empty());
         let gid = mount.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
         if uid != gid {
@@ -758,6 +746,9 @@ fn check_mounts(spec: &Spec) -> Result<(), ConfigError> {
                 format!("is given without {missing}"),
             ));
         }
+        // Destination, options, type, bind source: berth-rootfs' rules.
+        rootfs_rule(berth_rootfs::validate::mount(i, mount))?;
+        check_no_dotdot(mount.destination(), &format!("{field}.destination"))?;
     }
     Ok(())
 }
@@ -784,9 +775,7 @@ fn check_process(spec: &Spec) -> Result<(), ConfigError> {
     let Some(process) = spec.process() else {
         return Ok(());
     };
-    if !process.cwd().is_absolute() {
-        return Err(ConfigError::new("process.cwd", "must be absolute"));
-    }
+    rootfs_rule(berth_rootfs::validate::cwd(process.cwd()))?;
     if let Some(env) = process.env() {
         for (i, entry) in env.iter().enumerate() {
             check_env_entry(entry, &format!("process.env[{i}]"))?;
@@ -847,41 +836,19 @@ fn check_process(spec: &Spec) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// The name a namespace type has in `config.json`.
-fn namespace_name(typ: LinuxNamespaceType) -> &'static str {
-    match typ {
-        LinuxNamespaceType::Mount => "mount",
-        LinuxNamespaceType::Cgroup => "cgroup",
-        LinuxNamespaceType::Uts => "uts",
-        LinuxNamespaceType::Ipc => "ipc",
-        LinuxNamespaceType::User => "user",
-        LinuxNamespaceType::Pid => "pid",
-        LinuxNamespaceType::Network => "network",
-        LinuxNamespaceType::Time => "time",
-    }
-}
-
-/// The file name of a namespace type under `/proc/<pid>/ns/`.
-fn namespace_proc_name(typ: LinuxNamespaceType) -> &'static str {
-    match typ {
-        LinuxNamespaceType::Mount => "mnt",
-        LinuxNamespaceType::Network => "net",
-        other => namespace_name(other),
-    }
-}
-
 /// Whether the container gets a namespace of `typ` that is not the runtime's own:
-/// either a new one, or one joined by a path that is not `/proc/self/ns/<typ>`'s
-/// namespace. Returns the reason when it does not.
+/// either a new one (no path, or `"path": ""`), or one joined by a path that is not
+/// `/proc/self/ns/<typ>`'s namespace. Returns the reason when it does not.
 fn private_namespace(namespaces: &[LinuxNamespace], typ: LinuxNamespaceType) -> Result<(), String> {
-    let name = namespace_name(typ);
+    let kind = NamespaceKind::from(typ);
+    let name = kind.config_name();
     let Some(ns) = namespaces.iter().find(|ns| ns.typ() == typ) else {
         return Err(format!("requires a {name:?} entry in linux.namespaces"));
     };
-    let Some(path) = ns.path() else {
+    let Some(path) = ns.path().as_deref().filter(|p| !p.as_os_str().is_empty()) else {
         return Ok(());
     };
-    let own = Path::new("/proc/self/ns").join(namespace_proc_name(typ));
+    let own = Path::new("/proc/self/ns").join(kind.proc_name());
     match (fs::metadata(path), fs::metadata(&own)) {
         (Ok(joined), Ok(runtime))
             if joined.dev() == runtime.dev() && joined.ino() == runtime.ino() =>
@@ -918,198 +885,54 @@ fn check_uts_name(
 
 fn check_linux(linux: &Linux) -> Result<(), ConfigError> {
     let namespaces: &[LinuxNamespace] = linux.namespaces().as_deref().unwrap_or(&[]);
-    check_namespaces(namespaces)?;
-    check_id_mappings(
-        "linux.uidMappings",
-        linux.uid_mappings().as_deref(),
-        namespaces,
-    )?;
-    check_id_mappings(
-        "linux.gidMappings",
-        linux.gid_mappings().as_deref(),
-        namespaces,
-    )?;
-    if let Some(offsets) = linux.time_offsets() {
-        check_time_offsets(offsets, namespaces)?;
-    }
+    // linux.namespaces, uidMappings, gidMappings, timeOffsets: berth-namespaces' rules.
+    berth_namespaces::validate(linux).map_err(|err| {
+        let field = err.field();
+        crate_error(field, err.to_string(), "linux.namespaces")
+    })?;
     if let Some(devices) = linux.devices() {
         check_devices(devices)?;
     }
     if let Some(sysctl) = linux.sysctl() {
         check_sysctl(sysctl, namespaces)?;
     }
-    if let Some(propagation) = linux.rootfs_propagation()
-        && !PROPAGATIONS.contains(&propagation.as_str())
-    {
-        return Err(ConfigError::new(
-            "linux.rootfsPropagation",
-            format!("{propagation:?} is not one of {}", PROPAGATIONS.join(", ")),
-        ));
+    if let Some(propagation) = linux.rootfs_propagation() {
+        rootfs_rule(berth_rootfs::validate::rootfs_propagation(propagation))?;
     }
-    for (name, paths) in [
-        ("maskedPaths", linux.masked_paths()),
-        ("readonlyPaths", linux.readonly_paths()),
-    ] {
-        for (i, path) in paths.iter().flatten().enumerate() {
-            if !Path::new(path).is_absolute() {
-                return Err(ConfigError::new(
-                    format!("linux.{name}[{i}]"),
-                    format!("{path:?} must be absolute"),
-                ));
-            }
-        }
+    if let Some(paths) = linux.masked_paths() {
+        rootfs_rule(berth_rootfs::validate::masked_paths(paths))?;
+    }
+    if let Some(paths) = linux.readonly_paths() {
+        rootfs_rule(berth_rootfs::validate::readonly_paths(paths))?;
     }
     Ok(())
 }
 
-fn check_namespaces(namespaces: &[LinuxNamespace]) -> Result<(), ConfigError> {
-    for (i, ns) in namespaces.iter().enumerate() {
-        if namespaces[..i]
-            .iter()
-            .any(|earlier| earlier.typ() == ns.typ())
-        {
-            return Err(ConfigError::new(
-                format!("linux.namespaces[{i}].type"),
-                format!("{:?} appears twice", namespace_name(ns.typ())),
-            ));
-        }
-        if let Some(path) = ns.path()
-            && !path.is_absolute()
-        {
-            return Err(ConfigError::new(
-                format!("linux.namespaces[{i}].path"),
-                "must be absolute",
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn check_id_mappings(
-    field: &str,
-    mappings: Option<&[LinuxIdMapping]>,
-    namespaces: &[LinuxNamespace],
-) -> Result<(), ConfigError> {
-    let mappings = mappings.unwrap_or(&[]);
-    let given = !mappings.is_empty();
-    match namespaces
-        .iter()
-        .find(|ns| ns.typ() == LinuxNamespaceType::User)
+/// A config error reported by one of the crates the runtime composes, whose messages
+/// start with the JSON path of the field (`field`) followed by why: split into a
+/// [`ConfigError`] naming that field. `whole` is the field named when the crate names none.
+fn crate_error(field: Option<String>, message: String, whole: &str) -> ConfigError {
+    if let Some(field) = field
+        && let Some(rest) = message.strip_prefix(field.as_str())
     {
-        None if given => {
-            return Err(ConfigError::new(
-                field,
-                "requires a \"user\" entry in linux.namespaces",
-            ));
-        }
-        Some(ns) if ns.path().is_some() && given => {
-            return Err(ConfigError::new(
-                field,
-                "must not be set when joining an existing user namespace",
-            ));
-        }
-        Some(ns) if ns.path().is_none() && !given => {
-            return Err(ConfigError::new(
-                field,
-                "is required when a new user namespace is created",
-            ));
-        }
-        _ => {}
+        let reason = rest.trim_start_matches(':').trim_start();
+        return ConfigError::new(field, reason);
     }
-    for (i, mapping) in mappings.iter().enumerate() {
-        if mapping.size() == 0 {
-            return Err(ConfigError::new(
-                format!("{field}[{i}].size"),
-                "must be greater than 0",
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn check_time_offsets(
-    offsets: &HashMap<String, LinuxTimeOffset>,
-    namespaces: &[LinuxNamespace],
-) -> Result<(), ConfigError> {
-    if offsets.is_empty() {
-        return Ok(());
-    }
-    match namespaces
-        .iter()
-        .find(|ns| ns.typ() == LinuxNamespaceType::Time)
-    {
-        None => {
-            return Err(ConfigError::new(
-                "linux.timeOffsets",
-                "requires a new \"time\" namespace in linux.namespaces",
-            ));
-        }
-        Some(ns) if ns.path().is_some() => {
-            return Err(ConfigError::new(
-                "linux.timeOffsets",
-                "cannot be applied to a joined time namespace",
-            ));
-        }
-        Some(_) => {}
-    }
-    let mut clocks: Vec<(&String, &LinuxTimeOffset)> = offsets.iter().collect();
-    clocks.sort_by(|a, b| a.0.cmp(b.0));
-    for (clock, offset) in clocks {
-        let field = format!("linux.timeOffsets[{clock:?}]");
-        if clock != "monotonic" && clock != "boottime" {
-            return Err(ConfigError::new(
-                field,
-                "is not a clock with a namespace offset (expected \"monotonic\" or \"boottime\")",
-            ));
-        }
-        if let Some(nanos) = offset.nanosecs()
-            && nanos >= 1_000_000_000
-        {
-            return Err(ConfigError::new(
-                format!("{field}.nanosecs"),
-                format!("{nanos} is not less than 1000000000"),
-            ));
-        }
-    }
-    Ok(())
+    ConfigError::new(whole, format!("is invalid: {message}"))
 }
 
 fn check_devices(devices: &[LinuxDevice]) -> Result<(), ConfigError> {
+    // Types, absolute paths given once, device numbers: berth-rootfs' rules.
+    rootfs_rule(berth_rootfs::validate::devices(devices))?;
     for (i, device) in devices.iter().enumerate() {
-        let field = format!("linux.devices[{i}]");
-        let needs_numbers = match device.typ() {
-            LinuxDeviceType::C | LinuxDeviceType::B | LinuxDeviceType::U => true,
-            LinuxDeviceType::P => false,
-            LinuxDeviceType::A => {
-                return Err(ConfigError::new(
-                    format!("{field}.type"),
-                    "\"a\" is not one of c, b, u, p",
-                ));
-            }
-        };
+        let field = format!("linux.devices[{i}].path");
         let path = device.path();
-        check_clean_absolute(path, &format!("{field}.path"))?;
+        check_no_dotdot(path, &field)?;
         if !path.starts_with("/dev") || path == Path::new("/dev") {
             return Err(ConfigError::new(
-                format!("{field}.path"),
+                field,
                 format!("{path:?} is not under /dev"),
             ));
-        }
-        if devices[..i].iter().any(|earlier| earlier.path() == path) {
-            return Err(ConfigError::new(
-                format!("{field}.path"),
-                format!("{path:?} appears twice"),
-            ));
-        }
-        if needs_numbers {
-            for (name, number) in [("major", device.major()), ("minor", device.minor())] {
-                if number < 0 {
-                    return Err(ConfigError::new(
-                        format!("{field}.{name}"),
-                        format!("{number} is negative"),
-                    ));
-                }
-            }
         }
     }
     Ok(())
@@ -1122,16 +945,13 @@ fn check_sysctl(
     let mut keys: Vec<&String> = sysctl.keys().collect();
     keys.sort();
     for key in keys {
-        if key.is_empty() {
-            return Err(ConfigError::new("linux.sysctl", "has an empty key"));
-        }
         let field = format!("linux.sysctl[{key:?}]");
-        if key.contains('/') || key.contains("..") {
-            return Err(ConfigError::new(field, "must not contain \"/\" or \"..\""));
+        // berth-rootfs takes `/` for `.` (as sysctl(8) does); the spec's keys are dotted.
+        if key.contains('/') {
+            return Err(ConfigError::new(field, "must not contain \"/\""));
         }
-        if key.starts_with('.') || key.ends_with('.') {
-            return Err(ConfigError::new(field, "must not start or end with \".\""));
-        }
+        // No "..", no empty component, no NUL in the value: berth-rootfs' rules.
+        rootfs_rule(berth_rootfs::validate::sysctl(key, &sysctl[key]))?;
         let typ = if key.starts_with("net.") {
             LinuxNamespaceType::Network
         } else if key.starts_with("kernel.shm")
@@ -1195,32 +1015,26 @@ mod tests {
     use rstest::rstest;
     use serde_json::json;
     use std::path::PathBuf;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use crate::test_support::TempDir;
 
     /// A bundle directory with a `rootfs/` subdirectory, removed on drop (also when
     /// the test fails).
-    struct Bundle(PathBuf);
+    struct Bundle(TempDir);
 
     impl Bundle {
         fn new() -> Self {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "berth-validate-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
+            let dir = TempDir::new("validate");
             fs::create_dir_all(dir.join("rootfs")).expect("create bundle");
             Bundle(dir)
         }
 
+        fn path(&self) -> &Path {
+            self.0.path()
+        }
+
         fn write(&self, text: &str) {
             fs::write(self.0.join("config.json"), text).expect("write config.json");
-        }
-    }
-
-    impl Drop for Bundle {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
         }
     }
 
@@ -1308,8 +1122,8 @@ mod tests {
         merge(&mut config, &patch);
         let bundle = Bundle::new();
         bundle.write(&config.to_string());
-        load_bundle_config(&bundle.0)
-            .and_then(|spec| validate(&spec, &bundle.0))
+        load_bundle_config(bundle.path())
+            .and_then(|spec| validate(&spec, bundle.path()))
             .map_err(|err| err.to_string())
     }
 
@@ -1338,10 +1152,10 @@ mod tests {
         }
         let bundle = Bundle::new();
         bundle.write(&config.to_string());
-        let spec = load_bundle_config(&bundle.0).expect("nulls are accepted");
+        let spec = load_bundle_config(bundle.path()).expect("nulls are accepted");
         assert!(spec.hooks().is_none() && spec.annotations().is_none());
         assert!(spec.process().as_ref().unwrap().capabilities().is_none());
-        validate(&spec, &bundle.0).expect("valid");
+        validate(&spec, bundle.path()).expect("valid");
     }
 
     #[test]
@@ -1354,7 +1168,7 @@ mod tests {
         );
         let bundle = Bundle::new();
         bundle.write(&config.to_string());
-        let e = load_bundle_config(&bundle.0).expect_err("CAP_FLY");
+        let e = load_bundle_config(bundle.path()).expect_err("CAP_FLY");
         assert_eq!(
             e.to_string(),
             r#"process.capabilities.permitted[1] "CAP_FLY" is not a known capability"#
@@ -1386,6 +1200,20 @@ mod tests {
     #[case::unknown_annotation_and_nulls(json!({"annotations": {"x.y": ""}, "process": {"apparmorProfile": null}}))]
     #[case::lenient_capability_spelling(json!({"process": {"capabilities": {"ambient": ["kill"]}}}))]
     #[case::process_missing(json!({"process": null}))]
+    // `"path": ""` is a new namespace (as with runc): its hostname, sysctls, mappings and
+    // offsets are the container's own.
+    #[case::empty_paths(json!({"linux": {"namespaces": [
+        {"type": "pid", "path": ""}, {"type": "network", "path": ""}, {"type": "ipc", "path": ""},
+        {"type": "uts", "path": ""}, {"type": "mount", "path": ""}, {"type": "cgroup", "path": ""}]}}))]
+    #[case::empty_path_user(json!({"linux": {
+        "namespaces": [{"type": "user", "path": ""}, {"type": "mount"}],
+        "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 65536}],
+        "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 65536}],
+        "sysctl": null}, "hostname": null, "domainname": null}))]
+    #[case::empty_path_time(json!({"linux": {
+        "namespaces": [{"type": "time", "path": ""}, {"type": "mount"}], "sysctl": null,
+        "timeOffsets": {"monotonic": {"secs": 10}}},
+        "hostname": null, "domainname": null}))]
     fn valid_configs_pass(#[case] patch: Value) {
         assert_eq!(run(patch), Ok(()));
     }
@@ -1408,12 +1236,12 @@ mod tests {
     #[case::root_path_empty(json!({"root": {"path": ""}}), "root.path is empty")]
     // mounts
     #[case::mount_relative(json!({"mounts": [{"destination": "proc", "type": "proc"}]}),
-        "mounts[0].destination must be absolute")]
-    #[case::mount_dotdot(json!({"mounts": [{"destination": "/proc"},
+        r#"mounts[0].destination "proc": must be an absolute path"#)]
+    #[case::mount_dotdot(json!({"mounts": [{"destination": "/proc", "type": "proc"},
         {"destination": "/a/../etc", "type": "tmpfs"}]}),
         r#"mounts[1].destination must not contain "..""#)]
     #[case::mount_empty(json!({"mounts": [{"destination": ""}]}),
-        "mounts[0].destination is empty")]
+        r#"mounts[0].destination "": must be an absolute path"#)]
     #[case::bind_type_without_source(json!({"mounts": [{"destination": "/x", "type": "bind"}]}),
         "mounts[0].source is required for a bind mount")]
     #[case::bind_option_empty_source(json!({"mounts": [
@@ -1423,7 +1251,7 @@ mod tests {
         "source": "/y", "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}]}),
         "mounts[0].uidMappings is given without gidMappings")]
     // process
-    #[case::cwd_relative(json!({"process": {"cwd": "tmp"}}), "process.cwd must be absolute")]
+    #[case::cwd_relative(json!({"process": {"cwd": "tmp"}}), r#"process.cwd "tmp": must be an absolute path"#)]
     #[case::env_no_equals(json!({"process": {"env": ["PATH=/bin", "FOO"]}}),
         r#"process.env[1] "FOO" must be KEY=VALUE"#)]
     #[case::env_empty_key(json!({"process": {"env": ["=value"]}}),
@@ -1466,28 +1294,28 @@ mod tests {
         "linux is missing")]
     #[case::namespace_duplicate(json!({"linux": {"namespaces": [
         {"type": "pid"}, {"type": "pid"}, {"type": "uts"}]}}),
-        r#"linux.namespaces[1].type "pid" appears twice"#)]
+        r#"linux.namespaces[1].type "pid" appears twice (first in linux.namespaces[0])"#)]
     #[case::namespace_path_relative(json!({"linux": {"namespaces": [
         {"type": "uts"}, {"type": "pid", "path": "proc/1/ns/pid"}]}}),
-        "linux.namespaces[1].path must be absolute")]
+        r#"linux.namespaces[1].path "proc/1/ns/pid" must be absolute"#)]
     #[case::uid_map_without_userns(json!({"linux": {
         "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}}),
-        r#"linux.uidMappings requires a "user" entry in linux.namespaces"#)]
+        "linux.uidMappings is set but no new user namespace is created (linux.namespaces needs a \"user\" entry without a path)")]
     #[case::gid_map_without_userns(json!({"linux": {
         "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}}),
-        r#"linux.gidMappings requires a "user" entry in linux.namespaces"#)]
+        "linux.gidMappings is set but no new user namespace is created (linux.namespaces needs a \"user\" entry without a path)")]
     #[case::userns_without_uid_map(json!({"linux": {"namespaces": [{"type": "user"}],
         "sysctl": null}, "hostname": null, "domainname": null}),
-        "linux.uidMappings is required when a new user namespace is created")]
+        "linux.uidMappings is required when a new user namespace is created (linux.namespaces[0])")]
     #[case::userns_without_gid_map(json!({"linux": {"namespaces": [{"type": "user"}],
         "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
         "sysctl": null}, "hostname": null, "domainname": null}),
-        "linux.gidMappings is required when a new user namespace is created")]
+        "linux.gidMappings is required when a new user namespace is created (linux.namespaces[0])")]
     #[case::joined_userns_with_maps(json!({"linux": {
         "namespaces": [{"type": "user", "path": "/proc/1/ns/user"}],
         "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
         "sysctl": null}, "hostname": null, "domainname": null}),
-        "linux.uidMappings must not be set when joining an existing user namespace")]
+        "linux.uidMappings is set but no new user namespace is created (linux.namespaces needs a \"user\" entry without a path)")]
     #[case::mapping_size_zero(json!({"linux": {"namespaces": [{"type": "user"}],
         "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1},
                         {"containerID": 1, "hostID": 2000, "size": 0}],
@@ -1496,12 +1324,12 @@ mod tests {
         "linux.uidMappings[1].size must be greater than 0")]
     #[case::time_offsets_without_timens(json!({"linux": {
         "timeOffsets": {"monotonic": {"secs": 1}}}}),
-        r#"linux.timeOffsets requires a new "time" namespace in linux.namespaces"#)]
+        "linux.timeOffsets is set but no new time namespace is created (linux.namespaces needs a \"time\" entry without a path)")]
     #[case::time_offsets_joined_timens(json!({"linux": {
         "namespaces": [{"type": "uts"}, {"type": "network"}, {"type": "ipc"},
                        {"type": "time", "path": "/proc/1/ns/time"}],
         "timeOffsets": {"boottime": {"secs": 1}}}}),
-        "linux.timeOffsets cannot be applied to a joined time namespace")]
+        "linux.timeOffsets is set but no new time namespace is created (linux.namespaces needs a \"time\" entry without a path)")]
     #[case::time_offsets_bad_clock(json!({"linux": {
         "namespaces": [{"type": "uts"}, {"type": "network"}, {"type": "ipc"}, {"type": "time"}],
         "timeOffsets": {"monotonic": {"secs": 1}, "realtime": {"secs": 1}}}}),
@@ -1509,10 +1337,10 @@ mod tests {
     #[case::time_offsets_nanos(json!({"linux": {
         "namespaces": [{"type": "uts"}, {"type": "network"}, {"type": "ipc"}, {"type": "time"}],
         "timeOffsets": {"boottime": {"nanosecs": 1000000000u32}}}}),
-        r#"linux.timeOffsets["boottime"].nanosecs 1000000000 is not less than 1000000000"#)]
+        r#"linux.timeOffsets["boottime"].nanosecs 1000000000 is out of range (must be below 1000000000)"#)]
     #[case::device_relative(json!({"linux": {"devices": [
         {"path": "dev/null", "type": "c", "major": 1, "minor": 3}]}}),
-        "linux.devices[0].path must be absolute")]
+        r#"linux.devices[0].path "dev/null": must be an absolute path"#)]
     #[case::device_outside_dev(json!({"linux": {"devices": [
         {"path": "/tmp/null", "type": "c", "major": 1, "minor": 3}]}}),
         r#"linux.devices[0].path "/tmp/null" is not under /dev"#)]
@@ -1527,22 +1355,22 @@ mod tests {
         r#"linux.devices[0].path must not contain "..""#)]
     #[case::device_type_a(json!({"linux": {"devices": [
         {"path": "/dev/all", "type": "a"}]}}),
-        r#"linux.devices[0].type "a" is not one of c, b, u, p"#)]
+        r#"linux.devices[0].type "a": is not a device node type (one of c, b, u, p)"#)]
     #[case::device_negative_major(json!({"linux": {"devices": [
         {"path": "/dev/x", "type": "b", "major": -1, "minor": 0}]}}),
-        "linux.devices[0].major -1 is negative")]
+        "linux.devices[0].major -1: is out of range (0..=4294967295)")]
     #[case::device_duplicate(json!({"linux": {"devices": [
         {"path": "/dev/x", "type": "c", "major": 1, "minor": 3},
         {"path": "/dev/x", "type": "u", "major": 1, "minor": 5}]}}),
-        r#"linux.devices[1].path "/dev/x" appears twice"#)]
+        r#"linux.devices[1].path "/dev/x": same path as linux.devices[0]"#)]
     #[case::sysctl_empty_key(json!({"linux": {"sysctl": {"": "1"}}}),
-        "linux.sysctl has an empty key")]
+        r#"linux.sysctl[""] has an empty component"#)]
     #[case::sysctl_slash(json!({"linux": {"sysctl": {"net/ipv4/ip_forward": "1"}}}),
-        r#"linux.sysctl["net/ipv4/ip_forward"] must not contain "/" or "..""#)]
+        r#"linux.sysctl["net/ipv4/ip_forward"] must not contain "/""#)]
     #[case::sysctl_dotdot(json!({"linux": {"sysctl": {"net..x": "1"}}}),
-        r#"linux.sysctl["net..x"] must not contain "/" or "..""#)]
+        r#"linux.sysctl["net..x"] must not contain "..""#)]
     #[case::sysctl_trailing_dot(json!({"linux": {"sysctl": {"net.": "1"}}}),
-        r#"linux.sysctl["net."] must not start or end with ".""#)]
+        r#"linux.sysctl["net."] has an empty component"#)]
     #[case::sysctl_net_without_netns(json!({"linux": {"namespaces": [
         {"type": "ipc"}, {"type": "uts"}]}}),
         r#"linux.sysctl["net.ipv4.ip_forward"] requires a "network" entry in linux.namespaces"#)]
@@ -1569,11 +1397,11 @@ mod tests {
     #[case::sysctl_not_namespaced(json!({"linux": {"sysctl": {"vm.swappiness": "10"}}}),
         r#"linux.sysctl["vm.swappiness"] is not namespaced: setting it would change the host"#)]
     #[case::propagation_unknown(json!({"linux": {"rootfsPropagation": "rshard"}}),
-        r#"linux.rootfsPropagation "rshard" is not one of shared, slave, private, unbindable, rshared, rslave, rprivate, runbindable"#)]
+        r#"linux.rootfsPropagation "rshard": unknown propagation (expected [r]shared, [r]slave, [r]private or [r]unbindable)"#)]
     #[case::masked_relative(json!({"linux": {"maskedPaths": ["/proc/kcore", "proc/keys"]}}),
-        r#"linux.maskedPaths[1] "proc/keys" must be absolute"#)]
+        r#"linux.maskedPaths[1] "proc/keys": must be an absolute path"#)]
     #[case::readonly_relative(json!({"linux": {"readonlyPaths": ["sys"]}}),
-        r#"linux.readonlyPaths[0] "sys" must be absolute"#)]
+        r#"linux.readonlyPaths[0] "sys": must be an absolute path"#)]
     // hooks
     #[case::hook_relative(json!({"hooks": {"prestart": [{"path": "true"}]}}),
         "hooks.prestart[0].path must be absolute")]
@@ -1597,6 +1425,57 @@ mod tests {
         "annotations has an empty key")]
     fn invalid_configs_fail(#[case] patch: Value, #[case] expected: &str) {
         assert_eq!(run(patch), Err(expected.to_string()));
+    }
+
+    /// Rules that berth-namespaces and berth-rootfs own, reached through validation: the
+    /// error still names the field (and says why after it).
+    #[rstest]
+    #[case::ns_duplicate(json!({"linux": {"namespaces": [{"type": "uts"}, {"type": "uts"}]}}),
+        "linux.namespaces[1].type")]
+    #[case::ns_relative(json!({"linux": {"namespaces": [{"type": "uts", "path": "x"}]}}),
+        "linux.namespaces[0].path")]
+    #[case::ns_mapping_overflow(json!({"linux": {"namespaces": [{"type": "user"}],
+        "uidMappings": [{"containerID": 4294967295u32, "hostID": 0, "size": 1}],
+        "gidMappings": [{"containerID": 0, "hostID": 0, "size": 1}],
+        "sysctl": null}, "hostname": null, "domainname": null}),
+        "linux.uidMappings[0].containerID")]
+    #[case::ns_offset_secs(json!({"linux": {
+        "namespaces": [{"type": "uts"}, {"type": "network"}, {"type": "ipc"}, {"type": "time"}],
+        "timeOffsets": {"boottime": {"secs": 9223372036854775807i64}}}}),
+        r#"linux.timeOffsets["boottime"].secs"#)]
+    #[case::mount_type_missing(json!({"mounts": [{"destination": "/x"}]}), "mounts[0].type")]
+    #[case::mount_option_unknown(json!({"mounts": [{"destination": "/x", "type": "tmpfs",
+        "options": ["rbind", "tmpcopyup"]}]}), "mounts[0].options")]
+    #[case::mount_idmapped(json!({"mounts": [{"destination": "/x", "type": "bind", "source": "/y",
+        "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}],
+        "gidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}]}), "mounts[0].uidMappings")]
+    #[case::bind_source(json!({"mounts": [{"destination": "/x", "options": ["rbind"]}]}),
+        "mounts[0].source")]
+    #[case::cwd(json!({"process": {"cwd": "x"}}), "process.cwd")]
+    #[case::device_minor(json!({"linux": {"devices": [
+        {"path": "/dev/x", "type": "c", "major": 1, "minor": 4294967296u64}]}}),
+        "linux.devices[0].minor")]
+    #[case::device_root(json!({"linux": {"devices": [{"path": "/", "type": "p"}]}}),
+        "linux.devices[0].path")]
+    #[case::sysctl_value_nul(json!({"linux": {"sysctl": {"net.core.somaxconn": "1\u{0}"}}}),
+        r#"linux.sysctl["net.core.somaxconn"]"#)]
+    #[case::propagation(json!({"linux": {"rootfsPropagation": ""}}), "linux.rootfsPropagation")]
+    #[case::masked_root(json!({"linux": {"maskedPaths": ["/"]}}), "linux.maskedPaths[0]")]
+    #[case::readonly_root(json!({"linux": {"readonlyPaths": ["/ok", "/.."]}}),
+        "linux.readonlyPaths[1]")]
+    fn crate_rules_name_the_field(#[case] patch: Value, #[case] field: &str) {
+        let mut config = base();
+        merge(&mut config, &patch);
+        let bundle = Bundle::new();
+        bundle.write(&config.to_string());
+        let err = load_bundle_config(bundle.path())
+            .and_then(|spec| validate(&spec, bundle.path()))
+            .expect_err("invalid");
+        assert_eq!(err.field, field, "{err}");
+        assert!(
+            !err.reason.is_empty() && !err.reason.starts_with(':'),
+            "{err}"
+        );
     }
 
     #[rstest]
@@ -1655,13 +1534,13 @@ mod tests {
     #[test]
     fn missing_config_json() {
         let bundle = Bundle::new();
-        let err = load_bundle_config(&bundle.0).unwrap_err();
+        let err = load_bundle_config(bundle.path()).unwrap_err();
         assert_eq!(err.field, "config.json");
         assert_eq!(
             err.to_string(),
             format!(
                 "config.json does not exist in bundle {}",
-                bundle.0.display()
+                bundle.path().display()
             )
         );
     }
@@ -1669,7 +1548,7 @@ mod tests {
     #[test]
     fn missing_bundle_directory() {
         let bundle = Bundle::new();
-        let gone = bundle.0.join("no-such-bundle");
+        let gone = bundle.path().join("no-such-bundle");
         let err = load_bundle_config(&gone).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -1680,12 +1559,12 @@ mod tests {
     #[test]
     fn unreadable_config_json() {
         let bundle = Bundle::new();
-        fs::create_dir(bundle.0.join("config.json")).expect("mkdir config.json");
-        let err = load_bundle_config(&bundle.0).unwrap_err();
+        fs::create_dir(bundle.path().join("config.json")).expect("mkdir config.json");
+        let err = load_bundle_config(bundle.path()).unwrap_err();
         assert_eq!(err.field, "config.json");
         let expected = format!(
             "config.json cannot be read ({}): ",
-            bundle.0.join("config.json").display()
+            bundle.path().join("config.json").display()
         );
         assert!(err.to_string().starts_with(&expected), "{err}");
     }
@@ -1713,7 +1592,7 @@ mod tests {
         let bundle = Bundle::new();
         bundle.write(text);
         assert_eq!(
-            load_bundle_config(&bundle.0)
+            load_bundle_config(bundle.path())
                 .map(drop)
                 .map_err(|e| e.to_string()),
             Err(expected.to_string())
@@ -1724,11 +1603,11 @@ mod tests {
     fn invalid_utf8_is_a_json_error() {
         let bundle = Bundle::new();
         fs::write(
-            bundle.0.join("config.json"),
+            bundle.path().join("config.json"),
             b"{\"ociVersion\": \"1.0.0\", \"hostname\": \"\xff\"}",
         )
         .expect("write");
-        let err = load_bundle_config(&bundle.0).unwrap_err();
+        let err = load_bundle_config(bundle.path()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "config.json is not valid JSON: invalid unicode code point at line 1 column 38"
@@ -1740,7 +1619,7 @@ mod tests {
         let bundle = Bundle::new();
         let text = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         bundle.write(&text);
-        let err = load_bundle_config(&bundle.0).unwrap_err();
+        let err = load_bundle_config(bundle.path()).unwrap_err();
         assert!(
             err.to_string().contains("recursion limit exceeded"),
             "{err}"
@@ -1751,19 +1630,19 @@ mod tests {
     fn rootfs_must_exist_and_be_a_directory() {
         let bundle = Bundle::new();
         bundle.write(&base().to_string());
-        let spec = load_bundle_config(&bundle.0).expect("load");
-        assert_eq!(validate(&spec, &bundle.0), Ok(()));
+        let spec = load_bundle_config(bundle.path()).expect("load");
+        assert_eq!(validate(&spec, bundle.path()), Ok(()));
 
-        fs::remove_dir(bundle.0.join("rootfs")).expect("rmdir");
-        let full = bundle.0.join("rootfs");
+        fs::remove_dir(bundle.path().join("rootfs")).expect("rmdir");
+        let full = bundle.path().join("rootfs");
         assert_eq!(
-            validate(&spec, &bundle.0).unwrap_err().to_string(),
+            validate(&spec, bundle.path()).unwrap_err().to_string(),
             format!("root.path \"rootfs\" does not exist ({})", full.display())
         );
 
         fs::write(&full, "not a dir").expect("write file");
         assert_eq!(
-            validate(&spec, &bundle.0).unwrap_err().to_string(),
+            validate(&spec, bundle.path()).unwrap_err().to_string(),
             format!(
                 "root.path \"rootfs\" is not a directory ({})",
                 full.display()
@@ -1774,15 +1653,15 @@ mod tests {
     #[test]
     fn relative_root_path_resolves_against_the_bundle() {
         let bundle = Bundle::new();
-        fs::create_dir_all(bundle.0.join("images/alpine")).expect("mkdir");
+        fs::create_dir_all(bundle.path().join("images/alpine")).expect("mkdir");
         let mut config = base();
         merge(&mut config, &json!({"root": {"path": "images/alpine"}}));
         bundle.write(&config.to_string());
-        let spec = load_bundle_config(&bundle.0).expect("load");
-        assert_eq!(validate(&spec, &bundle.0), Ok(()));
+        let spec = load_bundle_config(bundle.path()).expect("load");
+        assert_eq!(validate(&spec, bundle.path()), Ok(()));
         // The same config against another bundle directory does not find it.
         let other = Bundle::new();
-        let err = validate(&spec, &other.0).unwrap_err();
+        let err = validate(&spec, other.path()).unwrap_err();
         assert_eq!(err.field, "root.path");
     }
 
@@ -1797,13 +1676,13 @@ mod tests {
         });
         assert_eq!(
             run(patch.clone()),
-            Err("mounts[0].destination must be absolute".into())
+            Err(r#"mounts[0].destination "rel": must be an absolute path"#.into())
         );
         let mut fewer = patch;
         fewer["mounts"] = json!([]);
         assert_eq!(
             run(fewer.clone()),
-            Err("process.cwd must be absolute".into())
+            Err(r#"process.cwd "rel": must be an absolute path"#.into())
         );
         fewer["process"]["cwd"] = json!("/");
         assert_eq!(
@@ -1823,16 +1702,16 @@ mod tests {
         // A Spec built in code (not parsed) goes through the same rules.
         let bundle = Bundle::new();
         bundle.write(&base().to_string());
-        let mut spec = load_bundle_config(&bundle.0).expect("load");
+        let mut spec = load_bundle_config(bundle.path()).expect("load");
         let mut process = spec.process().clone().expect("process");
         process.set_cwd(PathBuf::from("relative/dir"));
         spec.set_process(Some(process));
-        let err = validate(&spec, &bundle.0).unwrap_err();
+        let err = validate(&spec, bundle.path()).unwrap_err();
         assert_eq!(
             err,
             ConfigError {
                 field: "process.cwd".into(),
-                reason: "must be absolute".into()
+                reason: r#""relative/dir": must be an absolute path"#.into()
             }
         );
     }

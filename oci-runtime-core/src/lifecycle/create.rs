@@ -722,22 +722,21 @@ fn plan(
     let sysctl = linux.sysctl().clone().unwrap_or_default();
     // Without one, the spec says the container shares the runtime's mount namespace.
     let own_mount_ns = ns.creates(NamespaceKind::Mount) || ns.joins(NamespaceKind::Mount);
-    let rootfs = RootfsPlan::prepare(&RootfsOptions {
-        rootfs: &rootfs_path,
-        bundle,
-        readonly: root.readonly().unwrap_or(false),
-        mounts: &mounts,
-        rootfs_propagation: linux.rootfs_propagation().as_deref(),
-        devices: &devices,
-        masked_paths: &masked,
-        readonly_paths: &readonly,
-        sysctl: &sysctl,
-        no_pivot: opts.no_pivot,
-        own_mount_ns,
-        new_user_ns: ns.creates(NamespaceKind::User),
-        new_cgroup_ns: ns.creates(NamespaceKind::Cgroup),
-        cwd: Some(process.cwd()),
-    })?;
+    let rootfs = RootfsPlan::prepare(
+        &RootfsOptions::new(&rootfs_path, bundle)
+            .readonly(root.readonly().unwrap_or(false))
+            .mounts(&mounts)
+            .rootfs_propagation(linux.rootfs_propagation().as_deref())
+            .devices(&devices)
+            .masked_paths(&masked)
+            .readonly_paths(&readonly)
+            .sysctl(&sysctl)
+            .no_pivot(opts.no_pivot)
+            .own_mount_ns(own_mount_ns)
+            .new_user_ns(ns.creates(NamespaceKind::User))
+            .new_cgroup_ns(ns.creates(NamespaceKind::Cgroup))
+            .cwd(Some(process.cwd())),
+    )?;
 
     // Socket activation: fds 3.. of ours named by LISTEN_FDS go through too, as runc does,
     // but only when LISTEN_PID says they were meant for this process.

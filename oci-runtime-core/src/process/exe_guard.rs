@@ -163,11 +163,11 @@ mod tests {
             eprintln!("`as` not found: embedded stubs not checked");
             return;
         }
-        let out = std::env::temp_dir().join(format!("berth-stub-{}", std::process::id()));
-        std::fs::create_dir_all(&out).unwrap();
+        let tmp = crate::test_support::TempDir::new("stub");
+        let out = tmp.path();
         let st = Command::new("sh")
             .arg(dir.join("regen.sh"))
-            .arg(&out)
+            .arg(out)
             .status()
             .unwrap();
         assert!(st.success(), "regen.sh failed");
@@ -180,7 +180,6 @@ mod tests {
             let embedded = std::fs::read(dir.join(format!("stub-{arch}.bin"))).unwrap();
             assert_eq!(std::fs::read(&fresh).unwrap(), embedded, "stub-{arch}.bin");
         }
-        let _ = std::fs::remove_dir_all(&out);
     }
 
     /// A pipe for the stub's report fd (close-on-exec: other tests' children must not
@@ -269,8 +268,7 @@ mod tests {
         assert_eq!(code, Some(126));
         // execve failures: 127 and the init's failure record with the errno, nothing on
         // stderr.
-        let dir = std::env::temp_dir().join(format!("berth-stub-exec-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::test_support::TempDir::new("stub-exec");
         let junk = dir.join("junk");
         std::fs::write(&junk, "not a program\n").unwrap();
         std::fs::set_permissions(&junk, std::os::unix::fs::PermissionsExt::from_mode(0o755))
@@ -298,7 +296,6 @@ mod tests {
                 other => panic!("{path}: {other:?}"),
             }
         }
-        let _ = std::fs::remove_dir_all(&dir);
         // No report fd (empty or not a number): the fixed message on stderr instead.
         for fd in ["", "12x"] {
             let (code, report, _, err) = run(marker, fd, &["/nonexistent", "x"]);

@@ -93,15 +93,10 @@ fn read_passwd(rootfs: &Path, bundle: &Path, mounts: &[Mount]) -> Option<String>
 mod tests {
     use super::*;
 
-    fn rootfs_with(passwd: Option<&str>) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "berth-home-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        ));
+    use crate::test_support::TempDir;
+
+    fn rootfs_with(passwd: Option<&str>) -> TempDir {
+        let dir = TempDir::new("home");
         std::fs::create_dir_all(dir.join("etc")).expect("mkdir");
         if let Some(p) = passwd {
             std::fs::write(dir.join("etc/passwd"), p).expect("write passwd");
@@ -114,13 +109,12 @@ mod tests {
         let r = rootfs_with(Some(
             "root:x:0:0:root:/root:/bin/sh\nweb:x:33:33::/var/www:/bin/false\nnohome:x:7:7:::\n",
         ));
-        let home = |env: Vec<String>, uid| with_home(env, &r, &r, &[], uid);
+        let home = |env: Vec<String>, uid| with_home(env, r.path(), r.path(), &[], uid);
         assert_eq!(home(vec![], 0), ["HOME=/root"]);
         assert_eq!(home(vec!["A=1".into()], 33), ["A=1", "HOME=/var/www"]);
         assert_eq!(home(vec![], 7), ["HOME=/"]);
         assert_eq!(home(vec![], 1000), ["HOME=/"]);
         assert_eq!(home(vec!["HOME=/x".into()], 0), ["HOME=/x"]);
-        std::fs::remove_dir_all(&r).ok();
     }
 
     #[test]
@@ -129,12 +123,14 @@ mod tests {
         std::fs::write(r.join("inside"), "root:x:0:0::/inside-home:/bin/sh\n").expect("write");
         // Absolute: resolved against the rootfs, not the host's /etc/passwd... -> /inside.
         std::os::unix::fs::symlink("/inside", r.join("etc/passwd")).expect("symlink");
-        assert_eq!(with_home(vec![], &r, &r, &[], 0), ["HOME=/inside-home"]);
+        assert_eq!(
+            with_home(vec![], r.path(), r.path(), &[], 0),
+            ["HOME=/inside-home"]
+        );
         std::fs::remove_file(r.join("etc/passwd")).expect("rm");
         std::os::unix::fs::symlink("../../../../../../etc/shadow", r.join("etc/passwd"))
             .expect("symlink");
-        assert_eq!(with_home(vec![], &r, &r, &[], 0), ["HOME=/"]);
-        std::fs::remove_dir_all(&r).ok();
+        assert_eq!(with_home(vec![], r.path(), r.path(), &[], 0), ["HOME=/"]);
     }
 
     #[test]
@@ -145,7 +141,9 @@ mod tests {
         m.set_destination("/etc/passwd".into());
         m.set_source(Some("bound".into()));
         m.set_options(Some(vec!["rbind".into(), "ro".into()]));
-        assert_eq!(with_home(vec![], &r, &r, &[m], 0), ["HOME=/from-mount"]);
-        std::fs::remove_dir_all(&r).ok();
+        assert_eq!(
+            with_home(vec![], r.path(), r.path(), &[m], 0),
+            ["HOME=/from-mount"]
+        );
     }
 }

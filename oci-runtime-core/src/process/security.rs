@@ -1013,31 +1013,19 @@ mod tests {
 
     #[test]
     fn host_detection_reads_sysfs() {
-        let dir = std::env::temp_dir().join(format!("berth-lsm-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let guard = scopeguard(dir.clone());
+        let tmp = crate::test_support::TempDir::new("lsm");
+        let dir = tmp.path();
         std::fs::create_dir_all(dir.join("sys/module/apparmor/parameters")).unwrap();
         std::fs::write(dir.join("sys/module/apparmor/parameters/enabled"), "Y\n").unwrap();
-        assert!(!HostLsm::detect_at(&dir).apparmor, "securityfs missing");
+        assert!(!HostLsm::detect_at(dir).apparmor, "securityfs missing");
         std::fs::create_dir_all(dir.join("sys/kernel/security/apparmor")).unwrap();
-        assert!(HostLsm::detect_at(&dir).apparmor);
+        assert!(HostLsm::detect_at(dir).apparmor);
         std::fs::write(dir.join("sys/module/apparmor/parameters/enabled"), "N\n").unwrap();
-        assert!(!HostLsm::detect_at(&dir).apparmor);
+        assert!(!HostLsm::detect_at(dir).apparmor);
         std::fs::create_dir_all(dir.join("sys/fs/selinux")).unwrap();
-        assert!(!HostLsm::detect_at(&dir).selinux, "enforce missing");
+        assert!(!HostLsm::detect_at(dir).selinux, "enforce missing");
         std::fs::write(dir.join("sys/fs/selinux/enforce"), "1").unwrap();
-        assert!(HostLsm::detect_at(&dir).selinux);
-        drop(guard);
-    }
-
-    struct RmDir(std::path::PathBuf);
-    impl Drop for RmDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    fn scopeguard(p: std::path::PathBuf) -> RmDir {
-        RmDir(p)
+        assert!(HostLsm::detect_at(dir).selinux);
     }
 
     #[test]

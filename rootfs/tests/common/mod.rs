@@ -157,22 +157,21 @@ impl Config {
     }
 
     pub fn prepare(&self) -> Result<RootfsPlan, berth_rootfs::RootfsError> {
-        RootfsPlan::prepare(&RootfsOptions {
-            rootfs: &self.rootfs,
-            bundle: &self.bundle,
-            readonly: self.readonly,
-            mounts: &self.mounts,
-            rootfs_propagation: self.propagation.as_deref(),
-            devices: &self.devices,
-            masked_paths: &self.masked,
-            readonly_paths: &self.readonly_paths,
-            sysctl: &self.sysctl,
-            no_pivot: self.no_pivot,
-            own_mount_ns: self.own_mount_ns,
-            new_user_ns: self.new_user_ns,
-            new_cgroup_ns: self.new_cgroup_ns,
-            cwd: self.cwd.as_deref(),
-        })
+        RootfsPlan::prepare(
+            &RootfsOptions::new(&self.rootfs, &self.bundle)
+                .readonly(self.readonly)
+                .mounts(&self.mounts)
+                .rootfs_propagation(self.propagation.as_deref())
+                .devices(&self.devices)
+                .masked_paths(&self.masked)
+                .readonly_paths(&self.readonly_paths)
+                .sysctl(&self.sysctl)
+                .no_pivot(self.no_pivot)
+                .own_mount_ns(self.own_mount_ns)
+                .new_user_ns(self.new_user_ns)
+                .new_cgroup_ns(self.new_cgroup_ns)
+                .cwd(self.cwd.as_deref()),
+        )
     }
 }
 
