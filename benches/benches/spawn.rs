@@ -15,10 +15,7 @@ fn spawn(c: &mut Criterion) {
     bundle.write();
     let root = common::TempDir::new("berth-bench-root");
     let rt = Runtime::new(root.path());
-    let opts = CreateOptions {
-        bundle: bundle.path().to_path_buf(),
-        ..Default::default()
-    };
+    let opts = CreateOptions::new(bundle.path().to_path_buf());
     let mut g = c.benchmark_group("spawn");
     g.sample_size(200);
     g.bench_function("create_start_wait_delete_true", |b| {

@@ -15,7 +15,7 @@
 //! use berth_runtime_core::{CreateOptions, Runtime};
 //!
 //! let rt = Runtime::new("/run/berth");
-//! let c = rt.create("web", &CreateOptions { bundle: "/srv/bundles/web".into(), ..Default::default() })?;
+//! let c = rt.create("web", &CreateOptions::new("/srv/bundles/web"))?;
 //! rt.start("web")?;
 //! println!("{}", serde_json::to_string(&rt.state("web")?).unwrap());
 //! let exit_code = c.wait()?;

@@ -394,13 +394,7 @@ fn cve_2021_30465_mount_target_swapped_by_another_container_stays_inside() {
     let mut where_: HashMap<String, u32> = HashMap::new();
     for i in 0..200 {
         let id = h.id("victim");
-        match h.create_opts(
-            &id,
-            &CreateOptions {
-                bundle: b.path().to_path_buf(),
-                ..Default::default()
-            },
-        ) {
+        match h.create_opts(&id, &CreateOptions::new(b.path().to_path_buf())) {
             Ok(c) => {
                 ok += 1;
                 let mi = parse_mountinfo(

@@ -370,10 +370,7 @@ fn exec_in_a_created_container_works_and_a_stopped_or_paused_one_is_refused() {
             h.rt.raw().exec(
                 &r.id,
                 &process(&r, &["/bin/sh", "-c", "echo thawed > /out/thawed"]),
-                &ExecOptions {
-                    ignore_paused: true,
-                    ..Default::default()
-                },
+                &ExecOptions::default().ignore_paused(true),
             )
         });
         std::thread::sleep(Duration::from_millis(300));
@@ -400,10 +397,7 @@ fn pid_file_names_the_process() {
         &h,
         &r.id,
         &process(&r, &["/bin/sleep", "1000"]),
-        &ExecOptions {
-            pid_file: Some(pid_file.clone()),
-            ..Default::default()
-        },
+        &ExecOptions::default().pid_file(Some(pid_file.clone())),
     );
     assert_eq!(read(&pid_file), e.pid().to_string());
     assert_eq!(ns_id(e.pid(), "pid"), ns_id(r.c.pid(), "pid"));
@@ -448,10 +442,7 @@ fn no_host_fd_reaches_the_process_and_preserved_ones_do() {
             &r,
             &["/bin/sh", "-c", &format!("cat <&{leak} > /out/passed")],
         ),
-        &ExecOptions {
-            preserve_fds: n,
-            ..Default::default()
-        },
+        &ExecOptions::default().preserve_fds(n),
     );
     // SAFETY: closing the fd this test opened.
     unsafe { libc::close(leak) };
@@ -487,10 +478,7 @@ fn terminal_goes_to_the_console_socket() {
         &h,
         &r.id,
         &p,
-        &ExecOptions {
-            console_socket: Some(sock.path.clone()),
-            ..Default::default()
-        },
+        &ExecOptions::default().console_socket(Some(sock.path.clone())),
     );
     let master = accept.join().expect("accept thread");
     let text = read_master(&master, Duration::from_secs(10));
@@ -549,10 +537,7 @@ fn cgroup_option_puts_the_process_in_a_sub_cgroup() {
         &h,
         &r.id,
         &process(&r, &["/bin/sleep", "1000"]),
-        &ExecOptions {
-            cgroup: Some("sub".into()),
-            ..Default::default()
-        },
+        &ExecOptions::default().cgroup(Some("sub".into())),
     );
     let seen = read(format!("/proc/{}/cgroup", e.pid()));
     for line in seen.lines() {
@@ -565,10 +550,7 @@ fn cgroup_option_puts_the_process_in_a_sub_cgroup() {
             .exec(
                 &r.id,
                 &process(&r, &["/bin/true"]),
-                &ExecOptions {
-                    cgroup: Some("nosuch-sub".into()),
-                    ..Default::default()
-                },
+                &ExecOptions::default().cgroup(Some("nosuch-sub".into())),
             )
             .expect_err("missing sub-cgroup");
     assert_err_contains(&err, &["nosuch-sub", "--cgroup"]);

@@ -86,11 +86,7 @@ fn preserve_fds_passes_exactly_fd_3() {
     let id = h.id("preserve");
     let created = h.create_opts(
         &id,
-        &CreateOptions {
-            bundle: b.path().to_path_buf(),
-            preserve_fds: 1,
-            ..Default::default()
-        },
+        &CreateOptions::new(b.path().to_path_buf()).preserve_fds(1),
     );
     close(3);
     let c = created.expect("create");
@@ -138,13 +134,7 @@ fn no_descriptor_leaks_into_the_container() {
     assert!(sock >= 0);
 
     let id = h.id("noleak");
-    let created = h.create_opts(
-        &id,
-        &CreateOptions {
-            bundle: b.path().to_path_buf(),
-            ..Default::default()
-        },
-    );
+    let created = h.create_opts(&id, &CreateOptions::new(b.path().to_path_buf()));
     for fd in [f, pipe[0], pipe[1], sock] {
         close(fd);
     }

@@ -356,10 +356,7 @@ fn invalid_ids_are_rejected() {
     b.write();
     let h = Harness::new();
     let long = "a".repeat(1025);
-    let opts = CreateOptions {
-        bundle: b.path().to_path_buf(),
-        ..Default::default()
-    };
+    let opts = CreateOptions::new(b.path().to_path_buf());
     for id in [
         "",
         ".",
@@ -446,13 +443,7 @@ fn bad_configs_name_the_field_and_leave_nothing() {
     fs::remove_file(b.path().join("config.json")).expect("rm config");
     let id = h.id("nocfg");
     let err = h
-        .create_opts(
-            &id,
-            &CreateOptions {
-                bundle: b.path().to_path_buf(),
-                ..Default::default()
-            },
-        )
+        .create_opts(&id, &CreateOptions::new(b.path().to_path_buf()))
         .expect_err("create without config.json");
     assert_err_contains(&err, &["config.json"]);
     assert!(h.leftover_state().is_empty());
@@ -500,11 +491,7 @@ fn failure_after_setup_kills_the_init_and_leaves_nothing() {
     let err = h
         .create_opts(
             &id,
-            &CreateOptions {
-                bundle: b.path().to_path_buf(),
-                pid_file: Some(pid_file),
-                ..Default::default()
-            },
+            &CreateOptions::new(b.path().to_path_buf()).pid_file(Some(pid_file)),
         )
         .expect_err("create with an unwritable pid file");
     assert_err_contains(&err, &["no-such-dir"]);

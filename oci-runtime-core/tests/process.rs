@@ -339,11 +339,7 @@ fn pid_file_holds_the_init_pid() {
     let c = h
         .create_opts(
             &id,
-            &CreateOptions {
-                bundle: b.path().to_path_buf(),
-                pid_file: Some(pid_file.clone()),
-                ..Default::default()
-            },
+            &CreateOptions::new(b.path().to_path_buf()).pid_file(Some(pid_file.clone())),
         )
         .expect("create");
     assert_eq!(read(&pid_file), c.pid().to_string());
@@ -380,13 +376,7 @@ fn console_socket_receives_the_pty_master() {
     // terminal without a socket is a config error naming the field.
     let id0 = h.id("console");
     let err = h
-        .create_opts(
-            &id0,
-            &CreateOptions {
-                bundle: b.path().to_path_buf(),
-                ..Default::default()
-            },
-        )
+        .create_opts(&id0, &CreateOptions::new(b.path().to_path_buf()))
         .expect_err("terminal without console socket");
     assert!(matches!(err, Error::Config(_)), "{err:?}");
     assert_err_contains(&err, &["process.terminal"]);

@@ -322,11 +322,7 @@ fn no_pivot_still_confines_the_container() {
     let c = h
         .create_opts(
             &id,
-            &CreateOptions {
-                bundle: b.path().to_path_buf(),
-                no_pivot: true,
-                ..Default::default()
-            },
+            &CreateOptions::new(b.path().to_path_buf()).no_pivot(true),
         )
         .expect("create --no-pivot");
     h.rt.start(&id).expect("start");
@@ -434,11 +430,7 @@ fn no_pivot_leaves_no_procfs_a_nested_user_namespace_could_remount() {
         let c = h
             .create_opts(
                 &id,
-                &CreateOptions {
-                    bundle: b.path().to_path_buf(),
-                    no_pivot,
-                    ..Default::default()
-                },
+                &CreateOptions::new(b.path().to_path_buf()).no_pivot(no_pivot),
             )
             .expect("create");
         h.rt.start(&id).expect("start");

@@ -346,10 +346,7 @@ fn scheduler_deadline_with_reset_on_fork() {
     let c = h
         .create_opts(
             &id,
-            &berth_runtime_core::CreateOptions {
-                bundle: b.path().to_path_buf(),
-                ..Default::default()
-            },
+            &berth_runtime_core::CreateOptions::new(b.path().to_path_buf()),
         )
         .expect("create with the spec's flag name");
     let a = sched_of(c.pid());

@@ -279,13 +279,12 @@ pub(crate) fn exec(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
     };
     let path = |name: &str| p.value(name).filter(|v| !v.is_empty()).map(PathBuf::from);
     let cgroups = p.values("cgroup");
-    let mut opts = ExecOptions {
-        console_socket: path("console-socket"),
-        pid_file: path("pid-file"),
-        preserve_fds,
-        cgroup: (!cgroups.is_empty()).then(|| cgroups.join("\n")),
-        ignore_paused: p.flag("ignore-paused"),
-    };
+    let mut opts = ExecOptions::default()
+        .console_socket(path("console-socket"))
+        .pid_file(path("pid-file"))
+        .preserve_fds(preserve_fds)
+        .cgroup((!cgroups.is_empty()).then(|| cgroups.join("\n")))
+        .ignore_paused(p.flag("ignore-paused"));
     let detach = p.flag("detach");
     let terminal = process.terminal().unwrap_or(false);
     check_console(id, terminal, detach, opts.console_socket.as_deref())?;

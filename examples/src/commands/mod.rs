@@ -393,14 +393,12 @@ pub(crate) fn create_options(p: &Parsed) -> Result<CreateOptions, CliError> {
         })?,
     };
     let path = |name: &str| p.value(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    Ok(CreateOptions {
-        bundle: bundle_dir(p)?,
-        pid_file: path("pid-file"),
-        console_socket: path("console-socket"),
-        no_pivot: p.flag("no-pivot"),
-        no_new_keyring: p.flag("no-new-keyring"),
-        preserve_fds,
-    })
+    Ok(CreateOptions::new(bundle_dir(p)?)
+        .pid_file(path("pid-file"))
+        .console_socket(path("console-socket"))
+        .no_pivot(p.flag("no-pivot"))
+        .no_new_keyring(p.flag("no-new-keyring"))
+        .preserve_fds(preserve_fds))
 }
 
 #[cfg(test)]

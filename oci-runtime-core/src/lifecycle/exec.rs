@@ -51,7 +51,15 @@ use crate::state::{self, ContainerDir, Status};
 
 /// How to start a process in a container (the flags of `runc exec` that are not about the
 /// process itself).
+///
+/// ```
+/// let opts = berth_runtime_core::ExecOptions::default()
+///     .cgroup(Some("sub".to_string()))
+///     .ignore_paused(true);
+/// assert!(opts.ignore_paused);
+/// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct ExecOptions {
     /// Unix socket to which the pty master is sent when `process.terminal` is set.
     pub console_socket: Option<PathBuf>,
@@ -67,6 +75,38 @@ pub struct ExecOptions {
     /// Allow exec in a paused container (the process is frozen with it until `resume`, and
     /// so is this call).
     pub ignore_paused: bool,
+}
+
+impl ExecOptions {
+    /// The socket the pty master goes to (`--console-socket`).
+    pub fn console_socket(mut self, path: impl Into<Option<PathBuf>>) -> Self {
+        self.console_socket = path.into();
+        self
+    }
+
+    /// Where to write the process' pid (`--pid-file`).
+    pub fn pid_file(mut self, path: impl Into<Option<PathBuf>>) -> Self {
+        self.pid_file = path.into();
+        self
+    }
+
+    /// Pass `n` fds after stdio into the container (`--preserve-fds`).
+    pub fn preserve_fds(mut self, n: u32) -> Self {
+        self.preserve_fds = n;
+        self
+    }
+
+    /// runc's `--cgroup` entries, newline-separated (see the field).
+    pub fn cgroup(mut self, entries: Option<String>) -> Self {
+        self.cgroup = entries;
+        self
+    }
+
+    /// Allow exec in a paused container (`--ignore-paused`).
+    pub fn ignore_paused(mut self, on: bool) -> Self {
+        self.ignore_paused = on;
+        self
+    }
 }
 
 /// A process started by [`Runtime::exec`]: our child, so we can wait for it.

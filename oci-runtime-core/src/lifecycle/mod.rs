@@ -25,8 +25,17 @@ use oci_spec::runtime::{Hook, Hooks, Spec};
 use crate::child::sys;
 use crate::error::Error;
 use crate::state::{self, ContainerDir, Record, Status};
-/// How to create a container (the flags of `runc create`).
+/// How to create a container (the flags of `runc create`): [`CreateOptions::new`] with the
+/// bundle, then a setter per flag.
+///
+/// ```
+/// let opts = berth_runtime_core::CreateOptions::new("/srv/bundles/web")
+///     .pid_file(std::path::PathBuf::from("/run/web.pid"))
+///     .preserve_fds(2);
+/// assert_eq!(opts.preserve_fds, 2);
+/// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct CreateOptions {
     /// The bundle directory (relative paths are taken against the current directory).
     pub bundle: PathBuf,
@@ -42,12 +51,52 @@ pub struct CreateOptions {
     pub preserve_fds: u32,
 }
 
+impl CreateOptions {
+    /// Options for creating a container from `bundle`, every flag off.
+    pub fn new(bundle: impl Into<PathBuf>) -> Self {
+        CreateOptions {
+            bundle: bundle.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Where to write the init's pid (`--pid-file`).
+    pub fn pid_file(mut self, path: impl Into<Option<PathBuf>>) -> Self {
+        self.pid_file = path.into();
+        self
+    }
+
+    /// The socket the pty master goes to (`--console-socket`).
+    pub fn console_socket(mut self, path: impl Into<Option<PathBuf>>) -> Self {
+        self.console_socket = path.into();
+        self
+    }
+
+    /// `MS_MOVE` + `chroot` instead of `pivot_root` (`--no-pivot`).
+    pub fn no_pivot(mut self, on: bool) -> Self {
+        self.no_pivot = on;
+        self
+    }
+
+    /// Keep the caller's session keyring (`--no-new-keyring`).
+    pub fn no_new_keyring(mut self, on: bool) -> Self {
+        self.no_new_keyring = on;
+        self
+    }
+
+    /// Pass `n` fds after stdio into the container (`--preserve-fds`).
+    pub fn preserve_fds(mut self, n: u32) -> Self {
+        self.preserve_fds = n;
+        self
+    }
+}
+
 /// A runtime: a state root directory under which containers live.
 ///
 /// ```no_run
 /// use berth_runtime_core::{CreateOptions, Runtime};
 /// let rt = Runtime::new("/run/berth");
-/// let c = rt.create("demo", &CreateOptions { bundle: "/tmp/bundle".into(), ..Default::default() })?;
+/// let c = rt.create("demo", &CreateOptions::new("/tmp/bundle"))?;
 /// rt.start("demo")?;
 /// let code = c.wait()?;
 /// rt.delete("demo", false)?;

@@ -153,13 +153,7 @@ impl Harness {
     /// Writes the bundle's config.json and creates a container from it.
     pub fn create(&self, id: &str, bundle: &Bundle) -> Result<Container, Error> {
         bundle.write();
-        self.create_opts(
-            id,
-            &CreateOptions {
-                bundle: bundle.path().to_path_buf(),
-                ..Default::default()
-            },
-        )
+        self.create_opts(id, &CreateOptions::new(bundle.path().to_path_buf()))
     }
 
     /// Creates a container with explicit options (config.json must be written).
@@ -189,11 +183,8 @@ impl Harness {
         let c = self
             .create_opts(
                 id,
-                &CreateOptions {
-                    bundle: bundle.path().to_path_buf(),
-                    console_socket: Some(sock.path.clone()),
-                    ..Default::default()
-                },
+                &CreateOptions::new(bundle.path().to_path_buf())
+                    .console_socket(Some(sock.path.clone())),
             )
             .expect("create with a console socket");
         let (conn, _) = sock.listener.accept().expect("accept");
