@@ -141,51 +141,19 @@ fn clone3_into_cgroup_starts_the_child_inside() {
     let prog = CString::new("/bin/sleep").unwrap();
     let arg1 = CString::new("100").unwrap();
     let argv = [prog.as_ptr(), arg1.as_ptr(), std::ptr::null()];
-    #[repr(C)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-        set_tid: u64,
-        set_tid_size: u64,
-        cgroup: u64,
-    }
-    let args = CloneArgs {
-        flags: 0x2_0000_0000, // CLONE_INTO_CGROUP
-        pidfd: 0,
-        child_tid: 0,
-        parent_tid: 0,
-        exit_signal: libc::SIGCHLD as u64,
-        stack: 0,
-        stack_size: 0,
-        tls: 0,
-        set_tid: 0,
-        set_tid_size: 0,
-        cgroup: fd as u64,
-    };
-    // SAFETY: a fork-like clone3 (no CLONE_VM, no stack); the child only calls execv
-    // on pre-built C strings and _exit.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    if pid == 0 {
-        // SAFETY: argv is NUL-terminated and its strings outlive the call.
-        unsafe {
-            libc::execv(prog.as_ptr(), argv.as_ptr());
-            libc::_exit(127);
+    // SAFETY: a fork-like clone3 (no CLONE_VM, no stack); the child only calls execv on
+    // pre-built C strings and _exit.
+    let pid = match unsafe { berth_sys::raw_clone_into_cgroup(0, fd) } {
+        Ok(0) => {
+            // SAFETY: argv is NUL-terminated and its strings outlive the call.
+            unsafe {
+                libc::execv(prog.as_ptr(), argv.as_ptr());
+                libc::_exit(127);
+            }
         }
-    }
-    assert!(pid > 0, "clone3: {}", std::io::Error::last_os_error());
-    let pid = pid as i32;
+        Ok(pid) => pid,
+        Err(e) => panic!("clone3: errno {e}"),
+    };
     struct Reap(i32);
     impl Drop for Reap {
         fn drop(&mut self) {

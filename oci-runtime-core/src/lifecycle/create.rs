@@ -89,12 +89,6 @@ impl Runtime {
     ) -> Result<Container, Error> {
         let id = dir.id.as_str();
         let mut warnings = Vec::new();
-        let cfg_err = |field: &str, reason: &str| {
-            Error::Config(ConfigError {
-                field: field.into(),
-                reason: reason.into(),
-            })
-        };
         let Plans {
             linux,
             rootfs_path,
@@ -536,6 +530,11 @@ enum RecordedCgroup {
     Each(BTreeMap<String, String>),
 }
 
+/// A config error naming `field`.
+fn cfg_err(field: &str, reason: &str) -> Error {
+    Error::Config(ConfigError::new(field, reason))
+}
+
 /// The runtime's side of the init's sync, from the cloned child's first message to the
 /// init's `Ready`.
 struct InitSync<'a> {
@@ -690,12 +689,6 @@ fn plan(
     opts: &CreateOptions,
     warnings: &mut Vec<String>,
 ) -> Result<Plans, Error> {
-    let cfg_err = |field: &str, reason: &str| {
-        Error::Config(ConfigError {
-            field: field.into(),
-            reason: reason.into(),
-        })
-    };
     let linux = spec
         .linux()
         .clone()
