@@ -1084,12 +1084,9 @@ fn foreign_arches_keep_the_restrictive_rules_when_all_do_not_fit() {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn docker_default_fixture_compiles_and_works() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/docker-default-x86_64.json"
-    ))
-    .expect("read the fixture");
-    let (plan, warnings) = compile(serde_json::from_str(&text).expect("JSON"));
+    // Embedded, so that the test binary alone (as the VM lane packs it) carries it.
+    let text = include_str!("../tests/data/docker-default-x86_64.json");
+    let (plan, warnings) = compile(serde_json::from_str(text).expect("JSON"));
     // recv and send are socketcall's on i386 and no calls of their own anywhere here.
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].ends_with(": recv, send"), "{warnings:?}");
