@@ -311,6 +311,12 @@ impl NamespacePlan {
     /// // then clone(CLONE_PARENT | SIGCHLD) the container init
     /// # Ok(()) }
     /// ```
+    #[deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )]
     pub fn join_all(&self) -> Result<(), ChildError> {
         for j in &self.joins {
             if j.kind == NamespaceKind::Mount
@@ -350,6 +356,12 @@ impl NamespacePlan {
     /// plan.unshare_user()?;
     /// # Ok(()) }
     /// ```
+    #[deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )]
     pub fn unshare_user(&self) -> Result<(), ChildError> {
         if !self.creates(NamespaceKind::User) {
             return Ok(());
@@ -381,6 +393,12 @@ impl NamespacePlan {
     /// plan.unshare_rest()?;
     /// # Ok(()) }
     /// ```
+    #[deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )]
     pub fn unshare_rest(&self) -> Result<(), ChildError> {
         let flags = self.unshare_rest_flags();
         if flags == 0 {
@@ -412,6 +430,12 @@ impl NamespacePlan {
     /// plan.write_time_offsets()?;
     /// # Ok(()) }
     /// ```
+    #[deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )]
     pub fn write_time_offsets(&self) -> Result<(), ChildError> {
         let pre = self.timens_fd.take();
         if !self.creates(NamespaceKind::Time) || self.time_offsets.is_empty() {
@@ -451,6 +475,12 @@ impl NamespacePlan {
     ///
     /// # Fragile child
     /// Allocation-free, no locks, no panics.
+    #[deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )]
     pub fn close_fds(&self) {
         for j in &self.joins {
             j.fd.close();

@@ -668,6 +668,12 @@ impl RootfsPlan {
     ///
     /// # Fragile child
     /// No allocation, no locks, no panics.
+    #[deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )]
     pub fn set_bind_source(&self, k: usize, fd: c_int) -> bool {
         match self.bind_sources.get(k) {
             Some((_, slot)) => {
