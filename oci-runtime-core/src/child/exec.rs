@@ -34,7 +34,7 @@ pub(crate) struct ExecContext<'a> {
     /// process never sees the runtime's `/`. -1 otherwise.
     pub root: RawFd,
     pub setgroups_allowed: bool,
-    /// Wait for `G` (the parent moves us into v1 cgroups, or cgroup2 without clone3).
+    /// Wait for `Go` (the parent moves us into v1 cgroups, or cgroup2 without clone3).
     pub cgroup_sync: bool,
 }
 

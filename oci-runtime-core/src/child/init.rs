@@ -229,7 +229,7 @@ pub(crate) struct InitContext<'a> {
     /// Name of the session keyring to join, unless --no-new-keyring.
     pub keyring: Option<&'a CStr>,
     /// Whether the parent runs the runtime-namespace hooks (prestart, createRuntime) or the
-    /// init needs the state JSON for its own hooks: enables the `H`/`S` exchange.
+    /// init needs the state JSON for its own hooks: enables the `Mounted`/`State` exchange.
     pub hooks_sync: bool,
     /// Buffer for the `S` message (allocated by the parent before the clone).
     pub state_buf: *mut u8,
@@ -241,13 +241,14 @@ pub(crate) struct InitContext<'a> {
     /// setgroups(2) is possible in the container's user namespace.
     pub setgroups_allowed: bool,
     /// The parent opens the bind-mount sources for us (a root runtime and a new user
-    /// namespace, whose root may not reach them): ask with `B` before mounting.
+    /// namespace, whose root may not reach them): ask with `BindSources` before mounting.
     pub bind_sources: bool,
     /// The parent moves the child into the container's cgroup after the clone: wait for
-    /// its `G` before anything else (in the slow path, the intermediate waits first thing).
+    /// its `Go` (on the fast path without a user namespace, before the first cgroup mount:
+    /// `join_cgroup`; else before anything else, the slow path's intermediate first thing).
     pub cgroup_sync: bool,
     /// Fast path with a cgroup namespace: `CLONE_NEWCGROUP` was left out of the clone
-    /// flags; unshare it after `G`, so that the container's cgroup is the namespace root.
+    /// flags; unshare it after `Go`, so that the container's cgroup is the namespace root.
     pub unshare_cgroup_ns: bool,
     /// Fast path without a user namespace: the mount, network, IPC and UTS namespaces left
     /// out of the clone flags, which the init unshares itself first thing. Their set-up (a
@@ -258,7 +259,7 @@ pub(crate) struct InitContext<'a> {
 
 /// The entry point of the cloned child. Never returns.
 pub(crate) fn init_main(ctx: &InitContext<'_>) -> ! {
-    // Report to the sync socket (or, after `R`, to exec.fifo) and exit.
+    // Report to the sync socket (or, after `Ready`, to exec.fifo) and exit.
     let mut report_fd = ctx.sock;
     match run(ctx, &mut report_fd) {
         Ok(never) => match never {},
@@ -417,7 +418,7 @@ fn run(
     // itself does. Without no_new_privs the kernel requires CAP_SYS_ADMIN, which the
     // credentials below may drop: then it goes in before them (as runc does). With
     // SCMP_ACT_NOTIFY, its listener fd must reach the runtime over the sync socket, which is
-    // closed at `R`: it goes in before `R`. The fds are sealed before any filter, which may
+    // closed at `Ready`: it goes in before `Ready`. The fds are sealed before any filter, which may
     // deny close_range (runtime-tools' default profile does); every fd opened from here on
     // is close-on-exec (the fifo) or closed before the exec (the socket, the state dir).
     ctx.process.seal_fds(ctx.sock)?;
@@ -487,7 +488,7 @@ fn join_cgroup(ctx: &InitContext<'_>) -> Result<(), InitError> {
 
 /// # Fragile child
 /// Installs the filter; a notify listener fd goes to the parent over `sock` (the init's or
-/// exec's sync socket) in an `F` message (it hands it to `listenerPath`) and is closed here.
+/// exec's sync socket) in a `Listener` message (it hands it to `listenerPath`) and is closed here.
 pub(crate) fn install_seccomp(sock: RawFd, sc: &SeccompPlan) -> Result<(), InitError> {
     match sc.install() {
         Ok(None) => Ok(()),
@@ -510,7 +511,7 @@ fn set_dumpable(on: bool) {
 /// # Fragile child
 /// Forks the process that goes on (a pid or time namespace entered by this one applies to its
 /// children only) as a child of our parent (`CLONE_PARENT`), so that the runtime can wait for
-/// it. Here, the intermediate reports its pid in a `P` message and exits; the returning child
+/// it. Here, the intermediate reports its pid in a `Pid` message and exits; the returning child
 /// dies with the runtime until it clears its parent-death signal. A failed clone is
 /// `InitStep::Clone` with `clone_index` (0: the init, 1: exec's process).
 pub(crate) fn fork_parented(sock: RawFd, clone_index: u32) -> Result<(), InitError> {
@@ -660,7 +661,7 @@ pub(crate) fn open_console(
 /// # Fragile child
 /// Asks the parent (`B`) for the bind-mount sources, opened in our mount namespace with its
 /// credentials, and hands them to the rootfs plan: one `b` message with one fd per bind
-/// mount, in order, then `G`.
+/// mount, in order, then `Go`.
 fn receive_bind_sources(sock: RawFd, rootfs: &RootfsPlan) -> Result<(), InitError> {
     sync::send(sock, ToParent::BindSources)?;
     let mut k = 0;

@@ -336,10 +336,10 @@ impl Runtime {
         }));
         let mut kill_guard = Cleanup(Some(|| kill_and_reap(guard_pid.get())));
         // And whom a `delete` kills if this create is killed from here on. The child waits
-        // for `G` (or, without a cgroup or user namespace to set up, for nothing): a create
+        // for `Go` (or, without a cgroup or user namespace to set up, for nothing): a create
         // killed before this write leaves a child that exits at EOF on its sync socket, or
         // runs on in the cgroup recorded above. With a cgroup the write waits until the child
-        // is in it and has its `G` (a delete finds it through the cgroup meanwhile), so that
+        // is in it and has its `Go` (a delete finds it through the cgroup meanwhile), so that
         // it overlaps with the child's own set-up rather than delaying it.
         record_pid(
             &mut record,

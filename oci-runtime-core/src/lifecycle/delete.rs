@@ -33,7 +33,7 @@ impl Runtime {
         match status {
             Status::Stopped => {}
             // A create killed before it finished (it would hold the lock if it still ran):
-            // its child, if any, waits for `G` or for `start`.
+            // its child, if any, waits for `Go` or for `start`.
             Status::Creating => kill_and_wait(&record)?,
             // The spec: deleting a container that is not stopped (`created` included, which
             // runc 1.1 deletes anyway) MUST be an error and leave it as it was.

@@ -8,7 +8,7 @@
 //! only runs fragile-child code (docs/DESIGN.md):
 //!
 //! 1. becomes non-dumpable (container processes can't open `/proc/<pid>/exe|fd|cwd` of the
-//!    half set-up process nor ptrace it; `execve` resets the flag), waits for `G` (the parent
+//!    half set-up process nor ptrace it; `execve` resets the flag), waits for `Go` (the parent
 //!    moved it into the container's v1 cgroups; cgroup2 is entered at the clone, with
 //!    `clone3(CLONE_INTO_CGROUP)`), closes every inherited fd but stdio, the preserved ones and
 //!    its own (no host fd reaches the container);
