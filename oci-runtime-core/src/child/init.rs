@@ -634,7 +634,7 @@ pub(crate) fn open_console(
         // SAFETY: ws is a valid winsize.
         unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
     }
-    send_fd(console_socket, master, path.as_bytes())
+    sys::send_fd(console_socket, master, path.as_bytes())
         .map_err(|e| ChildFailure::Init(InitError::new(InitStep::ConsoleSocket, 0, e)))?;
     sys::close(master);
     sys::close(console_socket);
@@ -682,19 +682,6 @@ fn receive_bind_sources(sock: RawFd, rootfs: &RootfsPlan) -> Result<(), InitErro
             }
         }
     }
-}
-
-/// # Fragile child
-/// One message from a unix socket into `buf`, with the one fd it may carry (SCM_RIGHTS,
-/// received close-on-exec); returns the length and the fd.
-pub(crate) fn recv_fd(sock: RawFd, buf: &mut [u8]) -> Result<(usize, Option<RawFd>), i32> {
-    berth_sys::recv_fd(sock, buf)
-}
-
-/// Sends `fd` over a unix socket with SCM_RIGHTS, `payload` as the data; returns how many
-/// bytes of `payload` went (all of them on a SOCK_SEQPACKET socket).
-pub(crate) fn send_fd(sock: RawFd, fd: RawFd, payload: &[u8]) -> Result<usize, i32> {
-    berth_sys::send_fd(sock, fd, payload)
 }
 
 /// Turns a failure record into a rich error, using the plans to name paths and fields.

@@ -26,7 +26,7 @@
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
-use crate::child::init::{self, ChildFailure, FAILURE_LEN, InitError, InitStep};
+use crate::child::init::{ChildFailure, FAILURE_LEN, InitError, InitStep};
 use crate::child::sys;
 
 /// A message from a child to the runtime.
@@ -179,7 +179,7 @@ pub(crate) fn send(sock: RawFd, msg: ToParent) -> Result<(), InitError> {
 /// Sends `msg` with `fd` in SCM_RIGHTS.
 pub(crate) fn send_with_fd(sock: RawFd, msg: ToParent, fd: RawFd) -> Result<(), i32> {
     let mut buf = [0u8; MAX_TO_PARENT];
-    init::send_fd(sock, fd, msg.encode(&mut buf)).map(drop)
+    sys::send_fd(sock, fd, msg.encode(&mut buf)).map(drop)
 }
 
 /// # Fragile child
@@ -187,7 +187,7 @@ pub(crate) fn send_with_fd(sock: RawFd, msg: ToParent, fd: RawFd) -> Result<(), 
 /// `EPROTO` (an fd that came with it is closed).
 pub(crate) fn recv(sock: RawFd) -> Result<(ToChild, Option<RawFd>), InitError> {
     let mut buf = [0u8; 5];
-    let (n, fd) = init::recv_fd(sock, &mut buf).map_err(|e| sync_err(4, e))?;
+    let (n, fd) = sys::recv_fd(sock, &mut buf).map_err(|e| sync_err(4, e))?;
     if n == 0 {
         return Err(sync_err(0, libc::EPIPE));
     }
@@ -363,7 +363,7 @@ impl Channel {
     /// Sends one bind-mount source.
     pub(crate) fn send_bind_source(&self, fd: RawFd) -> std::io::Result<()> {
         let mut buf = [0u8; 5];
-        init::send_fd(
+        sys::send_fd(
             self.sock.as_raw_fd(),
             fd,
             ToChild::BindSource.encode(&mut buf),

@@ -4,5 +4,6 @@
 
 pub(crate) use berth_sys::{
     PathBuf4k, check, cloexec_from, clone_maybe_into_cgroup, close, close_fds_except, errno,
-    exit_now, fmt_u64, open, raw_clone, read as read_once, set_ids, set_pdeathsig, write_all,
+    exit_now, fmt_u64, open, raw_clone, read as read_once, recv_fd, send_fd, set_ids,
+    set_pdeathsig, write_all,
 };
