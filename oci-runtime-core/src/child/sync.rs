@@ -250,7 +250,8 @@ pub(crate) enum Peer {
 
 /// The allowed order of the [`ToParent`] messages of one peer. The messages of the process
 /// that will exec (bind sources, mounted, listener, ready) come once each, in that order;
-/// `M` only before `P`; `P` once, where the peer forks; nothing after `R` or a failure but EOF.
+/// `M` only before `P`; `P` once, where the peer forks (it may come after the failure of the
+/// process it forked); nothing else after `R` or a failure but EOF.
 #[derive(Debug)]
 pub(crate) struct Order {
     peer: Peer,
@@ -273,25 +274,27 @@ impl Order {
     /// Whether `msg` may come now; records it.
     pub(crate) fn accept(&mut self, msg: &ToParent) -> Result<(), String> {
         let refuse = |why: &str| Err(format!("{} message {why}", msg.name()));
-        if self.done {
-            return refuse("after the end of the exchange");
-        }
         let (forks, init) = match self.peer {
             Peer::Init { intermediate } => (intermediate, true),
             Peer::Exec { fork } => (fork, false),
         };
         let rank = match msg {
-            ToParent::Failed(_) => {
-                self.done = true;
-                return Ok(());
-            }
-            ToParent::MapIds if init && forks && !self.pid_seen => return Ok(()),
-            ToParent::MapIds => return refuse("not expected here"),
+            // The intermediate's pid races with what the process it forked sends, its
+            // failure included: it may come last, and must not be lost (that process is the
+            // caller's child, to be reaped).
             ToParent::Pid(_) if forks && !self.pid_seen => {
                 self.pid_seen = true;
                 return Ok(());
             }
-            ToParent::Pid(_) => return refuse("not expected here"),
+            // A failure ends the exchange; a second one (as the exec loop has always taken)
+            // changes nothing.
+            ToParent::Failed(_) => {
+                self.done = true;
+                return Ok(());
+            }
+            _ if self.done => return refuse("after the end of the exchange"),
+            ToParent::MapIds if init && forks && !self.pid_seen => return Ok(()),
+            ToParent::MapIds | ToParent::Pid(_) => return refuse("not expected here"),
             ToParent::BindSources if init => 1,
             ToParent::Mounted if init => 2,
             ToParent::BindSources | ToParent::Mounted => return refuse("not expected from exec"),
@@ -494,10 +497,15 @@ mod tests {
     }
 
     #[test]
-    fn nothing_comes_after_a_failure() {
+    fn nothing_comes_after_a_failure_but_the_intermediates_pid() {
         let f = Failed(ChildFailure::Init(InitError::new(InitStep::Sync, 0, 1)));
         assert_eq!(run(FAST, &[f]), Ok(false));
         assert!(run(FAST, &[f, Ready]).is_err());
+        assert!(run(FAST, &[f, Pid(3)]).is_err(), "no intermediate, no pid");
+        // The forked process failed before its parent's `Pid` reached us.
+        assert_eq!(run(Peer::Exec { fork: true }, &[f, Pid(3)]), Ok(false));
+        assert_eq!(run(SLOW, &[f, Pid(3)]), Ok(false));
+        assert!(run(Peer::Exec { fork: true }, &[f, Pid(3), Ready]).is_err());
     }
 
     #[test]

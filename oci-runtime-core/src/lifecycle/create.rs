@@ -560,6 +560,21 @@ impl InitSync<'_> {
         Error::io("sync with init", &self.dir.path, e)
     }
 
+    /// After a failure that overtook the intermediate's `Pid`: waits for that pid (or the
+    /// end of the exchange), so that the failed init, our child too (`CLONE_PARENT`), is the
+    /// one a failed create kills and reaps, and the intermediate is reaped.
+    fn adopt_late_pid(&mut self) {
+        while let Ok(Some((msg, _))) = self.channel.recv() {
+            if let ToParent::Pid(pid) = msg {
+                let mut st = 0;
+                // SAFETY: reaping our own child (the intermediate, which exits after `Pid`).
+                unsafe { libc::waitpid(self.child, &mut st, 0) };
+                self.guard_pid.set(pid);
+                return;
+            }
+        }
+    }
+
     /// Answers the init's messages (`record` follows its pid) until it is ready; returns
     /// the init's pid.
     fn until_ready(mut self, record: &mut Record) -> Result<i32, Error> {
@@ -606,6 +621,9 @@ impl InitSync<'_> {
                     self.dir.write_record(record)?;
                 }
                 ToParent::Failed(f) => {
+                    if self.init_pid == 0 {
+                        self.adopt_late_pid();
+                    }
                     return Err(fill_hook_path(
                         init::describe(f, self.ns, self.rootfs, self.process),
                         self.hooks,
