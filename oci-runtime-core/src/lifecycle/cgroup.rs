@@ -4,7 +4,7 @@ use oci_spec::runtime::LinuxResources;
 
 use super::Runtime;
 use crate::error::Error;
-use crate::state::{self, ContainerDir, Status};
+use crate::state::{self, Status};
 
 impl Runtime {
     /// Pauses a running container: freezes every process of its cgroup.
@@ -45,12 +45,7 @@ impl Runtime {
     /// The host pids of every process of the container (sorted); for a stopped container
     /// what is left in its cgroup (usually nothing), as runc.
     pub fn ps(&self, id: &str) -> Result<Vec<i32>, Error> {
-        let dir = ContainerDir::open(&self.root, id)?;
-        let record = dir.read_record()?.ok_or_else(|| Error::InvalidState {
-            id: id.to_owned(),
-            status: Status::Creating,
-            op: "ps",
-        })?;
+        let (dir, record) = self.open_record(id, "ps")?;
         match (state::live_status(&dir.path, &record), record.cgroup()?) {
             (Status::Creating, _) => Err(Error::InvalidState {
                 id: id.to_owned(),

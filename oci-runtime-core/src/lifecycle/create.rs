@@ -7,7 +7,6 @@ use std::ffi::CString;
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -32,8 +31,8 @@ use crate::state::{self, ContainerDir, Record, Status};
 use super::delete::{REMOVE_TIMEOUT, remove_default_parent};
 use super::start::fill_hook_path;
 use super::{
-    Cleanup, Container, CreateOptions, Runtime, abs_path, exit_reason, hooks_of, kill_and_reap,
-    list, state_json, state_value, write_pid_file,
+    Cleanup, Container, CreateOptions, Runtime, abs_path, connect_console, exit_reason, hooks_of,
+    kill_and_reap, list, state_json, state_value, write_pid_file,
 };
 
 impl Runtime {
@@ -125,20 +124,7 @@ impl Runtime {
         )
         .map_err(|e| Error::sys(format!("open {}", dir.path.display()), e))?;
 
-        let console = if pplan.terminal {
-            let path = opts.console_socket.as_ref().ok_or_else(|| {
-                cfg_err(
-                    "process.terminal",
-                    "is set but no console socket was given (--console-socket)",
-                )
-            })?;
-            Some(
-                UnixStream::connect(path)
-                    .map_err(|e| Error::io("connect console socket", path, e))?,
-            )
-        } else {
-            None
-        };
+        let console = connect_console(pplan.terminal, opts.console_socket.as_deref())?;
 
         let (parent_sock, child_sock) = nix::sys::socket::socketpair(
             nix::sys::socket::AddressFamily::Unix,

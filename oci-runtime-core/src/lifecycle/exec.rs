@@ -29,7 +29,6 @@ use std::cell::Cell;
 use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::net::UnixStream;
 use std::path::{Component, Path, PathBuf};
 
 use berth_cgroups::{CgroupManager, CgroupPath, Layout};
@@ -42,12 +41,12 @@ use crate::child::sync::{Channel, Peer, ToChild, ToParent};
 use crate::child::sys::{self};
 use crate::config::validate::ConfigError;
 use crate::error::Error;
-use crate::lifecycle::{Cleanup, Runtime, kill_and_reap};
+use crate::lifecycle::{Cleanup, Runtime, connect_console, kill_and_reap};
 use crate::process::ProcessPlan;
 use crate::process::home;
 use crate::process::security::SecurityPlan;
 use crate::seccomp::{self, SeccompPlan};
-use crate::state::{self, ContainerDir, Status};
+use crate::state::{self, Status};
 
 /// How to start a process in a container (the flags of `runc exec` that are not about the
 /// process itself).
@@ -314,12 +313,7 @@ impl Runtime {
         opts: &ExecOptions,
     ) -> Result<ExecProcess, Error> {
         crate::config::kernel::check_exec()?;
-        let dir = ContainerDir::open(self.root(), id)?;
-        let record = dir.read_record()?.ok_or_else(|| Error::InvalidState {
-            id: id.to_owned(),
-            status: Status::Creating,
-            op: "exec in",
-        })?;
+        let (dir, record) = self.open_record(id, "exec in")?;
         let refuse = |status| Error::InvalidState {
             id: id.to_owned(),
             status,
@@ -392,20 +386,7 @@ impl Runtime {
         let setgroups_allowed = pplan
             .setgroups_allowed(Some(Path::new(&format!("/proc/{}/setgroups", record.pid))))
             .map_err(Error::Config)?;
-        let console = if pplan.terminal {
-            let path = opts.console_socket.as_ref().ok_or_else(|| {
-                Error::Config(ConfigError {
-                    field: "process.terminal".into(),
-                    reason: "is set but no console socket was given (--console-socket)".into(),
-                })
-            })?;
-            Some(
-                UnixStream::connect(path)
-                    .map_err(|e| Error::io("connect console socket", path, e))?,
-            )
-        } else {
-            None
-        };
+        let console = connect_console(pplan.terminal, opts.console_socket.as_deref())?;
         let targets = match record.cgroup_path() {
             Some(cg) => Some(cgroup_targets(&cg, opts.cgroup.as_deref())?),
             None if opts.cgroup.is_some() => return Err(Error::NoCgroup { id: id.to_owned() }),

@@ -7,7 +7,7 @@ use oci_spec::runtime::Spec;
 
 use super::Runtime;
 use crate::error::Error;
-use crate::state::{self, ContainerDir, State, Status};
+use crate::state::{self, State, Status};
 
 impl Runtime {
     /// The config container `id` was created from (saved at create, so later edits of the
@@ -21,12 +21,7 @@ impl Runtime {
     /// # Ok::<(), berth_runtime_core::Error>(())
     /// ```
     pub fn config(&self, id: &str) -> Result<Spec, Error> {
-        let dir = ContainerDir::open(&self.root, id)?;
-        let record = dir.read_record()?.ok_or_else(|| Error::InvalidState {
-            id: id.to_owned(),
-            status: Status::Creating,
-            op: "read the config of",
-        })?;
+        let (dir, record) = self.open_record(id, "read the config of")?;
         dir.config(&record)
     }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::Runtime;
 use crate::error::Error;
-use crate::state::{self, ContainerDir, Record, Status};
+use crate::state::{self, Record, Status};
 
 impl Runtime {
     /// Sends `signal` to the container's init, or with `all` to every process of the
@@ -13,12 +13,7 @@ impl Runtime {
     /// Refused for a stopped container, except with `all` (as runc: what is left in its
     /// cgroup is signalled), and while it is being created.
     pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), Error> {
-        let dir = ContainerDir::open(&self.root, id)?;
-        let record = dir.read_record()?.ok_or_else(|| Error::InvalidState {
-            id: id.to_owned(),
-            status: Status::Creating,
-            op: "kill",
-        })?;
+        let (dir, record) = self.open_record(id, "kill")?;
         let status = state::live_status(&dir.path, &record);
         let refuse = Error::InvalidState {
             id: id.to_owned(),

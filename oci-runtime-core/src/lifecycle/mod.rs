@@ -256,6 +256,26 @@ pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
     })
 }
 
+/// The connected console socket a process with `process.terminal` sends its pty master
+/// to (none without a terminal); a terminal without a socket is a config error.
+pub(crate) fn connect_console(
+    terminal: bool,
+    socket: Option<&Path>,
+) -> Result<Option<std::os::unix::net::UnixStream>, Error> {
+    if !terminal {
+        return Ok(None);
+    }
+    let path = socket.ok_or_else(|| {
+        Error::Config(crate::config::validate::ConfigError::new(
+            "process.terminal",
+            "is set but no console socket was given (--console-socket)",
+        ))
+    })?;
+    std::os::unix::net::UnixStream::connect(path)
+        .map(Some)
+        .map_err(|e| Error::io("connect console socket", path, e))
+}
+
 /// SIGKILLs our child `pid` and reaps it (nothing for a pid of 0 or less).
 pub(crate) fn kill_and_reap(pid: i32) {
     if pid > 0 {
@@ -314,6 +334,18 @@ impl Runtime {
         &self.root
     }
 
+    /// Opens container `id`'s state dir (locked) and its record; a container still being
+    /// created (no record yet) can't be the subject of `op`.
+    fn open_record(&self, id: &str, op: &'static str) -> Result<(ContainerDir, Record), Error> {
+        let dir = ContainerDir::open(&self.root, id)?;
+        let record = dir.read_record()?.ok_or_else(|| Error::InvalidState {
+            id: id.to_owned(),
+            status: Status::Creating,
+            op,
+        })?;
+        Ok((dir, record))
+    }
+
     /// Opens a container's record and cgroup, checking that its status is one of `allowed`.
     fn live(
         &self,
@@ -321,12 +353,7 @@ impl Runtime {
         op: &'static str,
         allowed: &[Status],
     ) -> Result<(Record, CgroupManager), Error> {
-        let dir = ContainerDir::open(&self.root, id)?;
-        let record = dir.read_record()?.ok_or_else(|| Error::InvalidState {
-            id: id.to_owned(),
-            status: Status::Creating,
-            op,
-        })?;
+        let (dir, record) = self.open_record(id, op)?;
         let status = state::live_status(&dir.path, &record);
         if !allowed.contains(&status) {
             return Err(Error::InvalidState {

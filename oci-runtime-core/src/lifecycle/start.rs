@@ -19,12 +19,7 @@ impl Runtime {
     /// Starts a created container: releases its init to `execve` the user process, then runs
     /// the poststart hooks (their failures are returned as warnings on stderr only).
     pub fn start(&self, id: &str) -> Result<(), Error> {
-        let dir = ContainerDir::open(&self.root, id)?;
-        let record = dir.read_record()?.ok_or_else(|| Error::InvalidState {
-            id: id.to_owned(),
-            status: Status::Creating,
-            op: "start",
-        })?;
+        let (dir, record) = self.open_record(id, "start")?;
         let status = state::live_status(&dir.path, &record);
         if status != Status::Created {
             return Err(Error::InvalidState {
