@@ -8,16 +8,6 @@
 
 use serde_json::{Value, json};
 
-/// The hooks berth runs, in lifecycle order.
-const HOOKS: [&str; 6] = [
-    "prestart",
-    "createRuntime",
-    "createContainer",
-    "startContainer",
-    "poststart",
-    "poststop",
-];
-
 /// The namespace types berth can create or join: their `config.json` names and the
 /// `/proc/self/ns` entries that show the running kernel has them (the cgroup namespace came
 /// in 4.6, the time namespace in 5.6).
@@ -113,7 +103,7 @@ pub fn features() -> Value {
     json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": oci_spec::runtime::VERSION,
-        "hooks": names(&HOOKS),
+        "hooks": names(&super::validate::HOOK_KINDS),
         "mountOptions": names(berth_rootfs::SUPPORTED_MOUNT_OPTIONS),
         "linux": {
             "namespaces": names(&kernel_namespaces()),

@@ -561,8 +561,9 @@ fn json_kind(value: &Value) -> &'static str {
 // Semantic checks on a typed Spec.
 // ---------------------------------------------------------------------------
 
-/// The hook kinds of the spec, in the order `config.md` lists them.
-const HOOK_KINDS: [&str; 6] = [
+/// The hook kinds of the spec, in the order `config.md` lists them (the lifecycle's), all
+/// of which berth runs (`features` lists them).
+pub(crate) const HOOK_KINDS: [&str; 6] = [
     "prestart",
     "createRuntime",
     "createContainer",
