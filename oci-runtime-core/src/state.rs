@@ -2,11 +2,12 @@
 //!
 //! Each container owns one directory `<root>/<id>` (mode 0711 so that a container init
 //! running as any uid can open the start barrier by name). It holds:
-//! - `state.json`: the [`Record`], replaced atomically (write to a temp name, rename; the root
-//!   normally lives on a tmpfs such as /run, where an fsync would buy nothing). `create` writes
-//!   it before it makes anything outside the directory (marked `creating`, with the cgroup it
-//!   is about to make) and again as soon as it knows the init's pid, so that a `delete` after
-//!   a `create` killed at any point finds what to kill and remove;
+//! - `state.json`: the [`Record`], replaced atomically (written to a temp name, then exchanged
+//!   with the old one, which is unlinked; the root normally lives on a tmpfs such as /run,
+//!   where an fsync would buy nothing). `create` writes it before it makes anything outside
+//!   the directory (marked `creating`, with the cgroup it is about to make, and the init's
+//!   pid where it is written after the clone) and again as soon as it knows anything more, so
+//!   that a `delete` after a `create` killed at any point finds what to kill and remove;
 //! - `exec.fifo`: the start barrier; its existence is what "created" means;
 //! - `config.json`: the validated config the container was created from, for `exec` (so a
 //!   rewritten or removed bundle can't change what an exec'd process gets), and for a
@@ -399,12 +400,48 @@ impl ContainerDir {
             .map_err(|e| Error::io("write state", &tmp, e))?;
         f.write_all(&data)
             .map_err(|e| Error::io("write state", &tmp, e))?;
-        fs::rename(&tmp, &final_path).map_err(|e| Error::io("rename state", &final_path, e))
+        drop(f);
+        replace_file(&tmp, &final_path).map_err(|e| Error::io("rename state", &final_path, e))
     }
 
     /// Removes the directory and everything in it.
     pub fn remove(self) -> Result<(), Error> {
         fs::remove_dir_all(&self.path).map_err(|e| Error::io("remove state dir", &self.path, e))
+    }
+}
+
+/// Atomically puts `tmp` in the place of `dst`: a reader sees the old file or the new one.
+///
+/// Where `dst` exists the two are exchanged (`renameat2(RENAME_EXCHANGE)`) and `tmp`, which
+/// then holds the old content, is unlinked. Not a `rename(2)` over `dst`: on ext4 (the
+/// `auto_da_alloc` default) a rename that replaces a file allocates the new file's blocks at
+/// once and starts writing them out, and the record's blocks, once allocated, cost a
+/// synchronous discard when the state dir is deleted on a filesystem mounted with `discard`.
+/// Exchanged, a record that lives only seconds never reaches the disk. Where the filesystem
+/// can't exchange (`EINVAL`) or `dst` is missing, a plain rename does the same.
+fn replace_file(tmp: &Path, dst: &Path) -> std::io::Result<()> {
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+    };
+    let (ctmp, cdst) = (c(tmp)?, c(dst)?);
+    // SAFETY: two valid NUL-terminated paths; renameat2 only reads them.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ctmp.as_ptr(),
+            libc::AT_FDCWD,
+            cdst.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        return fs::remove_file(tmp);
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::ENOENT | libc::EINVAL | libc::ENOSYS) => fs::rename(tmp, dst),
+        _ => Err(err),
     }
 }
 
