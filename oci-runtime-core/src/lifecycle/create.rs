@@ -28,6 +28,7 @@ use crate::process::security::SecurityPlan;
 use crate::seccomp::{self, SeccompPlan};
 use crate::state::{self, ContainerDir, Record, Status};
 
+use super::affinity;
 use super::delete::{REMOVE_TIMEOUT, remove_default_parent};
 use super::start::fill_hook_path;
 use super::{
@@ -307,10 +308,8 @@ impl Runtime {
         ns.close_fds();
         let mut kill_early = Cleanup(Some(|| kill_and_reap(child)));
         // On a v1 or hybrid host the parent makes the cgroup now, while the child unshares
-        // and mounts: on two CPUs, not one after the other (see StepAside). Until `Go`.
-        let step_aside = (cgroup_sync && !cgroup_before_clone)
-            .then(StepAside::new)
-            .flatten();
+        // and mounts: on two CPUs, not one after the other (affinity::reset undoes it).
+        let pinned = cgroup_sync && !cgroup_before_clone && affinity::pin_away(child);
         // Written after the clone, the first record already names the init (on the fast path,
         // where the child is the init): one record write fewer.
         let pid_in_first_record = !cgroup_before_clone && !ctx.intermediate;
@@ -386,7 +385,11 @@ impl Runtime {
         if ctx.cgroup_sync || (!ctx.intermediate && ctx.new_user_ns) {
             sync.send(ToChild::Go).map_err(sync_err)?;
         }
-        drop(step_aside);
+        // Pinned until now only: held away from the parent's CPU for good, the init would
+        // stay away from it even where the parent sleeps.
+        if pinned {
+            affinity::reset(child);
+        }
         if pid_written_after_go {
             dir.write_record(&record)?;
         }
@@ -406,6 +409,9 @@ impl Runtime {
         .until_ready(&mut record)?;
         if !record.pid_alive() {
             return Err(Error::Protocol(format!("init {init_pid} vanished")));
+        }
+        if !pinned {
+            affinity::reset(init_pid);
         }
         record.creating = false;
         dir.write_record(&record)?;
@@ -923,51 +929,6 @@ fn create_cgroup(
             }
             r => return Ok(r?),
         }
-    }
-}
-
-/// The calling thread moved off the CPU it runs on, for the time the parent makes a v1
-/// cgroup right after the clone; its affinity is restored on drop.
-///
-/// The scheduler puts most forked children on their parent's CPU (measured here: 78 of 100),
-/// where the new init waits, runnable, until the parent blocks: its unshare and mounts
-/// would start only after the parent's 20 mkdirs and resource writes, although another
-/// CPU is idle. Moving the parent instead of the child leaves the container's affinity
-/// alone. Where the thread may run on one CPU only, or its affinity can't be read or set,
-/// nothing moves. The restored mask is the one read before: a concurrent change of this
-/// thread's affinity by someone else in between would be undone.
-struct StepAside(libc::cpu_set_t);
-
-impl StepAside {
-    fn new() -> Option<Self> {
-        let size = std::mem::size_of::<libc::cpu_set_t>();
-        // SAFETY: a zeroed cpu_set_t is an empty set.
-        let mut saved: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        // SAFETY: our own cpu_set_t and its size.
-        if unsafe { libc::sched_getaffinity(0, size, &mut saved) } != 0 {
-            return None;
-        }
-        // SAFETY: no arguments.
-        let cpu = usize::try_from(unsafe { libc::sched_getcpu() })
-            .ok()
-            .filter(|&c| c < libc::CPU_SETSIZE as usize)?;
-        let mut aside = saved;
-        // SAFETY: cpu is below CPU_SETSIZE, inside the set.
-        unsafe { libc::CPU_CLR(cpu, &mut aside) };
-        // SAFETY: reads our own set.
-        if unsafe { libc::CPU_COUNT(&aside) } == 0 {
-            return None;
-        }
-        // SAFETY: our own cpu_set_t and its size; 0 is the calling thread.
-        (unsafe { libc::sched_setaffinity(0, size, &aside) } == 0).then_some(StepAside(saved))
-    }
-}
-
-impl Drop for StepAside {
-    fn drop(&mut self) {
-        let size = std::mem::size_of::<libc::cpu_set_t>();
-        // SAFETY: our own cpu_set_t and its size; 0 is the calling thread.
-        unsafe { libc::sched_setaffinity(0, size, &self.0) };
     }
 }
 

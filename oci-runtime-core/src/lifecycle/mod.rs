@@ -5,6 +5,7 @@
 //! [`Runtime::exec`] (`exec.rs`). This file holds the [`Runtime`] and [`Container`] types and
 //! the helpers they share.
 
+mod affinity;
 mod cgroup;
 mod create;
 mod delete;
