@@ -411,3 +411,58 @@ fn console_socket_receives_the_pty_master() {
     assert!(text.contains("stdout-is-tty"), "{text:?}");
     assert!(text.contains("bye"), "{text:?}");
 }
+
+/// This test thread's CPU affinity, restored on drop.
+struct ThreadAffinity(libc::cpu_set_t);
+
+impl ThreadAffinity {
+    /// Narrows this thread to `cpu` only.
+    fn narrow_to(cpu: usize) -> Self {
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: a zeroed cpu_set_t is an empty set; the calls get our own set and its size.
+        unsafe {
+            let mut saved: libc::cpu_set_t = std::mem::zeroed();
+            assert_eq!(libc::sched_getaffinity(0, size, &mut saved), 0);
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut one);
+            assert_eq!(libc::sched_setaffinity(0, size, &one), 0);
+            ThreadAffinity(saved)
+        }
+    }
+}
+
+impl Drop for ThreadAffinity {
+    fn drop(&mut self) {
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: our own saved set and its size.
+        unsafe { libc::sched_setaffinity(0, size, &self.0) };
+    }
+}
+
+/// As runc 1.3 and crun: a runtime started with a narrow CPU affinity (systemd's
+/// `CPUAffinity=`, `taskset`) does not pass it on; the container may use every CPU of its
+/// cpuset (here: every online CPU).
+#[test]
+fn the_init_gets_every_cpu_whatever_the_runtimes_affinity() {
+    let online = read("/sys/devices/system/cpu/online").trim().to_owned();
+    if online == "0" {
+        eprintln!("SKIP: one CPU online, nothing to narrow");
+        return;
+    }
+    let (b, out) = sh_bundle("cat /proc/self/status > /out/status");
+    let h = Harness::new();
+    let narrowed = ThreadAffinity::narrow_to(0);
+    let own = read("/proc/thread-self/status");
+    assert_eq!(
+        status_field(&own, "Cpus_allowed_list").as_deref(),
+        Some("0")
+    );
+    let code = h.run(&b);
+    drop(narrowed);
+    assert_eq!(code, 0);
+    let status = read(out.path().join("status"));
+    assert_eq!(
+        status_field(&status, "Cpus_allowed_list").as_deref(),
+        Some(online.as_str())
+    );
+}
