@@ -792,3 +792,49 @@ fn container_device_rules_deny_all_but_the_default_set() {
     );
     assert_eq!(out, "null-ok\n1\nkmsg-denied\n");
 }
+
+/// The `tasks` files are known before the cgroup is made, and a process that writes `0` to
+/// each is then in the cgroup in every v1 hierarchy (named `name=systemd` included).
+#[test]
+fn a_process_joins_itself_through_the_v1_task_files() {
+    let layout = v1_host();
+    let path = test_path("v1self");
+    let files = CgroupManager::v1_task_files(&layout, &path).unwrap();
+    let g = Guard::new(CgroupManager::create(&layout, &path, None).unwrap().0);
+    let expected: Vec<PathBuf> =
+        g.cg.paths()
+            .into_iter()
+            .filter(|(label, _)| label != "cgroup2")
+            .map(|(_, dir)| dir.join("tasks"))
+            .collect();
+    assert_eq!(files, expected);
+    assert!(!files.is_empty());
+    // A single-threaded shell moves itself, then shows where it is.
+    let script: String = files
+        .iter()
+        .map(|f| format!("echo 0 > {} && ", f.display()))
+        .collect::<String>()
+        + "cat /proc/self/cgroup";
+    let out = Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let own = String::from_utf8(out.stdout).unwrap();
+    for (label, dir) in g.cg.paths() {
+        if label == "cgroup2" {
+            continue;
+        }
+        let name = dir.file_name().unwrap().to_str().unwrap();
+        let line = own
+            .lines()
+            .find(|l| {
+                l.split(':')
+                    .nth(1)
+                    .is_some_and(|c| label.contains(c) || c.contains(&*label))
+            })
+            .unwrap_or_else(|| panic!("{label} not in {own}"));
+        assert!(line.ends_with(name), "{label}: {line}");
+    }
+}

@@ -63,12 +63,14 @@ pub(crate) enum InitStep {
     StdioOwner,
     /// `unshare` of the namespaces the init makes itself (flags in `index`).
     Unshare,
+    /// Writing `0` to the `tasks` file of v1 hierarchy `index` (the init joins itself).
+    JoinCgroup,
 }
 
 impl InitStep {
     fn from_u8(v: u8) -> Option<Self> {
         use InitStep::*;
-        const ALL: [InitStep; 35] = [
+        const ALL: [InitStep; 36] = [
             Sync,
             Clone,
             BecomeRoot,
@@ -104,6 +106,7 @@ impl InitStep {
             Dumpable,
             StdioOwner,
             Unshare,
+            JoinCgroup,
         ];
         ALL.into_iter().find(|s| *s as u8 == v)
     }
@@ -255,6 +258,12 @@ pub(crate) struct InitContext<'a> {
     /// copy of the mount table, a network stack) then runs on the init's CPU while the
     /// parent makes the cgroup, instead of inside the parent's clone.
     pub unshare_first: libc::c_int,
+    /// The `tasks` file of the container's cgroup in each v1 hierarchy, where the init joins
+    /// them itself after `Go` (the fast path without a user namespace, as root): a thread
+    /// moving itself skips the kernel's global threadgroup lock, and with it the RCU grace
+    /// period the parent's move by pid waits for (0.5 to 0.9 ms per run here). Empty: the
+    /// parent moves it.
+    pub cgroup_tasks: &'a [std::ffi::CString],
 }
 
 /// The entry point of the cloned child. Never returns.
@@ -476,6 +485,14 @@ fn run(
 fn join_cgroup(ctx: &InitContext<'_>) -> Result<(), InitError> {
     if ctx.cgroup_sync && !ctx.intermediate && !ctx.new_user_ns {
         sync::wait_go(ctx.sock)?;
+        // Single-threaded (a raw clone), so moving this thread moves the process.
+        for (i, tasks) in (0u32..).zip(ctx.cgroup_tasks) {
+            let step = |e| InitError::new(InitStep::JoinCgroup, i, e);
+            let fd = sys::open(tasks, libc::O_WRONLY | libc::O_CLOEXEC, 0).map_err(step)?;
+            let written = sys::write_all(fd, b"0");
+            sys::close(fd);
+            written.map_err(step)?;
+        }
     }
     if ctx.unshare_cgroup_ns {
         // SAFETY: unshare only reads its integer argument.
@@ -760,6 +777,10 @@ pub(crate) fn describe_init_named(e: InitError, program: Option<&str>) -> crate:
         SignalMask => "reset the signal mask".into(),
         CgroupNs => "unshare(CLONE_NEWCGROUP) after joining the container's cgroup".into(),
         Unshare => format!("unshare({:#x}) of the container's namespaces", e.index),
+        JoinCgroup => format!(
+            "join the container's cgroup: write 0 to the tasks file of v1 hierarchy {}",
+            e.index
+        ),
         Personality => format!("personality({:#x}) for linux.personality", e.index),
         IoPriority => format!("ioprio_set(class {}) for process.ioPriority", e.index),
         Scheduler => crate::process::security::describe_sched_failure(e.index, e.errno),

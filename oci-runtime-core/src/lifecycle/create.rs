@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs;
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -235,6 +236,27 @@ impl Runtime {
             planned.is_some()
         };
 
+        // Where the init waits for `Go` before its cgroup mount (the fast path without a user
+        // namespace, on a v1 or hybrid host) and the cgroup is not optional, it moves itself
+        // into the v1 hierarchies (see InitContext::cgroup_tasks); the parent moves it into
+        // cgroup2 only. Anything unusual (a path this can't work out): the parent moves it.
+        let self_join = cgroup_sync
+            && !cgroup_before_clone
+            && !optional
+            && !ns.needs_intermediate()
+            && !ns.creates(NamespaceKind::User);
+        let cgroup_tasks: Vec<std::ffi::CString> = match (&planned, self_join) {
+            (Some((_, layout)), true) => CgroupManager::v1_task_files(layout, &cg_path)
+                .ok()
+                .and_then(|files| {
+                    files
+                        .into_iter()
+                        .map(|f| std::ffi::CString::new(f.into_os_string().into_vec()).ok())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         let mut state_buf = vec![0u8; state_json(&record, Status::Created).len() + 64];
 
         let ctx = InitContext {
@@ -267,6 +289,7 @@ impl Runtime {
             unshare_cgroup_ns: cgroup_sync
                 && !ns.needs_intermediate()
                 && ns.creates(NamespaceKind::Cgroup),
+            cgroup_tasks: &cgroup_tasks,
             unshare_first: if ns.needs_intermediate() || ns.creates(NamespaceKind::User) {
                 0
             } else {
@@ -363,7 +386,9 @@ impl Runtime {
             make_cgroup(layout, &mut record, &mut warnings)?;
         }
         if let Some(cg) = cg_cell.get() {
-            if !(in_cgroup2 && cg.clone_into_cgroup_is_enough()) {
+            if !cgroup_tasks.is_empty() {
+                cg.add_process_v2(child)?;
+            } else if !(in_cgroup2 && cg.clone_into_cgroup_is_enough()) {
                 cg.add_process(child)?;
             }
         }
