@@ -18,19 +18,10 @@ berth=${2:-$top/target/release/berth}
 command -v bpftrace >/dev/null || { echo "offcpu.sh: apt-get install -y bpftrace" >&2; exit 2; }
 comm=$(basename "$berth" | cut -c1-15)
 
-work=$(mktemp -d /tmp/berth-offcpu.XXXXXX)
-tracer=""
-cleanup() {
-    [ -n "$tracer" ] && kill -INT "$tracer" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-mkdir -p "$work/bundle/rootfs/bin" "$work/bundle/rootfs/proc" "$work/bundle/rootfs/dev" \
-    "$work/bundle/rootfs/sys" "$work/bundle/rootfs/tmp"
-cp "$(command -v busybox)" "$work/bundle/rootfs/bin/busybox"
-ln -s busybox "$work/bundle/rootfs/bin/true"
-(cd "$work/bundle" && "$berth" spec)
-sed -i -e 's/"terminal": true/"terminal": false/' -e 's|"sh"$|"/bin/true"|' "$work/bundle/config.json"
+# shellcheck source=lib.sh
+. "$top/benches/lib.sh"
+bench_work offcpu
+true_bundle "$work" "$berth"
 
 # A process that exec'd berth is a parent; one that became berth by a clone is an init.
 cat >"$work/off.bt" <<BT

@@ -16,19 +16,10 @@ berth=$top/target/release/berth
 [ -x "$berth" ] || (cd "$top" && cargo build --release -q -p berth-examples)
 command -v bpftrace >/dev/null || { echo "phases.sh: apt-get install -y bpftrace" >&2; exit 2; }
 
-work=$(mktemp -d /tmp/berth-phases.XXXXXX)
-tracer=""
-cleanup() {
-    [ -n "$tracer" ] && kill -INT "$tracer" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-mkdir -p "$work/bundle/rootfs/bin" "$work/bundle/rootfs/proc" "$work/bundle/rootfs/dev" \
-    "$work/bundle/rootfs/sys" "$work/bundle/rootfs/tmp"
-cp "$(command -v busybox)" "$work/bundle/rootfs/bin/busybox"
-ln -s busybox "$work/bundle/rootfs/bin/true"
-(cd "$work/bundle" && "$berth" spec)
-sed -i -e 's/"terminal": true/"terminal": false/' -e 's|"sh"$|"/bin/true"|' "$work/bundle/config.json"
+# shellcheck source=lib.sh
+. "$top/benches/lib.sh"
+bench_work phases
+true_bundle "$work" "$berth"
 
 # Every event as "<name> <microseconds since berth's execve> <pid>"; "berth-exit" ends a run.
 cat >"$work/phases.bt" <<'BT'
