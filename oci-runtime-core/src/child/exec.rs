@@ -64,17 +64,8 @@ fn run(ctx: &ExecContext<'_>) -> Result<std::convert::Infallible, ChildFailure> 
     }
     // No host fd may reach the container (CVE-2024-21626): only stdio, the preserved fds,
     // and ours (the sync socket, the pidfd, the console socket, the exe guard).
-    sys::close_fds_except(
-        3 + ctx.process.preserve_fds as RawFd,
-        &[
-            ctx.sock,
-            ctx.pidfd,
-            ctx.console_socket,
-            ctx.process.guard_fd(),
-            ctx.root,
-        ],
-    )
-    .map_err(|e| InitError::new(InitStep::SealFds, 1, e))?;
+    ctx.process
+        .close_inherited_fds(&[ctx.sock, ctx.pidfd, ctx.console_socket, ctx.root])?;
     if ctx.ns_flags != 0 {
         // SAFETY: setns only reads its two integer arguments.
         if unsafe { libc::setns(ctx.pidfd, ctx.ns_flags) } != 0 {
@@ -105,20 +96,14 @@ fn run(ctx: &ExecContext<'_>) -> Result<std::convert::Infallible, ChildFailure> 
         init::open_console(ctx.console_socket, ctx.process.console_size, None)?;
     }
     ctx.process.apply_oom_score_adj()?;
-    // As in the init: scheduling and I/O class while privileged, the LSM label for execve
-    // through the container's /proc, then the container's seccomp filter as late as the
-    // credentials allow (before them without no_new_privs: the kernel then wants
-    // CAP_SYS_ADMIN).
-    ctx.security.apply_process_attrs()?;
-    ctx.security.apply_exec_labels()?;
-    // Sealed before any filter: a profile may deny close_range (runtime-tools' default does).
-    ctx.process.seal_fds(ctx.sock)?;
-    let mut seccomp_pending = ctx.seccomp;
-    if let Some(sc) = seccomp_pending.filter(|_| !ctx.process.no_new_privs()) {
-        init::install_seccomp(ctx.sock, sc)?;
-        seccomp_pending = None;
-    }
-    ctx.process.apply_credentials(ctx.setgroups_allowed)?;
+    // As in the init.
+    let seccomp_pending = init::change_credentials(
+        ctx.sock,
+        ctx.security,
+        ctx.process,
+        ctx.seccomp,
+        ctx.setgroups_allowed,
+    )?;
     let mut program = PathBuf4k::new();
     ctx.process.resolve_program(&mut program)?;
     if let Some(sc) = seccomp_pending {

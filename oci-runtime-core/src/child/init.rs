@@ -417,26 +417,18 @@ fn run(
         )?;
     }
     ctx.rootfs.finish()?;
-    // Needs CAP_SYS_NICE for real-time classes: before the credentials change.
-    ctx.security.apply_process_attrs()?;
-    // The LSM label for execve goes in now, through the container's /proc (mounted and
-    // verified), before any seccomp filter that might forbid the writes; it only takes effect
-    // at execve (startContainer hooks exec with it too, as with runc).
-    ctx.security.apply_exec_labels()?;
-    // seccomp goes in as late as possible, so that the profile needn't allow what the init
-    // itself does. Without no_new_privs the kernel requires CAP_SYS_ADMIN, which the
-    // credentials below may drop: then it goes in before them (as runc does). With
-    // SCMP_ACT_NOTIFY, its listener fd must reach the runtime over the sync socket, which is
-    // closed at `Ready`: it goes in before `Ready`. The fds are sealed before any filter, which may
-    // deny close_range (runtime-tools' default profile does); every fd opened from here on
-    // is close-on-exec (the fifo) or closed before the exec (the socket, the state dir).
-    ctx.process.seal_fds(ctx.sock)?;
-    let mut seccomp_pending = ctx.seccomp;
-    if let Some(sc) = seccomp_pending.filter(|_| !ctx.process.no_new_privs()) {
-        install_seccomp(ctx.sock, sc)?;
-        seccomp_pending = None;
-    }
-    ctx.process.apply_credentials(ctx.setgroups_allowed)?;
+    // The label only takes effect at execve (startContainer hooks exec with it too, as with
+    // runc). With SCMP_ACT_NOTIFY, the filter's listener fd must reach the runtime over the
+    // sync socket, which is closed at `Ready`: it goes in before `Ready`. Every fd opened
+    // from here on is close-on-exec (the fifo) or closed before the exec (the socket, the
+    // state dir).
+    let mut seccomp_pending = change_credentials(
+        ctx.sock,
+        ctx.security,
+        ctx.process,
+        ctx.seccomp,
+        ctx.setgroups_allowed,
+    )?;
     if let Some(sc) = seccomp_pending.filter(|sc| sc.uses_notify()) {
         install_seccomp(ctx.sock, sc)?;
         seccomp_pending = None;
@@ -504,6 +496,38 @@ fn join_cgroup(ctx: &InitContext<'_>) -> Result<(), InitError> {
 }
 
 /// # Fragile child
+/// The steps the init and exec's child share around the change of credentials, in order:
+/// - scheduling and I/O class, while privileged (real-time classes need CAP_SYS_NICE);
+/// - the LSM label for execve, through the container's /proc, before any seccomp filter
+///   that might forbid the writes;
+/// - the fds sealed, before any filter (a profile may deny close_range: runtime-tools'
+///   default one does);
+/// - the seccomp filter, here only without no_new_privs: the kernel then requires
+///   CAP_SYS_ADMIN, which the credentials may drop (as runc does);
+/// - the credentials.
+///
+/// Returns the filter still to install: as late as the caller can, so that the profile
+/// needn't allow what the runtime's child itself does.
+pub(crate) fn change_credentials<'a>(
+    sock: RawFd,
+    security: &SecurityPlan,
+    process: &ProcessPlan,
+    seccomp: Option<&'a SeccompPlan>,
+    setgroups_allowed: bool,
+) -> Result<Option<&'a SeccompPlan>, InitError> {
+    security.apply_process_attrs()?;
+    security.apply_exec_labels()?;
+    process.seal_fds(sock)?;
+    let mut pending = seccomp;
+    if let Some(sc) = pending.filter(|_| !process.no_new_privs()) {
+        install_seccomp(sock, sc)?;
+        pending = None;
+    }
+    process.apply_credentials(setgroups_allowed)?;
+    Ok(pending)
+}
+
+/// # Fragile child
 /// Installs the filter; a notify listener fd goes to the parent over `sock` (the init's or
 /// exec's sync socket) in a `Listener` message (it hands it to `listenerPath`) and is closed here.
 pub(crate) fn install_seccomp(sock: RawFd, sc: &SeccompPlan) -> Result<(), InitError> {
@@ -548,16 +572,8 @@ pub(crate) fn fork_parented(sock: RawFd, clone_index: u32) -> Result<(), InitErr
 /// waiting for `start` must not hold those (another container's `start` would block on its
 /// lock forever): keep only stdio, the preserved fds and our own.
 fn drop_inherited_fds(ctx: &InitContext<'_>) -> Result<(), InitError> {
-    sys::close_fds_except(
-        3 + ctx.process.preserve_fds as RawFd,
-        &[
-            ctx.sock,
-            ctx.state_dir,
-            ctx.console_socket,
-            ctx.process.guard_fd(),
-        ],
-    )
-    .map_err(|e| InitError::new(InitStep::SealFds, 1, e))
+    ctx.process
+        .close_inherited_fds(&[ctx.sock, ctx.state_dir, ctx.console_socket])
 }
 
 extern "C" fn exit_on_signal(sig: libc::c_int) {

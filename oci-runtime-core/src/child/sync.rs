@@ -318,6 +318,18 @@ impl Order {
     }
 }
 
+/// A new sync socket: a close-on-exec `SOCK_SEQPACKET` pair (one message per send, EOF
+/// once the peer has exited or exec'd), `(runtime's end, child's end)`.
+pub(crate) fn socket_pair() -> nix::Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+}
+
 /// The runtime's end of the sync socket.
 #[derive(Debug)]
 pub(crate) struct Channel {
@@ -510,14 +522,7 @@ mod tests {
 
     #[test]
     fn a_channel_carries_messages_and_fds_both_ways() {
-        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
-        let (a, b) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap();
+        let (a, b) = socket_pair().unwrap();
         let mut parent = Channel::new(a, FAST);
         let child = b.as_raw_fd();
         let file = std::fs::File::open("/proc/self/status").unwrap();

@@ -128,13 +128,8 @@ impl Runtime {
 
         let console = connect_console(pplan.terminal, opts.console_socket.as_deref())?;
 
-        let (parent_sock, child_sock) = nix::sys::socket::socketpair(
-            nix::sys::socket::AddressFamily::Unix,
-            nix::sys::socket::SockType::SeqPacket,
-            None,
-            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-        )
-        .map_err(|e| Error::sys("socketpair", e))?;
+        let (parent_sock, child_sock) =
+            crate::child::sync::socket_pair().map_err(|e| Error::sys("socketpair", e))?;
 
         // The container's cgroup, with linux.resources applied, before the clone; removed
         // again (after the init is killed) if anything below fails.
@@ -361,16 +356,16 @@ impl Runtime {
         // is in it and has its `Go` (a delete finds it through the cgroup meanwhile), so that
         // it overlaps with the child's own set-up rather than delaying it. On the fast path
         // after a clone the first record named it already.
+        let pid_written_after_go = cgroup_sync && !pid_in_first_record;
         if !pid_in_first_record {
             record_pid(
                 &mut record,
                 child,
                 !ctx.intermediate && ns.creates(NamespaceKind::Pid),
             )?;
-        }
-        let pid_written_after_go = cgroup_sync && !pid_in_first_record;
-        if !pid_written_after_go && !pid_in_first_record {
-            dir.write_record(&record)?;
+            if !pid_written_after_go {
+                dir.write_record(&record)?;
+            }
         }
         let sync_err = |e| Error::io("sync with init", &dir.path, e);
         let mut sync = Channel::new(

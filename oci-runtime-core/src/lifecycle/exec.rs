@@ -393,13 +393,8 @@ impl Runtime {
             None => None,
         };
 
-        let (parent_sock, child_sock) = nix::sys::socket::socketpair(
-            nix::sys::socket::AddressFamily::Unix,
-            nix::sys::socket::SockType::SeqPacket,
-            None,
-            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-        )
-        .map_err(|e| Error::sys("socketpair", e))?;
+        let (parent_sock, child_sock) =
+            crate::child::sync::socket_pair().map_err(|e| Error::sys("socketpair", e))?;
         let ctx = ExecContext {
             process: &pplan,
             seccomp: seccomp.as_ref(),

@@ -487,6 +487,19 @@ impl ProcessPlan {
     }
 
     /// # Fragile child
+    /// Closes every fd but stdio, the preserved ones, the exe guard's memfd and `ours` (at
+    /// most 7): the clone copied every fd of the (possibly multi-threaded) parent.
+    pub(crate) fn close_inherited_fds(&self, ours: &[RawFd]) -> Result<(), InitError> {
+        // -1 (below 3) is ignored by close_fds_except.
+        let mut keep = [self.guard_fd(), -1, -1, -1, -1, -1, -1, -1];
+        for (slot, &fd) in keep.iter_mut().skip(1).zip(ours) {
+            *slot = fd;
+        }
+        sys::close_fds_except(3 + self.preserve_fds as RawFd, &keep)
+            .map_err(|e| InitError::new(InitStep::SealFds, 1, e))
+    }
+
+    /// # Fragile child
     /// Marks every fd from 3 + preserve_fds up close-on-exec, and clears close-on-exec on the
     /// preserved ones, so that exactly stdio and the preserved fds reach the container.
     /// `ours` (the sync socket) stays close-on-exec even if it landed in the preserved
