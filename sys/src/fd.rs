@@ -284,6 +284,7 @@ mod tests {
     /// on kernels before 5.11 it is ENOSYS): the /proc/self/fd fallback still marks the fds.
     #[test]
     fn cloexec_from_falls_back_where_close_range_is_denied() {
+        let _forks = crate::FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: fork in a test; the child makes only system calls and _exits.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork");
@@ -328,6 +329,7 @@ mod tests {
 
     #[test]
     fn closes_all_but_the_kept_fds() {
+        let _forks = crate::FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         use std::os::fd::AsRawFd;
         // In a forked child, so the test process' own fds are untouched.
         let files: Vec<_> = (0..4)

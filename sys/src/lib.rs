@@ -88,3 +88,9 @@ pub use resolve::{
     openat2,
 };
 pub use scm::{recv_fd, recv_fd_owned, send_fd};
+
+/// Held by the tests that fork without exec, and by those that need every copy of an fd gone
+/// once they close theirs: a forked child holds a copy of every fd of the test process (of
+/// every test thread) until it exits.
+#[cfg(test)]
+pub(crate) static FORK_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());

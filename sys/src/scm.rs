@@ -223,6 +223,7 @@ mod tests {
 
     #[test]
     fn errors_are_errnos() {
+        let _forks = crate::FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let mut buf = [0u8; 4];
         assert_eq!(recv_fd(-1, &mut buf), Err(libc::EBADF));
         let (a, b) = seqpacket_pair();
@@ -271,6 +272,7 @@ mod tests {
 
     #[test]
     fn extra_fds_are_closed_and_truncated_control_data_is_eproto() {
+        let _forks = crate::FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let (a, b) = seqpacket_pair();
         let file = memfd();
         // Three fds: the first is kept, the others closed.
