@@ -14,21 +14,10 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 berth=$top/target/release/berth
 [ -x "$berth" ] || (cd "$top" && cargo build --release -q -p berth-examples)
 
-work=$(mktemp -d /tmp/berth-compare.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/bundle/rootfs/bin" "$work/bundle/rootfs/proc" "$work/bundle/rootfs/dev" \
-  "$work/bundle/rootfs/sys" "$work/bundle/rootfs/tmp"
-cp "$(command -v busybox)" "$work/bundle/rootfs/bin/busybox"
-ln -s busybox "$work/bundle/rootfs/bin/true"
-(cd "$work/bundle" && "$berth" spec)
-python3 - "$work/bundle/config.json" <<'PY'
-import json, sys
-p = sys.argv[1]
-c = json.load(open(p))
-c["process"]["terminal"] = False
-c["process"]["args"] = ["/bin/true"]
-json.dump(c, open(p, "w"), indent=2)
-PY
+# shellcheck source=lib.sh
+. "$top/benches/lib.sh"
+bench_work compare
+true_bundle "$work" "$berth"
 
 unshare -m sh -c "
   mount --make-rprivate /

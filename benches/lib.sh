@@ -1,4 +1,4 @@
-# Sourced by the bench scripts (phases.sh, offcpu.sh).
+# Sourced by the bench scripts (compare.sh, phases.sh, offcpu.sh).
 
 # `bench_work NAME`: sets $work to a new temporary directory and $tracer to "", and removes
 # the directory on exit after stopping the background tracer whose pid is in $tracer.
@@ -9,7 +9,7 @@ bench_work() {
 }
 
 # `true_bundle DIR BERTH` makes DIR/bundle: a busybox rootfs with `berth spec`'s default
-# config running /bin/true without a terminal (the bundle compare.sh measures too).
+# config running /bin/true without a terminal.
 true_bundle() {
     local dir=$1 berth=$2
     mkdir -p "$dir/bundle/rootfs/bin" "$dir/bundle/rootfs/proc" "$dir/bundle/rootfs/dev" \
