@@ -6,7 +6,10 @@ use std::path::{Component, Path, PathBuf};
 use crate::error::{CgroupError, Result};
 use crate::layout::Hierarchy;
 
-/// The parent cgroup of containers whose `linux.cgroupsPath` is empty.
+/// The parent cgroup of containers whose `linux.cgroupsPath` is empty. It is made by the
+/// first such container and kept (as Docker keeps `/docker`): making and removing it with
+/// every container would double the directories each create and delete makes and removes,
+/// and a create could race another container's delete of it.
 pub const DEFAULT_PARENT: &str = "berth";
 
 /// Where a container's cgroup is, as `linux.cgroupsPath` says.

@@ -10,8 +10,9 @@ use berth_shim_core::supervise::{Event, supervise as supervise_pid};
 use crate::error::CliError;
 use crate::logging::Logger;
 
-/// Blocks the forwarded signals and `SIGCHLD`. Must be called after the container's init was
-/// cloned, so that the init does not inherit the blocked mask.
+/// Blocks the forwarded signals and `SIGCHLD`. The container's init and exec's child empty
+/// the mask they inherit first thing, and hooks are spawned with an empty one: this may come
+/// before create, and must come before the program can run.
 pub(crate) fn block_signals() -> Result<Signals, CliError> {
     Ok(Signals::block(&FORWARDED)?)
 }

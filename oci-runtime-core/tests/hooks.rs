@@ -412,3 +412,37 @@ fn failing_poststart_and_poststop_hooks_only_warn() {
         );
     }
 }
+
+#[test]
+fn run_in_one_step_runs_every_hook_kind_in_order() {
+    let log = log_dir();
+    let (mut b, out) = sh_bundle("echo program > /out/program");
+    let mut hooks = Hooks::default();
+    hooks.set_create_runtime(Some(vec![host_hook(&log, "createRuntime")]));
+    hooks.set_create_container(Some(vec![host_hook(&log, "createContainer")]));
+    hooks.set_start_container(Some(vec![hook(
+        Path::new("/bin/busybox"),
+        RECORD,
+        "startContainer",
+        &["LOGDIR=/out".into(), "PATH=/bin".into()],
+        Some(10),
+    )]));
+    hooks.set_poststart(Some(vec![host_hook(&log, "poststart")]));
+    hooks.set_poststop(Some(vec![host_hook(&log, "poststop")]));
+    b.spec.set_hooks(Some(hooks));
+    let h = Harness::new();
+    let id = h.id("runhooks");
+    let c = h.run_started(&id, &b).expect("run");
+    // poststart ran before run returned, after the program was exec'd.
+    assert_eq!(
+        read(log.path().join("order")),
+        "createRuntime\ncreateContainer\npoststart"
+    );
+    assert_eq!(json(&log, "poststart")["status"], "running");
+    assert_eq!(json(&log, "poststart")["pid"], c.pid());
+    assert_eq!(h.wait(&c), 0);
+    assert_eq!(read(out.path().join("order")), "startContainer");
+    assert_eq!(read(out.path().join("program")), "program");
+    h.rt.delete(&id, false).expect("delete");
+    assert_eq!(json(&log, "poststop")["status"], "stopped");
+}

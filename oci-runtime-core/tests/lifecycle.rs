@@ -660,3 +660,59 @@ fn a_config_without_process_is_created_but_never_started() {
     h.rt.delete(&id, false).expect("delete");
     assert!(h.leftover_state().is_empty());
 }
+
+#[test]
+fn run_starts_the_program_in_one_step_without_a_start_barrier() {
+    let (b, out) =
+        sh_bundle("echo ran > /out/ran; while [ ! -e /out/go ]; do sleep 0.01; done; exit 3");
+    let h = Harness::new();
+    let id = h.id("run1");
+    let c = h.run_started(&id, &b).expect("run");
+    // Returned once the program itself was exec'd: running, and no barrier was made.
+    assert_eq!(read(format!("/proc/{}/comm", c.pid())), "sh");
+    assert_eq!(h.rt.state(&id).expect("state").status, Status::Running);
+    assert!(!h.state_dir(&id).join("exec.fifo").exists());
+    assert!(matches!(
+        h.rt.start(&id),
+        Err(Error::InvalidState {
+            status: Status::Running,
+            ..
+        })
+    ));
+    await_file(&out, "ran");
+    fs::write(out.path().join("go"), "").expect("write go");
+    assert_eq!(h.wait(&c), 3);
+    assert_eq!(h.rt.state(&id).expect("state").status, Status::Stopped);
+    h.rt.delete(&id, false).expect("delete");
+    assert!(h.leftover_state().is_empty());
+}
+
+#[test]
+fn run_reports_an_exec_failure_and_leaves_nothing() {
+    // Without the barrier the stub's execve failure comes back on the sync socket.
+    let h = Harness::new();
+    let mut b = Bundle::new();
+    add_unrunnable_programs(&b);
+    for (prog, errno) in [("/garbage", "ENOEXEC"), ("/dynamic", "ENOENT")] {
+        b.args(&[prog]);
+        let id = h.id("runbad");
+        let err = h.run_started(&id, &b).expect_err(prog);
+        assert_err_contains(&err, &[&format!("exec \"{prog}\""), errno]);
+        assert!(matches!(h.rt.state(&id), Err(Error::NotFound { .. })));
+        assert!(h.leftover_state().is_empty(), "{:?}", h.leftover_state());
+    }
+}
+
+#[test]
+fn run_of_a_config_without_process_fails_and_leaves_nothing() {
+    let mut b = Bundle::new();
+    b.spec.set_process(None);
+    let h = Harness::new();
+    let id = h.id("runnoproc");
+    match h.run_started(&id, &b) {
+        Err(Error::Start { reason, .. }) => assert!(reason.contains("no process"), "{reason}"),
+        other => panic!("run without a process: {other:?}"),
+    }
+    assert!(matches!(h.rt.state(&id), Err(Error::NotFound { .. })));
+    assert!(h.leftover_state().is_empty());
+}

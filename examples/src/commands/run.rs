@@ -63,7 +63,22 @@ pub(crate) fn run(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
 
     ctx.log
         .debug(|| format!("run {id:?}: {opts:?}, detach: {detach}"));
-    let container = ctx.runtime.create(id, &opts)?;
+    // Without a terminal of ours to take and size, nothing needs to happen between create
+    // and start: one step, without the start barrier. With one, the program waits until
+    // the terminal is sized.
+    let started = console.is_none();
+    // Signals are caught from before the program can run: in one step that is before create
+    // (the init empties the mask it inherits first thing, and hooks start with an empty
+    // one); with a terminal, after create (before start).
+    let mut signals = None;
+    if started && !detach {
+        signals = Some(block_signals()?);
+    }
+    let container = if started {
+        ctx.runtime.run(id, &opts)?
+    } else {
+        ctx.runtime.create(id, &opts)?
+    };
     for w in container.warnings() {
         ctx.log.warn(w);
     }
@@ -73,12 +88,15 @@ pub(crate) fn run(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
         log: &ctx.log,
         armed: true,
     };
-    // Blocked only now: the init was cloned with our original signal mask.
-    let signals = if detach { None } else { Some(block_signals()?) };
+    if signals.is_none() && !detach {
+        signals = Some(block_signals()?);
+    }
     // The runtime sent the pty master while creating: take it and size the container's
     // terminal like ours before the user process runs.
     let (master, raw) = take_console(console, &ctx.log)?;
-    ctx.runtime.start(id)?;
+    if !started {
+        ctx.runtime.start(id)?;
+    }
     let Some(signals) = signals else {
         guard.armed = false;
         return Ok(0);

@@ -5,7 +5,8 @@
 //! syscalls and uses stack buffers. It never allocates, locks, unwinds or touches Rust's stdio.
 //!
 //! It talks to the parent through the sync protocol of [`crate::child::sync`]; after `Ready`,
-//! errors go to exec.fifo instead, where `start` reads them.
+//! errors go to exec.fifo instead, where `start` reads them (or, started by `run` without
+//! that barrier, on the sync socket still).
 
 use std::ffi::CStr;
 use std::os::fd::RawFd;
@@ -221,8 +222,13 @@ pub(crate) struct InitContext<'a> {
     /// Our end of the sync socket pair, and the parent's end (closed at once).
     pub sock: RawFd,
     pub parent_sock: RawFd,
-    /// O_PATH fd of the container's state dir, for opening exec.fifo.
+    /// O_PATH fd of the container's state dir, for opening exec.fifo (-1 without a start
+    /// barrier).
     pub state_dir: RawFd,
+    /// Whether the init waits for `start` at exec.fifo after `Ready` (`create`). Without
+    /// (`run`, [`crate::Runtime::run`]), it goes on to exec at once and reports a failure
+    /// on the sync socket instead, whose EOF (close-on-exec) is then the exec.
+    pub start_barrier: bool,
     /// Fds of the parent that must not stay open in a waiting init (the state dir lock).
     pub close_early: RawFd,
     /// Connected console socket, when process.terminal is set.
@@ -268,7 +274,8 @@ pub(crate) struct InitContext<'a> {
 
 /// The entry point of the cloned child. Never returns.
 pub(crate) fn init_main(ctx: &InitContext<'_>) -> ! {
-    // Report to the sync socket (or, after `Ready`, to exec.fifo) and exit.
+    // Report to the sync socket (or, after `Ready` with a start barrier, to exec.fifo) and
+    // exit.
     let mut report_fd = ctx.sock;
     match run(ctx, &mut report_fd) {
         Ok(never) => match never {},
@@ -436,24 +443,32 @@ fn run(
     let mut program = PathBuf4k::new();
     ctx.process.resolve_program(&mut program)?;
 
-    // Ready: from here on the parent is gone and errors go to exec.fifo.
+    // Every CPU our cpuset allows, whatever affinity we inherited: see lifecycle::affinity.
+    // Done here, by the init itself, so that it holds before the program runs (and forks)
+    // even where nobody waits at the start barrier.
+    crate::lifecycle::affinity::reset(0);
+
+    // Ready: from here on the parent may be gone; with a start barrier errors go to
+    // exec.fifo, without one they stay on the sync socket.
     sys::set_pdeathsig(0);
     exit_on_terminating_signals();
     sync::send(ctx.sock, ToParent::Ready)?;
-    // SAFETY: state_dir is an O_PATH fd of a directory; the name is a C string literal.
-    let fifo = unsafe {
-        libc::openat(
-            ctx.state_dir,
-            c"exec.fifo".as_ptr(),
-            libc::O_WRONLY | libc::O_CLOEXEC,
-        )
-    };
-    if fifo < 0 {
-        return Err(InitError::new(InitStep::OpenFifo, 0, sys::errno()).into());
+    if ctx.start_barrier {
+        // SAFETY: state_dir is an O_PATH fd of a directory; the name is a C string literal.
+        let fifo = unsafe {
+            libc::openat(
+                ctx.state_dir,
+                c"exec.fifo".as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fifo < 0 {
+            return Err(InitError::new(InitStep::OpenFifo, 0, sys::errno()).into());
+        }
+        *report_fd = fifo;
+        sys::close(ctx.state_dir);
+        sys::close(ctx.sock);
     }
-    *report_fd = fifo;
-    sys::close(ctx.state_dir);
-    sys::close(ctx.sock);
 
     // startContainer hooks run in the container as the process would, under its filter
     // (as with runc): a hook must not be a way around the profile.
@@ -464,7 +479,7 @@ fn run(
         hook.run(created)
             .map_err(|e| InitError::new(InitStep::StartContainerHook, i as u32, e))?;
     }
-    Err(ctx.process.exec(&program, fifo).into())
+    Err(ctx.process.exec(&program, *report_fd).into())
 }
 
 /// # Fragile child

@@ -9,11 +9,12 @@
 //! | [`BindSources`](ToParent::BindSources): open the bind-mount sources | `B` | sends one `b` + fd per source, then `G` |
 //! | [`Mounted`](ToParent::Mounted): mounts done | `H` | runs prestart and createRuntime, sends `S` + length, then the state JSON in chunks |
 //! | [`Listener`](ToParent::Listener): the seccomp notify fd, in SCM_RIGHTS | `F` | hands it to `listenerPath` |
-//! | [`Ready`](ToParent::Ready): about to wait on exec.fifo (init) or to execve (exec) | `R` | create returns |
+//! | [`Ready`](ToParent::Ready): about to wait on exec.fifo (init) or to execve (exec, and the init of `run`) | `R` | create returns (`run` waits for EOF: the exec) |
 //! | [`Failed`](ToParent::Failed): a failure record, then the child exits | `E` + record | reports the error |
 //!
 //! Parent to child ([`ToChild`]): `G` go on (in the container's cgroup, maps written), `b` one
-//! bind source, `S` the state's length. After `R` the init reports to exec.fifo instead.
+//! bind source, `S` the state's length. After `R` the init reports to exec.fifo instead (the
+//! init of `run`, which has no start barrier, reports on the socket still, as exec's child).
 //!
 //! The allowed order is checked on the parent's side by [`Order`]. The intermediate's `P` and
 //! the messages of the init it forked race on the socket, so `P` may come at any point after
@@ -42,7 +43,8 @@ pub(crate) enum ToParent {
     Mounted,
     /// The seccomp notify listener, passed in SCM_RIGHTS.
     Listener,
-    /// About to block on exec.fifo (the init) or to `execve` (exec's child).
+    /// About to block on exec.fifo (the init) or to `execve` (exec's child, the init of
+    /// `run`).
     Ready,
     /// What failed; the child exits after sending it.
     Failed(ChildFailure),

@@ -30,7 +30,7 @@ use crate::seccomp::{self, SeccompPlan};
 use crate::state::{self, ContainerDir, Record, Status};
 
 use super::affinity;
-use super::delete::{REMOVE_TIMEOUT, remove_default_parent};
+use super::delete::REMOVE_TIMEOUT;
 use super::start::fill_hook_path;
 use super::{
     Cleanup, Container, CreateOptions, Runtime, abs_path, connect_console, exit_reason, hooks_of,
@@ -42,6 +42,47 @@ impl Runtime {
     /// devices, the process' credentials and runs the create-time hooks, leaving the init
     /// waiting before `execve` until [`Runtime::start`]. On any error nothing is left behind.
     pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<Container, Error> {
+        self.create_started(id, opts, false).map(|(c, _)| c)
+    }
+
+    /// Creates and starts a container in one step, as `berth run` does without a terminal:
+    /// the init goes on to exec the program as soon as it is set up instead of waiting at
+    /// the start barrier (there is no exec.fifo, as with `crun run`), and `run` returns once
+    /// the program was exec'd and the poststart hooks ran. The create-time hooks run as with
+    /// [`Runtime::create`]; the container is `running` when this returns. On any error
+    /// nothing is left behind.
+    ///
+    /// Use [`Runtime::create`] and [`Runtime::start`] when something must happen between
+    /// the two (taking and sizing the terminal, say).
+    ///
+    /// ```no_run
+    /// use berth_runtime_core::{CreateOptions, Runtime};
+    /// let rt = Runtime::new("/run/berth");
+    /// let c = rt.run("demo", &CreateOptions::new("/tmp/bundle"))?;
+    /// let code = c.wait()?;
+    /// rt.delete("demo", false)?;
+    /// # Ok::<(), berth_runtime_core::Error>(())
+    /// ```
+    pub fn run(&self, id: &str, opts: &CreateOptions) -> Result<Container, Error> {
+        let (c, started) = self.create_started(id, opts, true)?;
+        if !started {
+            // A config without a process: `start` refuses it (and stops the init); then
+            // nothing stays behind.
+            if let Err(e) = self.start(id) {
+                let _ = self.delete(id, true);
+                return Err(e);
+            }
+        }
+        Ok(c)
+    }
+
+    /// `create`, or with `start` (and a process to start) `run`; says whether it started.
+    fn create_started(
+        &self,
+        id: &str,
+        opts: &CreateOptions,
+        start: bool,
+    ) -> Result<(Container, bool), Error> {
         crate::config::kernel::check_create()?;
         state::validate_id(id)?;
         let bundle = abs_path(&opts.bundle)?;
@@ -52,10 +93,11 @@ impl Runtime {
         let mut remove_dir = Cleanup(Some(move || {
             let _ = fs::remove_dir_all(&dir_path);
         }));
-        match self.create_in(&dir, &spec, &bundle, opts) {
+        let start = start && spec.process().is_some();
+        match self.create_in(&dir, &spec, &bundle, opts, start) {
             Ok(c) => {
                 remove_dir.disarm();
-                Ok(c)
+                Ok((c, start))
             }
             Err(e) => {
                 // A failed prestart/createRuntime/createContainer hook stops the container and
@@ -87,6 +129,7 @@ impl Runtime {
         spec: &Spec,
         bundle: &Path,
         opts: &CreateOptions,
+        start: bool,
     ) -> Result<Container, Error> {
         let id = dir.id.as_str();
         let mut warnings = Vec::new();
@@ -110,21 +153,27 @@ impl Runtime {
             keyring,
         } = plan(id, spec, bundle, opts, &mut warnings)?;
 
-        // The start barrier: a fifo any uid can open for writing (the init may have dropped
-        // privileges by the time it opens it through the O_PATH fd of the state dir).
-        let fifo = dir.fifo_path();
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
-            .map_err(|e| Error::sys(format!("mkfifo {}", fifo.display()), e))?;
-        fs::set_permissions(&fifo, fs::Permissions::from_mode(0o622))
-            .map_err(|e| Error::io("chmod", &fifo, e))?;
-        let state_dir = nix::fcntl::open(
-            &dir.path,
-            nix::fcntl::OFlag::O_PATH
-                | nix::fcntl::OFlag::O_DIRECTORY
-                | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .map_err(|e| Error::sys(format!("open {}", dir.path.display()), e))?;
+        // The start barrier (not for `run`): a fifo any uid can open for writing (the init
+        // may have dropped privileges by the time it opens it through the O_PATH fd of the
+        // state dir).
+        let state_dir = if start {
+            None
+        } else {
+            let fifo = dir.fifo_path();
+            nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+                .map_err(|e| Error::sys(format!("mkfifo {}", fifo.display()), e))?;
+            fs::set_permissions(&fifo, fs::Permissions::from_mode(0o622))
+                .map_err(|e| Error::io("chmod", &fifo, e))?;
+            let fd = nix::fcntl::open(
+                &dir.path,
+                nix::fcntl::OFlag::O_PATH
+                    | nix::fcntl::OFlag::O_DIRECTORY
+                    | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| Error::sys(format!("open {}", dir.path.display()), e))?;
+            Some(fd)
+        };
 
         let console = connect_console(pplan.terminal, opts.console_socket.as_deref())?;
 
@@ -188,10 +237,6 @@ impl Runtime {
         // killed from here on, `delete` finds the cgroup (and below, the init) by the record.
         // Before a cgroup made before the clone; else after the clone, while the init
         // begins (killed with create until it is ready: it has a parent-death signal).
-        let write_first_record = |record: &Record| -> Result<(), Error> {
-            dir.write_config(spec)?;
-            dir.write_record(record)
-        };
         // The cgroup, with linux.resources applied. On a unified host it is made before the
         // clone, which starts the init in it (CLONE_INTO_CGROUP, one directory to make); on a
         // v1 or hybrid host, with a directory per hierarchy to make and resources to write,
@@ -203,9 +248,7 @@ impl Runtime {
             if let Some(cg) = cg_cell.get() {
                 let _ = cg.kill_all();
                 let _ = cg.thaw();
-                if cg.remove(REMOVE_TIMEOUT).is_ok() {
-                    remove_default_parent(cg, &cg_path);
-                }
+                let _ = cg.remove(REMOVE_TIMEOUT);
             }
         }));
         let make_cgroup = |layout: &Layout, record: &mut Record, warnings: &mut Vec<String>| {
@@ -217,7 +260,7 @@ impl Runtime {
             .as_ref()
             .is_some_and(|(_, layout)| layout.mode() == CgroupMode::Unified);
         if cgroup_before_clone {
-            write_first_record(&record)?;
+            dir.write_record(&record)?;
         }
         if let (Some((_, layout)), true) = (&planned, cgroup_before_clone) {
             make_cgroup(layout, &mut record, &mut warnings)?;
@@ -264,7 +307,8 @@ impl Runtime {
             start_container_hooks: &sc_hooks,
             sock: child_sock.as_raw_fd(),
             parent_sock: parent_sock.as_raw_fd(),
-            state_dir: state_dir.as_raw_fd(),
+            state_dir: state_dir.as_ref().map_or(-1, |d| d.as_raw_fd()),
+            start_barrier: !start,
             close_early: dir.lock.as_raw_fd(),
             console_socket: console.as_ref().map_or(-1, |c| c.as_raw_fd()),
             hostname: hostname.as_deref(),
@@ -335,7 +379,7 @@ impl Runtime {
             record_pid(&mut record, child, ns.creates(NamespaceKind::Pid))?;
         }
         if !cgroup_before_clone {
-            write_first_record(&record)?;
+            dir.write_record(&record)?;
         }
         kill_early.disarm();
 
@@ -413,6 +457,9 @@ impl Runtime {
         if pid_written_after_go {
             dir.write_record(&record)?;
         }
+        // The saved config (for exec, and for a delete that finds the record corrupt): no
+        // step of create needs it, so it is written while the init sets itself up.
+        dir.write_config(spec)?;
         let init_pid = InitSync {
             channel: &mut sync,
             child,
@@ -427,16 +474,31 @@ impl Runtime {
             dir,
         }
         .until_ready(&mut record)?;
-        if !record.pid_alive() {
+        // (Without a start barrier the program may have run and exited already.)
+        if !start && !record.pid_alive() {
             return Err(Error::Protocol(format!("init {init_pid} vanished")));
-        }
-        if !pinned {
-            affinity::reset(init_pid);
         }
         record.creating = false;
         dir.write_record(&record)?;
         if let Some(p) = &opts.pid_file {
             write_pid_file(p, init_pid)?;
+        }
+        if start {
+            // No start barrier: the init went on to exec after `Ready`. EOF on the sync socket
+            // (close-on-exec) is the exec; a failure record is why it did not happen.
+            match sync.recv().map_err(Error::Protocol)? {
+                None => {}
+                Some((ToParent::Failed(f), _)) => {
+                    return Err(fill_hook_path(
+                        init::describe(f, &ns, &rootfs, &pplan),
+                        &all_hooks,
+                    ));
+                }
+                Some((m, _)) => {
+                    return Err(Error::Protocol(format!("init sent {m:?} after ready")));
+                }
+            }
+            self.run_poststart(&record);
         }
         kill_guard.disarm();
         release_mounts.disarm();
@@ -930,8 +992,9 @@ fn setup_cgroup(
     Ok((cg, recorded, warnings))
 }
 
-/// Creates the cgroup; retried when a directory vanished under it (another container's
-/// delete removing the shared default parent `/berth` at that moment).
+/// Creates the cgroup; retried when a directory vanished under it (a parent removed by
+/// someone else at that moment: berth keeps `/berth`, but an older berth's delete, or
+/// another manager cleaning up a shared parent, removes it).
 fn create_cgroup(
     layout: &Layout,
     path: &CgroupPath,

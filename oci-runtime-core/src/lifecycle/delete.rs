@@ -1,11 +1,10 @@
 //! `delete`: the poststop hooks, what is left of the container killed, its cgroup and state
 //! removed.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use berth_cgroups::{CgroupManager, CgroupPath};
+use berth_cgroups::CgroupPath;
 
 use crate::error::Error;
 use crate::process::hooks::{self};
@@ -122,29 +121,9 @@ fn destroy_cgroup(record: &Record) -> Result<(), Error> {
             let _ = cg.thaw();
             cg.remove(REMOVE_TIMEOUT)?;
         }
-        if let Some(path) = &record.cgroup {
-            remove_default_parent(&cg, &CgroupPath::Absolute(PathBuf::from(path)));
-        }
     }
     if let Some(g) = &record.intel_rdt {
         g.remove()?;
     }
     Ok(())
-}
-
-/// After the cgroup of a default `linux.cgroupsPath` (`/berth/<id>`) is removed, removes
-/// the `/berth` parent too when no other container uses it (rmdir fails on a non-empty
-/// directory, which is then kept).
-pub(super) fn remove_default_parent(cg: &CgroupManager, path: &CgroupPath) {
-    let CgroupPath::Absolute(p) = path else {
-        return;
-    };
-    if p.parent() != Some(Path::new("/").join(berth_cgroups::DEFAULT_PARENT).as_path()) {
-        return;
-    }
-    for (_, dir) in cg.paths() {
-        if let Some(parent) = dir.parent() {
-            let _ = fs::remove_dir(parent);
-        }
-    }
 }

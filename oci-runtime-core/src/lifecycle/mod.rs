@@ -1,11 +1,11 @@
 //! The lifecycle operations of the OCI runtime spec, one file each: [`Runtime::create`]
-//! (`create.rs`), [`Runtime::start`] (`start.rs`), [`Runtime::kill`] (`kill.rs`),
+//! (`create.rs`, with [`Runtime::run`]: create and start in one step), [`Runtime::start`] (`start.rs`), [`Runtime::kill`] (`kill.rs`),
 //! [`Runtime::delete`] (`delete.rs`), the read-only `state`/`list`/`config` (`inspect.rs`),
 //! the cgroup operations `pause`/`resume`/`update`/`ps`/`stats` (`cgroup.rs`) and
 //! [`Runtime::exec`] (`exec.rs`). This file holds the [`Runtime`] and [`Container`] types and
 //! the helpers they share.
 
-mod affinity;
+pub(crate) mod affinity;
 mod cgroup;
 mod create;
 mod delete;

@@ -10,7 +10,7 @@ use oci_spec::runtime::Hooks;
 use crate::child::init::{self, ChildFailure};
 use crate::error::Error;
 use crate::process::hooks::{self};
-use crate::state::{self, ContainerDir, Status};
+use crate::state::{self, ContainerDir, Record, Status};
 
 use super::kill::kill_and_wait;
 use super::{Runtime, list, state_json};
@@ -60,13 +60,19 @@ impl Runtime {
                 reason,
             });
         }
+        self.run_poststart(&record);
+        Ok(())
+    }
+
+    /// The poststart hooks of a container whose program was just exec'd; their failures are
+    /// warnings.
+    pub(super) fn run_poststart(&self, record: &Record) {
         if let Some(h) = &record.hooks {
-            let running = state_json(&record, Status::Running);
+            let running = state_json(record, Status::Running);
             for w in hooks::run_hooks_warn("poststart", list(h.poststart()), &running) {
                 (self.warn)(&w);
             }
         }
-        Ok(())
     }
 }
 

@@ -50,6 +50,9 @@ impl Rt {
     pub fn start(&self, id: &str) -> Result<(), Error> {
         self.inner.start(id)
     }
+    pub fn run(&self, id: &str, opts: &CreateOptions) -> Result<Container, Error> {
+        self.inner.run(id, opts)
+    }
     pub fn state(&self, id: &str) -> Result<State, Error> {
         self.inner.state(id)
     }
@@ -156,15 +159,33 @@ impl Harness {
         self.create_opts(id, &CreateOptions::new(bundle.path().to_path_buf()))
     }
 
+    /// Writes the bundle's config.json and creates and starts a container in one step
+    /// (`Runtime::run`).
+    pub fn run_started(&self, id: &str, bundle: &Bundle) -> Result<Container, Error> {
+        bundle.write();
+        self.track(id, |rt| {
+            rt.run(id, &CreateOptions::new(bundle.path().to_path_buf()))
+        })
+    }
+
     /// Creates a container with explicit options (config.json must be written).
     pub fn create_opts(&self, id: &str, opts: &CreateOptions) -> Result<Container, Error> {
+        self.track(id, |rt| rt.create(id, opts))
+    }
+
+    /// Records `id` and the init of the container `make` returns, for the clean-up.
+    fn track(
+        &self,
+        id: &str,
+        make: impl FnOnce(&Rt) -> Result<Container, Error>,
+    ) -> Result<Container, Error> {
         {
             let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
             if !ids.iter().any(|i| i == id) {
                 ids.push(id.to_owned());
             }
         }
-        let c = self.rt.create(id, opts)?;
+        let c = make(&self.rt)?;
         // The init is our unreaped child: its pid can't have been reused yet.
         let pidfd = pidfd_open(c.pid());
         self.unreaped
