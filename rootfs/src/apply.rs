@@ -618,12 +618,10 @@ impl RootfsPlan {
         }
     }
 
-    /// Host directory of this process' cgroup in hierarchy `h`:
-    /// `<host mount point>/<own path relative to the mount's root>`.
-    fn own_cgroup_dir(&self, h: usize) -> SysResult<StackPath<4096>> {
-        let h = self.hierarchies.get(h).ok_or(libc::EINVAL)?;
+    /// This process' `/proc/self/cgroup`, read into `buf`: once for all the hierarchies
+    /// of a cgroup mount (each read costs an open and the kernel's walk of every hierarchy).
+    fn read_own_cgroups(buf: &mut [u8; CGROUP_FILE_BUF]) -> SysResult<&[u8]> {
         let f = sys::openat(libc::AT_FDCWD, c"/proc/self/cgroup", libc::O_RDONLY, 0)?;
-        let mut buf = [0u8; CGROUP_FILE_BUF];
         let mut n = 0usize;
         loop {
             let dst = buf.get_mut(n..).ok_or(libc::E2BIG)?;
@@ -636,8 +634,14 @@ impl RootfsPlan {
             }
             n += r;
         }
-        let text = buf.get(..n).ok_or(libc::EIO)?;
-        for line in text.split(|&b| b == b'\n') {
+        buf.get(..n).ok_or(libc::EIO)
+    }
+
+    /// Host directory of this process' cgroup in hierarchy `h`, from `own` (this process'
+    /// `/proc/self/cgroup`): `<host mount point>/<own path relative to the mount's root>`.
+    fn own_cgroup_dir(&self, h: usize, own: &[u8]) -> SysResult<StackPath<4096>> {
+        let h = self.hierarchies.get(h).ok_or(libc::EINVAL)?;
+        for line in own.split(|&b| b == b'\n') {
             let mut parts = line.splitn(3, |&b| b == b':');
             let (Some(id), Some(key), Some(own)) = (parts.next(), parts.next(), parts.next())
             else {
@@ -702,7 +706,9 @@ impl RootfsPlan {
                     // Not allowed to mount cgroup2 (user ns without cgroup ns):
                     // bind the own cgroup (with a cgroup ns) or the whole tree.
                     let src = if self.new_cgroup_ns {
-                        self.own_cgroup_dir(h).map_err(ce(Step::CgroupPath))?
+                        let mut buf = [0u8; CGROUP_FILE_BUF];
+                        let own = Self::read_own_cgroups(&mut buf).map_err(ce(Step::CgroupPath))?;
+                        self.own_cgroup_dir(h, own).map_err(ce(Step::CgroupPath))?
                     } else {
                         let mut p = StackPath::<4096>::new();
                         let hier = self
@@ -745,6 +751,16 @@ impl RootfsPlan {
         drop(t);
         let top = Self::reopen(root, &m.target, libc::O_PATH, Step::ResolveTarget, i)?;
         let ro = m.flags & libc::MS_RDONLY;
+        let mut own_buf = [0u8; CGROUP_FILE_BUF];
+        let own: &[u8] = if self.new_cgroup_ns || c.subs.is_empty() {
+            &[]
+        } else {
+            Self::read_own_cgroups(&mut own_buf).map_err(Self::cgroup_err(
+                Step::CgroupPath,
+                i,
+                0,
+            ))?
+        };
         for (k, (h, sub_target)) in c.subs.iter().enumerate() {
             let ce = |step| Self::cgroup_err(step, i, k);
             let hier = self
@@ -766,7 +782,7 @@ impl RootfsPlan {
                 )
                 .map_err(ce(Step::CgroupMount))?;
             } else {
-                let src = self.own_cgroup_dir(*h).map_err(ce(Step::CgroupPath))?;
+                let src = self.own_cgroup_dir(*h, own).map_err(ce(Step::CgroupPath))?;
                 sys::mount(
                     Some(src.as_cstr()),
                     spath.as_cstr(),
