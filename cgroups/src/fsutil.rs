@@ -2,7 +2,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{CgroupError, Result};
 
@@ -30,6 +30,45 @@ pub(crate) fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// A cgroup file opened once for several writes, each taken by the kernel as one value (a
+/// device rule per write to v1's `devices.allow`, say): one open for all of them.
+pub(crate) struct Writer {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl Writer {
+    /// Opens `dir/file` for writing.
+    pub(crate) fn open(dir: &Path, file: &str) -> Result<Self> {
+        let path = dir.join(file);
+        match OpenOptions::new().write(true).open(&path) {
+            Ok(file) => Ok(Writer { path, file }),
+            Err(source) => Err(CgroupError::Write {
+                path,
+                value: String::new(),
+                source,
+            }),
+        }
+    }
+
+    /// Writes `value` in one `write`.
+    pub(crate) fn write(&mut self, value: &str) -> Result<()> {
+        let err = |source| CgroupError::Write {
+            path: self.path.clone(),
+            value: value.to_string(),
+            source,
+        };
+        let n = self.file.write(value.as_bytes()).map_err(err)?;
+        if n != value.len() {
+            return Err(err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("short write ({n} of {} bytes)", value.len()),
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Reads the cgroup file `dir/file`.

@@ -1274,15 +1274,21 @@ impl CgroupManager {
                 r => r,
             },
             Op::DevicesV1 { at, rules } => {
+                // Each file opened once, a rule per write, in the rules' order.
                 let d = dir(at)?;
-                fsutil::write(d, "devices.deny", "a")?;
+                let mut deny = fsutil::Writer::open(d, "devices.deny")?;
+                deny.write("a")?;
+                let mut allow = None;
                 for r in rules {
-                    let file = if r.allow {
-                        "devices.allow"
+                    if r.allow {
+                        let w = match &mut allow {
+                            Some(w) => w,
+                            None => allow.insert(fsutil::Writer::open(d, "devices.allow")?),
+                        };
+                        w.write(&r.v1_line())?;
                     } else {
-                        "devices.deny"
-                    };
-                    fsutil::write(d, file, &r.v1_line())?;
+                        deny.write(&r.v1_line())?;
+                    }
                 }
                 Ok(())
             }
