@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side spawn latency of berth, crun and runc with hyperfine: `run` of /bin/true in the
 # default `spec` config of each runtime (terminal off), on one busybox bundle, in one run.
+# With gcc, also `floor` (benches/floor.c): the same system calls with no runtime around them,
+# the floor every runtime stands on.
 #
 #   sudo benches/compare.sh [RUNS]
 #
@@ -18,21 +20,30 @@ berth=$top/target/release/berth
 . "$top/benches/lib.sh"
 bench_work compare
 true_bundle "$work" "$berth"
+floor=()
+if command -v gcc >/dev/null; then
+    gcc -O2 -o "$work/floor" "$top/benches/floor.c"
+    floor=(-n floor "$work/floor $work/floor-state f1 $work/bundle/rootfs")
+fi
 
-unshare -m sh -c "
+unshare -m sh -c '
   mount --make-rprivate /
   umount /sys/fs/cgroup/unified 2>/dev/null || true
-  cd '$work/bundle'
-  hyperfine -N --warmup 20 --runs $runs --export-json '$work/result.json' \
-    -n berth \"$berth --root $work/berth run b1\" \
-    -n crun \"crun --root $work/crun run b2\" \
-    -n crun-no-cgroup \"crun --cgroup-manager=disabled --root $work/crun run b3\" \
-    -n runc \"runc --root $work/runc run b4\"
-"
+  cd "$0"
+  exec hyperfine -N --warmup 20 "$@"
+' "$work/bundle" --runs "$runs" --export-json "$work/result.json" \
+    -n berth "$berth --root $work/berth run b1" \
+    -n crun "crun --root $work/crun run b2" \
+    -n crun-no-cgroup "crun --cgroup-manager=disabled --root $work/crun run b3" \
+    -n runc "runc --root $work/runc run b4" \
+    "${floor[@]}"
+# floor's parent cgroup (berth keeps its /berth, as Docker keeps /docker; floor's goes).
+rmdir /sys/fs/cgroup/*/berth-floor 2>/dev/null || true
 python3 - "$work/result.json" <<'PY'
 import json, sys
 r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
-b = r["berth"]["median"]
+b, c = r["berth"]["median"], r["crun"]["median"]
 for name, x in r.items():
-    print(f"{name:16} median {x['median']*1000:7.2f} ms   ratio to berth {x['median']/b:5.2f}")
+    m = x["median"]
+    print(f"{name:16} median {m*1000:7.2f} ms   ratio to berth {m/b:5.2f}   to crun {m/c:5.2f}")
 PY

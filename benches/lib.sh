@@ -20,3 +20,9 @@ true_bundle() {
     sed -i -e 's/"terminal": true/"terminal": false/' -e 's|"sh"$|"/bin/true"|' \
         "$dir/bundle/config.json"
 }
+
+# `need_tracefs`: bpftrace's tracepoints live in tracefs, which a freshly booted machine may
+# not have mounted (bpftrace then says "tracepoint not found"): mount it where it goes.
+need_tracefs() {
+    [ -d /sys/kernel/tracing/events ] || mount -t tracefs nodev /sys/kernel/tracing
+}

@@ -20,6 +20,7 @@ comm=$(basename "$berth" | cut -c1-15)
 
 # shellcheck source=lib.sh
 . "$top/benches/lib.sh"
+need_tracefs
 bench_work offcpu
 true_bundle "$work" "$berth"
 

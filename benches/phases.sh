@@ -18,6 +18,7 @@ command -v bpftrace >/dev/null || { echo "phases.sh: apt-get install -y bpftrace
 
 # shellcheck source=lib.sh
 . "$top/benches/lib.sh"
+need_tracefs
 bench_work phases
 true_bundle "$work" "$berth"
 
