@@ -259,12 +259,13 @@ impl RootfsPlan {
         self.mount_all_joining(|| Ok(()))
     }
 
-    /// [`Self::mount_all`] for a process that is moved into its cgroup while it mounts:
-    /// `join` (which waits until it is there, and may unshare a cgroup namespace) is called
-    /// once, before the first cgroup mount (which finds the process' own cgroup in
-    /// `/proc/self/cgroup`, or mounts its cgroup namespace), or after the last mount when
-    /// there is none. So the runtime's cgroup set-up and the container's first mounts can
-    /// run at the same time.
+    /// [`Self::mount_all`] for a process that is moved into its cgroup (or its network
+    /// namespace) while it mounts: `join` (which waits until it is there, and may unshare a
+    /// cgroup namespace or join a network namespace) is called once, before the first cgroup
+    /// mount (which finds the process' own cgroup in `/proc/self/cgroup`, or mounts its
+    /// cgroup namespace) or sysfs mount (which shows the network namespace of the process
+    /// that mounts it), or after the last mount when there is none. So the runtime's set-up
+    /// and the container's first mounts can run at the same time.
     ///
     /// # Fragile child
     /// As [`Self::mount_all`]; `join` must follow the same rules.
@@ -313,7 +314,7 @@ impl RootfsPlan {
         let root = self.root();
 
         for (i, m) in self.mounts.iter().enumerate() {
-            if matches!(m.kind, MountKind::Cgroup(_)) {
+            if matches!(m.kind, MountKind::Cgroup(_) | MountKind::Sysfs) {
                 joined()?;
             }
             self.apply_mount(root, i, m)?;

@@ -12,7 +12,8 @@
 //! | [`Ready`](ToParent::Ready): about to wait on exec.fifo (init) or to execve (exec, and the init of `run`) | `R` | create returns (`run` waits for EOF: the exec) |
 //! | [`Failed`](ToParent::Failed): a failure record, then the child exits | `E` + record | reports the error |
 //!
-//! Parent to child ([`ToChild`]): `G` go on (in the container's cgroup, maps written), `b` one
+//! Parent to child ([`ToChild`]): `G` go on (in the container's cgroup, maps written; with
+//! the fd of the network namespace made for the init on the fast path), `b` one
 //! bind source, `S` the state's length. After `R` the init reports to exec.fifo instead (the
 //! init of `run`, which has no start barrier, reports on the socket still, as exec's child).
 //!
@@ -219,6 +220,20 @@ pub(crate) fn wait_go(sock: RawFd) -> Result<(), InitError> {
 }
 
 /// # Fragile child
+/// Waits for [`ToChild::Go`] and the fd it may carry (the network namespace the parent made).
+pub(crate) fn wait_go_with_fd(sock: RawFd) -> Result<Option<RawFd>, InitError> {
+    match recv(sock)? {
+        (ToChild::Go, fd) => Ok(fd),
+        (_, fd) => {
+            if let Some(fd) = fd {
+                sys::close(fd);
+            }
+            Err(sync_err(2, libc::EPROTO))
+        }
+    }
+}
+
+/// # Fragile child
 /// Receives the state JSON after [`ToChild::State`] into `buf`; returns the filled part.
 pub(crate) fn recv_state(sock: RawFd, buf: &mut [u8]) -> Result<&[u8], InitError> {
     let len = match recv(sock)? {
@@ -375,6 +390,14 @@ impl Channel {
         use std::io::Write;
         let mut buf = [0u8; 5];
         (&self.sock).write_all(msg.encode(&mut buf))
+    }
+
+    /// Sends [`ToChild::Go`] with an fd (the network namespace made for the init).
+    pub(crate) fn send_go_with_fd(&self, fd: RawFd) -> std::io::Result<()> {
+        let mut buf = [0u8; 5];
+        sys::send_fd(self.sock.as_raw_fd(), fd, ToChild::Go.encode(&mut buf))
+            .map(drop)
+            .map_err(std::io::Error::from_raw_os_error)
     }
 
     /// Sends one bind-mount source.

@@ -33,17 +33,33 @@ fn set(pid: i32, set: &libc::cpu_set_t) -> bool {
 /// Keeps `child` (cloned, not yet run) off the CPU the caller runs on; `false` where it may
 /// run nowhere else (its cpuset, a single CPU) or the CPU can't be told. Undone by [`reset`].
 pub(crate) fn pin_away(child: i32) -> bool {
+    others().is_some_and(|others| set(child, &others))
+}
+
+/// As [`pin_away`], for a thread of ours just spawned (`pthread_t`): it keeps its CPU until
+/// it exits.
+pub(crate) fn pin_thread_away(thread: libc::pthread_t) -> bool {
+    others().is_some_and(|others| {
+        // SAFETY: thread is a live thread of this process (its JoinHandle is held); a valid
+        // cpu_set_t and its size, only read.
+        unsafe {
+            libc::pthread_setaffinity_np(thread, std::mem::size_of::<libc::cpu_set_t>(), &others)
+                == 0
+        }
+    })
+}
+
+/// Every CPU but the one the caller runs on.
+fn others() -> Option<libc::cpu_set_t> {
     // SAFETY: no arguments.
-    let Ok(cpu) = usize::try_from(unsafe { libc::sched_getcpu() }) else {
-        return false;
-    };
+    let cpu = usize::try_from(unsafe { libc::sched_getcpu() }).ok()?;
     if cpu >= libc::CPU_SETSIZE as usize {
-        return false;
+        return None;
     }
     let mut others = all();
     // SAFETY: cpu is below CPU_SETSIZE, inside the set.
     unsafe { libc::CPU_CLR(cpu, &mut others) };
-    set(child, &others)
+    Some(others)
 }
 
 /// Lets `pid` (0: the caller) run on every CPU its cpuset allows. A failure (the process is
