@@ -480,3 +480,35 @@ fn cgroup_dirs_named(name: &str) -> Vec<PathBuf> {
         .filter(|p| p.exists())
         .collect()
 }
+
+#[test]
+fn delete_container_removes_the_cgroup_create_kept_and_nothing_else() {
+    let h = Harness::new();
+    let b = Bundle::new();
+    let id = h.id("keptcg");
+    let c = h.run_started(&id, &b).expect("run");
+    assert!(!cgroup_dirs(&id).is_empty(), "run made no cgroup");
+    assert_eq!(h.wait(&c), 0);
+    h.rt.delete_container(c, false).expect("delete_container");
+    assert!(cgroup_dirs(&id).is_empty(), "{:?}", cgroup_dirs(&id));
+    assert!(h.leftover_state().is_empty());
+
+    // The id deleted and taken again meanwhile: the other container is not ours to delete.
+    let first = h.run_started(&id, &b).expect("run");
+    assert_eq!(h.wait(&first), 0);
+    h.rt.delete(&id, false).expect("delete by id");
+    let second = h.run_started(&id, &b).expect("run again");
+    assert_eq!(h.wait(&second), 0);
+    assert!(matches!(
+        h.rt.delete_container(first, false),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(
+        !cgroup_dirs(&id).is_empty(),
+        "the second container's cgroup went"
+    );
+    h.rt.delete_container(second, false)
+        .expect("delete the second");
+    assert!(cgroup_dirs(&id).is_empty());
+    assert!(h.leftover_state().is_empty());
+}

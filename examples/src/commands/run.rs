@@ -107,7 +107,7 @@ pub(crate) fn run(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
 
     guard.armed = false;
     if !keep {
-        if let Err(e) = ctx.runtime.delete(id, true) {
+        if let Err(e) = ctx.runtime.delete_container(container, true) {
             // The exit code of the container matters more to the caller; report and go on.
             ctx.log.error(&format!("delete container {id:?}: {e}"));
         }

@@ -530,10 +530,16 @@ impl Runtime {
         release_mounts.disarm();
         remove_cgroup.disarm();
         remove_rdt.disarm();
+        drop(remove_cgroup);
+        let kept = super::Kept {
+            cgroup: cg_cell.into_inner(),
+            created: record.created.clone(),
+        };
         Ok(Container {
             id: id.to_owned(),
             pid: init_pid,
             warnings,
+            kept,
         })
     }
 }

@@ -4,27 +4,68 @@
 use std::path::Path;
 use std::time::Duration;
 
-use berth_cgroups::CgroupPath;
+use berth_cgroups::{CgroupManager, CgroupPath};
 
 use crate::error::Error;
 use crate::process::hooks::{self};
 use crate::state::{self, ContainerDir, Record, Status};
 
 use super::kill::kill_and_wait;
-use super::{Runtime, list, state_json};
+use super::{Container, Runtime, list, state_json};
 
 impl Runtime {
     /// Deletes a container: refused while it runs unless `force` (then it is killed with
     /// SIGKILL and waited for). Runs the poststop hooks, kills what is left in its cgroup and
     /// removes the cgroup (waiting for those processes) and all its state.
     pub fn delete(&self, id: &str, force: bool) -> Result<(), Error> {
-        let dir = ContainerDir::open(&self.root, id)?;
+        self.delete_with(ContainerDir::open(&self.root, id)?, force, None)
+    }
+
+    /// [`Runtime::delete`] of a container this process created (`berth run` deletes what it
+    /// ran), with what create kept of it: its cgroup, opened, is not looked for again (the
+    /// cgroup layout from mountinfo and each hierarchy's directory). If the id now names
+    /// another container (this one was deleted meanwhile and the id reused), that one is
+    /// left alone: [`Error::NotFound`].
+    ///
+    /// ```no_run
+    /// use berth_runtime_core::{CreateOptions, Runtime};
+    /// let rt = Runtime::new("/run/berth");
+    /// let c = rt.run("demo", &CreateOptions::new("/tmp/bundle"))?;
+    /// c.wait()?;
+    /// rt.delete_container(c, false)?;
+    /// # Ok::<(), berth_runtime_core::Error>(())
+    /// ```
+    pub fn delete_container(&self, container: Container, force: bool) -> Result<(), Error> {
+        let dir = ContainerDir::open(&self.root, container.id())?;
+        let kept = container.kept;
+        self.delete_with(dir, force, Some((&kept.created, kept.cgroup)))
+    }
+
+    /// `delete` of the locked `dir`; `ours`: the `created` time of the container the caller
+    /// made (another one is not found) and its cgroup, open.
+    fn delete_with(
+        &self,
+        dir: ContainerDir,
+        force: bool,
+        ours: Option<(&str, Option<CgroupManager>)>,
+    ) -> Result<(), Error> {
+        let id = dir.id.clone();
+        let id = id.as_str();
         let record = match dir.read_record() {
             Ok(Some(r)) => r,
             // A create that died before writing its first record made nothing else.
-            Ok(None) => return dir.remove(),
+            Ok(None) if ours.is_none() => return dir.remove(),
+            // Ours wrote one: this is another container's, still being made.
+            Ok(None) => return Err(Error::NotFound { id: id.to_owned() }),
             Err(e @ Error::CorruptState { .. }) if force => return delete_corrupt(dir, e),
             Err(e) => return Err(e),
+        };
+        let cgroup = match ours {
+            Some((created, _)) if created != record.created => {
+                return Err(Error::NotFound { id: id.to_owned() });
+            }
+            Some((_, cg)) => cg,
+            None => None,
         };
         // From here on the state dir goes last, so that a delete killed midway can be run
         // again: it still finds the processes to kill and the cgroup to remove.
@@ -60,7 +101,7 @@ impl Runtime {
             (self.warn)(&w);
         }
         state::release_host_mounts(Path::new(&record.rootfs), record.host_mounts_above)?;
-        destroy_cgroup(&record)?;
+        destroy_cgroup(&record, cgroup)?;
         dir.remove()
     }
 }
@@ -106,15 +147,20 @@ fn delete_corrupt(dir: ContainerDir, corrupt: Error) -> Result<(), Error> {
         )));
     }
     kill_and_wait(&record)?;
-    destroy_cgroup(&record)?;
+    destroy_cgroup(&record, None)?;
     dir.remove()
 }
 
 /// Kills every process of the container's cgroup (thawing it so that they can die) and
 /// removes the cgroup, waiting for the processes to be gone. A cgroup an interrupted create
-/// or delete left in some hierarchies only is removed from those.
-fn destroy_cgroup(record: &Record) -> Result<(), Error> {
-    if let Some(cg) = record.cgroup_to_remove()? {
+/// or delete left in some hierarchies only is removed from those. `open`: the cgroup, when
+/// the caller has it open already.
+fn destroy_cgroup(record: &Record, open: Option<CgroupManager>) -> Result<(), Error> {
+    let cg = match open {
+        Some(cg) => Some(cg),
+        None => record.cgroup_to_remove()?,
+    };
+    if let Some(cg) = cg {
         // Usually nothing is left once the init is gone: then the rmdirs are all there is.
         if !cg.remove_if_empty()? {
             cg.kill_all()?;

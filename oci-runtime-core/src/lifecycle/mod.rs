@@ -124,6 +124,18 @@ pub struct Container {
     id: String,
     pid: i32,
     warnings: Vec<String>,
+    /// What create opened and [`Runtime::delete_container`] reuses.
+    kept: Kept,
+}
+
+/// What `create` keeps of a container for its `delete` in the same process.
+#[derive(Debug, Default)]
+pub(crate) struct Kept {
+    /// The cgroup create made, opened.
+    pub cgroup: Option<CgroupManager>,
+    /// The record's `created` time (nanoseconds): another container with the same id (this
+    /// one deleted and the id taken again meanwhile) is not this one.
+    pub created: String,
 }
 
 impl Container {

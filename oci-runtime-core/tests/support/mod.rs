@@ -53,6 +53,9 @@ impl Rt {
     pub fn run(&self, id: &str, opts: &CreateOptions) -> Result<Container, Error> {
         self.inner.run(id, opts)
     }
+    pub fn delete_container(&self, c: Container, force: bool) -> Result<(), Error> {
+        self.inner.delete_container(c, force)
+    }
     pub fn state(&self, id: &str) -> Result<State, Error> {
         self.inner.state(id)
     }
