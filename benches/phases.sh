@@ -22,14 +22,15 @@ need_tracefs
 bench_work phases
 true_bundle "$work" "$berth"
 
-# Every event as "<name> <microseconds since berth's execve> <pid>"; "berth-exit" ends a run.
+# Every event as "<name> <microseconds since berth's execve> <pid>" (for clone, the child's pid);
+# "berth-exit" ends a run.
 cat >"$work/phases.bt" <<'BT'
 tracepoint:syscalls:sys_enter_execve /str(args->filename) == str($1)/ { @t0 = nsecs; @run = 1; }
 tracepoint:syscalls:sys_enter_mkdir, tracepoint:syscalls:sys_enter_mkdirat /@run/ { printf("mkdir %d %d\n", (nsecs - @t0) / 1000, pid); }
 tracepoint:syscalls:sys_enter_memfd_create /@run/ { printf("memfd %d\n", (nsecs - @t0) / 1000); }
 tracepoint:syscalls:sys_enter_execve /str(args->filename) == str($1)/ { printf("start 0 %d\n", pid); }
-tracepoint:syscalls:sys_enter_clone3, tracepoint:syscalls:sys_enter_clone /@run && comm == "berth"/ { printf("clone %d\n", (nsecs - @t0) / 1000); }
-tracepoint:syscalls:sys_enter_pivot_root /@run/ { printf("pivot_root %d\n", (nsecs - @t0) / 1000); }
+tracepoint:syscalls:sys_exit_clone3, tracepoint:syscalls:sys_exit_clone /@run && comm == "berth" && args->ret > 0/ { printf("clone %d %d\n", (nsecs - @t0) / 1000, args->ret); }
+tracepoint:syscalls:sys_enter_pivot_root /@run/ { printf("pivot_root %d %d\n", (nsecs - @t0) / 1000, pid); }
 tracepoint:syscalls:sys_enter_execveat /@run/ { printf("execveat %d\n", (nsecs - @t0) / 1000); }
 tracepoint:syscalls:sys_enter_execve /@run && str(args->filename) == "/bin/true"/ { printf("exec-true %d\n", (nsecs - @t0) / 1000); }
 tracepoint:syscalls:sys_enter_exit_group /@run && comm == "true"/ { printf("true-exit %d\n", (nsecs - @t0) / 1000); }
@@ -64,7 +65,9 @@ def points(r):
     first = lambda k: next(v for n, v, _ in r if n == k)
     last = lambda k: [v for n, v, _ in r if n == k][-1]
     berth = next(p for n, _, p in r if n == "start")
-    clone = first("clone")
+    # The init's clone (not the network namespace's thread): the one whose child pivots.
+    pivoter = next(p for n, _, p in r if n == "pivot_root")
+    clone = next(v for n, v, p in r if n == "clone" and p == pivoter)
     mine = [v for n, v, p in r if n == "mkdir" and p == berth]
     init = [v for n, v, p in r if n == "mkdir" and p != berth]
     return [

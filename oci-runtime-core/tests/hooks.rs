@@ -56,6 +56,34 @@ fn host_hook(log: &TempDir, kind: &str) -> Hook {
     hook(&busybox(), RECORD, kind, &host_env(log, kind), Some(10))
 }
 
+/// A startContainer hook recording into the container's `/out`: it runs after pivot_root, so
+/// its path and LOGDIR are the container's.
+fn container_hook() -> Hook {
+    hook(
+        Path::new("/bin/busybox"),
+        RECORD,
+        "startContainer",
+        &[
+            "LOGDIR=/out".into(),
+            "HOOK_VAR=var-startContainer".into(),
+            "PATH=/bin".into(),
+        ],
+        Some(10),
+    )
+}
+
+/// Every hook kind but the deprecated prestart, each recording into `log` (startContainer
+/// into the container's `/out`).
+fn recording_hooks(log: &TempDir) -> Hooks {
+    let mut hooks = Hooks::default();
+    hooks.set_create_runtime(Some(vec![host_hook(log, "createRuntime")]));
+    hooks.set_create_container(Some(vec![host_hook(log, "createContainer")]));
+    hooks.set_start_container(Some(vec![container_hook()]));
+    hooks.set_poststart(Some(vec![host_hook(log, "poststart")]));
+    hooks.set_poststop(Some(vec![host_hook(log, "poststop")]));
+    hooks
+}
+
 fn json(log: &TempDir, kind: &str) -> serde_json::Value {
     let text = read(log.path().join(format!("{kind}.json")));
     serde_json::from_str(&text)
@@ -70,25 +98,9 @@ fn every_hook_kind_runs_in_order_with_the_state() {
         "hook.test".to_string(),
         "1".to_string(),
     )])));
-    let mut hooks = Hooks::default();
+    let mut hooks = recording_hooks(&log);
     #[allow(deprecated)]
     hooks.set_prestart(Some(vec![host_hook(&log, "prestart")]));
-    hooks.set_create_runtime(Some(vec![host_hook(&log, "createRuntime")]));
-    hooks.set_create_container(Some(vec![host_hook(&log, "createContainer")]));
-    // startContainer runs after pivot_root: its path and LOGDIR are the container's.
-    hooks.set_start_container(Some(vec![hook(
-        Path::new("/bin/busybox"),
-        RECORD,
-        "startContainer",
-        &[
-            "LOGDIR=/out".into(),
-            "HOOK_VAR=var-startContainer".into(),
-            "PATH=/bin".into(),
-        ],
-        Some(10),
-    )]));
-    hooks.set_poststart(Some(vec![host_hook(&log, "poststart")]));
-    hooks.set_poststop(Some(vec![host_hook(&log, "poststop")]));
     b.spec.set_hooks(Some(hooks));
     let h = Harness::new();
     let id = h.id("hooks");
@@ -417,19 +429,7 @@ fn failing_poststart_and_poststop_hooks_only_warn() {
 fn run_in_one_step_runs_every_hook_kind_in_order() {
     let log = log_dir();
     let (mut b, out) = sh_bundle("echo program > /out/program");
-    let mut hooks = Hooks::default();
-    hooks.set_create_runtime(Some(vec![host_hook(&log, "createRuntime")]));
-    hooks.set_create_container(Some(vec![host_hook(&log, "createContainer")]));
-    hooks.set_start_container(Some(vec![hook(
-        Path::new("/bin/busybox"),
-        RECORD,
-        "startContainer",
-        &["LOGDIR=/out".into(), "PATH=/bin".into()],
-        Some(10),
-    )]));
-    hooks.set_poststart(Some(vec![host_hook(&log, "poststart")]));
-    hooks.set_poststop(Some(vec![host_hook(&log, "poststop")]));
-    b.spec.set_hooks(Some(hooks));
+    b.spec.set_hooks(Some(recording_hooks(&log)));
     let h = Harness::new();
     let id = h.id("runhooks");
     let c = h.run_started(&id, &b).expect("run");
