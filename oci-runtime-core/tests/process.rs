@@ -449,20 +449,46 @@ fn the_init_gets_every_cpu_whatever_the_runtimes_affinity() {
         eprintln!("SKIP: one CPU online, nothing to narrow");
         return;
     }
-    let (b, out) = sh_bundle("cat /proc/self/status > /out/status");
+    let (mut b, out) = sh_bundle("cat /proc/self/status > /out/status");
     let h = Harness::new();
-    let narrowed = ThreadAffinity::narrow_to(0);
-    let own = read("/proc/thread-self/status");
-    assert_eq!(
-        status_field(&own, "Cpus_allowed_list").as_deref(),
-        Some("0")
-    );
-    let code = h.run(&b);
-    drop(narrowed);
-    assert_eq!(code, 0);
-    let status = read(out.path().join("status"));
-    assert_eq!(
-        status_field(&status, "Cpus_allowed_list").as_deref(),
-        Some(online.as_str())
-    );
+    // Both ways to the program; the second under a profile that denies sched_setaffinity
+    // without noNewPrivileges (its filter goes in with the credentials: the reset must
+    // come before).
+    for (i, deny) in [false, true].into_iter().enumerate() {
+        if deny {
+            let profile = serde_json::json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{ "names": ["sched_setaffinity"], "action": "SCMP_ACT_ERRNO" }]
+            });
+            if let Some(l) = b.spec.linux_mut() {
+                l.set_seccomp(Some(serde_json::from_value(profile).expect("profile")));
+            }
+            if let Some(p) = b.spec.process_mut() {
+                p.set_no_new_privileges(Some(false));
+            }
+        }
+        let narrowed = ThreadAffinity::narrow_to(0);
+        let own = read("/proc/thread-self/status");
+        assert_eq!(
+            status_field(&own, "Cpus_allowed_list").as_deref(),
+            Some("0")
+        );
+        let code = if i == 0 {
+            h.run(&b)
+        } else {
+            let id = h.id("affrun");
+            let c = h.run_started(&id, &b).expect("run");
+            let code = h.wait(&c);
+            h.rt.delete(&id, false).expect("delete");
+            code
+        };
+        drop(narrowed);
+        assert_eq!(code, 0);
+        let status = read(out.path().join("status"));
+        assert_eq!(
+            status_field(&status, "Cpus_allowed_list").as_deref(),
+            Some(online.as_str()),
+            "deny sched_setaffinity: {deny}"
+        );
+    }
 }

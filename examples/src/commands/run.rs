@@ -69,7 +69,9 @@ pub(crate) fn run(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
     let started = console.is_none();
     // Signals are caught from before the program can run: in one step that is before create
     // (the init empties the mask it inherits first thing, and hooks start with an empty
-    // one); with a terminal, after create (before start).
+    // one); with a terminal, after create (before start). One that comes during create is
+    // held and forwarded to the container once it runs, as runc's handler does (or dropped
+    // with a create that fails).
     let mut signals = None;
     if started && !detach {
         signals = Some(block_signals()?);

@@ -439,6 +439,11 @@ fn run(
     // sync socket, which is closed at `Ready`: it goes in before `Ready`. Every fd opened
     // from here on is close-on-exec (the fifo) or closed before the exec (the socket, the
     // state dir).
+    // Every CPU our cpuset allows, whatever affinity we inherited: see lifecycle::affinity.
+    // Done by the init itself, so that it holds before the program runs (and forks) even
+    // where nobody waits at the start barrier; before the credentials, which may install
+    // the seccomp filter (a profile need not allow sched_setaffinity).
+    crate::lifecycle::affinity::reset(0);
     let mut seccomp_pending = change_credentials(
         ctx.sock,
         ctx.security,
@@ -452,11 +457,6 @@ fn run(
     }
     let mut program = PathBuf4k::new();
     ctx.process.resolve_program(&mut program)?;
-
-    // Every CPU our cpuset allows, whatever affinity we inherited: see lifecycle::affinity.
-    // Done here, by the init itself, so that it holds before the program runs (and forks)
-    // even where nobody waits at the start barrier.
-    crate::lifecycle::affinity::reset(0);
 
     // Ready: from here on the parent may be gone; with a start barrier errors go to
     // exec.fifo, without one they stay on the sync socket.

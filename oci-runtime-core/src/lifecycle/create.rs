@@ -506,7 +506,7 @@ impl Runtime {
         }
         record.creating = false;
         dir.write_record(&record)?;
-        if let Some(p) = &opts.pid_file {
+        if let (Some(p), false) = (&opts.pid_file, start) {
             write_pid_file(p, init_pid)?;
         }
         if start {
@@ -523,6 +523,12 @@ impl Runtime {
                 Some((m, _)) => {
                     return Err(Error::Protocol(format!("init sent {m:?} after ready")));
                 }
+            }
+            // Only once the program runs: a failed exec leaves no pid file naming it. (An
+            // init killed between `Ready` and the exec is seen here as exec'd, as `start`
+            // sees it; its exit status then tells.)
+            if let Some(p) = &opts.pid_file {
+                write_pid_file(p, init_pid)?;
             }
             self.run_poststart(&record);
         }
@@ -566,15 +572,18 @@ fn netns_on_a_thread(spec: &Spec) -> Option<NetnsThread> {
     if !(fast && wants) {
         return None;
     }
-    let t = std::thread::Builder::new()
+    // Off our CPU, or the scheduler may queue it behind us (as the init: lifecycle::affinity).
+    let away = affinity::away_from_caller();
+    std::thread::Builder::new()
         .name("berth-netns".into())
         .stack_size(64 * 1024)
-        .spawn(new_network_namespace)
-        .ok()?;
-    // Off our CPU, or the scheduler may queue it behind us (as the init: lifecycle::affinity).
-    use std::os::unix::thread::JoinHandleExt;
-    affinity::pin_thread_away(t.as_pthread_t());
-    Some(t)
+        .spawn(move || {
+            if let Some(mask) = away {
+                affinity::set_own(&mask);
+            }
+            new_network_namespace()
+        })
+        .ok()
 }
 
 /// A new network namespace, made by the calling thread for itself (the process' other
