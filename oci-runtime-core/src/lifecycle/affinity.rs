@@ -36,16 +36,18 @@ pub(crate) fn pin_away(child: i32) -> bool {
     others().is_some_and(|others| set(child, &others))
 }
 
-/// The affinity that keeps a thread about to be spawned off the caller's CPU, for it to set
-/// on itself first thing with [`set_own`] (set from here it could land on the caller: a
-/// thread that already exited has tid 0 in glibc, and 0 names the caller).
-pub(crate) fn away_from_caller() -> Option<libc::cpu_set_t> {
-    others()
-}
-
-/// Sets the calling thread's affinity to `mask`.
-pub(crate) fn set_own(mask: &libc::cpu_set_t) -> bool {
-    set(0, mask)
+/// As [`pin_away`], for a thread of ours (`pthread_t`) that can't have exited yet: the
+/// caller must know it is still running (on an exited thread glibc uses tid 0, which would
+/// pin the caller itself).
+pub(crate) fn pin_thread_away(thread: libc::pthread_t) -> bool {
+    others().is_some_and(|others| {
+        // SAFETY: thread is a live thread of this process (see above); a valid cpu_set_t and
+        // its size, only read.
+        unsafe {
+            libc::pthread_setaffinity_np(thread, std::mem::size_of::<libc::cpu_set_t>(), &others)
+                == 0
+        }
+    })
 }
 
 /// Every CPU but the one the caller runs on.

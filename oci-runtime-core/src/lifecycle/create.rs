@@ -572,18 +572,22 @@ fn netns_on_a_thread(spec: &Spec) -> Option<NetnsThread> {
     if !(fast && wants) {
         return None;
     }
-    // Off our CPU, or the scheduler may queue it behind us (as the init: lifecycle::affinity).
-    let away = affinity::away_from_caller();
-    std::thread::Builder::new()
+    // Pinned off our CPU right away, or the scheduler may queue it behind us (as the init:
+    // lifecycle::affinity). It waits for the pin before it begins, so that it can't have
+    // exited by then (glibc's tid of an exited thread is 0, which names the caller).
+    let (pinned, wait_pin) = std::sync::mpsc::channel::<()>();
+    let t = std::thread::Builder::new()
         .name("berth-netns".into())
         .stack_size(64 * 1024)
         .spawn(move || {
-            if let Some(mask) = away {
-                affinity::set_own(&mask);
-            }
+            let _ = wait_pin.recv();
             new_network_namespace()
         })
-        .ok()
+        .ok()?;
+    use std::os::unix::thread::JoinHandleExt;
+    affinity::pin_thread_away(t.as_pthread_t());
+    let _ = pinned.send(());
+    Some(t)
 }
 
 /// A new network namespace, made by the calling thread for itself (the process' other
