@@ -258,7 +258,7 @@ pub(crate) struct InitContext<'a> {
     pub bind_sources: bool,
     /// The parent moves the child into the container's cgroup after the clone: wait for
     /// its `Go` (on the fast path without a user namespace, before the first cgroup mount:
-    /// `join_cgroup`; else before anything else, the slow path's intermediate first thing).
+    /// `join_cgroup_and_netns`; else before anything else, the slow path's intermediate first thing).
     pub cgroup_sync: bool,
     /// Fast path with a cgroup namespace: `CLONE_NEWCGROUP` was left out of the clone
     /// flags; unshare it after `Go`, so that the container's cgroup is the namespace root.
@@ -278,7 +278,7 @@ pub(crate) struct InitContext<'a> {
     /// on a thread started before the clone (0.3 to 0.5 ms of the kernel's work here, that
     /// then runs while the parent plans and the init begins instead of on the init's path),
     /// and its fd comes with `Go`. The init joins it before the first mount that sees it
-    /// (sysfs: see `join_cgroup`); CLONE_NEWNET is then left out of `unshare_first`.
+    /// (sysfs: see `join_cgroup_and_netns`); CLONE_NEWNET is then left out of `unshare_first`.
     pub netns_with_go: bool,
 }
 
@@ -376,7 +376,7 @@ fn run(
         drop_inherited_fds(ctx)?;
         // With a user namespace, `Go` says the maps are written (and the cgroup joined)
         // and nothing can go on before. Without one the cgroup is joined while the first
-        // mounts are made: see join_cgroup.
+        // mounts are made: see join_cgroup_and_netns.
         if ctx.new_user_ns {
             sync::wait_go(ctx.sock)?;
         }
@@ -409,7 +409,7 @@ fn run(
         receive_bind_sources(ctx.sock, ctx.rootfs)?;
     }
     ctx.rootfs
-        .mount_all_joining(|| join_cgroup(ctx).map_err(ChildFailure::from))?;
+        .mount_all_joining(|| join_cgroup_and_netns(ctx).map_err(ChildFailure::from))?;
 
     // Runtime-namespace hooks (parent) then createContainer hooks (here), before pivot_root.
     let mut created: &[u8] = &[];
@@ -434,16 +434,16 @@ fn run(
         )?;
     }
     ctx.rootfs.finish()?;
-    // The label only takes effect at execve (startContainer hooks exec with it too, as with
-    // runc). With SCMP_ACT_NOTIFY, the filter's listener fd must reach the runtime over the
-    // sync socket, which is closed at `Ready`: it goes in before `Ready`. Every fd opened
-    // from here on is close-on-exec (the fifo) or closed before the exec (the socket, the
-    // state dir).
     // Every CPU our cpuset allows, whatever affinity we inherited: see lifecycle::affinity.
     // Done by the init itself, so that it holds before the program runs (and forks) even
     // where nobody waits at the start barrier; before the credentials, which may install
     // the seccomp filter (a profile need not allow sched_setaffinity).
     crate::lifecycle::affinity::reset(0);
+    // The label only takes effect at execve (startContainer hooks exec with it too, as with
+    // runc). With SCMP_ACT_NOTIFY, the filter's listener fd must reach the runtime over the
+    // sync socket before `Ready` (after it, the parent reads the socket no more, or only for
+    // the exec's outcome). Every fd opened from here on is close-on-exec (the fifo, the
+    // socket) or closed before the exec (the state dir; the socket with a start barrier).
     let mut seccomp_pending = change_credentials(
         ctx.sock,
         ctx.security,
@@ -494,30 +494,29 @@ fn run(
 
 /// # Fragile child
 /// Called by the mounts before the first one that needs the init in its final cgroup (a
-/// cgroup mount reads `/proc/self/cgroup` or mounts the cgroup namespace), or after the last:
-/// on the fast path without a user namespace, waits for the parent's `Go` (it makes the
-/// cgroup and moves us into it meanwhile, while the first mounts are made), then unshares
-/// the cgroup namespace, whose root is thus the container's cgroup. Everything that can see
-/// or charge the cgroup (the cgroup mounts, the hooks, the process) comes after.
-fn join_cgroup(ctx: &InitContext<'_>) -> Result<(), InitError> {
+/// cgroup mount reads `/proc/self/cgroup` or mounts the cgroup namespace) or network
+/// namespace (sysfs), or after the last: on the fast path without a user namespace, waits
+/// for the parent's `Go` (it makes the cgroup meanwhile, while the first mounts are made),
+/// joins the network namespace that came with it, joins the v1 cgroups, then unshares the
+/// cgroup namespace, whose root is thus the container's cgroup. Everything that can see or
+/// charge the cgroup (the cgroup mounts, the hooks, the process) comes after.
+fn join_cgroup_and_netns(ctx: &InitContext<'_>) -> Result<(), InitError> {
     if (ctx.cgroup_sync || ctx.netns_with_go) && !ctx.intermediate && !ctx.new_user_ns {
-        let netns = sync::wait_go_with_fd(ctx.sock)?;
-        match (ctx.netns_with_go, netns) {
-            (true, Some(fd)) => {
-                // SAFETY: setns on an fd we received, with a namespace type to check it by.
-                let r = unsafe { libc::setns(fd, libc::CLONE_NEWNET) };
-                let errno = sys::errno();
-                sys::close(fd);
-                if r != 0 {
-                    return Err(InitError::new(InitStep::JoinNetns, 0, errno));
-                }
+        if ctx.netns_with_go {
+            let fd = sync::wait_go_with_fd(ctx.sock)?.ok_or(InitError::new(
+                InitStep::JoinNetns,
+                1,
+                libc::EPROTO,
+            ))?;
+            // SAFETY: setns on an fd we received, with a namespace type to check it by.
+            let r = unsafe { libc::setns(fd, libc::CLONE_NEWNET) };
+            let errno = sys::errno();
+            sys::close(fd);
+            if r != 0 {
+                return Err(InitError::new(InitStep::JoinNetns, 0, errno));
             }
-            (true, None) => return Err(InitError::new(InitStep::JoinNetns, 1, libc::EPROTO)),
-            (false, Some(fd)) => {
-                sys::close(fd);
-                return Err(InitError::new(InitStep::Sync, 2, libc::EPROTO));
-            }
-            (false, None) => {}
+        } else {
+            sync::wait_go(ctx.sock)?;
         }
         // Single-threaded (a raw clone), so moving this thread moves the process.
         for (i, tasks) in (0u32..).zip(ctx.cgroup_tasks) {

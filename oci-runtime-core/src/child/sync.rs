@@ -208,12 +208,10 @@ pub(crate) fn recv(sock: RawFd) -> Result<(ToChild, Option<RawFd>), InitError> {
 /// # Fragile child
 /// Waits for [`ToChild::Go`].
 pub(crate) fn wait_go(sock: RawFd) -> Result<(), InitError> {
-    match recv(sock)? {
-        (ToChild::Go, None) => Ok(()),
-        (_, fd) => {
-            if let Some(fd) = fd {
-                sys::close(fd);
-            }
+    match wait_go_with_fd(sock)? {
+        None => Ok(()),
+        Some(fd) => {
+            sys::close(fd);
             Err(sync_err(2, libc::EPROTO))
         }
     }

@@ -9,10 +9,12 @@
 //! (Moving the parent instead costs it a wait for the migration, about 0.19 ms here.)
 //!
 //! **Reset.** Before the init runs the program, [`reset`] gives it every CPU its cpuset
-//! allows (the parent undoes a pin right after `Go`; the init resets itself before `Ready`), whatever affinity it inherited, as runc (since 1.3) and crun do: since Linux 6.2
-//! the kernel keeps an affinity set with `sched_setaffinity` across cgroup moves, so a
-//! runtime started with a narrow one (systemd's `CPUAffinity=`, `taskset`) would otherwise
-//! pass it on to every container. An all-set mask is what the kernel narrows to the cpuset.
+//! allows, whatever affinity it inherited (the parent undoes a pin right after `Go`; the
+//! init resets itself before its credentials change), as runc (since 1.3) and crun do:
+//! since Linux 6.2 the kernel keeps an affinity set with `sched_setaffinity` across cgroup
+//! moves, so a runtime started with a narrow one (systemd's `CPUAffinity=`, `taskset`)
+//! would otherwise pass it on to every container. An all-set mask is what the kernel
+//! narrows to the cpuset.
 
 /// Every CPU a `cpu_set_t` can name.
 fn all() -> libc::cpu_set_t {
@@ -67,7 +69,8 @@ fn others() -> Option<libc::cpu_set_t> {
 /// gone) is left to the caller's next step to find.
 ///
 /// # Fragile child
-/// The init calls it on itself before `Ready`: a stack set and one system call.
+/// The init calls it on itself before its credentials change: a stack set and one system
+/// call.
 pub(crate) fn reset(pid: i32) {
     set(pid, &all());
 }

@@ -250,7 +250,7 @@ impl Runtime {
         // clone, which starts the init in it (CLONE_INTO_CGROUP, one directory to make); on a
         // v1 or hybrid host, with a directory per hierarchy to make and resources to write,
         // after it, while the init makes its first mounts (it waits for `Go` only before its
-        // first cgroup mount: child::init::join_cgroup). Removed again (after the init is
+        // first cgroup mount: child::init::join_cgroup_and_netns). Removed again (after the init is
         // killed) if anything below fails.
         let cg_cell: OnceCell<CgroupManager> = OnceCell::new();
         let mut remove_cgroup = Cleanup(Some(|| {
@@ -506,12 +506,11 @@ impl Runtime {
         }
         record.creating = false;
         dir.write_record(&record)?;
-        if let (Some(p), false) = (&opts.pid_file, start) {
-            write_pid_file(p, init_pid)?;
-        }
         if start {
             // No start barrier: the init went on to exec after `Ready`. EOF on the sync socket
-            // (close-on-exec) is the exec; a failure record is why it did not happen.
+            // (close-on-exec) is the exec; a failure record is why it did not happen. (An init
+            // killed between `Ready` and the exec is seen here as exec'd, as `start` sees it;
+            // its exit status then tells.)
             match sync.recv().map_err(Error::Protocol)? {
                 None => {}
                 Some((ToParent::Failed(f), _)) => {
@@ -524,12 +523,12 @@ impl Runtime {
                     return Err(Error::Protocol(format!("init sent {m:?} after ready")));
                 }
             }
-            // Only once the program runs: a failed exec leaves no pid file naming it. (An
-            // init killed between `Ready` and the exec is seen here as exec'd, as `start`
-            // sees it; its exit status then tells.)
-            if let Some(p) = &opts.pid_file {
-                write_pid_file(p, init_pid)?;
-            }
+        }
+        // For `run`, only once the program runs: a failed exec leaves no pid file naming it.
+        if let Some(p) = &opts.pid_file {
+            write_pid_file(p, init_pid)?;
+        }
+        if start {
             self.run_poststart(&record);
         }
         kill_guard.disarm();

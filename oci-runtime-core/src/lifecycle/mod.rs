@@ -1,6 +1,7 @@
 //! The lifecycle operations of the OCI runtime spec, one file each: [`Runtime::create`]
-//! (`create.rs`, with [`Runtime::run`]: create and start in one step), [`Runtime::start`] (`start.rs`), [`Runtime::kill`] (`kill.rs`),
-//! [`Runtime::delete`] (`delete.rs`), the read-only `state`/`list`/`config` (`inspect.rs`),
+//! (`create.rs`, with [`Runtime::run`]: create and start in one step), [`Runtime::start`]
+//! (`start.rs`), [`Runtime::kill`] (`kill.rs`), [`Runtime::delete`] (`delete.rs`, with
+//! [`Runtime::delete_container`]), the read-only `state`/`list`/`config` (`inspect.rs`),
 //! the cgroup operations `pause`/`resume`/`update`/`ps`/`stats` (`cgroup.rs`) and
 //! [`Runtime::exec`] (`exec.rs`). This file holds the [`Runtime`] and [`Container`] types and
 //! the helpers they share.
@@ -129,7 +130,7 @@ pub struct Container {
 }
 
 /// What `create` keeps of a container for its `delete` in the same process.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Kept {
     /// The cgroup create made, opened.
     pub cgroup: Option<CgroupManager>,
