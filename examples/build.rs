@@ -13,5 +13,7 @@ fn main() {
     let linux = std::env::var("CARGO_CFG_TARGET_OS").is_ok_and(|os| os == "linux");
     if linux && std::env::var_os("BERTH_PIE").is_none() {
         println!("cargo:rustc-link-arg-bin=berth=-no-pie");
+        // The shim stays resident per container or pod: no relocated (dirty) pages either.
+        println!("cargo:rustc-link-arg-bin=containerd-shim-berth-v2=-no-pie");
     }
 }

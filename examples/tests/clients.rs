@@ -600,6 +600,43 @@ impl Containerd {
         c
     }
 
+    /// `ctr run` through a shim: the Go runc shim with runc (containerd's default), or
+    /// berth's own `containerd-shim-berth-v2` (no runc binary).
+    fn shim_run_cmd(&self, shim: Shim, extra: &[&str], id: &str, cmd: &[&str]) -> Command {
+        let mut c = self.ctr();
+        c.arg("run").arg("--fifo-dir").arg(self.dir.join("fifo"));
+        if shim == Shim::Berth {
+            c.arg("--runtime").arg(BERTH_SHIM);
+        }
+        c.args(extra).arg(CTR_IMAGE).arg(id).args(cmd);
+        c
+    }
+
+    /// Stops containerd with `sig` (the shims stay) and starts it again on the same state.
+    fn restart_after(&mut self, sig: nix::sys::signal::Signal, meanwhile: impl FnOnce()) {
+        if let Some(mut d) = self.daemon.take() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.id() as i32), sig);
+            let _ = d.wait();
+        }
+        meanwhile();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("containerd.log"))
+            .unwrap();
+        let daemon = Command::new("containerd")
+            .arg("--config")
+            .arg(self.dir.join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("containerd: {e}"));
+        self.daemon = Some(daemon);
+        wait_until("containerd to answer again", 30, || {
+            self.run(self.ctr().arg("version")).code == Some(0)
+        });
+    }
+
     /// The status column of `ctr task ls` for `id`.
     fn task_status(&self, id: &str) -> String {
         let out = self.ctr_out(&["task", "ls"]).ok();
@@ -670,6 +707,8 @@ impl Drop for Containerd {
             let _ = d.kill();
             let _ = d.wait();
         }
+        // berth's shim keeps its runtime state under /run/containerd/berth/<namespace>.
+        let _ = std::fs::remove_dir_all(Path::new("/run/containerd/berth").join(&self.ns));
     }
 }
 
@@ -963,4 +1002,156 @@ fn containerd_missing_command_fails_like_runc() {
         )
     });
     assert_eq!(seen, (Some(1), true, false, false, false));
+}
+
+// ---------------------------------------------------------------------------------------
+// containerd with berth's own shim (containerd-shim-berth-v2: berth's runtime in the shim's
+// process) against containerd's Go runc shim with runc, on the same image.
+
+const BERTH_SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-berth-v2");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shim {
+    GoRunc,
+    Berth,
+}
+
+/// Runs `scenario` through the Go shim, then berth's; both results must be equal.
+fn same_as_go_shim<T: std::fmt::Debug + PartialEq>(
+    what: &str,
+    mut scenario: impl FnMut(Shim) -> T,
+) -> T {
+    let want = scenario(Shim::GoRunc);
+    let got = scenario(Shim::Berth);
+    println!("{what}:\n  go shim + runc: {want:?}\n  berth shim:     {got:?}");
+    assert_eq!(
+        got, want,
+        "{what}: berth's shim (left) differs from the Go shim (right)"
+    );
+    want
+}
+
+fn shim_name(shim: Shim) -> &'static str {
+    match shim {
+        Shim::GoRunc => "go",
+        Shim::Berth => "berth",
+    }
+}
+
+#[test]
+fn berth_shim_run_output_and_stdio_equal_go_shim() {
+    let Some(cd) = Containerd::new("berth_shim_run_output_and_stdio_equal_go_shim") else {
+        return;
+    };
+    let script = "echo hello; id; pwd; env | sort; cat /proc/self/oom_score_adj; ulimit -n; \
+                  umask; ls /dev; cat /proc/self/cgroup; echo to-stderr >&2; exit 3";
+    let seen = same_as_go_shim("ctr run --rm", |shim| {
+        let id = format!("run-{}", shim_name(shim));
+        let out = cd.run(&mut cd.shim_run_cmd(shim, &["--rm"], &id, &["/bin/sh", "-c", script]));
+        let gone = !cd.ctr_out(&["container", "ls", "-q"]).stdout.contains(&id);
+        let cmd = cd.shim_run_cmd(
+            shim,
+            &["--rm"],
+            &format!("{id}-in"),
+            &["/bin/sh", "-c", STDIO_SCRIPT],
+        );
+        let stdio = cd.run(&mut with_stdin(&cmd, STDIN));
+        (
+            out.code,
+            drop_known_env_differences(&out.stdout.replace(&id, "<id>")),
+            out.stderr,
+            (stdio.code, stdio.stdout, stdio.stderr),
+            gone && !cgroup_exists(&cd.cgroup_of(&id)),
+        )
+    });
+    assert_eq!(seen.0, Some(3));
+    assert!(seen.1.starts_with("hello\nuid=0(root)"), "{seen:?}");
+    assert_eq!(seen.2, "to-stderr\n");
+    assert!(seen.4, "ctr run --rm left the container or its cgroup");
+}
+
+#[test]
+fn berth_shim_tty_equals_go_shim() {
+    let Some(cd) = Containerd::new("berth_shim_tty_equals_go_shim") else {
+        return;
+    };
+    let script = "i=0; while [ \"$(stty size 2>/dev/null)\" != '17 91' ] && [ $i -lt 50 ]; \
+                  do sleep 0.1; i=$((i+1)); done; tty; stty size; exit 3";
+    let seen = same_as_go_shim("ctr run -t, task exec -t", |shim| {
+        let id = format!("tty-{}", shim_name(shim));
+        let cmd = cd.shim_run_cmd(shim, &["--rm", "-t"], &id, &["/bin/sh", "-c", script]);
+        let run = Seen::from(in_pty(&cmd, cd.dir.path(), 120));
+        let bg = format!("ttyexec-{}", shim_name(shim));
+        cd.run(&mut cd.shim_run_cmd(shim, &["-d"], &bg, &["/bin/sleep", "1000"]))
+            .ok();
+        let mut exec = cd.ctr();
+        exec.args(["task", "exec", "-t", "--exec-id", "t1", "--fifo-dir"])
+            .arg(cd.dir.join("fifo"))
+            .args([bg.as_str(), "/bin/sh", "-c", script]);
+        let exec = Seen::from(in_pty(&exec, cd.dir.path(), 120));
+        cd.kill_task(&bg);
+        cd.ctr_out(&["task", "delete", &bg]).ok();
+        cd.ctr_out(&["container", "delete", &bg]).ok();
+        (run, exec)
+    });
+    assert_eq!(seen.0.code, Some(3));
+    assert_eq!(seen.0.stdout, "/dev/pts/0\n17 91\n");
+    assert_eq!(seen.1.code, Some(3));
+    assert!(seen.1.stdout.ends_with("17 91\n"), "{seen:?}");
+}
+
+/// containerd stopped (SIGTERM, then SIGKILL) with tasks running; one container's init
+/// killed while it is down; after the restart the running task is still running and
+/// reachable, the dead one reports its real exit status.
+#[test]
+fn berth_shim_live_restore_equals_go_shim() {
+    let Some(mut cd) = Containerd::new("berth_shim_live_restore_equals_go_shim") else {
+        return;
+    };
+    let trap = "trap 'exit 42' TERM; echo ready; while :; do sleep 0.1; done";
+    for sig in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGKILL,
+    ] {
+        let seen = same_as_go_shim(&format!("live restore after {sig}"), |shim| {
+            let cd = &mut cd;
+            let keep = format!("keep-{}-{}", shim_name(shim), sig as i32);
+            let dies = format!("dies-{}-{}", shim_name(shim), sig as i32);
+            cd.run(&mut cd.shim_run_cmd(shim, &["-d"], &keep, &["/bin/sleep", "1000"]))
+                .ok();
+            cd.run(&mut cd.shim_run_cmd(shim, &["-d"], &dies, &["/bin/sh", "-c", trap]))
+                .ok();
+            let ps = cd.ctr_out(&["task", "ls"]).ok().stdout;
+            let pid: i32 = ps
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(dies.as_str()))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|p| p.parse().ok())
+                .expect("the task's pid");
+            std::thread::sleep(Duration::from_millis(300));
+            cd.restart_after(sig, || {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            });
+            wait_until("the dead task to be seen stopped", 30, || {
+                cd.task_status(&dies) == "STOPPED"
+            });
+            let statuses = (cd.task_status(&keep), cd.task_status(&dies));
+            let exec = cd.ctr_out(&["task", "exec", "--exec-id", "x", &keep, "echo", "reachable"]);
+            let delete = cd.ctr_out(&["task", "delete", &dies]);
+            let real = delete.stderr.contains("exit code 42");
+            cd.kill_task(&keep);
+            for id in [&keep, &dies] {
+                let _ = cd.ctr_out(&["task", "delete", id]);
+                let _ = cd.ctr_out(&["container", "delete", id]);
+            }
+            (statuses, (exec.code, exec.stdout), delete.code, real)
+        });
+        assert_eq!(seen.0, ("RUNNING".to_string(), "STOPPED".to_string()));
+        assert_eq!(seen.1, (Some(0), "reachable\n".to_string()));
+        assert!(seen.3, "the real exit status 42 was not reported: {seen:?}");
+    }
 }

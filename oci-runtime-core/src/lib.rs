@@ -66,7 +66,7 @@ pub use berth_cgroups;
 pub use config::{features, spec, validate};
 pub use error::Error;
 pub use lifecycle::exec::{ExecOptions, ExecProcess};
-pub use lifecycle::{Container, CreateOptions, Runtime};
+pub use lifecycle::{Container, CreateOptions, Runtime, Stdio};
 pub use oci_spec;
 pub use signal::parse_signal;
 pub use state::{State, Status};

@@ -48,6 +48,30 @@ pub enum Error {
         /// The supervised pid.
         pid: i32,
     },
+    /// A stdio path the shim can't open as the process' stdio.
+    #[error("stdio {path}: {reason}")]
+    Stdio {
+        /// The path as given.
+        path: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A rootfs mount failed.
+    #[error("{what}: {source}")]
+    Mount {
+        /// The mount: `mount -t TYPE SOURCE on TARGET` or `umount TARGET`.
+        what: String,
+        /// The errno.
+        #[source]
+        source: Errno,
+    },
+    /// [`crate::monitor::Spawning::watch`] of a pid that already has a watcher: exactly one
+    /// waiter per pid.
+    #[error("process {pid} is already watched: one watcher per pid")]
+    AlreadyWatched {
+        /// The pid.
+        pid: i32,
+    },
 }
 
 impl Error {

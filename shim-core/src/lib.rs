@@ -13,6 +13,8 @@
 //!   window sizes.
 //! * [`relay`]: a pty master relayed to and from plain descriptors (stdio, fifos, files).
 //! * [`supervise`]: the foreground loop composing them for one process.
+//! * [`monitor`]: one exit monitor for all the children of a shim: a watcher per pid,
+//!   reaping held off while children are being created, so no exit is ever lost.
 //!
 //! A minimal supervisor of a plain child:
 //!
@@ -30,9 +32,13 @@
 
 pub mod console;
 mod error;
+pub mod monitor;
+pub mod mounts;
 pub mod reap;
 pub mod relay;
 pub mod signals;
+pub mod stdio;
 pub mod supervise;
+pub mod task;
 
 pub use error::{Error, Result};

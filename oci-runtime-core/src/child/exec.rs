@@ -16,6 +16,9 @@ use crate::seccomp::SeccompPlan;
 
 /// Everything the exec child needs, prepared by the parent before the clone.
 pub(crate) struct ExecContext<'a> {
+    /// Copies of the process' stdin, stdout, stderr, numbered above the preserved fds (-1:
+    /// inherited), put in place first thing.
+    pub stdio: [RawFd; 3],
     pub process: &'a ProcessPlan,
     /// The container's linux.seccomp, compiled.
     pub seccomp: Option<&'a SeccompPlan>,
@@ -59,6 +62,7 @@ fn run(ctx: &ExecContext<'_>) -> Result<std::convert::Infallible, ChildFailure> 
     // If `exec` dies before the process runs, don't linger half set up.
     sys::set_pdeathsig(libc::SIGKILL);
     init::reset_signals()?;
+    init::install_stdio(&ctx.stdio)?;
     if ctx.cgroup_sync {
         sync::wait_go(ctx.sock)?;
     }

@@ -69,12 +69,14 @@ pub(crate) enum InitStep {
     /// `setns` into the network namespace the parent made (it came with `Go`; index 1: it
     /// did not come).
     JoinNetns,
+    /// `dup2` of the given stdio fd `index` onto `index`.
+    Stdio,
 }
 
 impl InitStep {
     fn from_u8(v: u8) -> Option<Self> {
         use InitStep::*;
-        const ALL: [InitStep; 37] = [
+        const ALL: [InitStep; 38] = [
             Sync,
             Clone,
             BecomeRoot,
@@ -112,6 +114,7 @@ impl InitStep {
             Unshare,
             JoinCgroup,
             JoinNetns,
+            Stdio,
         ];
         ALL.into_iter().find(|s| *s as u8 == v)
     }
@@ -237,6 +240,10 @@ pub(crate) struct InitContext<'a> {
     pub close_early: RawFd,
     /// Connected console socket, when process.terminal is set.
     pub console_socket: RawFd,
+    /// Copies of the init's stdin, stdout, stderr, numbered above the preserved fds (-1:
+    /// inherited), put in place first thing (the slow path's intermediate passes them on
+    /// to the init it forks).
+    pub stdio: [RawFd; 3],
     pub hostname: Option<&'a CStr>,
     pub domainname: Option<&'a CStr>,
     /// Name of the session keyring to join, unless --no-new-keyring.
@@ -296,6 +303,22 @@ pub(crate) fn init_main(ctx: &InitContext<'_>) -> ! {
     }
 }
 
+/// Puts the given stdio copies on 0, 1 and 2. They are all numbered above 2 (see
+/// `Stdio::dup_above`), so no `dup2` overwrites a copy still to be made; the copies
+/// themselves are close-on-exec and go with the other inherited fds.
+pub(crate) fn install_stdio(fds: &[RawFd; 3]) -> Result<(), InitError> {
+    for (target, &fd) in fds.iter().enumerate() {
+        if fd < 0 {
+            continue;
+        }
+        // SAFETY: dup2 only takes two integers; target is 0, 1 or 2.
+        if unsafe { libc::dup2(fd, target as RawFd) } < 0 {
+            return Err(InitError::new(InitStep::Stdio, target as u32, sys::errno()));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn reset_signals() -> Result<(), InitError> {
     // Handlers of the parent point at its code and ignored signals stay ignored across exec
     // (Rust ignores SIGPIPE): give the container default dispositions and an empty mask.
@@ -340,6 +363,7 @@ fn run(
     sys::close(ctx.parent_sock);
     sys::close(ctx.close_early);
     reset_signals()?;
+    install_stdio(&ctx.stdio)?;
     // If `create` dies before we are ready, die too instead of lingering half set up.
     // Cleared once ready.
     sys::set_pdeathsig(libc::SIGKILL);
@@ -816,6 +840,7 @@ pub(crate) fn describe_init_named(e: InitError, program: Option<&str>) -> crate:
         },
         Console => format!("set up the console (step {})", e.index),
         ConsoleSocket => "send the pty master to --console-socket".into(),
+        Stdio => format!("dup2 the given stdio onto fd {}", e.index),
         OpenFifo => "open exec.fifo".into(),
         CreateContainerHook | StartContainerHook => {
             let kind = if e.step == CreateContainerHook {

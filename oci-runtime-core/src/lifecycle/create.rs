@@ -5,7 +5,7 @@ use std::cell::{Cell, OnceCell};
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -306,7 +306,9 @@ impl Runtime {
         };
         let mut state_buf = vec![0u8; state_json(&record, Status::Created).len() + 64];
 
+        let stdio = opts.stdio.dup_above(3 + opts.preserve_fds as RawFd)?;
         let ctx = InitContext {
+            stdio: crate::lifecycle::raw_stdio(&stdio),
             ns: &ns,
             rootfs: &rootfs,
             process: &pplan,

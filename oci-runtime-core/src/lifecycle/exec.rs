@@ -74,6 +74,8 @@ pub struct ExecOptions {
     /// Allow exec in a paused container (the process is frozen with it until `resume`, and
     /// so is this call).
     pub ignore_paused: bool,
+    /// The process' stdin, stdout and stderr, where they are not the caller's own 0, 1, 2.
+    pub stdio: crate::Stdio,
 }
 
 impl ExecOptions {
@@ -104,6 +106,12 @@ impl ExecOptions {
     /// Allow exec in a paused container (`--ignore-paused`).
     pub fn ignore_paused(mut self, on: bool) -> Self {
         self.ignore_paused = on;
+        self
+    }
+
+    /// The process' own stdin, stdout and stderr (see [`crate::Stdio`]).
+    pub fn stdio(mut self, stdio: crate::Stdio) -> Self {
+        self.stdio = stdio;
         self
     }
 }
@@ -395,7 +403,9 @@ impl Runtime {
 
         let (parent_sock, child_sock) =
             crate::child::sync::socket_pair().map_err(|e| Error::sys("socketpair", e))?;
+        let stdio = opts.stdio.dup_above(3 + opts.preserve_fds as RawFd)?;
         let ctx = ExecContext {
+            stdio: crate::lifecycle::raw_stdio(&stdio),
             process: &pplan,
             seccomp: seccomp.as_ref(),
             security: &security,

@@ -17,6 +17,7 @@ mod start;
 
 use std::fs;
 use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,6 +52,80 @@ pub struct CreateOptions {
     pub no_new_keyring: bool,
     /// Pass this many fds after stdio (3, 4, ...) into the container.
     pub preserve_fds: u32,
+    /// The init's stdin, stdout and stderr, where they are not the caller's own 0, 1, 2.
+    pub stdio: Stdio,
+}
+
+/// A container process' stdin, stdout and stderr: each one given here replaces the caller's
+/// own descriptor 0, 1 or 2 in that process (a shim gives every container its own fifos,
+/// files or pipes); each one left out is inherited. The descriptors are shared, not taken:
+/// the caller may close its copies once `create` or `exec` returned.
+///
+/// ```
+/// use std::sync::Arc;
+/// let null = Arc::new(std::fs::File::open("/dev/null")?.into());
+/// let stdio = berth_runtime_core::Stdio::default().stdin(null);
+/// assert!(stdio.stdin.is_some() && stdio.stdout.is_none());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Stdio {
+    /// Becomes the process' fd 0.
+    pub stdin: Option<Arc<OwnedFd>>,
+    /// Becomes the process' fd 1.
+    pub stdout: Option<Arc<OwnedFd>>,
+    /// Becomes the process' fd 2.
+    pub stderr: Option<Arc<OwnedFd>>,
+}
+
+impl Stdio {
+    /// Sets the process' stdin.
+    pub fn stdin(mut self, fd: impl Into<Option<Arc<OwnedFd>>>) -> Self {
+        self.stdin = fd.into();
+        self
+    }
+
+    /// Sets the process' stdout.
+    pub fn stdout(mut self, fd: impl Into<Option<Arc<OwnedFd>>>) -> Self {
+        self.stdout = fd.into();
+        self
+    }
+
+    /// Sets the process' stderr.
+    pub fn stderr(mut self, fd: impl Into<Option<Arc<OwnedFd>>>) -> Self {
+        self.stderr = fd.into();
+        self
+    }
+
+    /// Copies of the given descriptors numbered at least `min` (close-on-exec), so that the
+    /// fragile child can `dup2` them onto 0, 1 and 2 in any order without one overwriting
+    /// another still to be copied, and never onto a preserved fd (`3..min`).
+    pub(crate) fn dup_above(&self, min: RawFd) -> Result<[Option<OwnedFd>; 3], Error> {
+        let dup = |fd: &Option<Arc<OwnedFd>>, which: &str| -> Result<Option<OwnedFd>, Error> {
+            let Some(fd) = fd else { return Ok(None) };
+            // SAFETY: F_DUPFD_CLOEXEC on an open descriptor we borrow; the result is new.
+            let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+            if r < 0 {
+                return Err(Error::sys(
+                    format!("fcntl(F_DUPFD_CLOEXEC) of {which}"),
+                    nix::Error::last(),
+                ));
+            }
+            // SAFETY: fcntl returned a new descriptor that nobody else owns.
+            Ok(Some(unsafe { OwnedFd::from_raw_fd(r) }))
+        };
+        Ok([
+            dup(&self.stdin, "stdin")?,
+            dup(&self.stdout, "stdout")?,
+            dup(&self.stderr, "stderr")?,
+        ])
+    }
+}
+
+/// The raw numbers of [`Stdio::dup_above`]'s copies, -1 where inherited.
+pub(crate) fn raw_stdio(fds: &[Option<OwnedFd>; 3]) -> [RawFd; 3] {
+    [0, 1, 2].map(|i| fds[i].as_ref().map_or(-1, |f| f.as_raw_fd()))
 }
 
 impl CreateOptions {
@@ -89,6 +164,12 @@ impl CreateOptions {
     /// Pass `n` fds after stdio into the container (`--preserve-fds`).
     pub fn preserve_fds(mut self, n: u32) -> Self {
         self.preserve_fds = n;
+        self
+    }
+
+    /// The init's own stdin, stdout and stderr (see [`Stdio`]).
+    pub fn stdio(mut self, stdio: Stdio) -> Self {
+        self.stdio = stdio;
         self
     }
 }
