@@ -94,16 +94,21 @@ fn cgroup2_host() -> bool {
         .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
 }
 
+/// `pids.max` as containerd shows it: 0 for no limit.
+fn pids_limit(s: &Stats) -> u64 {
+    if s.pids.limit == u64::MAX {
+        0
+    } else {
+        s.pids.limit
+    }
+}
+
 fn metrics(s: &Stats) -> containerd_shim_protos::protobuf::well_known_types::any::Any {
     if cgroup2_host() {
         let mut m = v2::Metrics::new();
         let mut pids = v2::PidsStat::new();
         pids.current = s.pids.current;
-        pids.limit = if s.pids.limit == u64::MAX {
-            0
-        } else {
-            s.pids.limit
-        };
+        pids.limit = pids_limit(s);
         m.pids = MessageField::some(pids);
         let mut cpu = v2::CPUStat::new();
         cpu.usage_usec = s.cpu.usage_total_ns / 1000;
@@ -178,11 +183,7 @@ fn metrics(s: &Stats) -> containerd_shim_protos::protobuf::well_known_types::any
     let mut m = v1::Metrics::new();
     let mut pids = v1::PidsStat::new();
     pids.current = s.pids.current;
-    pids.limit = if s.pids.limit == u64::MAX {
-        0
-    } else {
-        s.pids.limit
-    };
+    pids.limit = pids_limit(s);
     m.pids = MessageField::some(pids);
     let mut usage = v1::CPUUsage::new();
     usage.total = s.cpu.usage_total_ns;

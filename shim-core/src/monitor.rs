@@ -33,7 +33,7 @@
 //!         let _ = tx.send(exit);
 //!     })?;
 //! }
-//! assert_eq!(rx.recv()?.status.code(), 3);
+//! assert_eq!(rx.recv()?.exit.status.code(), 3);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

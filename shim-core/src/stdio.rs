@@ -142,12 +142,13 @@ impl ProcessIo {
     /// A relay's input from a stdin fifo: our write side first, so the read side opens
     /// without waiting and reads block (never EOF) until the client wrote, or CloseIO.
     fn open_relay_input(&mut self, spec: &str) -> Result<Option<OwnedFd>> {
-        let (Target::Fifo(p) | Target::File(p)) = target(spec)? else {
-            return Ok(None);
+        let p = match target(spec)? {
+            Target::None => return Ok(None),
+            Target::File(p) => {
+                return open(p, libc::O_RDONLY | libc::O_CLOEXEC, "open stdin file").map(Some);
+            }
+            Target::Fifo(p) => p,
         };
-        if !matches!(target(spec)?, Target::Fifo(_)) {
-            return open(p, libc::O_RDONLY | libc::O_CLOEXEC, "open stdin file").map(Some);
-        }
         self.stdin_keep = Some(open(p, libc::O_RDWR | libc::O_CLOEXEC, "open stdin fifo")?);
         let fd = open(
             p,

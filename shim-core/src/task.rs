@@ -25,7 +25,7 @@
 //! ```
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -992,5 +992,4 @@ fn relay_loop(mut relay: Relay, control: OwnedFd) {
         }
     }
     relay.drain();
-    let _ = control.map(|c| c.as_raw_fd());
 }
