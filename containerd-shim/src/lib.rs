@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use berth_runtime_core::Runtime;
+use berth_shim_core::footprint::{CodePages, ReleaseWhenQuiet};
 use berth_shim_core::monitor::Monitor;
 use berth_shim_core::task::{Tasks, saved_exit};
 use containerd_shim_protos::protobuf::{Message, MessageField};
@@ -45,6 +46,10 @@ pub use error::Error;
 
 /// Where shims put their sockets (containerd 1.6's `defaults.DefaultStateDir` + `/s`).
 pub const SOCKET_DIR: &str = "/run/containerd/s";
+
+/// How long after its last request a shim gives back the mappings of the code that served
+/// it: long enough for a burst (create, start, the events, containerd's follow-up calls).
+const QUIET: Duration = Duration::from_secs(1);
 
 /// The berth runtime's state root for a containerd namespace (as runc's is
 /// `/run/containerd/runc/<ns>`): `berth --root /run/containerd/berth/<ns> list` shows them.
@@ -255,6 +260,8 @@ fn delete(args: &Args) -> Result<(), Error> {
 fn serve(args: &Args) -> Result<(), Error> {
     // First, before any thread: SIGCHLD blocked in every thread to come.
     let monitor = Monitor::start()?;
+    // Before anything could load a library: the code mappings an idle shim gives back.
+    let code = CodePages::at_startup()?;
     // SAFETY: setting a disposition to SIG_IGN installs no handler code.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     // containerd holds the read side of `log` and copies it into its own log.
@@ -290,6 +297,7 @@ fn serve(args: &Args) -> Result<(), Error> {
     let service = service::Service {
         tasks,
         shutdown: shutdown_tx,
+        quiet: ReleaseWhenQuiet::start(code, QUIET)?,
     };
     let mut server = ttrpc::Server::new()
         .add_listener(listener.as_raw_fd())?

@@ -1155,3 +1155,164 @@ fn berth_shim_live_restore_equals_go_shim() {
         assert!(seen.3, "the real exit status 42 was not reported: {seen:?}");
     }
 }
+
+/// `ctr task ps`, `pause`, `resume`, `metrics`, `kill` (and a second kill once it has exited),
+/// `delete` and `container delete` on a running task.
+#[test]
+fn berth_shim_task_commands_equal_go_shim() {
+    let Some(cd) = Containerd::new("berth_shim_task_commands_equal_go_shim") else {
+        return;
+    };
+    // pid 1 of a pid namespace ignores signals it has no handler for: a trap for TERM (the
+    // wait returns on it), and two steady processes for ps.
+    let trap = "trap 'exit 7' TERM; sleep 1000 & wait";
+    let seen = same_as_go_shim("ctr task ps/pause/resume/metrics/kill/delete", |shim| {
+        let id = format!("cmds-{}", shim_name(shim));
+        let cg = cd.cgroup_of(&id);
+        cd.run(&mut cd.shim_run_cmd(shim, &["-d"], &id, &["/bin/sh", "-c", trap]))
+            .ok();
+        let running = cd.task_status(&id);
+        let ps = cd.ctr_out(&["task", "ps", &id]).ok().stdout;
+        let ps = (ps.lines().next().map(str::to_string), ps.lines().count());
+        cd.ctr_out(&["task", "pause", &id]).ok();
+        let paused = (cd.task_status(&id), freezer_state(&cg));
+        cd.ctr_out(&["task", "resume", &id]).ok();
+        let resumed = (cd.task_status(&id), freezer_state(&cg));
+        // The metric names (first column), not their values.
+        let metrics = cd.ctr_out(&["task", "metrics", &id]).ok().stdout;
+        let metrics: BTreeSet<String> = metrics
+            .lines()
+            .skip_while(|l| !l.starts_with("METRIC"))
+            .filter_map(|l| l.split_whitespace().next().map(String::from))
+            .collect();
+        let kill = cd.ctr_out(&["task", "kill", &id]).code;
+        wait_until(&format!("{id} to stop after TERM"), 20, || {
+            cd.task_status(&id) == "STOPPED"
+        });
+        let again = cd.ctr_out(&["task", "kill", &id]);
+        let again = (
+            again.code,
+            again.stderr.contains("process already finished"),
+        );
+        let delete = cd.ctr_out(&["task", "delete", &id]);
+        let delete = (delete.code, delete.stderr.contains("exit code 7"));
+        let cdelete = cd.ctr_out(&["container", "delete", &id]).code;
+        (
+            running,
+            ps,
+            paused,
+            resumed,
+            metrics,
+            kill,
+            again,
+            delete,
+            cdelete,
+            cgroup_exists(&cg),
+        )
+    });
+    assert_eq!(seen.0, "RUNNING");
+    assert_eq!(seen.1.1, 3, "ps shows a header, sh and sleep: {seen:?}");
+    assert_eq!(seen.2, ("PAUSED".to_string(), "FROZEN".to_string()));
+    assert_eq!(seen.3, ("RUNNING".to_string(), "THAWED".to_string()));
+    assert!(seen.4.contains("memory.usage_in_bytes"), "{seen:?}");
+    assert_eq!(seen.5, Some(0));
+    assert_eq!(seen.6.0, Some(1), "a second kill must fail: {seen:?}");
+    assert_eq!(seen.7, (Some(0), true));
+    assert_eq!(seen.8, Some(0));
+    assert!(!seen.9, "cgroup left: {seen:?}");
+}
+
+/// The shim killed with SIGKILL, once after its container exited and once while it runs:
+/// containerd runs the shim binary's `delete`, which cleans up (runtime state, cgroup,
+/// mounts) and reports the status. berth's shim reports the real one it saved in the bundle
+/// (9) in the task's delete event; the Go shim always reports 137 (runc's state no longer has
+/// it), so only the clean-up is compared; for a container still running, both kill it and
+/// report 137.
+#[test]
+fn berth_shim_sigkill_cleans_up_and_reports_saved_status() {
+    let Some(cd) = Containerd::new("berth_shim_sigkill_cleans_up_and_reports_saved_status") else {
+        return;
+    };
+    let events = spawn(cd.ctr().arg("events"), cd.dir.path());
+    // The status containerd publishes with the task's delete: for a dead shim, the one
+    // the shim binary's `delete` returned.
+    let exit_status = |id: &str| -> Option<u32> {
+        let needle = format!("\"container_id\":\"{id}\"");
+        events
+            .stdout_so_far()
+            .lines()
+            .filter(|l| l.contains("/tasks/delete") && l.contains(&needle))
+            .filter_map(|l| l.split("\"exit_status\":").nth(1))
+            .filter_map(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+            .filter_map(|s| s.parse().ok())
+            .next_back()
+    };
+    let mut statuses = Vec::new();
+    let cleaned = same_as_go_shim("shim SIGKILLed: clean-up", |shim| {
+        let mut seen = Vec::new();
+        for (what, script) in [
+            ("exited", "sleep 0.2; exit 9"),
+            ("running", "exec sleep 1000"),
+        ] {
+            let id = format!("shimkill-{what}-{}", shim_name(shim));
+            cd.run(&mut cd.shim_run_cmd(shim, &["-d"], &id, &["/bin/sh", "-c", script]))
+                .ok();
+            if what == "exited" {
+                wait_until(&format!("{id} to exit"), 20, || {
+                    cd.task_status(&id) == "STOPPED"
+                });
+            }
+            let of_id = pids_with_arg(std::ffi::OsStr::new(&id));
+            let shim_pid = cd
+                .shim_pids()
+                .into_iter()
+                .find(|p| of_id.contains(p))
+                .expect("the task's shim");
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(shim_pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            wait_until(&format!("containerd to drop {id}'s task"), 30, || {
+                !cd.ctr_out(&["task", "ls", "-q"]).stdout.contains(&id)
+            });
+            wait_until(&format!("the delete event of {id}"), 10, || {
+                exit_status(&id).is_some()
+            });
+            statuses.push((shim, what, exit_status(&id)));
+            let cdelete = cd.ctr_out(&["container", "delete", &id]).code;
+            seen.push((
+                what,
+                cdelete,
+                cgroup_exists(&cd.cgroup_of(&id)),
+                mounts_under(cd.dir.path())
+                    .iter()
+                    .any(|m| m.to_string_lossy().contains(&id)),
+            ));
+        }
+        seen
+    });
+    println!("exit statuses reported: {statuses:?}");
+    assert!(
+        cleaned.iter().all(|s| s.1 == Some(0) && !s.2 && !s.3),
+        "left behind: {cleaned:?}"
+    );
+    let of = |shim, what| {
+        statuses
+            .iter()
+            .find(|s| s.0 == shim && s.1 == what)
+            .map(|s| s.2)
+    };
+    assert_eq!(of(Shim::Berth, "exited"), Some(Some(9)), "{statuses:?}");
+    assert_eq!(of(Shim::Berth, "running"), Some(Some(137)), "{statuses:?}");
+    assert_eq!(of(Shim::GoRunc, "exited"), Some(Some(137)), "{statuses:?}");
+    assert_eq!(of(Shim::GoRunc, "running"), Some(Some(137)), "{statuses:?}");
+    // Nothing of berth's runtime state is left for the namespace's containers.
+    let root = Path::new("/run/containerd/berth").join(&cd.ns);
+    let left: Vec<_> = std::fs::read_dir(&root)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "berth runtime state left in {root:?}: {left:?}"
+    );
+}
