@@ -32,6 +32,10 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
 use crate::error::{Error, Result};
 
+/// The write end of a stdin copy thread's pipe: taken (closed) by CloseIO; the thread
+/// holds a reference only for the length of one write.
+type SharedWriter = Arc<Mutex<Option<Arc<OwnedFd>>>>;
+
 /// The descriptors of one process' stdio: the container's ends, and what the shim keeps.
 #[derive(Debug, Default)]
 pub struct ProcessIo {
@@ -41,7 +45,7 @@ pub struct ProcessIo {
     /// Our write side of a stdin fifo (a tty relay's input), dropped by `close_stdin`.
     stdin_keep: Option<OwnedFd>,
     /// The stdin copy thread's pipe, closed by `close_stdin`, and its fifo.
-    stdin_pipe: Option<(Arc<Mutex<Option<OwnedFd>>>, PathBuf)>,
+    stdin_pipe: Option<(SharedWriter, PathBuf)>,
     /// Our read sides of the stdout and stderr fifos.
     keep: Vec<OwnedFd>,
 }
@@ -162,7 +166,7 @@ impl ProcessIo {
     /// The container's stdin as a pipe fed from the fifo `p` by a thread (see the module).
     fn stdin_copy(&mut self, p: &Path) -> Result<OwnedFd> {
         let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
-        let writer = Arc::new(Mutex::new(Some(w)));
+        let writer = Arc::new(Mutex::new(Some(Arc::new(w))));
         let fifo = p.to_owned();
         let (thread_writer, thread_fifo) = (Arc::clone(&writer), fifo.clone());
         std::thread::Builder::new()
@@ -238,7 +242,7 @@ impl Drop for ProcessIo {
 
 /// The stdin copy thread: waits for a writer on the fifo, copies into the pipe until EOF,
 /// a failed write (the process closed its stdin) or CloseIO, then closes the pipe.
-fn copy_stdin(fifo: &Path, writer: &Mutex<Option<OwnedFd>>) {
+fn copy_stdin(fifo: &Path, writer: &Mutex<Option<Arc<OwnedFd>>>) {
     // Blocks until the client opens its end.
     let Ok(input) = open(fifo, libc::O_RDONLY | libc::O_CLOEXEC, "open stdin fifo") else {
         writer.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -252,11 +256,15 @@ fn copy_stdin(fifo: &Path, writer: &Mutex<Option<OwnedFd>>) {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => break,
         };
-        let w = writer.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(w) = w.as_ref() else { break };
+        // A reference for this write, the lock not held: a write into a full pipe (the
+        // process not reading) must not block CloseIO, which then only takes the shared
+        // end; the pipe closes when this write is done.
+        let Some(w) = writer.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+            break;
+        };
         let mut off = 0;
         while off < n {
-            match nix::unistd::write(w, &buf[off..n]) {
+            match nix::unistd::write(&*w, &buf[off..n]) {
                 Ok(k) => off += k,
                 Err(nix::errno::Errno::EINTR) => {}
                 Err(_) => return,
