@@ -1316,3 +1316,35 @@ fn berth_shim_sigkill_cleans_up_and_reports_saved_status() {
         "berth runtime state left in {root:?}: {left:?}"
     );
 }
+
+/// A container over its memory limit is OOM-killed: both shims publish `/tasks/oom` for it
+/// and report 137.
+#[test]
+fn berth_shim_oom_event_equals_go_shim() {
+    let Some(cd) = Containerd::new("berth_shim_oom_event_equals_go_shim") else {
+        return;
+    };
+    let events = spawn(cd.ctr().arg("events"), cd.dir.path());
+    // A 200 MB shell string against a 32 MiB limit (no swap accounted here).
+    let hog = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived ${#x}";
+    let seen = same_as_go_shim("ctr run --memory-limit over the limit", |shim| {
+        let id = format!("oom-{}", shim_name(shim));
+        let limit = (32u64 << 20).to_string();
+        let out = cd.run(&mut cd.shim_run_cmd(
+            shim,
+            &["--rm", "--memory-limit", &limit],
+            &id,
+            &["/bin/sh", "-c", hog],
+        ));
+        let needle = format!("\"container_id\":\"{id}\"");
+        let oom = || {
+            events
+                .stdout_so_far()
+                .lines()
+                .any(|l| l.contains("/tasks/oom") && l.contains(&needle))
+        };
+        wait_until(&format!("an oom event for {id}"), 10, oom);
+        (out.code, out.stdout.contains("survived"), oom())
+    });
+    assert_eq!(seen, (Some(137), false, true));
+}

@@ -72,6 +72,7 @@ mod error;
 pub mod footprint;
 pub mod monitor;
 pub mod mounts;
+mod oom;
 pub mod reap;
 pub mod relay;
 pub mod signals;

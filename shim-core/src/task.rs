@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_runtime_core::oci_spec::runtime::{LinuxResources, Process};
@@ -37,6 +37,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use crate::console::{ConsoleSocket, WinSize, set_winsize};
 use crate::monitor::{Monitor, Reaped};
 use crate::mounts::{self, Mount};
+use crate::oom::OomEvents;
 use crate::reap::Pidfd;
 use crate::relay::Relay;
 use crate::stdio::ProcessIo;
@@ -265,6 +266,9 @@ struct CtrState {
     paused: bool,
     /// The init's exit, held back until the running execs have reported theirs.
     init_exit_held: bool,
+    /// Whether the Create event was sent: an init that exits before is recorded, and its
+    /// exit reported right after the Create.
+    announced: bool,
     rootfs_mounted: bool,
 }
 
@@ -286,6 +290,8 @@ struct Inner {
     monitor: Monitor,
     events: Box<dyn Fn(Event) + Send + Sync>,
     containers: Mutex<HashMap<String, Arc<Ctr>>>,
+    /// The OOM thread, started with the first container that has a memory cgroup.
+    oom: OnceLock<Option<OomEvents>>,
 }
 
 /// The containers of a shim (see the module). Cheap to clone.
@@ -362,6 +368,7 @@ impl Tasks {
                 monitor,
                 events: Box::new(events),
                 containers: Mutex::new(HashMap::new()),
+                oom: OnceLock::new(),
             }),
         }
     }
@@ -436,6 +443,7 @@ impl Tasks {
                 execs: HashMap::new(),
                 paused: false,
                 init_exit_held: false,
+                announced: false,
                 rootfs_mounted: mounted,
             }),
             exited: Condvar::new(),
@@ -487,40 +495,66 @@ impl Tasks {
         let pid = init.pid;
         {
             let mut st = ctr.lock();
+            // The init may have died already (it is watched since the runtime created it):
+            // its exit, recorded on the placeholder, is kept.
+            let early = st.init.exit.take();
             st.init = init;
+            if let Some(exit) = early {
+                st.init.exit = Some(exit);
+                st.init.status = Status::Stopped;
+                st.init.pidfd = None;
+            }
             st.container = Some(container);
         }
         self.containers().insert(id.clone(), Arc::clone(&ctr));
         self.watch_oom(&id);
+        let mut st = ctr.lock();
         (self.inner.events)(Event::Create {
-            id,
+            id: id.clone(),
             bundle: req.bundle.clone(),
             pid,
             request: req,
         });
+        st.announced = true;
+        if let Some(exit) = st.init.exit {
+            (self.inner.events)(Event::Exit {
+                id,
+                exec_id: None,
+                exit,
+            });
+        }
+        drop(st);
+        ctr.exited.notify_all();
         Ok(pid)
     }
 
     fn watch_oom(&self, id: &str) {
-        let Ok(mut watcher) = self.inner.runtime.oom_watcher(id) else {
+        let Ok(watcher) = self.inner.runtime.oom_watcher(id) else {
             return;
         };
-        let tasks = self.clone();
-        let id = id.to_owned();
-        let _ = std::thread::Builder::new()
-            .name("oom".into())
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                // Fails once the cgroup is gone (the container deleted).
-                while let Ok(ev) = watcher.wait(Duration::from_secs(60)) {
-                    if ev.is_some() {
-                        (tasks.inner.events)(Event::Oom { id: id.clone() });
+        let oom = self.inner.oom.get_or_init(|| {
+            // Weak: the thread must not keep the containers alive.
+            let (on_oom, alive) = (Arc::downgrade(&self.inner), Arc::downgrade(&self.inner));
+            OomEvents::start(
+                move |id| {
+                    if let Some(inner) = on_oom.upgrade() {
+                        (inner.events)(Event::Oom { id: id.to_owned() });
                     }
-                    if !tasks.containers().contains_key(&id) {
-                        break;
-                    }
-                }
-            });
+                },
+                move |id| {
+                    alive.upgrade().is_some_and(|inner| {
+                        let containers = inner.containers.lock();
+                        containers
+                            .unwrap_or_else(|p| p.into_inner())
+                            .contains_key(id)
+                    })
+                },
+            )
+            .ok()
+        });
+        if let Some(oom) = oom {
+            oom.watch(id, watcher);
+        }
     }
 
     /// Starts the init (`exec_id` `None`) or a registered exec. Returns its pid.
@@ -616,7 +650,7 @@ impl Tasks {
                 let running = st.execs.values().any(|p| p.status == Status::Running);
                 if running {
                     st.init_exit_held = true;
-                } else {
+                } else if st.announced {
                     events(Event::Exit {
                         id: ctr.id.clone(),
                         exec_id: None,
@@ -684,9 +718,13 @@ impl Tasks {
                 .runtime
                 .kill(id, signal, all)
                 .map_err(|e| match e {
-                    berth_runtime_core::Error::NotFound { .. } => {
-                        TaskError::NotFound("process already finished".into())
-                    }
+                    // Gone, or exited and not reaped yet (reaping is held off while another
+                    // thread spawns): finished either way, as runc's "container not running".
+                    berth_runtime_core::Error::NotFound { .. }
+                    | berth_runtime_core::Error::InvalidState {
+                        status: berth_runtime_core::Status::Stopped,
+                        ..
+                    } => TaskError::NotFound("process already finished".into()),
                     e => e.into(),
                 });
         }
