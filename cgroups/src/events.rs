@@ -189,15 +189,48 @@ impl OomWatcher {
         }
     }
 
+    /// Drains the descriptor and returns the counters if they moved since the last report
+    /// (without waiting for the descriptor: for a caller's own poll loop, once it saw the
+    /// descriptor readable). Fails if the cgroup goes away.
+    pub fn check(&mut self) -> Result<Option<MemoryEvents>> {
+        let n = self.drain()?;
+        if !self.dir.exists() {
+            return Err(CgroupError::Dir {
+                op: "watch",
+                path: self.dir.clone(),
+                source: io::Error::from_raw_os_error(libc::ENOENT),
+            });
+        }
+        let before = self.last;
+        if n > 0 {
+            // v1: the notification comes before the kill is counted; give the kernel a
+            // moment to update oom_kill (unless it already has).
+            self.last.oom += n;
+            let until = Instant::now() + Duration::from_millis(200);
+            let mut now = self.current()?;
+            while now.oom_kill == before.oom_kill && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+                now = self.current()?;
+            }
+            self.last = now;
+            return Ok(Some(now));
+        }
+        let now = self.current()?;
+        if now != self.last {
+            self.last = now;
+            return Ok(Some(now));
+        }
+        Ok(None)
+    }
+
     /// Waits up to `timeout` for an OOM or OOM kill; returns the new counters, or
     /// `None` on timeout. Fails if the cgroup goes away.
     pub fn wait(&mut self, timeout: Duration) -> Result<Option<MemoryEvents>> {
         let deadline = Instant::now() + timeout;
         loop {
-            let now = self.current()?;
-            if now != self.last {
-                self.last = now;
-                return Ok(Some(now));
+            // Drained before the counters are compared: one event is reported once.
+            if let Some(ev) = self.check()? {
+                return Ok(Some(ev));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -221,29 +254,6 @@ impl OomWatcher {
                     what: format!("OOM notifications of {}", self.dir.display()),
                     source: e,
                 });
-            }
-            if r > 0 {
-                let n = self.drain()?;
-                if !self.dir.exists() {
-                    return Err(CgroupError::Dir {
-                        op: "watch",
-                        path: self.dir.clone(),
-                        source: io::Error::from_raw_os_error(libc::ENOENT),
-                    });
-                }
-                if n > 0 {
-                    // v1: the notification comes before the kill is counted; give the
-                    // kernel a moment to update oom_kill.
-                    self.last.oom += n;
-                    let until = Instant::now() + Duration::from_millis(200);
-                    let mut now = self.current()?;
-                    while now.oom_kill == self.last.oom_kill && Instant::now() < until {
-                        std::thread::sleep(Duration::from_millis(5));
-                        now = self.current()?;
-                    }
-                    self.last = now;
-                    return Ok(Some(now));
-                }
             }
         }
     }

@@ -261,7 +261,10 @@ fn serve(args: &Args) -> Result<(), Error> {
     // First, before any thread: SIGCHLD blocked in every thread to come.
     let monitor = Monitor::start()?;
     // Before anything could load a library: the code mappings an idle shim gives back.
-    let code = CodePages::at_startup()?;
+    let code = CodePages::at_startup().unwrap_or_else(|e| {
+        eprintln!("berth shim: {e}: code mappings are kept");
+        CodePages::none()
+    });
     // SAFETY: setting a disposition to SIG_IGN installs no handler code.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     // containerd holds the read side of `log` and copies it into its own log.

@@ -23,7 +23,7 @@ pub struct Service {
     pub(crate) tasks: Tasks,
     /// Told when Shutdown finds no container left.
     pub(crate) shutdown: Sender<()>,
-    /// Touched by every request: a second after the last one the shim gives back its
+    /// Touched as every request starts and ends: a second after the last one the shim gives back its
     /// mappings of the code that served them (see `berth_shim_core::footprint`).
     pub(crate) quiet: ReleaseWhenQuiet,
 }
@@ -303,7 +303,7 @@ fn exit_parts(
 
 impl containerd_shim_protos::Task for Service {
     fn state(&self, _: &TtrpcContext, req: api::StateRequest) -> ttrpc::Result<api::StateResponse> {
-        self.quiet.touch();
+        let _busy = self.quiet.busy();
         let s = self
             .tasks
             .state(&req.id, exec_id(&req.exec_id))
@@ -330,7 +330,7 @@ impl containerd_shim_protos::Task for Service {
         _: &TtrpcContext,
         req: api::CreateTaskRequest,
     ) -> ttrpc::Result<api::CreateTaskResponse> {
-        self.quiet.touch();
+        let _busy = self.quiet.busy();
         if !req.checkpoint.is_empty() || !req.parent_checkpoint.is_empty() {
             return Err(status(
                 Code::UNIMPLEMENTED,
@@ -359,7 +359,7 @@ impl containerd_shim_protos::Task for Service {
     }
 
     fn start(&self, _: &TtrpcContext, req: api::StartRequest) -> ttrpc::Result<api::StartResponse> {
-        self.quiet.touch();
+        let _busy = self.quiet.busy();
         let pid = self
             .tasks
             .start(&req.id, exec_id(&req.exec_id))
@@ -374,7 +374,7 @@ impl containerd_shim_protos::Task for Service {
         _: &TtrpcContext,
         req: api::DeleteRequest,
     ) -> ttrpc::Result<api::DeleteResponse> {
-        self.quiet.touch();
+        let _busy = self.quiet.busy();
         let e = self
             .tasks
             .delete(&req.id, exec_id(&req.exec_id))
@@ -385,7 +385,7 @@ impl containerd_shim_protos::Task for Service {
     }
 
     fn pids(&self, _: &TtrpcContext, req: api::PidsRequest) -> ttrpc::Result<api::PidsResponse> {
-        self.quiet.touch();
+        let _busy = self.quiet.busy();
         let pids = self.tasks.pids(&req.id).map_err(rpc)?;
         let mut r = api::PidsResponse::new();
         r.processes = pids
@@ -405,13 +405,13 @@ impl containerd_shim_protos::Task for Service {
     }
 
     fn pause(&self, _: &TtrpcContext, req: api::PauseRequest) -> ttrpc::Result<api::Empty> {
-        self.quiet.touch();
+        let _busy = self.quiet.busy();
         self.tasks.pause(&req.id).map_err(rpc)?;
         Ok(api::Empty::new())
     }
 
     fn resume(&self, _: &TtrpcContext, req: api::ResumeRequest) -> ttrpc::Result<api::Empty> {
-        self.quiet.touch();
+        let _busy = self.quiet.busy();
         self.tasks.resume(&req.id).map_err(rpc)?;
         Ok(api::Empty::new())
     }
@@ -421,7 +421,7 @@ impl containerd_shim_protos::Task for Service {
         _: &TtrpcContext,
         _: api::CheckpointTaskRequest,
     ) -> ttrpc::Result<api::Empty> {
-        self.quiet.touch();
+        let _busy = self.quiet.busy();
         Err(status(
             Code::UNIMPLEMENTED,
             "checkpoint is not implemented (criu can't checkpoint on this kernel)",
@@ -429,7 +429,7 @@ impl containerd_shim_protos::Task for Service {
     }
 
     fn kill(&self, _: &TtrpcContext, req: api::KillRequest) -> ttrpc::Result<api::Empty> {
-        self.quiet.touch();
+        let _busy = self.quiet.busy();
         let sig = i32::try_from(req.signal).map_err(|_| {
             status(
                 Code::INVALID_ARGUMENT,
@@ -443,7 +443,7 @@ impl containerd_shim_protos::Task for Service {
     }
 
     fn exec(&self, _: &TtrpcContext, req: api::ExecProcessRequest) -> ttrpc::Result<api::Empty> {
-        self.quiet.touch();
+        let _busy = self.quiet.busy();
         if req.exec_id.is_empty() {
             return Err(status(Code::INVALID_ARGUMENT, "exec_id is required"));
         }
@@ -465,7 +465,7 @@ impl containerd_shim_protos::Task for Service {
         _: &TtrpcContext,
         req: api::ResizePtyRequest,
     ) -> ttrpc::Result<api::Empty> {
-        self.quiet.touch();
+        let _busy = self.quiet.busy();
         let w = u16::try_from(req.width).unwrap_or(u16::MAX);
         let h = u16::try_from(req.height).unwrap_or(u16::MAX);
         self.tasks
@@ -475,7 +475,7 @@ impl containerd_shim_protos::Task for Service {
     }
 
     fn close_io(&self, _: &TtrpcContext, req: api::CloseIORequest) -> ttrpc::Result<api::Empty> {
-        self.quiet.touch();
+        let _busy = self.quiet.busy();
         if req.stdin {
             self.tasks
                 .close_stdin(&req.id, exec_id(&req.exec_id))
@@ -485,14 +485,14 @@ impl containerd_shim_protos::Task for Service {
     }
 
     fn update(&self, _: &TtrpcContext, req: api::UpdateTaskRequest) -> ttrpc::Result<api::Empty> {
-        self.quiet.touch();
+        let _busy = self.quiet.busy();
         let r: LinuxResources = json_any(&req.resources, "resources")?;
         self.tasks.update(&req.id, &r).map_err(rpc)?;
         Ok(api::Empty::new())
     }
 
     fn wait(&self, _: &TtrpcContext, req: api::WaitRequest) -> ttrpc::Result<api::WaitResponse> {
-        self.quiet.touch();
+        let _busy = self.quiet.busy();
         let e = self
             .tasks
             .wait(&req.id, exec_id(&req.exec_id))
@@ -504,7 +504,7 @@ impl containerd_shim_protos::Task for Service {
     }
 
     fn stats(&self, _: &TtrpcContext, req: api::StatsRequest) -> ttrpc::Result<api::StatsResponse> {
-        self.quiet.touch();
+        let _busy = self.quiet.busy();
         let s = self.tasks.stats(&req.id).map_err(rpc)?;
         let mut r = api::StatsResponse::new();
         r.stats = MessageField::some(metrics(&s));
@@ -516,7 +516,7 @@ impl containerd_shim_protos::Task for Service {
         _: &TtrpcContext,
         req: api::ConnectRequest,
     ) -> ttrpc::Result<api::ConnectResponse> {
-        self.quiet.touch();
+        let _busy = self.quiet.busy();
         let mut r = api::ConnectResponse::new();
         r.shim_pid = std::process::id();
         r.task_pid = self.tasks.init_pid(&req.id).max(0) as u32;
@@ -525,7 +525,7 @@ impl containerd_shim_protos::Task for Service {
     }
 
     fn shutdown(&self, _: &TtrpcContext, _: api::ShutdownRequest) -> ttrpc::Result<api::Empty> {
-        self.quiet.touch();
+        let _busy = self.quiet.busy();
         // A shim serving a pod stays while any container of it is left.
         if self.tasks.is_empty() {
             let _ = self.shutdown.send(());

@@ -1172,7 +1172,12 @@ fn berth_shim_task_commands_equal_go_shim() {
         cd.run(&mut cd.shim_run_cmd(shim, &["-d"], &id, &["/bin/sh", "-c", trap]))
             .ok();
         let running = cd.task_status(&id);
-        let ps = cd.ctr_out(&["task", "ps", &id]).ok().stdout;
+        // sh may not have forked its sleep yet.
+        let ps_lines = || cd.ctr_out(&["task", "ps", &id]).ok().stdout;
+        wait_until("sh and its sleep in task ps", 10, || {
+            ps_lines().lines().count() >= 3
+        });
+        let ps = ps_lines();
         let ps = (ps.lines().next().map(str::to_string), ps.lines().count());
         cd.ctr_out(&["task", "pause", &id]).ok();
         let paused = (cd.task_status(&id), freezer_state(&cg));
@@ -1268,10 +1273,25 @@ fn berth_shim_sigkill_cleans_up_and_reports_saved_status() {
                 .into_iter()
                 .find(|p| of_id.contains(p))
                 .expect("the task's shim");
+            // A shim killed leaves its socket: removed by the test.
+            let address = std::fs::read_to_string(
+                cd.dir
+                    .join("state/io.containerd.runtime.v2.task")
+                    .join(&cd.ns)
+                    .join(&id)
+                    .join("address"),
+            )
+            .unwrap_or_default();
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(shim_pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
+            if let Some(sock) = address.trim().strip_prefix("unix://") {
+                wait_until("the killed shim to be gone", 10, || {
+                    !Path::new(&format!("/proc/{shim_pid}")).exists()
+                });
+                let _ = std::fs::remove_file(sock);
+            }
             wait_until(&format!("containerd to drop {id}'s task"), 30, || {
                 !cd.ctr_out(&["task", "ls", "-q"]).stdout.contains(&id)
             });

@@ -12,11 +12,12 @@
 //! read-only, file-backed mappings (the text and read-only data of the program and its
 //! libraries; `madvise(MADV_DONTNEED)`). Nothing is lost: the pages
 //! are clean copies of the files, still in the page cache (shared with every other process
-//! that maps them), and the next instruction fetch maps them again with a minor fault. The
+//! that maps them), and the next instruction fetch maps them again: a minor fault, or a
+//! read from disk if memory pressure has evicted them meanwhile. The
 //! ranges are recorded by [`CodePages::at_startup`] before any `dlopen` could add (and a
 //! `dlclose` later remove) a mapping, so a range is never one that has since been unmapped
-//! and reused for data; a range with anonymous pages in it (a debugger's breakpoint, a
-//! uprobe) is left alone.
+//! and reused for data; a range with any private copy of a page in it (a RELRO segment's
+//! relocations, in memory or swapped out, a debugger's breakpoint, a uprobe) is left alone.
 //!
 //! ```no_run
 //! use berth_shim_core::footprint::CodePages;
@@ -44,21 +45,27 @@ pub struct CodePages {
 }
 
 /// One mapping of `/proc/self/smaps`: its range, whether it is a private read-only
-/// (`r-xp` or `r--p`) mapping of a file, and its anonymous (copied-on-write) kilobytes.
+/// (`r-xp` or `r--p`) mapping of a file, and whether it is known to hold only the file's
+/// pages: its `Anonymous:`, `Swap:` and `Private_Hugetlb:` (copies made on write, such as a
+/// RELRO segment's relocated pages, in memory, swapped out or in huge pages) all shown and 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Mapping {
     start: usize,
     end: usize,
     read_only_file: bool,
-    anon_kb: u64,
+    clean: bool,
 }
+
+/// The smaps lines that count a mapping's private copies; each must be there and 0.
+const COPIES: [&str; 3] = ["Anonymous:", "Swap:", "Private_Hugetlb:"];
 
 impl CodePages {
     /// Records the ranges. Call it early in `main`, before anything loads a library at run
     /// time.
     ///
     /// # Errors
-    /// [`Error::Io`] when `/proc/self/smaps` can't be read.
+    /// [`Error::Io`] when `/proc/self/smaps` can't be read (a kernel without
+    /// `CONFIG_PROC_PAGE_MONITOR`): [`CodePages::none`] then does nothing.
     pub fn at_startup() -> Result<CodePages> {
         let smaps = read_smaps()?;
         let ranges = parse(&smaps)
@@ -66,6 +73,11 @@ impl CodePages {
             .map(|m| (m.start, m.end))
             .collect();
         Ok(CodePages { ranges })
+    }
+
+    /// Nothing to release.
+    pub fn none() -> CodePages {
+        CodePages { ranges: Vec::new() }
     }
 
     /// Drops this process' mappings of the recorded code pages that hold no anonymous
@@ -77,14 +89,16 @@ impl CodePages {
         };
         let mut released = 0;
         for m in parse(&smaps) {
-            if !m.read_only_file || m.anon_kb != 0 || !self.ranges.contains(&(m.start, m.end)) {
+            if !m.read_only_file || !m.clean || !self.ranges.contains(&(m.start, m.end)) {
                 continue;
             }
-            // SAFETY: [start, end) is a private, read-only mapping of a file
-            // that this process mapped before main and never unmaps (it was recorded at
-            // startup and is still there, same range), with no anonymous page in it: its
-            // every page is a clean copy of the file. MADV_DONTNEED only drops the page
-            // table entries; the next access maps the same file contents again.
+            // SAFETY: [start, end) is a private, read-only mapping of a file that was
+            // there when the process started (recorded by `at_startup`, before any dlopen,
+            // and still there with the same range: the program and the libraries loaded
+            // with it are never unmapped), and smaps shows no private copy of any of its
+            // pages, in memory, in swap or in huge pages: its every page is the file's.
+            // MADV_DONTNEED only drops the page-table entries; the next access maps the same
+            // file contents again.
             let r = unsafe {
                 libc::madvise(m.start as *mut c_void, m.end - m.start, libc::MADV_DONTNEED)
             };
@@ -148,6 +162,13 @@ impl ReleaseWhenQuiet {
         Ok(ReleaseWhenQuiet { last })
     }
 
+    /// Marks activity now and again when the returned guard drops (a request's start and
+    /// end): the release comes `quiet` after the last one.
+    pub fn busy(&self) -> Busy<'_> {
+        self.touch();
+        Busy(self)
+    }
+
     /// Marks activity now: the release comes `quiet` after the last touch.
     pub fn touch(&self) {
         let (lock, cv) = &*self.last;
@@ -155,6 +176,17 @@ impl ReleaseWhenQuiet {
             *last = Some(Instant::now());
             cv.notify_one();
         }
+    }
+}
+
+/// A request in progress (see [`ReleaseWhenQuiet::busy`]).
+#[derive(Debug)]
+#[must_use = "the end of the request is marked when the guard drops"]
+pub struct Busy<'a>(&'a ReleaseWhenQuiet);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.touch();
     }
 }
 
@@ -172,20 +204,20 @@ fn parse(smaps: &str) -> impl Iterator<Item = Mapping> + '_ {
             let Some(mut m) = parse_header(header) else {
                 continue;
             };
+            // Each of COPIES seen with 0; a missing or unreadable line leaves it unclean.
+            let mut zero = [false; COPIES.len()];
             while let Some(line) = lines.peek() {
                 if parse_header(line).is_some() {
                     break;
                 }
-                if let Some(v) = line.strip_prefix("Anonymous:") {
-                    m.anon_kb = v
-                        .trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse()
-                        .unwrap_or(u64::MAX);
+                for (i, key) in COPIES.iter().enumerate() {
+                    if let Some(v) = line.strip_prefix(key) {
+                        zero[i] = v.trim().trim_end_matches("kB").trim() == "0";
+                    }
                 }
                 lines.next();
             }
+            m.clean = zero.iter().all(|z| *z);
             return Some(m);
         }
     })
@@ -205,7 +237,7 @@ fn parse_header(line: &str) -> Option<Mapping> {
         read_only_file: (perms == "r-xp" || perms == "r--p")
             && inode != "0"
             && path.starts_with('/'),
-        anon_kb: 0,
+        clean: false,
     })
 }
 
@@ -217,35 +249,52 @@ mod tests {
 55d0c0a00000-55d0c0b00000 r--p 00000000 fe:01 1234                       /usr/bin/shim
 Rss:                 100 kB
 Anonymous:             0 kB
+Swap:                  0 kB
+Private_Hugetlb:       0 kB
 55d0c0b00000-55d0c0e00000 r-xp 00100000 fe:01 1234                       /usr/bin/shim
 Rss:                2048 kB
 Anonymous:             0 kB
+Private_Hugetlb:       0 kB
+Swap:                  0 kB
 VmFlags: rd ex mr mw me
+55d0c0e00000-55d0c0e10000 r--p 00400000 fe:01 1234                       /usr/bin/shim
+Anonymous:             0 kB
+Swap:                  8 kB
+Private_Hugetlb:       0 kB
+55d0c0e10000-55d0c0e20000 r--p 00410000 fe:01 1234                       /usr/bin/shim
+Anonymous:             0 kB
 7f0000000000-7f0000100000 r-xp 00028000 fe:01 99                         /usr/lib/libc.so.6
 Anonymous:             4 kB
+Swap:                  0 kB
+Private_Hugetlb:       0 kB
 7f0000200000-7f0000201000 rw-p 00000000 00:00 0 
 Anonymous:             4 kB
 7ffd00000000-7ffd00002000 r-xp 00000000 00:00 0                          [vdso]
 Anonymous:             0 kB
+Swap:                  0 kB
+Private_Hugetlb:       0 kB
 ";
 
     #[test]
-    fn parses_headers_and_anonymous_pages() {
+    fn parses_headers_and_private_copies() {
         let maps: Vec<Mapping> = parse(SAMPLE).collect();
-        assert_eq!(maps.len(), 5, "{maps:#?}");
-        let code: Vec<(usize, u64)> = maps
+        assert_eq!(maps.len(), 7, "{maps:#?}");
+        let code: Vec<(usize, bool)> = maps
             .iter()
             .filter(|m| m.read_only_file)
-            .map(|m| (m.start, m.anon_kb))
+            .map(|m| (m.start, m.clean))
             .collect();
-        // The shim's read-only data and text (no anonymous page) and libc's text (one
-        // copied page); not the anonymous mapping or the vdso.
+        // The shim's read-only data and text are clean; its relocated pages swapped out,
+        // a mapping whose smaps lacks the Swap line and libc's text with a copied page are
+        // not; the anonymous mapping and the vdso are no file's.
         assert_eq!(
             code,
             [
-                (0x55d0c0a00000, 0),
-                (0x55d0c0b00000, 0),
-                (0x7f0000000000, 4)
+                (0x55d0c0a00000, true),
+                (0x55d0c0b00000, true),
+                (0x55d0c0e00000, false),
+                (0x55d0c0e10000, false),
+                (0x7f0000000000, false)
             ]
         );
     }

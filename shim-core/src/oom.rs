@@ -6,6 +6,7 @@
 //! (its descriptor reports that too) or when `alive` says its container was deleted.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +20,8 @@ const RECHECK: Duration = Duration::from_secs(60);
 struct Shared {
     pending: Mutex<Vec<(String, OomWatcher)>>,
     wake: OwnedFd,
+    /// Set when the [`OomEvents`] is dropped (its `Tasks` gone): the thread ends.
+    closed: AtomicBool,
 }
 
 /// Hands watchers to the OOM thread.
@@ -46,6 +49,7 @@ impl OomEvents {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Vec::new()),
             wake,
+            closed: AtomicBool::new(false),
         });
         let thread_shared = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -63,9 +67,20 @@ impl OomEvents {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((id.to_owned(), watcher));
+        self.wake();
+    }
+
+    fn wake(&self) {
         let one = 1u64.to_ne_bytes();
         // SAFETY: writes 8 bytes from a live buffer to our eventfd.
         let _ = unsafe { libc::write(self.shared.wake.as_raw_fd(), one.as_ptr().cast(), 8) };
+    }
+}
+
+impl Drop for OomEvents {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        self.wake();
     }
 }
 
@@ -75,6 +90,9 @@ fn run(shared: &Shared, on_oom: &dyn Fn(&str), alive: &dyn Fn(&str) -> bool) {
     loop {
         watching.append(&mut shared.pending.lock().unwrap_or_else(|p| p.into_inner()));
         watching.retain(|(id, _)| alive(id));
+        if shared.closed.load(Ordering::SeqCst) {
+            return;
+        }
         fds.clear();
         fds.push(pollin(shared.wake.as_raw_fd()));
         fds.extend(watching.iter().map(|(_, w)| pollin(w.as_fd().as_raw_fd())));
@@ -87,7 +105,12 @@ fn run(shared: &Shared, on_oom: &dyn Fn(&str), alive: &dyn Fn(&str) -> bool) {
                 RECHECK.as_millis() as i32,
             )
         };
-        if r <= 0 {
+        if r < 0 {
+            // EINTR, or no memory for the poll table: try again in a moment.
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        if r == 0 {
             continue;
         }
         if fds[0].revents != 0 {
@@ -99,9 +122,9 @@ fn run(shared: &Shared, on_oom: &dyn Fn(&str), alive: &dyn Fn(&str) -> bool) {
         let mut i = 0;
         watching.retain_mut(|(id, w)| {
             let keep = if ready[i] {
-                // Drains the descriptor and compares the counters; an error is a cgroup
+                // Drains the descriptor, then compares the counters; an error is a cgroup
                 // that is gone.
-                match w.wait(Duration::from_millis(1)) {
+                match w.check() {
                     Ok(Some(_)) => {
                         on_oom(id);
                         true

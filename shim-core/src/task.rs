@@ -6,8 +6,9 @@
 //! this process. Their exits come from the process' [`Monitor`]: each one is recorded as soon
 //! as it is reaped (the init's also in the bundle, see [`saved_exit`]), stays queryable by
 //! [`Tasks::wait`] and [`Tasks::state`] until [`Tasks::delete`], and is reported as an
-//! [`Event`] in the order a manager needs: a process' start before its exit, every exec's
-//! exit before its container's init's, and the init's exit before its delete.
+//! [`Event`] in the order a manager needs: a container's create and a process' start before
+//! its exit (an init that dies before it is started has a create and an exit, no start),
+//! every exec's exit before its container's init's, and the init's exit before its delete.
 //!
 //! ```no_run
 //! use berth_runtime_core::Runtime;
@@ -462,6 +463,8 @@ impl Tasks {
             match self.inner.runtime.create(&id, &opts) {
                 Ok(c) => {
                     let pid = c.pid();
+                    // Opened while nothing is reaped: the pid can't have been reused yet.
+                    init.pidfd = Pidfd::open(pid).ok();
                     let tasks = self.clone();
                     let watched = Arc::clone(&ctr);
                     match spawning.watch(pid, move |r| tasks.exited(&watched, None, r)) {
@@ -483,7 +486,6 @@ impl Tasks {
             }
         };
         init.pid = container.pid();
-        init.pidfd = Pidfd::open(init.pid).ok();
         init.io.release_container_fds();
         if let Some(console) = console {
             if let Err(e) = attach_terminal(&mut init, &console) {
@@ -493,22 +495,21 @@ impl Tasks {
             }
         }
         let pid = init.pid;
-        {
-            let mut st = ctr.lock();
-            // The init may have died already (it is watched since the runtime created it):
-            // its exit, recorded on the placeholder, is kept.
-            let early = st.init.exit.take();
-            st.init = init;
-            if let Some(exit) = early {
-                st.init.exit = Some(exit);
-                st.init.status = Status::Stopped;
-                st.init.pidfd = None;
-            }
-            st.container = Some(container);
-        }
-        self.containers().insert(id.clone(), Arc::clone(&ctr));
-        self.watch_oom(&id);
+        // Stored, made visible and announced under the container's lock: no request on
+        // the id and no exit is handled in between (lock order: a container's state, then
+        // the map; nothing takes them the other way round).
         let mut st = ctr.lock();
+        // The init may have died already (it is watched since the runtime created it):
+        // its exit, recorded on the placeholder, is kept.
+        let early = st.init.exit.take();
+        st.init = init;
+        if let Some(exit) = early {
+            st.init.exit = Some(exit);
+            st.init.status = Status::Stopped;
+            st.init.pidfd = None;
+        }
+        st.container = Some(container);
+        self.containers().insert(id.clone(), Arc::clone(&ctr));
         (self.inner.events)(Event::Create {
             id: id.clone(),
             bundle: req.bundle.clone(),
@@ -518,13 +519,14 @@ impl Tasks {
         st.announced = true;
         if let Some(exit) = st.init.exit {
             (self.inner.events)(Event::Exit {
-                id,
+                id: id.clone(),
                 exec_id: None,
                 exit,
             });
         }
         drop(st);
         ctr.exited.notify_all();
+        self.watch_oom(&id);
         Ok(pid)
     }
 
@@ -603,18 +605,20 @@ impl Tasks {
         if let Some(c) = &console {
             opts = opts.console_socket(c.path().to_owned());
         }
-        let pid = {
+        let (pid, pidfd) = {
             let spawning = self.inner.monitor.spawning();
             let proc = self.inner.runtime.exec(id, &spec, &opts)?;
             let pid = proc.pid();
+            // Opened while nothing is reaped: the pid can't have been reused yet.
+            let pidfd = Pidfd::open(pid).ok();
             let tasks = self.clone();
             let watched = Arc::clone(&ctr);
             let exec = exec_id.to_owned();
             spawning.watch(pid, move |r| tasks.exited(&watched, Some(&exec), r))?;
-            pid
+            (pid, pidfd)
         };
         p.pid = pid;
-        p.pidfd = Pidfd::open(pid).ok();
+        p.pidfd = pidfd;
         p.status = Status::Running;
         p.io.release_container_fds();
         if let Some(console) = console {

@@ -39,14 +39,18 @@ fn main() {
     let result = catch_unwind(AssertUnwindSafe(|| {
         early_init_exit_is_kept(&tasks, &events, &base, &parent)
     }));
-    bundle::remove_cgroups(&parent);
+    let cgroups = bundle::remove_cgroups(&parent);
     bundle::unmount_under(&base);
+    let mounts = bundle::mounts_under(&base);
     let _ = std::fs::remove_dir_all(&base);
-    match result {
-        Ok(()) => {
+    if !cgroups.is_empty() || !mounts.is_empty() {
+        println!("left behind: cgroups {cgroups:?}, mounts {mounts:?}");
+    }
+    match result.map(|()| cgroups.is_empty() && mounts.is_empty()) {
+        Ok(true) => {
             println!("test early_init_exit_is_kept ... ok\n\ntest result: ok. 1 passed; 0 failed")
         }
-        Err(_) => {
+        _ => {
             println!(
                 "test early_init_exit_is_kept ... FAILED\n\ntest result: FAILED. 0 passed; 1 failed"
             );
@@ -69,6 +73,7 @@ fn early_init_exit_is_kept(
         net: false,
     };
     let mut bad = Vec::new();
+    let (mut created_n, mut failed, mut early) = (0, Vec::new(), 0);
     for i in 0..CREATES {
         let id = format!("r{i}");
         let bundle_dir = base.join(&id);
@@ -87,11 +92,12 @@ fn early_init_exit_is_kept(
                         unsafe { libc::kill(pid, libc::SIGKILL) };
                         return;
                     }
-                    std::hint::spin_loop();
+                    std::thread::yield_now();
                 }
             })
         };
         let created = tasks.create(CreateTask::new(&id, &bundle_dir));
+        let returned = std::time::SystemTime::now();
         let deadline = Instant::now() + Duration::from_secs(10);
         let exit = loop {
             match tasks.state(&id, None) {
@@ -102,9 +108,15 @@ fn early_init_exit_is_kept(
         };
         done.store(true, Ordering::SeqCst);
         let _ = killer.join();
-        if created.is_err() {
-            // Killed before the runtime was done: create fails and must leave nothing.
+        // The pid file is the runtime's last step: the kill can't make create fail.
+        if let Err(e) = created {
+            failed.push((id, e.to_string()));
             continue;
+        }
+        created_n += 1;
+        // The path under test: the init died before create returned.
+        if exit.is_some_and(|e| e.at < returned) {
+            early += 1;
         }
         let kinds: Vec<&'static str> = events
             .lock()
@@ -122,9 +134,21 @@ fn early_init_exit_is_kept(
         }
     }
     println!(
-        "{CREATES} creates, init SIGKILLed as it appeared: {} wrong",
+        "{CREATES} creates ({created_n} made, {early} inits dead before create returned), \
+         init SIGKILLed as it appeared: {} wrong",
         bad.len()
     );
+    assert!(failed.is_empty(), "creates failed: {failed:?}");
     assert!(bad.is_empty(), "lost or misordered early exits: {bad:?}");
+    assert!(
+        early > 0,
+        "no init died inside create: the race was not exercised"
+    );
     assert!(tasks.is_empty());
+    let state: Vec<_> = std::fs::read_dir(base.join("state"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(state.is_empty(), "runtime state left: {state:?}");
+    let children = bundle::children();
+    assert!(children.is_empty(), "children left: {children:?}");
 }
