@@ -49,7 +49,14 @@ cleanup() {
     kill "$daemon" 2>/dev/null || true
     wait "$daemon" 2>/dev/null || true
     rm -rf "/run/containerd/berth/$ns"
-    for h in /sys/fs/cgroup/*/"$ns" /sys/fs/cgroup/"$ns"; do [ -d "$h" ] && rmdir "$h"/* "$h" 2>/dev/null; done
+    # The namespace's cgroup in every hierarchy, children first (a cgroup directory holds
+    # its interface files too: only directories are removed). Never fails: under set -e a
+    # failing step would end the clean-up before the temporary directory goes.
+    local h
+    for h in /sys/fs/cgroup/*/"$ns" /sys/fs/cgroup/"$ns"; do
+        [ -d "$h" ] || continue
+        find "$h" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    done
     rm -rf "$work"
 }
 trap cleanup EXIT
