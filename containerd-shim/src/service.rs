@@ -23,8 +23,8 @@ pub struct Service {
     pub(crate) tasks: Tasks,
     /// Told when Shutdown finds no container left.
     pub(crate) shutdown: Sender<()>,
-    /// Touched as every request starts and ends: a second after the last one the shim gives back its
-    /// mappings of the code that served them (see `berth_shim_core::footprint`).
+    /// Touched as every request starts and ends: a second after the last one the shim gives
+    /// back its mappings of the code that served them (see `berth_shim_core::footprint`).
     pub(crate) quiet: ReleaseWhenQuiet,
 }
 

@@ -21,7 +21,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -527,15 +526,7 @@ impl Containerd {
             p("opt")
         );
         std::fs::write(dir.join("config.toml"), config).unwrap();
-        let log = File::create(dir.join("containerd.log")).unwrap();
-        let daemon = Command::new("containerd")
-            .arg("--config")
-            .arg(dir.join("config.toml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("containerd: {e}"));
+        let daemon = spawn_containerd(dir.path(), None);
         let mut cd = Containerd {
             ns: unique("berth-clients"),
             sock,
@@ -619,18 +610,7 @@ impl Containerd {
             let _ = d.wait();
         }
         meanwhile();
-        let log = std::fs::OpenOptions::new()
-            .append(true)
-            .open(self.dir.join("containerd.log"))
-            .unwrap();
-        let daemon = Command::new("containerd")
-            .arg("--config")
-            .arg(self.dir.join("config.toml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("containerd: {e}"));
+        let daemon = spawn_containerd(self.dir.path(), None);
         self.daemon = Some(daemon);
         wait_until("containerd to answer again", 30, || {
             self.run(self.ctr().arg("version")).code == Some(0)

@@ -22,10 +22,9 @@ mod common;
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
-use std::fs::File;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -178,16 +177,7 @@ state = "{state}"
             runc_root = p("runc-root"),
         );
         std::fs::write(dir.join("config.toml"), config).expect("write config.toml");
-        let log = File::create(dir.join("containerd.log")).expect("containerd.log");
-        let daemon = Command::new("containerd")
-            .arg("--config")
-            .arg(dir.join("config.toml"))
-            .env("PATH", path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("containerd: {e}"));
+        let daemon = spawn_containerd(dir.path(), Some(&path));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

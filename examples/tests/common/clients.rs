@@ -219,6 +219,29 @@ impl Drop for Running {
     }
 }
 
+/// Starts `containerd --config DIR/config.toml`, its output appended to `DIR/containerd.log`
+/// (so a restart keeps the first run's); `path`: its PATH (where it finds shims by name).
+pub fn spawn_containerd(dir: &Path, path: Option<&std::ffi::OsStr>) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("containerd.log"))
+        .unwrap_or_else(|e| panic!("containerd.log: {e}"));
+    let mut cmd = Command::new("containerd");
+    cmd.arg("--config").arg(dir.join("config.toml"));
+    if let Some(path) = path {
+        cmd.env("PATH", path);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(
+            log.try_clone()
+                .unwrap_or_else(|e| panic!("containerd.log: {e}")),
+        )
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("containerd: {e}"))
+}
+
 /// Runs a command to completion within `secs`.
 pub fn run(cmd: &mut Command, scratch: &Path, secs: u64) -> Out {
     spawn(cmd, scratch).wait(secs)
