@@ -272,21 +272,10 @@ pub fn unpack(
         }
         Some(store_dir) => {
             let store = LayerStore::open(store_dir)?;
-            let (unpacked, warnings) = fill_store(image, &resolved.layers, &store)?;
+            let (lowers, unpacked, warnings) = store.prepare_counted(image, resolved)?;
             report.layers_unpacked = unpacked;
             report.layers_reused = resolved.layers.len() - unpacked;
             report.warnings = warnings;
-            let chains = chain_ids(&resolved.layers);
-            let mut lowers: Vec<PathBuf> = Vec::new();
-            for (l, chain) in resolved.layers.iter().zip(&chains).rev() {
-                let p = store
-                    .find(&l.diff_id, chain)
-                    .unwrap_or_else(|| store.layer_path(&l.diff_id));
-                if !lowers.contains(&p) {
-                    lowers.push(p);
-                }
-            }
-            lowers.push(store.empty_dir());
             let overlay_dir = tmp.join("overlay");
             mkdir(&overlay_dir, 0o700)?;
             mkdir(&overlay_dir.join("upper"), 0o755)?;
@@ -344,7 +333,7 @@ fn copy_dir_attrs(from: &Path, to: &Path) -> Result<()> {
 
 /// The image-spec's chain ids of `layers` (hex of sha256), bottom first:
 /// ChainID(L0) = DiffID(L0), ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln)).
-fn chain_ids(layers: &[Layer]) -> Vec<String> {
+pub(crate) fn chain_ids(layers: &[Layer]) -> Vec<String> {
     use sha2::{Digest as _, Sha256};
     let mut out: Vec<String> = Vec::with_capacity(layers.len());
     let mut prev: Option<String> = None;
@@ -365,7 +354,7 @@ fn chain_ids(layers: &[Layer]) -> Vec<String> {
 }
 
 /// Unpacks the layers the store lacks; returns how many, and the warnings.
-fn fill_store(
+pub(crate) fn fill_store(
     image: &Image,
     layers: &[Layer],
     store: &LayerStore,

@@ -199,6 +199,25 @@ pub enum ImageError {
         /// Why it cannot be done.
         reason: String,
     },
+    /// An image reference (`busybox`, `registry:5000/app:v1`, `app@sha256:…`) does not
+    /// parse.
+    #[error("image reference {value:?}: {reason}")]
+    BadReference {
+        /// The reference given.
+        value: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A registry request failed or answered something unusable.
+    #[error("registry: {reference}: {op}: {reason}")]
+    Registry {
+        /// The normalized reference (with the digest of the blob or manifest asked for).
+        reference: String,
+        /// What was being done (`authenticate`, `fetch manifest`, `fetch blob sha256:…`).
+        op: String,
+        /// The client's or the registry's message.
+        reason: String,
+    },
     /// The thread decompressing layers died.
     #[error("the layer decompression thread panicked")]
     WorkerPanicked,

@@ -161,7 +161,7 @@ impl Platform {
     }
 
     /// Does an image of `os`/`arch`/`variant` run here? An unset variant of arm64 is v8.
-    fn matches(&self, os: &str, arch: &str, variant: Option<&str>) -> bool {
+    pub(crate) fn matches(&self, os: &str, arch: &str, variant: Option<&str>) -> bool {
         if self.os != os || self.architecture != arch {
             return false;
         }
@@ -354,6 +354,47 @@ impl Image {
             }
         }
         Ok(image)
+    }
+
+    /// An image over a directory of blobs (`<dir>/blobs/<alg>/<hex>`, as a
+    /// [`ContentStore`](crate::ContentStore) keeps them) whose only ref is `top`: a
+    /// synthetic one-entry index stands for `index.json`, so [`resolve`](Image::resolve),
+    /// [`unpack`](crate::unpack) and [`LayerStore::prepare`](crate::LayerStore::prepare)
+    /// work on it as on a layout directory.
+    ///
+    /// ```no_run
+    /// use berth_image::{Image, Selector, oci_spec::image::{Descriptor, MediaType}};
+    ///
+    /// let top: berth_image::oci_spec::image::Digest =
+    ///     "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse().unwrap();
+    /// let image = Image::from_blobs("/var/lib/berth/content",
+    ///                               Descriptor::new(MediaType::ImageManifest, 512, top));
+    /// let resolved = image.resolve(&Selector::default())?;
+    /// # Ok::<(), berth_image::ImageError>(())
+    /// ```
+    pub fn from_blobs(dir: impl AsRef<Path>, top: Descriptor) -> Image {
+        let dir = dir.as_ref();
+        let mut index = ImageIndex::default();
+        index.set_manifests(vec![top]);
+        Image {
+            path: dir.to_path_buf(),
+            format: Format::Layout,
+            store: Store::Dir(dir.to_path_buf()),
+            index: Some(index),
+            docker: Vec::new(),
+        }
+    }
+
+    /// The entries of `index.json` (OCI formats; empty for a docker-archive).
+    pub(crate) fn top_descriptors(&self) -> &[Descriptor] {
+        self.index
+            .as_ref()
+            .map_or(&[], |i| i.manifests().as_slice())
+    }
+
+    /// Reads and verifies a small JSON blob named by a descriptor.
+    pub(crate) fn read_json_blob(&self, d: &Descriptor, field: &str) -> Result<(Digest, Vec<u8>)> {
+        self.read_descriptor(d, field)
     }
 
     /// The image's path.

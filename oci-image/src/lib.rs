@@ -29,6 +29,12 @@
 //! * **Both cores.** A worker thread verifies and decompresses layer N+1 while layer N is
 //!   applied (bounded channel of large recycled buffers).
 //!
+//! * **Content store.** [`ContentStore`] keeps blobs by digest (an OCI layout's `blobs/`),
+//!   written through `ingest/` and verified before they appear; [`import`] fills it from
+//!   archives and layouts, `pull` (feature `registry`) from an OCI distribution registry,
+//!   and [`ContentStore::resolve`] plus [`LayerStore::prepare`] give a container its
+//!   overlay lower directories.
+//!
 //! This crate depends on no other berth crate.
 //!
 //! ```no_run
@@ -59,24 +65,32 @@ macro_rules! setters {
 mod apply;
 mod archive;
 mod bundle;
+mod content;
 mod convert;
 mod digest;
 mod error;
 mod fsops;
 mod image;
+mod import;
 mod media;
 mod pipeline;
+#[cfg(feature = "registry")]
+mod registry;
 mod store;
 
 pub use apply::{ROOTLESS_XATTR, Warning};
 pub use bundle::{UnpackOptions, UnpackReport, remove_bundle, unpack};
+pub use content::{BlobWriter, ContentStore, GcReport, Usage};
 pub use convert::{
     ResolvedUser, RootFiles, SpecOverrides, VolumeMode, annotations, image_spec, resolve_user,
 };
 pub use digest::{Algorithm, Digest};
 pub use error::{ImageError, Result};
 pub use image::{Format, Image, Layer, Platform, REF_NAME, RefInfo, ResolvedImage, Selector};
+pub use import::{Imported, import};
 pub use media::Compression;
+#[cfg(feature = "registry")]
+pub use registry::{Auth, Progress, PullOptions, Pulled, normalize_reference, pull};
 pub use store::{LayerStore, OVERLAY_FILE, OverlayMount};
 
 /// Re-export of the `oci-spec` crate whose types appear in this API.

@@ -1,14 +1,21 @@
 //! The fast path: a store of unpacked layers keyed by diff_id, composed with overlayfs.
 
-use std::os::unix::fs::DirBuilderExt;
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use nix::mount::MsFlags;
 use serde::{Deserialize, Serialize};
 
+use crate::apply::Warning;
+use crate::bundle::{chain_ids, fill_store, remove_tree};
 use crate::digest::Digest;
 use crate::error::{ImageError, Result};
+use crate::image::{Image, Layer, ResolvedImage};
 
 /// The name of the overlay description in a bundle made with a layer store.
 pub const OVERLAY_FILE: &str = "overlay.json";
@@ -71,7 +78,7 @@ impl LayerStore {
         let dir = dir.as_ref();
         let root = std::path::absolute(dir).map_err(|e| ImageError::io("resolve", dir, e))?;
         check_overlay_path(&root, "layer store")?;
-        for sub in ["layers/sha256", "layers/sha512", "tmp", "empty"] {
+        for sub in ["layers/sha256", "layers/sha512", "tmp", "empty", "locks"] {
             mkdir_all(&root.join(sub))?;
         }
         Ok(LayerStore { root })
@@ -121,6 +128,161 @@ impl LayerStore {
             .create(&p)
             .map_err(|e| ImageError::io("create directory", &p, e))?;
         Ok(p)
+    }
+
+    /// Makes sure every layer of `resolved` is in the store, unpacking (and verifying:
+    /// blob digests, diff_ids) only the missing ones, and returns the overlay lower
+    /// directories for it, topmost first; the last one is always an empty directory, so
+    /// the list is never empty. Concurrent prepares (threads or processes) of images that
+    /// share layers are safe and unpack each layer once: the layers are locked (flock)
+    /// while they are filled.
+    ///
+    /// ```no_run
+    /// use berth_image::{Image, LayerStore, OverlayMount, Selector};
+    ///
+    /// let image = Image::open("/srv/images/app.tar")?;
+    /// let resolved = image.resolve(&Selector::default())?;
+    /// let store = LayerStore::open("/var/lib/berth/layers")?;
+    /// let lowerdirs = store.prepare(&image, &resolved)?;
+    /// let ov = OverlayMount {
+    ///     lowerdirs,
+    ///     upperdir: "/run/c1/upper".into(),
+    ///     workdir: "/run/c1/work".into(),
+    /// };
+    /// ov.mount("/run/c1/rootfs".as_ref())?;
+    /// # Ok::<(), berth_image::ImageError>(())
+    /// ```
+    pub fn prepare(&self, image: &Image, resolved: &ResolvedImage) -> Result<Vec<PathBuf>> {
+        Ok(self.prepare_counted(image, resolved)?.0)
+    }
+
+    /// [`prepare`](LayerStore::prepare), also returning how many layers were unpacked and
+    /// the warnings of their unpack.
+    pub(crate) fn prepare_counted(
+        &self,
+        image: &Image,
+        resolved: &ResolvedImage,
+    ) -> Result<(Vec<PathBuf>, usize, Vec<Warning>)> {
+        let _store = self.lock("store", FlockArg::LockShared)?;
+        let mut names: Vec<String> = resolved
+            .layers
+            .iter()
+            .map(|l| format!("{}-{}", l.diff_id.algorithm().name(), l.diff_id.hex()))
+            .collect();
+        // One order for every caller: no deadlock between images sharing layers.
+        names.sort_unstable();
+        names.dedup();
+        let mut _layers = Vec::with_capacity(names.len());
+        for n in &names {
+            _layers.push(self.lock(n, FlockArg::LockExclusive)?);
+        }
+        let (unpacked, warnings) = fill_store(image, &resolved.layers, self)?;
+        Ok((self.lowers(&resolved.layers), unpacked, warnings))
+    }
+
+    /// The overlay lower directories of `layers` (bottom first), topmost first.
+    fn lowers(&self, layers: &[Layer]) -> Vec<PathBuf> {
+        let chains = chain_ids(layers);
+        let mut lowers: Vec<PathBuf> = Vec::new();
+        for (l, chain) in layers.iter().zip(&chains).rev() {
+            let p = self
+                .find(&l.diff_id, chain)
+                .unwrap_or_else(|| self.layer_path(&l.diff_id));
+            if !lowers.contains(&p) {
+                lowers.push(p);
+            }
+        }
+        lowers.push(self.empty_dir());
+        lowers
+    }
+
+    /// Removes every layer that none of the `keep` images uses, and leftovers of
+    /// interrupted unpacks; returns how many layers were removed. It waits for running
+    /// prepares and blocks new ones while it works. Bundles still mounted from a removed
+    /// layer keep working (the directory goes only when unmounted) but the caller must list
+    /// every image a container may still be prepared from.
+    ///
+    /// ```no_run
+    /// use berth_image::{Image, LayerStore, Selector};
+    ///
+    /// let image = Image::open("/srv/images/app.tar")?;
+    /// let keep = image.resolve(&Selector::default())?;
+    /// let removed = LayerStore::open("/var/lib/berth/layers")?.retain([&keep])?;
+    /// println!("{removed} layers removed");
+    /// # Ok::<(), berth_image::ImageError>(())
+    /// ```
+    pub fn retain<'a>(&self, keep: impl IntoIterator<Item = &'a ResolvedImage>) -> Result<usize> {
+        let _store = self.lock("store", FlockArg::LockExclusive)?;
+        let mut kept: BTreeSet<PathBuf> = BTreeSet::new();
+        let mut kept_locks: BTreeSet<String> = BTreeSet::new();
+        for r in keep {
+            for (l, chain) in r.layers.iter().zip(chain_ids(&r.layers)) {
+                kept.insert(self.layer_path(&l.diff_id));
+                kept.insert(self.chain_path(&chain));
+                kept_locks.insert(format!(
+                    "{}-{}",
+                    l.diff_id.algorithm().name(),
+                    l.diff_id.hex()
+                ));
+            }
+        }
+        let mut removed = 0;
+        for sub in ["layers/sha256", "layers/sha512", "layers/chain"] {
+            let dir = self.root.join(sub);
+            let rd = match std::fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(ImageError::io("read directory", &dir, e)),
+            };
+            for e in rd {
+                let path = e
+                    .map_err(|e| ImageError::io("read directory", &dir, e))?
+                    .path();
+                if kept.contains(&path) {
+                    continue;
+                }
+                // Out of sight first, so a half-removed layer is never found.
+                let doomed = self.root.join("tmp").join(unique("gc-"));
+                std::fs::rename(&path, &doomed).map_err(|e| ImageError::io("rename", &path, e))?;
+                remove_tree(&doomed)?;
+                removed += 1;
+            }
+        }
+        // No prepare runs (we hold the store exclusively): tmp/ and unused locks are stale.
+        for (sub, keep_names) in [("tmp", None), ("locks", Some(&kept_locks))] {
+            let dir = self.root.join(sub);
+            let rd =
+                std::fs::read_dir(&dir).map_err(|e| ImageError::io("read directory", &dir, e))?;
+            for e in rd {
+                let e = e.map_err(|e| ImageError::io("read directory", &dir, e))?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name == "store" || keep_names.is_some_and(|k| k.contains(&name)) {
+                    continue;
+                }
+                remove_tree(&e.path())?;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Takes a lock on `locks/<name>`.
+    fn lock(&self, name: &str, arg: FlockArg) -> Result<Flock<File>> {
+        let p = self.root.join("locks").join(name);
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&p)
+            .map_err(|e| ImageError::io("open", &p, e))?;
+        loop {
+            match Flock::lock(f, arg) {
+                Ok(l) => return Ok(l),
+                Err((back, Errno::EINTR)) => f = back,
+                Err((_, e)) => return Err(ImageError::sys("flock", p, e)),
+            }
+        }
     }
 
     /// Moves a verified layer into place; if another unpack won the race, drops ours.
