@@ -306,6 +306,40 @@ pub enum NamespaceError {
         source: io::Error,
     },
 
+    /// [`pin`](crate::pin::pin) was asked for a kind it cannot pin: only network, IPC
+    /// and UTS namespaces can be made by a thread (and the same kind only once).
+    #[error("pin: {kind} namespaces cannot be pinned ({reason})")]
+    PinKind {
+        /// The refused kind.
+        kind: NamespaceKind,
+        /// Why, e.g. `"only net, ipc and uts can"` or `"asked twice"`.
+        reason: &'static str,
+    },
+
+    /// [`pin`](crate::pin::pin) was given a hostname but no UTS namespace to set it in.
+    #[error("pin: a hostname is given but no uts namespace is pinned")]
+    PinHostnameWithoutUts,
+
+    /// A file-system or mount step of [`pin`](crate::pin::pin) or
+    /// [`unpin`](crate::pin::unpin) failed.
+    #[error("{op} {}: {source}", path.display())]
+    PinPath {
+        /// What was done, e.g. `"pin: creating mount point"` or `"unpin: umount2(MNT_DETACH)"`.
+        op: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// Why it failed.
+        source: io::Error,
+    },
+
+    /// The thread that [`pin`](crate::pin::pin) makes the namespaces on could not be
+    /// started or died.
+    #[error("pin: namespace thread: {reason}")]
+    PinThread {
+        /// What happened.
+        reason: String,
+    },
+
     /// A child error record that this plan cannot have produced (e.g. a `setns`
     /// failure for a type the plan does not join).
     #[error("child error record {record} does not match this namespace plan")]
@@ -362,7 +396,11 @@ impl NamespaceError {
             | E::WriteIdMap { .. }
             | E::IdMapTool { .. }
             | E::Unshare { .. }
-            | E::UnexpectedChildError { .. } => return None,
+            | E::UnexpectedChildError { .. }
+            | E::PinKind { .. }
+            | E::PinHostnameWithoutUts
+            | E::PinPath { .. }
+            | E::PinThread { .. } => return None,
         })
     }
 }

@@ -17,6 +17,9 @@
 //!   [`set_hostname`], [`set_domainname`]. They fail with a `Copy` [`ChildError`]
 //!   that travels to the parent as 8 bytes and becomes a [`NamespaceError`]
 //!   naming the path there ([`ChildError::describe`]).
+//! * **Pod namespaces without a process** (as CRI-O's `pinns`): [`pin()`] makes network,
+//!   IPC and UTS namespaces on a thread of their own and bind-mounts them under a
+//!   directory; [`unpin`] takes them back ([`pin`](mod@pin) module).
 //!
 //! # The two spawn orders
 //!
@@ -61,6 +64,7 @@
 mod child;
 mod error;
 mod kind;
+pub mod pin;
 mod plan;
 
 use std::path::PathBuf;
@@ -70,6 +74,7 @@ use oci_spec::runtime::Linux;
 pub use child::{ChildError, ChildOp, set_domainname, set_hostname};
 pub use error::NamespaceError;
 pub use kind::NamespaceKind;
+pub use pin::{PinnedNamespaces, pin, unpin};
 pub use plan::NamespacePlan;
 
 /// Checks the namespace part of a config (`linux.namespaces`, `linux.uidMappings`,
