@@ -28,6 +28,17 @@ pub struct Service {
     pub(crate) quiet: ReleaseWhenQuiet,
 }
 
+/// The annotation of an `Update` request that asks to reopen the container's CRI log files
+/// (`crilog://` stdout/stderr, see `berth_shim_core::crilog`) after the kubelet renamed them:
+/// CRI's ReopenContainerLog. Its value is ignored; the request's resources must be absent or
+/// empty, and nothing is updated. A container without a CRI log answers
+/// `FAILED_PRECONDITION`.
+///
+/// ```text
+/// UpdateTaskRequest { id: "c1", annotations: {"io.berth.reopen-log": ""} }
+/// ```
+pub const REOPEN_LOG: &str = "io.berth.reopen-log";
+
 fn status(code: Code, msg: impl ToString) -> ttrpc::Error {
     ttrpc::Error::RpcStatus(ttrpc::get_status(code, msg))
 }
@@ -484,8 +495,21 @@ impl containerd_shim_protos::Task for Service {
         Ok(api::Empty::new())
     }
 
+    /// Update; with the annotation [`REOPEN_LOG`] (berth's extension for a CRI manager's
+    /// ReopenContainerLog) and no resources, reopens the init's `crilog://` log files
+    /// instead and does nothing else.
     fn update(&self, _: &TtrpcContext, req: api::UpdateTaskRequest) -> ttrpc::Result<api::Empty> {
         let _busy = self.quiet.busy();
+        if req.annotations.contains_key(REOPEN_LOG) {
+            if req.resources.as_ref().is_some_and(|a| !a.value.is_empty()) {
+                return Err(status(
+                    Code::INVALID_ARGUMENT,
+                    format!("{REOPEN_LOG}: an update that reopens the log has no resources"),
+                ));
+            }
+            self.tasks.reopen_log(&req.id).map_err(rpc)?;
+            return Ok(api::Empty::new());
+        }
         let r: LinuxResources = json_any(&req.resources, "resources")?;
         self.tasks.update(&req.id, &r).map_err(rpc)?;
         Ok(api::Empty::new())

@@ -15,7 +15,10 @@
 //! * [`supervise`]: the foreground loop composing them for one process.
 //! * [`monitor`]: one exit monitor for all the children of a shim: a watcher per pid,
 //!   reaping held off while children are being created, so no exit is ever lost.
-//! * [`stdio`]: a process' stdio from a manager's fifos or files, with the read sides held.
+//! * [`stdio`]: a process' stdio from a manager's fifos or files, with the read sides held,
+//!   or a CRI log file the shim writes itself.
+//! * [`crilog`]: a process' stdout and stderr written in the CRI log format, reopened on
+//!   request, drained before its exit is told.
 //! * [`mounts`]: a container's rootfs mounts as a manager hands them over.
 //! * [`task`]: the containers of a shim and their processes: create, start, exec, kill,
 //!   wait, delete, pause, update, stats, with every exit saved and reported in order.
@@ -68,6 +71,7 @@
 //! ```
 
 pub mod console;
+pub mod crilog;
 mod error;
 pub mod footprint;
 pub mod monitor;

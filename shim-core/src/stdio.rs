@@ -10,6 +10,10 @@
 //!   the container reads EOF then, or at once on [`ProcessIo::close_stdin`] (CloseIO).
 //! * A regular file, or a path that does not exist (`file://path` too): opened for appending
 //!   (created 0640).
+//! * `crilog://<absolute path>` (stdout and stderr only): the shim writes the process' output
+//!   itself into that file in the CRI log format, through pipes and a copier thread (see
+//!   [`crate::crilog`]); stdout and stderr naming the same path share one open file. With a
+//!   terminal, the pty's one output stream is logged as `stdout`.
 //! * Empty: `/dev/null`. The shim's own stdio (its log) never reaches a container.
 //!
 //! With a terminal the container's stdio is the pty (see [`crate::console`]); the paths are
@@ -30,6 +34,7 @@ use std::sync::{Arc, Mutex};
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
+use crate::crilog::{self, CriLog, Drain};
 use crate::error::{Error, Result};
 
 /// The write end of a stdin copy thread's pipe: taken (closed) by CloseIO; the thread
@@ -48,6 +53,8 @@ pub struct ProcessIo {
     stdin_pipe: Option<(SharedWriter, PathBuf)>,
     /// Our read sides of the stdout and stderr fifos.
     keep: Vec<OwnedFd>,
+    /// The copier of the `crilog://` outputs.
+    log: Option<CriLog>,
 }
 
 /// A path as containerd gives it: its scheme and the path.
@@ -55,6 +62,7 @@ enum Target<'a> {
     None,
     Fifo(&'a Path),
     File(&'a Path),
+    CriLog(&'a Path),
 }
 
 fn target(spec: &str) -> Result<Target<'_>> {
@@ -69,6 +77,7 @@ fn target(spec: &str) -> Result<Target<'_>> {
     match scheme {
         "fifo" => Ok(Target::Fifo(path)),
         "file" => Ok(Target::File(path)),
+        "crilog" => crilog::check_path(spec, path).map(Target::CriLog),
         "" => match std::fs::metadata(path) {
             Ok(m) if m.file_type().is_fifo() => Ok(Target::Fifo(path)),
             Ok(_) => Ok(Target::File(path)),
@@ -77,7 +86,8 @@ fn target(spec: &str) -> Result<Target<'_>> {
         },
         _ => Err(Error::Stdio {
             path: spec.to_owned(),
-            reason: "only fifos and files (plain paths, fifo://, file://) are supported",
+            reason: "only fifos, files and CRI logs (plain paths, fifo://, file://, crilog://) \
+                     are supported",
         }),
     }
 }
@@ -100,6 +110,13 @@ fn set_blocking(fd: &OwnedFd) -> Result<()> {
     Ok(())
 }
 
+fn not_input(spec: &str) -> Error {
+    Error::Stdio {
+        path: spec.to_owned(),
+        reason: "crilog:// is for stdout and stderr only",
+    }
+}
+
 fn dev_null(write: bool) -> Result<OwnedFd> {
     let flags = if write {
         libc::O_WRONLY
@@ -111,11 +128,34 @@ fn dev_null(write: bool) -> Result<OwnedFd> {
 
 impl ProcessIo {
     /// Opens the three stdio paths of a process without a terminal.
+    /// On a failure nothing is left open (a CRI log file may have been created).
     pub fn open(stdin: &str, stdout: &str, stderr: &str) -> Result<ProcessIo> {
         let mut io = ProcessIo::default();
+        // Every path checked first: a bad one fails before anything is opened.
+        let (out_target, err_target) = (target(stdout)?, target(stderr)?);
+        if let Target::CriLog(_) = target(stdin)? {
+            return Err(not_input(stdin));
+        }
+        let log_path = |t: &Target<'_>| match t {
+            Target::CriLog(p) => Some(p.to_path_buf()),
+            _ => None,
+        };
+        let (out_log, err_log) = (log_path(&out_target), log_path(&err_target));
+        let [mut out_end, mut err_end] = [None, None];
+        if out_log.is_some() || err_log.is_some() {
+            let (log, ends) = CriLog::start(out_log.as_deref(), err_log.as_deref())?;
+            [out_end, err_end] = ends;
+            io.log = Some(log);
+        }
         io.stdin = Some(Arc::new(io.open_input(stdin)?));
-        io.stdout = Some(Arc::new(io.open_output(stdout)?));
-        io.stderr = Some(Arc::new(io.open_output(stderr)?));
+        io.stdout = Some(Arc::new(match out_end {
+            Some(w) => w,
+            None => io.open_output(stdout)?,
+        }));
+        io.stderr = Some(Arc::new(match err_end {
+            Some(w) => w,
+            None => io.open_output(stderr)?,
+        }));
         Ok(io)
     }
 
@@ -130,6 +170,11 @@ impl ProcessIo {
         let input = self.open_relay_input(stdin)?;
         let output = match target(stdout)? {
             Target::None => None,
+            Target::CriLog(p) => {
+                let (log, [out, _]) = CriLog::start(Some(p), None)?;
+                self.log = Some(log);
+                out
+            }
             _ => Some(self.open_output(stdout)?),
         };
         Ok((input, output))
@@ -138,6 +183,7 @@ impl ProcessIo {
     fn open_input(&mut self, spec: &str) -> Result<OwnedFd> {
         match target(spec)? {
             Target::None => dev_null(false),
+            Target::CriLog(_) => Err(not_input(spec)),
             Target::Fifo(p) => self.stdin_copy(p),
             Target::File(p) => open(p, libc::O_RDONLY | libc::O_CLOEXEC, "open stdin file"),
         }
@@ -148,6 +194,7 @@ impl ProcessIo {
     fn open_relay_input(&mut self, spec: &str) -> Result<Option<OwnedFd>> {
         let p = match target(spec)? {
             Target::None => return Ok(None),
+            Target::CriLog(_) => return Err(not_input(spec)),
             Target::File(p) => {
                 return open(p, libc::O_RDONLY | libc::O_CLOEXEC, "open stdin file").map(Some);
             }
@@ -193,6 +240,11 @@ impl ProcessIo {
                 self.keep.push(keep);
                 Ok(fd)
             }
+            // Started by `open` and `relay_ends`, which know both outputs.
+            Target::CriLog(_) => Err(Error::Stdio {
+                path: spec.to_owned(),
+                reason: "a CRI log is opened with both outputs",
+            }),
             Target::File(p) => {
                 let mut o = OpenOptions::new();
                 o.append(true).create(true).mode(0o640);
@@ -201,6 +253,17 @@ impl ProcessIo {
                     .map_err(|e| Error::io("open output file", p, e))
             }
         }
+    }
+
+    /// The copier of the `crilog://` outputs, if there is one: for
+    /// [`CriLog::reopen`].
+    pub fn cri_log(&self) -> Option<&CriLog> {
+        self.log.as_ref()
+    }
+
+    /// Tells when the `crilog://` outputs are all written (`None`: no CRI log).
+    pub fn drain(&self) -> Option<Drain> {
+        self.log.as_ref().map(CriLog::drain)
     }
 
     /// The container's ends, for `berth_runtime_core::Stdio`.

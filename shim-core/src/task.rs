@@ -10,6 +10,11 @@
 //! its exit (an init that dies before it is started has a create and an exit, no start),
 //! every exec's exit before its container's init's, and the init's exit before its delete.
 //!
+//! A process whose stdout or stderr is a CRI log (`crilog://`, see [`crate::crilog`]) has
+//! its exit recorded and reported once the shim has written all its output into the file
+//! (or `crilog::DRAIN_TIMEOUT` after it was reaped, if a pipe stays open), so a manager that
+//! reads the log on the exit finds every line; [`Tasks::reopen_log`] reopens those files.
+//!
 //! ```no_run
 //! use berth_runtime_core::Runtime;
 //! use berth_shim_core::monitor::Monitor;
@@ -36,6 +41,7 @@ use berth_runtime_core::{Container, CreateOptions, ExecOptions, Runtime, Stdio};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::console::{ConsoleSocket, WinSize, set_winsize};
+use crate::crilog::Drain;
 use crate::monitor::{Monitor, Reaped};
 use crate::mounts::{self, Mount};
 use crate::oom::OomEvents;
@@ -278,6 +284,9 @@ struct Ctr {
     bundle: PathBuf,
     state: Mutex<CtrState>,
     exited: Condvar,
+    /// The init's CRI log drain, set as soon as its stdio is open: its exit, even one that
+    /// comes while `create` is still running, is told once its output is written.
+    init_drain: OnceLock<Drain>,
 }
 
 impl Ctr {
@@ -448,7 +457,11 @@ impl Tasks {
                 rootfs_mounted: mounted,
             }),
             exited: Condvar::new(),
+            init_drain: OnceLock::new(),
         });
+        if let Some(d) = init.io.drain() {
+            let _ = ctr.init_drain.set(d);
+        }
         let mut opts = CreateOptions::new(&req.bundle)
             .stdio(runtime_stdio(&init.io))
             .no_pivot(req.no_pivot)
@@ -492,6 +505,9 @@ impl Tasks {
                 let _ = self.inner.runtime.delete_container(container, true);
                 unmount(mounted);
                 return Err(e);
+            }
+            if let Some(d) = init.io.drain() {
+                let _ = ctr.init_drain.set(d);
             }
         }
         let pid = init.pid;
@@ -632,25 +648,47 @@ impl Tasks {
         Ok(pid)
     }
 
-    /// On the reaper thread: records an exit, saves the init's, reports it in order.
-    fn exited(&self, ctr: &Ctr, exec_id: Option<&str>, r: Reaped) {
+    /// On the reaper thread: saves the init's exit and kills what its container has left,
+    /// then records and reports the exit, at once or, for a process with a CRI log, once
+    /// its output is written (on the copier's thread; at most `crilog::DRAIN_TIMEOUT` later,
+    /// so the reaper never waits for it and no exit is held for ever).
+    fn exited(&self, ctr: &Arc<Ctr>, exec_id: Option<&str>, r: Reaped) {
         let exit = ExitInfo {
             pid: r.exit.pid,
             status: r.exit.status.code() as u32,
             at: r.at,
         };
+        let drain = match exec_id {
+            None => {
+                // On disk first: a `delete` after this shim died reports the real status.
+                let _ = save_exit(&ctr.bundle, &exit);
+                // The container's other processes die with it: by the kernel in its own pid
+                // namespace, here otherwise (a shared or the host's pid namespace). Their
+                // ends of the log pipes close with them.
+                let _ = self.inner.runtime.kill(&ctr.id, libc::SIGKILL, true);
+                ctr.init_drain.get().cloned()
+            }
+            Some(e) => ctr.lock().execs.get(e).and_then(|p| p.io.drain()),
+        };
+        match drain {
+            None => self.record_exit(ctr, exec_id, exit),
+            Some(d) => {
+                let (tasks, ctr) = (self.clone(), Arc::clone(ctr));
+                let exec_id = exec_id.map(str::to_owned);
+                d.then(move || tasks.record_exit(&ctr, exec_id.as_deref(), exit));
+            }
+        }
+    }
+
+    /// Records an exit and reports it in order (see [`Tasks::exited`]).
+    fn record_exit(&self, ctr: &Ctr, exec_id: Option<&str>, exit: ExitInfo) {
         let mut st = ctr.lock();
         let events = &self.inner.events;
         match exec_id {
             None => {
-                // On disk first: a `delete` after this shim died reports the real status.
-                let _ = save_exit(&ctr.bundle, &exit);
                 st.init.exit = Some(exit);
                 st.init.status = Status::Stopped;
                 st.init.pidfd = None;
-                // The container's other processes die with it: by the kernel in its own pid
-                // namespace, here otherwise (a shared or the host's pid namespace).
-                let _ = self.inner.runtime.kill(&ctr.id, libc::SIGKILL, true);
                 let running = st.execs.values().any(|p| p.status == Status::Running);
                 if running {
                     st.init_exit_held = true;
@@ -690,7 +728,8 @@ impl Tasks {
         ctr.exited.notify_all();
     }
 
-    /// Waits until the process has exited (at once if it has) and returns how.
+    /// Waits until the process has exited (at once if it has) and returns how. With a CRI
+    /// log, its output is in the file by then (see the module).
     pub fn wait(&self, id: &str, exec_id: Option<&str>) -> Result<ExitInfo> {
         let ctr = self.get(id)?;
         let mut st = ctr.lock();
@@ -923,6 +962,31 @@ impl Tasks {
         self.inner.runtime.resume(id)?;
         ctr.lock().paused = false;
         (self.inner.events)(Event::Resumed { id: id.to_owned() });
+        Ok(())
+    }
+
+    /// Reopens the CRI log file(s) of the container's init (its `crilog://` stdout and
+    /// stderr, see [`crate::crilog`]): CRI's ReopenContainerLog, after the kubelet renamed
+    /// the file to rotate it. A new file is created at the same path; every entry goes whole
+    /// to the old file or the new one. A container without a CRI log is
+    /// [`TaskError::FailedPrecondition`]; a path that can't be opened again leaves the old
+    /// file in use.
+    ///
+    /// ```no_run
+    /// # fn f(tasks: &berth_shim_core::task::Tasks) -> Result<(), Box<dyn std::error::Error>> {
+    /// std::fs::rename("/var/log/pods/p/c/0.log", "/var/log/pods/p/c/0.log.1")?;
+    /// tasks.reopen_log("c1")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn reopen_log(&self, id: &str) -> Result<()> {
+        let ctr = self.get(id)?;
+        let st = ctr.lock();
+        let log = st.init.io.cri_log().ok_or_else(|| {
+            TaskError::FailedPrecondition(format!(
+                "container {id} has no crilog:// stdout or stderr: no log to reopen"
+            ))
+        })?;
+        log.reopen()?;
         Ok(())
     }
 
