@@ -26,10 +26,10 @@ pub(crate) fn take_console(
     let raw = match &master {
         Some(m) => {
             let stdin = std::io::stdin();
-            if nix::unistd::isatty(&stdin).unwrap_or(false) {
-                if let Err(e) = copy_winsize(&stdin, m) {
-                    log.debug(|| format!("console size: {e}"));
-                }
+            if nix::unistd::isatty(&stdin).unwrap_or(false)
+                && let Err(e) = copy_winsize(&stdin, m)
+            {
+                log.debug(|| format!("console size: {e}"));
             }
             RawTty::enable(&stdin)?
         }

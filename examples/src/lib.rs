@@ -219,15 +219,15 @@ fn dispatch(global: &Parsed, log: Logger) -> Result<i32, Failure> {
     if global.help {
         return show(commands::global_help(GLOBAL_FLAGS), log);
     }
-    if let Some(v) = global.value("rootless") {
-        if !matches!(v, "true" | "false" | "auto") {
-            let e = CliError::InvalidValue {
-                flag: "rootless",
-                value: v.to_string(),
-                expected: "true, false or auto",
-            };
-            return Err((log, e, Some(commands::global_help(GLOBAL_FLAGS))));
-        }
+    if let Some(v) = global.value("rootless")
+        && !matches!(v, "true" | "false" | "auto")
+    {
+        let e = CliError::InvalidValue {
+            flag: "rootless",
+            value: v.to_string(),
+            expected: "true, false or auto",
+        };
+        return Err((log, e, Some(commands::global_help(GLOBAL_FLAGS))));
     }
     if name == "help" || name == "h" {
         return help_command(rest, log);
@@ -267,10 +267,8 @@ fn dispatch(global: &Parsed, log: Logger) -> Result<i32, Failure> {
         Some(r) => PathBuf::from(r),
         None => {
             let (root, xdg) = default_root();
-            if xdg {
-                if let Err(e) = prepare_xdg_root(&root) {
-                    return Err((log, e, None));
-                }
+            if xdg && let Err(e) = prepare_xdg_root(&root) {
+                return Err((log, e, None));
             }
             root
         }

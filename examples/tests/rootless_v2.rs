@@ -117,10 +117,11 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = vec![dir.to_path_buf()];
     let mut i = 0;
     while i < out.len() {
-        if out[i].is_dir() && !out[i].is_symlink() {
-            if let Ok(rd) = std::fs::read_dir(&out[i]) {
-                out.extend(rd.flatten().map(|e| e.path()));
-            }
+        if out[i].is_dir()
+            && !out[i].is_symlink()
+            && let Ok(rd) = std::fs::read_dir(&out[i])
+        {
+            out.extend(rd.flatten().map(|e| e.path()));
         }
         i += 1;
     }

@@ -23,11 +23,11 @@ struct DeleteGuard<'a> {
 
 impl Drop for DeleteGuard<'_> {
     fn drop(&mut self) {
-        if self.armed {
-            if let Err(e) = self.runtime.delete(self.id, true) {
-                self.log
-                    .error(&format!("clean up container {:?}: {e}", self.id));
-            }
+        if self.armed
+            && let Err(e) = self.runtime.delete(self.id, true)
+        {
+            self.log
+                .error(&format!("clean up container {:?}: {e}", self.id));
         }
     }
 }
@@ -108,11 +108,9 @@ pub(crate) fn run(ctx: &Ctx, p: &Parsed) -> Result<i32, CliError> {
     let code = code?;
 
     guard.armed = false;
-    if !keep {
-        if let Err(e) = ctx.runtime.delete_container(container, true) {
-            // The exit code of the container matters more to the caller; report and go on.
-            ctx.log.error(&format!("delete container {id:?}: {e}"));
-        }
+    if !keep && let Err(e) = ctx.runtime.delete_container(container, true) {
+        // The exit code of the container matters more to the caller; report and go on.
+        ctx.log.error(&format!("delete container {id:?}: {e}"));
     }
     Ok(code)
 }

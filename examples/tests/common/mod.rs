@@ -112,10 +112,10 @@ pub fn pure_v2() -> bool {
 /// Gives a config.json a cgroup namespace unless it has one (berth spec has one on a pure
 /// v2 host, as runc spec does).
 pub fn set_cgroup_ns(config: &mut serde_json::Value) {
-    if let Some(list) = config["linux"]["namespaces"].as_array_mut() {
-        if !list.iter().any(|n| n["type"] == "cgroup") {
-            list.push(serde_json::json!({"type": "cgroup"}));
-        }
+    if let Some(list) = config["linux"]["namespaces"].as_array_mut()
+        && !list.iter().any(|n| n["type"] == "cgroup")
+    {
+        list.push(serde_json::json!({"type": "cgroup"}));
     }
 }
 
