@@ -1000,3 +1000,280 @@ fn pull_from_a_local_registry_with_and_without_auth() {
     b.remove_pod(&pod);
     assert_clean(&b);
 }
+
+/// The names of the entries of a directory.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn kill_9_in_the_middle_of_create_stop_and_import() {
+    let Some(mut b) = Berthd::new("kill_9_in_the_middle", &[]) else {
+        return;
+    };
+    b.import_busybox();
+    let pc = b.pod_config("crashy", true);
+    let pod = b.run_pod(&pc).expect("RunPodSandbox");
+    // CreateContainer cut at several points: afterwards every container berthd lists has its
+    // bundle and writable layer, and nothing else is on disk.
+    for (i, ms) in [0u64, 5, 15, 30, 60, 120].into_iter().enumerate() {
+        let name = format!("c{i}");
+        let mut rt = b.runtime.clone();
+        let config = cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata {
+                name: name.clone(),
+                attempt: 0,
+            }),
+            image: Some(cri::ImageSpec {
+                image: IMAGE.into(),
+                ..Default::default()
+            }),
+            command: vec!["sleep".into(), "1000".into()],
+            ..Default::default()
+        };
+        let req = cri::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(config),
+            sandbox_config: Some(pc.clone()),
+        };
+        let daemon = b.daemon.as_mut().expect("berthd");
+        b.rt.block_on(async {
+            tokio::select! {
+                _ = rt.create_container(req) => {},
+                _ = tokio::time::sleep(Duration::from_millis(ms)) => {},
+            }
+        });
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+        b.daemon = None;
+        b.start();
+        let mut rt = b.runtime.clone();
+        let listed: Vec<String> = {
+            let mut v: Vec<String> = b
+                .call(rt.list_containers(cri::ListContainersRequest { filter: None }))
+                .expect("List")
+                .containers
+                .into_iter()
+                .map(|c| c.id)
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            entries(&b.dir.join("state/containers")),
+            listed,
+            "bundles after a kill at {ms} ms"
+        );
+        assert_eq!(
+            entries(&b.dir.join("root/snapshots")),
+            listed,
+            "writable layers after a kill at {ms} ms"
+        );
+        // The name is usable again or taken by the container that made it.
+        match b.create(&pod, &pc, &name, &["sleep", "1000"]) {
+            Ok(id) => assert!(!listed.contains(&id)),
+            Err(e) => assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e:?}"),
+        }
+    }
+    // StopContainer cut while it waits out the timeout: the container is still there, and a
+    // second stop finishes the job.
+    let c = b
+        .create(&pod, &pc, "stopme", &["sleep", "1000"])
+        .expect("create");
+    b.start_ctr(&c).expect("start");
+    let mut rt = b.runtime.clone();
+    let daemon = b.daemon.as_mut().expect("berthd");
+    b.rt.block_on(async {
+        tokio::select! {
+            _ = rt.stop_container(cri::StopContainerRequest { container_id: c.clone(), timeout: 30 }) => panic!("stop returned before the kill"),
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {},
+        }
+    });
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    b.daemon = None;
+    b.start();
+    assert_eq!(
+        b.status(&c).state,
+        cri::ContainerState::ContainerRunning as i32
+    );
+    let mut rt = b.runtime.clone();
+    b.call(rt.stop_container(cri::StopContainerRequest {
+        container_id: c.clone(),
+        timeout: 0,
+    }))
+    .expect("stop again");
+    assert_eq!(b.status(&c).exit_code, 137);
+    // An import cut short leaves no blob that no image names, and can be done again.
+    let mut im = b.images.clone();
+    b.call(im.remove_image(cri::RemoveImageRequest {
+        image: Some(cri::ImageSpec {
+            image: "localhost/other:1".into(),
+            ..Default::default()
+        }),
+    }))
+    .expect("RemoveImage of nothing");
+    let before = entries(&b.dir.join("root/content/blobs/sha256"));
+    for ms in [2u64, 10, 40] {
+        let image = format!(
+            "oci-archive:{}:localhost/other:{ms}",
+            b.image.archive().display()
+        );
+        let mut im = b.images.clone();
+        let daemon = b.daemon.as_mut().expect("berthd");
+        let req = cri::PullImageRequest {
+            image: Some(cri::ImageSpec {
+                image,
+                ..Default::default()
+            }),
+            auth: None,
+            sandbox_config: None,
+        };
+        b.rt.block_on(async {
+            tokio::select! {
+                _ = im.pull_image(req) => {},
+                _ = tokio::time::sleep(Duration::from_millis(ms)) => {},
+            }
+        });
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+        b.daemon = None;
+        b.start();
+        // The same image's blobs are shared with localhost/busybox:1: the set never grows.
+        assert_eq!(entries(&b.dir.join("root/content/blobs/sha256")), before);
+        let n = entries(&b.dir.join("root/content/ingest")).len();
+        assert_eq!(n, 0, "ingest files left");
+    }
+    b.remove_pod(&pod);
+    assert_clean(&b);
+}
+
+#[test]
+fn log_rotation_resources_and_stats() {
+    let Some(mut b) = Berthd::new("log_rotation_resources_and_stats", &[]) else {
+        return;
+    };
+    b.import_busybox();
+    let pc = b.pod_config("rot", true);
+    let pod = b.run_pod(&pc).expect("RunPodSandbox");
+    let c = b
+        .create(
+            &pod,
+            &pc,
+            "ticker",
+            &[
+                "/bin/sh",
+                "-c",
+                "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.05; done",
+            ],
+        )
+        .expect("create");
+    b.start_ctr(&c).expect("start");
+    let log = b.status(&c).log_path;
+    wait_until("ticks", 10, || Berthd::log_lines(&log).len() >= 5);
+    // The kubelet's rotation: rename, then ReopenContainerLog; no line lost or doubled.
+    let old = format!("{log}.1");
+    std::fs::rename(&log, &old).unwrap();
+    let mut rt = b.runtime.clone();
+    b.call(rt.reopen_container_log(cri::ReopenContainerLogRequest {
+        container_id: c.clone(),
+    }))
+    .expect("ReopenContainerLog");
+    wait_until("ticks in the new file", 10, || {
+        Berthd::log_lines(&log).len() >= 5
+    });
+    let n = |l: &(String, String)| l.1.trim_start_matches("tick ").parse::<u64>().unwrap();
+    let all: Vec<u64> = Berthd::log_lines(&old)
+        .iter()
+        .chain(Berthd::log_lines(&log).iter())
+        .map(n)
+        .collect();
+    let expect: Vec<u64> = (1..=all.len() as u64).collect();
+    assert_eq!(all, expect, "lines across the rotation");
+
+    // UpdateContainerResources reaches the cgroup.
+    let res = cri::LinuxContainerResources {
+        memory_limit_in_bytes: 64 << 20,
+        cpu_shares: 512,
+        ..Default::default()
+    };
+    b.call(
+        rt.update_container_resources(cri::UpdateContainerResourcesRequest {
+            container_id: c.clone(),
+            linux: Some(res),
+            ..Default::default()
+        }),
+    )
+    .expect("UpdateContainerResources");
+    let rel = format!("{}/{c}", b.cgroup_parent.trim_start_matches('/'));
+    let v1 = Path::new("/sys/fs/cgroup/memory")
+        .join(&rel)
+        .join("memory.limit_in_bytes");
+    let v2 = Path::new("/sys/fs/cgroup").join(&rel).join("memory.max");
+    let limit = std::fs::read_to_string(&v1)
+        .or_else(|_| std::fs::read_to_string(&v2))
+        .expect("the container's memory limit");
+    assert_eq!(limit.trim(), (64u64 << 20).to_string());
+    let s = b.status(&c);
+    assert_eq!(
+        s.resources
+            .and_then(|r| r.linux)
+            .map(|l| l.memory_limit_in_bytes),
+        Some(64 << 20)
+    );
+
+    // Stats of the pod and lists.
+    let ps = b
+        .call(rt.pod_sandbox_stats(cri::PodSandboxStatsRequest {
+            pod_sandbox_id: pod.clone(),
+        }))
+        .expect("PodSandboxStats")
+        .stats
+        .expect("stats");
+    let lin = ps.linux.expect("linux stats");
+    assert_eq!(lin.containers.len(), 1);
+    assert!(
+        lin.memory
+            .and_then(|m| m.working_set_bytes)
+            .is_some_and(|w| w.value > 0)
+    );
+    let all = b
+        .call(rt.list_container_stats(cri::ListContainerStatsRequest { filter: None }))
+        .expect("ListContainerStats")
+        .stats;
+    assert_eq!(all.len(), 1);
+    let f = cri::PodSandboxFilter {
+        state: Some(cri::PodSandboxStateValue {
+            state: cri::PodSandboxState::SandboxNotready as i32,
+        }),
+        ..Default::default()
+    };
+    assert!(
+        b.call(rt.list_pod_sandbox(cri::ListPodSandboxRequest { filter: Some(f) }))
+            .expect("List")
+            .items
+            .is_empty()
+    );
+    // Reopen of a container that is not running: FailedPrecondition.
+    b.call(rt.stop_container(cri::StopContainerRequest {
+        container_id: c.clone(),
+        timeout: 0,
+    }))
+    .expect("stop");
+    let e = b
+        .call(rt.reopen_container_log(cri::ReopenContainerLogRequest {
+            container_id: c.clone(),
+        }))
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    b.remove_pod(&pod);
+    assert_clean(&b);
+}

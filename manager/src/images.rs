@@ -12,8 +12,9 @@ use crate::db::ImageRecord;
 use crate::error::{Error, Result};
 
 /// The transports of a PullImage reference that import a local archive instead of pulling:
-/// `docker-archive:PATH[:NAME]`, `oci-archive:PATH[:NAME]` (skopeo's syntax).
-const ARCHIVES: [&str; 2] = ["docker-archive:", "oci-archive:"];
+/// `docker-archive:PATH[:NAME]`, `oci-archive:PATH[:NAME]`, `oci:DIR[:NAME]` (an OCI layout
+/// directory), in skopeo's syntax.
+const ARCHIVES: [&str; 3] = ["docker-archive:", "oci-archive:", "oci:"];
 
 /// The auth of a CRI AuthConfig.
 fn auth_of(a: Option<&cri::AuthConfig>) -> Result<Auth> {
@@ -127,7 +128,7 @@ impl Manager {
     }
 
     /// PullImage: from a registry, or an archive (`docker-archive:PATH[:NAME]`,
-    /// `oci-archive:PATH[:NAME]`). Returns the image id.
+    /// `oci-archive:PATH[:NAME]`, `oci:DIR[:NAME]`). Returns the image id.
     /// Blocking: the pull runs on a runtime of its own (its future is not `Send`).
     pub fn pull(&self, reference: &str, auth: Option<&cri::AuthConfig>) -> Result<String> {
         if reference.is_empty() {
