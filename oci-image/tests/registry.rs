@@ -499,7 +499,18 @@ fn fake_registry_cut_download_resumes_with_range_and_index_picks_platform() {
     let reference = format!("127.0.0.1:{}/multi/img:multi", reg.port);
     let e = block_on(pull(&store, &reference, &PullOptions::default()));
     assert!(e.is_err(), "the cut download fails");
-    assert_eq!(files(&t.join("c/ingest")), 1, "the partial blob is kept");
+    // The cut layer's partial data is kept (the config, fetched at the same time, may be
+    // cut short by the failed pull too).
+    let layer_hex = digest(&blob).trim_start_matches("sha256:").to_owned();
+    let ingests: Vec<String> = std::fs::read_dir(t.join("c/ingest"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        ingests.iter().any(|n| n.contains(&layer_hex)) && ingests.len() <= 2,
+        "the partial blob is kept: {ingests:?}"
+    );
     let top = Digest::parse(&digest(&index), "t").unwrap();
     assert!(!store.contains(&top));
 
