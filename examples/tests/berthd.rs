@@ -29,23 +29,12 @@ const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
 const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-berth-v2");
 const IMAGE: &str = "localhost/busybox:1";
 
-/// CRI clients on a unix socket.
+/// CRI clients on berthd's socket.
 fn connect(
     rt: &tokio::runtime::Runtime,
     sock: &Path,
 ) -> (RuntimeServiceClient<Channel>, ImageServiceClient<Channel>) {
-    let _in = rt.enter();
-    let path = sock.to_path_buf();
-    let channel = tonic::transport::Endpoint::from_static("http://[::]:50051")
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(120))
-        .connect_with_connector_lazy(tower::service_fn(move |_: tonic::transport::Uri| {
-            let path = path.clone();
-            async move {
-                let s = tokio::net::UnixStream::connect(path).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
-            }
-        }));
+    let channel = cri_channel(rt, sock, Duration::from_secs(120));
     (
         RuntimeServiceClient::new(channel.clone()),
         ImageServiceClient::new(channel),

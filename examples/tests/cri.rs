@@ -182,20 +182,7 @@ state = "{state}"
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let channel = {
-            let _in_rt = rt.enter();
-            let path = sock.clone();
-            tonic::transport::Endpoint::from_static("http://[::]:50051")
-                .connect_timeout(Duration::from_secs(5))
-                .timeout(Duration::from_secs(RPC_SECS))
-                .connect_with_connector_lazy(tower::service_fn(move |_: tonic::transport::Uri| {
-                    let path = path.clone();
-                    async move {
-                        let stream = tokio::net::UnixStream::connect(path).await?;
-                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-                    }
-                }))
-        };
+        let channel = cri_channel(&rt, &sock, Duration::from_secs(RPC_SECS));
         let mut cri = Cri {
             runtime: RuntimeServiceClient::new(channel.clone()),
             images: ImageServiceClient::new(channel),

@@ -129,7 +129,7 @@ fn stats_of(m: &Manager, c: &ContainerRecord) -> cri::ContainerStats {
         .join("snapshots")
         .join(&c.id)
         .join("upper");
-    let (wb, wi) = crate::images_du(&snap);
+    let (wb, wi) = crate::images::du(&snap);
     cri::ContainerStats {
         attributes: Some(attrs),
         cpu: s.map(|(cpu, _, _)| cri::CpuUsage {

@@ -207,9 +207,12 @@ impl Manager {
         let pulling = self.gc_lock.read().unwrap_or_else(|p| p.into_inner());
         let mut moved = false;
         let imported = berth_image::import(&self.content, Path::new(path))?;
-        let first = imported.first().ok_or_else(|| {
-            Error::invalid("image.image", format!("{path}: the archive holds no image"))
-        })?;
+        if imported.is_empty() {
+            return Err(Error::invalid(
+                "image.image",
+                format!("{path}: the archive holds no image"),
+            ));
+        }
         let mut id = String::new();
         for (i, im) in imported.iter().enumerate() {
             let name = match (name, &im.name) {
@@ -244,7 +247,6 @@ impl Manager {
                 id = r;
             }
         }
-        let _ = first;
         drop(pulling);
         if moved {
             self.collect_garbage()?;

@@ -268,11 +268,6 @@ impl Manager {
     }
 }
 
-/// Bytes and inodes under a directory (a container's writable layer).
-pub(crate) fn images_du(dir: &Path) -> (u64, u64) {
-    images::du(dir)
-}
-
 /// The names of the directories in `dir`.
 fn dir_names(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)

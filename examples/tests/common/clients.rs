@@ -727,3 +727,24 @@ pub fn assert_execs(exec: &Seen, code: i32, stdout: &str, tty: &Seen) {
     assert!(tty.stdout.starts_with("/dev/pts/"), "{tty:?}");
     assert!(tty.stdout.ends_with("\n17 91\n"), "{tty:?}");
 }
+
+/// A CRI client channel on a unix socket (connected lazily, on the first call, by `rt`'s
+/// reactor), each call with `timeout` as its deadline.
+pub fn cri_channel(
+    rt: &tokio::runtime::Runtime,
+    sock: &Path,
+    timeout: Duration,
+) -> tonic::transport::Channel {
+    let _in_rt = rt.enter();
+    let path = sock.to_path_buf();
+    tonic::transport::Endpoint::from_static("http://[::]:50051")
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(timeout)
+        .connect_with_connector_lazy(tower::service_fn(move |_: tonic::transport::Uri| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }))
+}
