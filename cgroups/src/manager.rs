@@ -481,7 +481,8 @@ impl CgroupManager {
     /// `cgroup.procs`) takes that lock for writing, and its first taker waits for an RCU
     /// grace period: 0.5 to 0.9 ms per container start on the development VM while it is
     /// busy, 8 ms when it was idle. The cgroup2 hierarchy has no such path: the process is
-    /// moved there by pid ([`Self::add_process_v2`]).
+    /// started there (`clone3` into [`Self::dir_fd`]) or moved there by pid
+    /// ([`Self::add_process_v2`]).
     ///
     /// ```no_run
     /// use berth_cgroups::{CgroupManager, CgroupPath, Layout};

@@ -275,11 +275,12 @@ pub(crate) struct InitContext<'a> {
     /// copy of the mount table, a network stack) then runs on the init's CPU while the
     /// parent makes the cgroup, instead of inside the parent's clone.
     pub unshare_first: libc::c_int,
-    /// The `tasks` file of the container's cgroup in each v1 hierarchy, where the init joins
-    /// them itself after `Go` (the fast path without a user namespace, as root): a thread
-    /// moving itself skips the kernel's global threadgroup lock, and with it the RCU grace
-    /// period the parent's move by pid waits for (0.5 to 0.9 ms per run here). Empty: the
-    /// parent moves it.
+    /// The `tasks` file of the container's cgroup in each v1 hierarchy, where the child joins
+    /// them itself after `Go` (without a user namespace to create, as root: the fast path's
+    /// init, or the slow path's intermediate before it joins anything): a thread moving
+    /// itself skips the kernel's global threadgroup lock, and with it the RCU grace period
+    /// the parent's move by pid waits for (0.5 ms when the machine is busy, 5 to 12 ms after
+    /// a quiet moment, here). Empty: the parent moves it.
     pub cgroup_tasks: &'a [std::ffi::CString],
     /// Fast path without a user namespace: the new network namespace is made by the parent,
     /// on a thread started before the clone (0.3 to 0.5 ms of the kernel's work here, that
@@ -370,9 +371,10 @@ fn run(
 
     if ctx.intermediate {
         if ctx.cgroup_sync {
-            // Moved into the container's cgroup by the parent before any namespace is
-            // joined or created: the init forked below inherits it.
+            // In the container's cgroup (the parent's clone or move, then the v1 joins here)
+            // before any namespace is joined or created: the init forked below inherits it.
             sync::wait_go(ctx.sock)?;
+            join_v1_cgroups(ctx)?;
         }
         ctx.ns.join_all()?;
         if ctx.new_user_ns {
@@ -542,20 +544,28 @@ fn join_cgroup_and_netns(ctx: &InitContext<'_>) -> Result<(), InitError> {
         } else {
             sync::wait_go(ctx.sock)?;
         }
-        // Single-threaded (a raw clone), so moving this thread moves the process.
-        for (i, tasks) in (0u32..).zip(ctx.cgroup_tasks) {
-            let step = |e| InitError::new(InitStep::JoinCgroup, i, e);
-            let fd = sys::open(tasks, libc::O_WRONLY | libc::O_CLOEXEC, 0).map_err(step)?;
-            let written = sys::write_all(fd, b"0");
-            sys::close(fd);
-            written.map_err(step)?;
-        }
+        join_v1_cgroups(ctx)?;
     }
     if ctx.unshare_cgroup_ns {
         // SAFETY: unshare only reads its integer argument.
         if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
             return Err(InitError::new(InitStep::CgroupNs, 0, sys::errno()));
         }
+    }
+    Ok(())
+}
+
+/// # Fragile child
+/// Joins the container's cgroup in each v1 hierarchy (`ctx.cgroup_tasks`, empty where the
+/// parent moves the child): writes `0` to each `tasks` file. The child is single-threaded (a
+/// raw clone), so moving this thread moves the process; no allocation.
+fn join_v1_cgroups(ctx: &InitContext<'_>) -> Result<(), InitError> {
+    for (i, tasks) in (0u32..).zip(ctx.cgroup_tasks) {
+        let step = |e| InitError::new(InitStep::JoinCgroup, i, e);
+        let fd = sys::open(tasks, libc::O_WRONLY | libc::O_CLOEXEC, 0).map_err(step)?;
+        let written = sys::write_all(fd, b"0");
+        sys::close(fd);
+        written.map_err(step)?;
     }
     Ok(())
 }

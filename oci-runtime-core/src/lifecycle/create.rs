@@ -246,12 +246,15 @@ impl Runtime {
         // killed from here on, `delete` finds the cgroup (and below, the init) by the record.
         // Before a cgroup made before the clone; else after the clone, while the init
         // begins (killed with create until it is ready: it has a parent-death signal).
-        // The cgroup, with linux.resources applied. On a unified host it is made before the
-        // clone, which starts the init in it (CLONE_INTO_CGROUP, one directory to make); on a
-        // v1 or hybrid host, with a directory per hierarchy to make and resources to write,
-        // after it, while the init makes its first mounts (it waits for `Go` only before its
-        // first cgroup mount: child::init::join_cgroup_and_netns). Removed again (after the init is
-        // killed) if anything below fails.
+        // The cgroup, with linux.resources applied. Where the host has cgroup2 it is made
+        // before the clone, which starts the init (or the slow path's intermediate) in its
+        // cgroup2 directory (CLONE_INTO_CGROUP); on a hybrid host the child then joins the v1
+        // hierarchies itself (see `self_join`). No move by pid then: its first one after a
+        // quiet moment waits for an RCU grace period (5 ms here, more than making the cgroup
+        // costs). On a v1-only host, or where the child can't join by itself, it is made
+        // after the clone, while the init makes its first mounts (it waits for `Go` only
+        // before its first cgroup mount: child::init::join_cgroup_and_netns). Removed again
+        // (after the init is killed) if anything below fails.
         let cg_cell: OnceCell<CgroupManager> = OnceCell::new();
         let mut remove_cgroup = Cleanup(Some(|| {
             if let Some(cg) = cg_cell.get() {
@@ -265,9 +268,14 @@ impl Runtime {
                 &cg_cell, layout, &cg_path, &resources, optional, record, dir, warnings,
             )
         };
-        let cgroup_before_clone = planned
-            .as_ref()
-            .is_some_and(|(_, layout)| layout.mode() == CgroupMode::Unified);
+        // Whether the child can move itself into the v1 hierarchies (`tasks`): as root in the
+        // host's user namespace, before it joins or creates any namespace, with a cgroup that
+        // must be made (not an optional rootless one).
+        let v1_self_join = !optional && !ns.creates(NamespaceKind::User);
+        let cgroup_before_clone = planned.as_ref().is_some_and(|(_, layout)| {
+            layout.mode() == CgroupMode::Unified
+                || (layout.mode() == CgroupMode::Hybrid && v1_self_join)
+        });
         if cgroup_before_clone {
             dir.write_record(&record)?;
         }
@@ -283,15 +291,16 @@ impl Runtime {
             planned.is_some()
         };
 
-        // Where the init waits for `Go` before its cgroup mount (the fast path without a user
-        // namespace, on a v1 or hybrid host) and the cgroup is not optional, it moves itself
-        // into the v1 hierarchies (see InitContext::cgroup_tasks); the parent moves it into
-        // cgroup2 only. Anything unusual (a path this can't work out): the parent moves it.
+        // Where the child waits for `Go` (the init before its cgroup mount, the slow path's
+        // intermediate before it joins any namespace) on a v1 or hybrid host, it moves itself
+        // into the v1 hierarchies (see InitContext::cgroup_tasks); the clone (or else the
+        // parent) puts it into cgroup2. Anything unusual (a path this can't work out): the
+        // parent moves it.
         let self_join = cgroup_sync
-            && !cgroup_before_clone
-            && !optional
-            && !ns.needs_intermediate()
-            && !ns.creates(NamespaceKind::User);
+            && v1_self_join
+            && planned
+                .as_ref()
+                .is_some_and(|(_, layout)| layout.mode() != CgroupMode::Unified);
         let cgroup_tasks: Vec<std::ffi::CString> = match (&planned, self_join) {
             (Some((_, layout)), true) => CgroupManager::v1_task_files(layout, &cg_path)
                 .ok()
@@ -448,7 +457,9 @@ impl Runtime {
         }
         if let Some(cg) = cg_cell.get() {
             if !cgroup_tasks.is_empty() {
-                cg.add_process_v2(child)?;
+                if !in_cgroup2 {
+                    cg.add_process_v2(child)?;
+                }
             } else if !(in_cgroup2 && cg.clone_into_cgroup_is_enough()) {
                 cg.add_process(child)?;
             }
