@@ -201,6 +201,17 @@ impl Berthd {
         cmd: &[&str],
     ) -> Result<String, tonic::Status> {
         let mut c = self.runtime.clone();
+        let req = Self::create_request(pod, pod_config, name, cmd);
+        self.call(c.create_container(req)).map(|r| r.container_id)
+    }
+
+    /// The CreateContainerRequest of [`Self::create`].
+    fn create_request(
+        pod: &str,
+        pod_config: &cri::PodSandboxConfig,
+        name: &str,
+        cmd: &[&str],
+    ) -> cri::CreateContainerRequest {
         let config = cri::ContainerConfig {
             metadata: Some(cri::ContainerMetadata {
                 name: name.into(),
@@ -218,12 +229,11 @@ impl Berthd {
             }],
             ..Default::default()
         };
-        let req = cri::CreateContainerRequest {
+        cri::CreateContainerRequest {
             pod_sandbox_id: pod.into(),
             config: Some(config),
             sandbox_config: Some(pod_config.clone()),
-        };
-        self.call(c.create_container(req)).map(|r| r.container_id)
+        }
     }
 
     fn start_ctr(&mut self, id: &str) -> Result<(), tonic::Status> {
@@ -602,6 +612,139 @@ fn host_network_pod_life_cycle() {
         .map(|r| r.count())
         .unwrap_or(0);
     assert_eq!(blobs, 0, "blobs left after RemoveImage");
+    assert_clean(&b);
+}
+
+/// Runs the calls `f` makes of each item at once (on the test's one thread, all in flight
+/// together), and returns their results in the items' order.
+fn all_at_once<I, T, F>(
+    b: &Berthd,
+    items: Vec<I>,
+    f: impl Fn(I) -> F,
+) -> Vec<Result<T, tonic::Status>>
+where
+    F: Future<Output = Result<T, tonic::Status>> + 'static,
+    T: 'static,
+{
+    let calls: Vec<_> = items.into_iter().map(f).collect();
+    b.rt.block_on(async move {
+        let set = tokio::task::LocalSet::new();
+        let handles: Vec<_> = calls.into_iter().map(|c| set.spawn_local(c)).collect();
+        set.run_until(async move {
+            let mut out = Vec::new();
+            for h in handles {
+                out.push(h.await.expect("a call panicked"));
+            }
+            out
+        })
+        .await
+    })
+}
+
+/// Calls in flight together, as a kubelet's pod workers make them: a name is given once
+/// (the others hear who has it), different names are made at once, and the containers made
+/// at once in one pod share its one shim.
+#[test]
+fn concurrent_calls_give_each_name_once() {
+    let Some(mut b) = Berthd::new("concurrent_calls_give_each_name_once", &[]) else {
+        return;
+    };
+    b.import_busybox();
+    let pc = b.pod_config("race", true);
+    let rt = b.runtime.clone();
+    let run = |config: cri::PodSandboxConfig| {
+        let mut c = rt.clone();
+        async move {
+            let req = cri::RunPodSandboxRequest {
+                config: Some(config),
+                runtime_handler: String::new(),
+            };
+            c.run_pod_sandbox(req)
+                .await
+                .map(|r| r.into_inner().pod_sandbox_id)
+        }
+    };
+    let pods = all_at_once(&b, vec![pc.clone(); 4], run);
+    let made: Vec<&String> = pods.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(made.len(), 1, "{pods:?}");
+    let pod = made[0].clone();
+    for e in pods.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e:?}");
+        assert!(e.message().contains(&pod), "{e:?}");
+    }
+    // Other pods at once: all made.
+    let others: Vec<_> = (0..3)
+        .map(|i| b.pod_config(&format!("other{i}"), true))
+        .collect();
+    let other_pods: Vec<String> = all_at_once(&b, others.clone(), run)
+        .into_iter()
+        .map(|r| r.expect("RunPodSandbox"))
+        .collect();
+
+    // Containers at once in the first pod, three of them asking for one name, and one in
+    // each other pod.
+    let create = |(pod, pc, name): (String, cri::PodSandboxConfig, &'static str)| {
+        let mut c = rt.clone();
+        let req = Berthd::create_request(&pod, &pc, name, &["sleep", "1000"]);
+        async move {
+            c.create_container(req)
+                .await
+                .map(|r| r.into_inner().container_id)
+        }
+    };
+    let mut asks: Vec<_> = ["a", "b", "same", "c", "same", "same"]
+        .into_iter()
+        .map(|n| (pod.clone(), pc.clone(), n))
+        .collect();
+    asks.extend(
+        other_pods
+            .iter()
+            .zip(&others)
+            .map(|(p, c)| (p.clone(), c.clone(), "x")),
+    );
+    let created = all_at_once(&b, asks.clone(), create);
+    let mut same = Vec::new();
+    let mut ids = Vec::new();
+    for ((_, _, name), r) in asks.iter().zip(&created) {
+        match (name, r) {
+            (&"same", r) => same.push(r.clone()),
+            (_, Ok(id)) => ids.push(id.clone()),
+            (n, Err(e)) => panic!("CreateContainer {n}: {e:?}"),
+        }
+    }
+    let winner: Vec<String> = same.iter().filter_map(|r| r.clone().ok()).collect();
+    assert_eq!(winner.len(), 1, "{same:?}");
+    for e in same.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e:?}");
+        assert!(e.message().contains(&winner[0]), "{e:?}");
+    }
+    ids.extend(winner);
+    assert_eq!(ids.len(), 7);
+    let start = |id: String| {
+        let mut c = rt.clone();
+        async move {
+            c.start_container(cri::StartContainerRequest { container_id: id })
+                .await
+                .map(drop)
+        }
+    };
+    for r in all_at_once(&b, ids.clone(), start) {
+        r.expect("StartContainer");
+    }
+    for id in &ids {
+        assert_eq!(
+            b.status(id).state,
+            cri::ContainerState::ContainerRunning as i32,
+            "{id}"
+        );
+    }
+    // One shim per pod, however many creates raced in it (counted once the inits, clones of
+    // their shim until they exec, have become `sleep`).
+    assert_eq!(b.shims().len(), 4, "shims: {:?}", b.shims());
+    b.remove_pod(&pod);
+    for p in &other_pods {
+        b.remove_pod(p);
+    }
     assert_clean(&b);
 }
 

@@ -112,15 +112,11 @@ impl Manager {
         {
             mkdir(parent, 0o755)?;
         }
-        let _names = self.names.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = self.db.containers()?.into_iter().find(|c| c.name == name) {
-            return Err(Error::AlreadyExists {
-                kind: "container",
-                name,
-                id: c.id,
-            });
-        }
         let id = new_id()?;
+        let _name = self.names.hold("container", &name, &id, || {
+            let all = self.db.containers()?;
+            Ok(all.into_iter().find(|c| c.name == name).map(|c| c.id))
+        })?;
         let bundle = self.bundle_of(&id);
         let snap = self.snapshot_of(&id);
         let r = (|| -> Result<ContainerRecord> {
@@ -150,7 +146,10 @@ impl Manager {
             } else {
                 format!("crilog://{log_path}")
             };
-            let shim = self.shims.for_container(&sb.id, &id, &bundle)?;
+            // One shim per pod: two creates in one pod must not both start one.
+            let shim = locked(&self.locks, &format!("shim/{}", sb.id), || {
+                self.shims.for_container(&sb.id, &id, &bundle)
+            })?;
             let pid = shim.create(&shim::CreateRequest {
                 id: id.clone(),
                 bundle: bundle.clone(),

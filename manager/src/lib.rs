@@ -104,6 +104,55 @@ impl Locks {
     }
 }
 
+/// Names being given out: a sandbox or container name is held from the moment it is checked
+/// against the database until its record is stored or the attempt is given up, so that two
+/// calls asking for one name can't both succeed while calls for different names run at once.
+#[derive(Debug, Default)]
+struct Names(Mutex<HashMap<(&'static str, String), String>>);
+
+/// A name held by one call; dropping it gives the name back (the record stored by then holds
+/// it from there on).
+struct NameHold<'a> {
+    names: &'a Names,
+    key: (&'static str, String),
+}
+
+impl Drop for NameHold<'_> {
+    fn drop(&mut self) {
+        let mut m = self.names.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.remove(&self.key);
+    }
+}
+
+impl Names {
+    /// Holds `name` of `kind` for `id`, unless a call in flight holds it or `stored` (run
+    /// with the holds locked, so that no record can appear between the two checks) finds
+    /// the id of a stored record with that name.
+    fn hold(
+        &self,
+        kind: &'static str,
+        name: &str,
+        id: &str,
+        stored: impl FnOnce() -> Result<Option<String>>,
+    ) -> Result<NameHold<'_>> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (kind, name.to_owned());
+        let owner = match m.get(&key) {
+            Some(other) => Some(other.clone()),
+            None => stored()?,
+        };
+        if let Some(id) = owner {
+            return Err(Error::AlreadyExists {
+                kind,
+                name: name.to_owned(),
+                id,
+            });
+        }
+        m.insert(key.clone(), id.to_owned());
+        Ok(NameHold { names: self, key })
+    }
+}
+
 /// Runs `f` with the object's lock held.
 fn locked<T>(locks: &Locks, id: &str, f: impl FnOnce() -> T) -> T {
     let l = locks.of(id);
@@ -120,8 +169,7 @@ pub struct Manager {
     shims: shim::Shims,
     cni: berth_cni::Cni,
     locks: Locks,
-    /// Serializes name reservations and image-store changes.
-    names: Mutex<()>,
+    names: Names,
     images_lock: Mutex<()>,
     /// Pulls and imports hold it shared, garbage collection exclusively.
     gc_lock: std::sync::RwLock<()>,
@@ -201,7 +249,7 @@ impl Manager {
             shims,
             cni,
             locks: Locks::default(),
-            names: Mutex::new(()),
+            names: Names::default(),
             images_lock: Mutex::new(()),
             gc_lock: std::sync::RwLock::new(()),
             oom: Mutex::new(Default::default()),

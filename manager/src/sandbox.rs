@@ -68,15 +68,11 @@ impl Manager {
                 format!("{cgroup_parent:?} is not an absolute cgroupfs path"),
             ));
         }
-        let _names = self.names.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = self.db.sandboxes()?.into_iter().find(|s| s.name == name) {
-            return Err(Error::AlreadyExists {
-                kind: "sandbox",
-                name,
-                id: s.id,
-            });
-        }
         let id = new_id()?;
+        let _name = self.names.hold("sandbox", &name, &id, || {
+            let all = self.db.sandboxes()?;
+            Ok(all.into_iter().find(|s| s.name == name).map(|s| s.id))
+        })?;
         let dir = self.pod_dir(&id);
         mkdir(&dir, 0o711)?;
         let mut undo = Undo {
