@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # berthd against containerd 1.6 (its CRI plugin, the Go runc shim, runc), in one run, driven
 # by one CRI client (cri-pods): N host-network pods of one `sleep 3600` busybox container
-# each, started one after another (RunPodSandbox + CreateContainer + StartContainer), then
-# the managers' memory with the N running, then the N removed (StopPodSandbox +
-# RemovePodSandbox).
+# each, started (RunPodSandbox + CreateContainer + StartContainer), then the managers'
+# memory with the N running, then the N removed (StopPodSandbox + RemovePodSandbox).
 #
-#   sudo benches/cri_pods.sh [N]      (N pods per manager, 100 by default)
+#   sudo benches/cri_pods.sh [N [P]]
+#
+# N pods per manager (100 by default); P of them in flight at a time (1 by default: one pod
+# after another; the kubelet starts pods concurrently, one worker per pod).
 #
 # Needs: containerd, runc, umoci, busybox-static, protoc (protobuf-compiler, to build) and
 # jq, bc. Builds the release binaries (berthd, its shim, berthctl, cri-pods) into
@@ -14,6 +16,7 @@
 # the temporary directory) is removed on exit, also after a failure or ctrl-C.
 set -euo pipefail
 n=${1:-100}
+par=${2:-1}
 top=$(cd "$(dirname "$0")/.." && pwd)
 bin=${CARGO_TARGET_DIR:-$top/target}/release
 (cd "$top" && cargo build --release -q -p berth-examples --bin berthd \
@@ -159,7 +162,7 @@ done
 
 echo "containerd $(containerd --version | awk '{print $3}') (runc $(runc --version | awk 'NR==1{print $3}')): $n pods ..." >&2
 "$bin/cri-pods" --address "$work/containerd.sock" --image localhost/bench:busybox --count "$n" \
-    --handler runc --host-network --pid "$ctrd" --cgroup-parent "$cg_ctrd" \
+    --parallel "$par" --handler runc --host-network --pid "$ctrd" --cgroup-parent "$cg_ctrd" \
     --log-dir "$work/logs/containerd" >"$work/containerd.json" ||
     { echo "cri-pods against containerd failed; its log:" >&2; tail -50 "$work/containerd.log" >&2; exit 1; }
 kill "$ctrd"
@@ -176,13 +179,14 @@ for _ in $(seq 300); do "$bin/berthctl" -a "$work/berthd.sock" version >/dev/nul
 
 echo "berthd $("$bin/berthd" --version | awk '{print $2}'): $n pods ..." >&2
 "$bin/cri-pods" --address "$work/berthd.sock" --image localhost/bench:busybox --count "$n" \
-    --host-network --pid "$berthd" --cgroup-parent "$cg_berthd" \
+    --parallel "$par" --host-network --pid "$berthd" --cgroup-parent "$cg_berthd" \
     --log-dir "$work/logs/berthd" >"$work/berthd.json" ||
     { echo "cri-pods against berthd failed; its log:" >&2; tail -50 "$work/berthd.log" >&2; exit 1; }
 
 # --- the table --------------------------------------------------------------------------
 echo
-echo "$n host-network pods, one 'sleep 3600' container each, one CRI client, sequential"
+if [ "$par" = 1 ]; then how="one after another"; else how="$par in flight at a time"; fi
+echo "$n host-network pods, one 'sleep 3600' container each, one CRI client, $how"
 printf '%-11s %13s %14s %10s %13s %14s %18s\n' manager "start total" "per pod med" "p90" \
     "remove total" "manager Rss" "shims (Rss sum)"
 read -r _ cs cm cp cr crss csh cshr _ < <(row containerd "$work/containerd.json")

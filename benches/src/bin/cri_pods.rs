@@ -7,7 +7,7 @@
 //! ```text
 //! cri-pods --address SOCK --image REF --count N [--handler H] [--host-network]
 //!          [--pid MANAGER_PID] [--cgroup-parent /PATH] [--log-dir DIR] [--settle SECS]
-//!          [--command "sleep 3600"]
+//!          [--command "sleep 3600"] [--parallel P]
 //! ```
 //!
 //! For each pod: RunPodSandbox, CreateContainer, StartContainer (the start phase, timed as a
@@ -17,8 +17,14 @@
 //! StopPodSandbox and RemovePodSandbox (the removal phase, timed). The result is one JSON
 //! object on stdout; milliseconds throughout, KiB for memory. A failed call ends the start
 //! phase: the pods made so far are still removed and the exit status is 1.
+//!
+//! `--parallel P` (1 by default: one pod after another) keeps P pods in flight, as the
+//! kubelet does with its pod workers: each of P workers takes the next pod and makes it
+//! (its three calls in order), and the removal runs P at a time the same way.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_cri::v1 as cri;
@@ -27,11 +33,12 @@ use tonic::transport::Channel;
 
 const USAGE: &str = "usage: cri-pods --address SOCK --image REF --count N [--handler H] \
 [--host-network] [--pid PID] [--cgroup-parent /PATH] [--log-dir DIR] [--settle SECS] \
-[--command CMD]";
+[--command CMD] [--parallel P]";
 /// Every call's deadline.
 const RPC: Duration = Duration::from_secs(120);
 
 /// The command line.
+#[derive(Clone)]
 struct Args {
     address: PathBuf,
     image: String,
@@ -43,6 +50,7 @@ struct Args {
     log_dir: PathBuf,
     settle: f64,
     command: Vec<String>,
+    parallel: usize,
 }
 
 fn parse(args: Vec<String>) -> Result<Args, String> {
@@ -56,6 +64,7 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
     let mut log_dir = std::env::temp_dir().join(format!("cri-pods-{}", std::process::id()));
     let mut settle = 3.0;
     let mut command = vec!["sleep".to_owned(), "3600".to_owned()];
+    let mut parallel = 1;
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         if a == "--host-network" {
@@ -90,6 +99,13 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
                     .ok_or_else(|| num("a number of seconds"))?
             }
             "--command" => command = v.split_whitespace().map(String::from).collect(),
+            "--parallel" => {
+                parallel = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| num("a count above 0"))?
+            }
             _ => return Err(format!("unknown argument {a:?}\n{USAGE}")),
         }
     }
@@ -105,6 +121,7 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
             log_dir,
             settle,
             command,
+            parallel,
         }),
         _ => Err(format!(
             "--address, --image and a --count above 0 are needed\n{USAGE}"
@@ -172,17 +189,43 @@ async fn bench(a: &Args) -> i32 {
         }
     };
     let tag = std::process::id();
+    let a = Arc::new(a.clone());
+    let next = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..a.parallel.min(a.count) {
+        let (mut rs, a, next, failed) = (rs.clone(), a.clone(), next.clone(), failed.clone());
+        workers.spawn(async move {
+            let mut made = Worker::default();
+            while !failed.load(Ordering::Relaxed) {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= a.count {
+                    break;
+                }
+                let name = format!("bench-{tag}-{i}");
+                match start_pod(&mut rs, &a, &name, &mut made.pods).await {
+                    Ok(t) => made.times.push(t),
+                    Err(e) => {
+                        failed.store(true, Ordering::Relaxed);
+                        made.error = Some(format!("pod {i}: {e}"));
+                    }
+                }
+            }
+            made
+        });
+    }
     let mut pods: Vec<String> = Vec::with_capacity(a.count);
     let mut times: Vec<PodTimes> = Vec::with_capacity(a.count);
     let mut failed = None;
-    let t0 = Instant::now();
-    for i in 0..a.count {
-        match start_pod(&mut rs, a, &format!("bench-{tag}-{i}"), &mut pods).await {
-            Ok(t) => times.push(t),
-            Err(e) => {
-                failed = Some(format!("pod {i}: {e}"));
-                break;
+    while let Some(w) = workers.join_next().await {
+        match w {
+            Ok(w) => {
+                pods.extend(w.pods);
+                times.extend(w.times);
+                failed = failed.or(w.error);
             }
+            Err(e) => failed = failed.or(Some(format!("a worker: {e}"))),
         }
     }
     let start_total = ms(t0.elapsed());
@@ -195,25 +238,33 @@ async fn bench(a: &Args) -> i32 {
 
     let mut remove_failures = Vec::new();
     let mut remove_each = Vec::with_capacity(pods.len());
+    let queue = Arc::new(std::sync::Mutex::new(pods.clone()));
     let t1 = Instant::now();
-    for id in &pods {
-        let t = Instant::now();
-        let stop = cri::StopPodSandboxRequest {
-            pod_sandbox_id: id.clone(),
-        };
-        let r = match rs.stop_pod_sandbox(stop).await {
-            Ok(_) => {
-                let remove = cri::RemovePodSandboxRequest {
-                    pod_sandbox_id: id.clone(),
-                };
-                rs.remove_pod_sandbox(remove).await.map(drop)
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..a.parallel.min(pods.len()) {
+        let (mut rs, queue) = (rs.clone(), queue.clone());
+        workers.spawn(async move {
+            let mut done = (Vec::new(), Vec::new());
+            loop {
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let Some(id) = next else { break };
+                let t = Instant::now();
+                if let Err(e) = remove_pod(&mut rs, &id).await {
+                    done.1.push(format!("{id}: {}", e.message()));
+                }
+                done.0.push(ms(t.elapsed()));
             }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = r {
-            remove_failures.push(format!("{id}: {}", e.message()));
+            done
+        });
+    }
+    while let Some(w) = workers.join_next().await {
+        match w {
+            Ok((each, errors)) => {
+                remove_each.extend(each);
+                remove_failures.extend(errors);
+            }
+            Err(e) => remove_failures.push(format!("a worker: {e}")),
         }
-        remove_each.push(ms(t.elapsed()));
     }
     let remove_total = ms(t1.elapsed());
     let _ = std::fs::remove_dir_all(&a.log_dir);
@@ -225,6 +276,7 @@ async fn bench(a: &Args) -> i32 {
         "handler": a.handler,
         "host_network": a.host_network,
         "count": a.count,
+        "parallel": a.parallel,
         "started": times.len(),
         "start_total_ms": start_total,
         "start_per_pod_ms": stats(&per_pod),
@@ -250,6 +302,27 @@ async fn bench(a: &Args) -> i32 {
         return 1;
     }
     0
+}
+
+/// What one worker made: pods (ids, made or half made), their timings, the error that
+/// stopped it.
+#[derive(Default)]
+struct Worker {
+    pods: Vec<String>,
+    times: Vec<PodTimes>,
+    error: Option<String>,
+}
+
+/// StopPodSandbox then RemovePodSandbox of `id`.
+async fn remove_pod(rs: &mut RuntimeServiceClient<Channel>, id: &str) -> Result<(), tonic::Status> {
+    let stop = cri::StopPodSandboxRequest {
+        pod_sandbox_id: id.to_owned(),
+    };
+    rs.stop_pod_sandbox(stop).await?;
+    let remove = cri::RemovePodSandboxRequest {
+        pod_sandbox_id: id.to_owned(),
+    };
+    rs.remove_pod_sandbox(remove).await.map(drop)
 }
 
 /// RunPodSandbox, CreateContainer, StartContainer of pod `name`; its id goes to `pods` as
