@@ -146,7 +146,8 @@ impl Manager {
             } else {
                 format!("crilog://{log_path}")
             };
-            // One shim per pod: two creates in one pod must not both start one.
+            // One shim per pod. The shim's start hands a second start the running shim's
+            // address (its socket is taken); the lock spares racing creates those execs.
             let shim = locked(&self.locks, &format!("shim/{}", sb.id), || {
                 self.shims.for_container(&sb.id, &id, &bundle)
             })?;

@@ -272,10 +272,12 @@ impl Runtime {
         // host's user namespace, before it joins or creates any namespace, with a cgroup that
         // must be made (not an optional rootless one).
         let v1_self_join = !optional && !ns.creates(NamespaceKind::User);
-        let cgroup_before_clone = planned.as_ref().is_some_and(|(_, layout)| {
-            layout.mode() == CgroupMode::Unified
-                || (layout.mode() == CgroupMode::Hybrid && v1_self_join)
-        });
+        let mode = planned.as_ref().map(|(_, layout)| layout.mode());
+        let cgroup_before_clone = match mode {
+            Some(CgroupMode::Unified) => true,
+            Some(CgroupMode::Hybrid) => v1_self_join,
+            _ => false,
+        };
         if cgroup_before_clone {
             dir.write_record(&record)?;
         }
@@ -296,11 +298,8 @@ impl Runtime {
         // into the v1 hierarchies (see InitContext::cgroup_tasks); the clone (or else the
         // parent) puts it into cgroup2. Anything unusual (a path this can't work out): the
         // parent moves it.
-        let self_join = cgroup_sync
-            && v1_self_join
-            && planned
-                .as_ref()
-                .is_some_and(|(_, layout)| layout.mode() != CgroupMode::Unified);
+        let self_join =
+            cgroup_sync && v1_self_join && mode.is_some_and(|m| m != CgroupMode::Unified);
         let cgroup_tasks: Vec<std::ffi::CString> = match (&planned, self_join) {
             (Some((_, layout)), true) => CgroupManager::v1_task_files(layout, &cg_path)
                 .ok()
