@@ -186,11 +186,16 @@ impl Berthd {
 
     fn run_pod(&mut self, config: &cri::PodSandboxConfig) -> Result<String, tonic::Status> {
         let mut c = self.runtime.clone();
-        let req = cri::RunPodSandboxRequest {
+        let req = Self::run_pod_request(config);
+        self.call(c.run_pod_sandbox(req)).map(|r| r.pod_sandbox_id)
+    }
+
+    /// The RunPodSandboxRequest of [`Self::run_pod`].
+    fn run_pod_request(config: &cri::PodSandboxConfig) -> cri::RunPodSandboxRequest {
+        cri::RunPodSandboxRequest {
             config: Some(config.clone()),
             runtime_handler: String::new(),
-        };
-        self.call(c.run_pod_sandbox(req)).map(|r| r.pod_sandbox_id)
+        }
     }
 
     fn create(
@@ -654,11 +659,8 @@ fn concurrent_calls_give_each_name_once() {
     let rt = b.runtime.clone();
     let run = |config: cri::PodSandboxConfig| {
         let mut c = rt.clone();
+        let req = Berthd::run_pod_request(&config);
         async move {
-            let req = cri::RunPodSandboxRequest {
-                config: Some(config),
-                runtime_handler: String::new(),
-            };
             c.run_pod_sandbox(req)
                 .await
                 .map(|r| r.into_inner().pod_sandbox_id)
