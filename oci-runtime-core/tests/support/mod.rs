@@ -381,6 +381,11 @@ impl ConsoleSocket {
 }
 
 /// Fails if /proc/self/mountinfo shows a mount under one of this process' temp dirs.
+///
+/// Mounts under a `berth-runc-root-*` dir are runc's, not ours: runc (Debian's 1.1.5+deb12u1,
+/// upstream 1.1.12 and later) bind-mounts its own binary read-only onto a file in its state
+/// dir while a container starts (its CVE-2019-5736 guard) and removes it itself. The tests
+/// that compare with runc run beside the others, so any of them can see that mount in passing.
 pub fn assert_no_test_mounts() {
     let tmp = std::env::temp_dir();
     let tag = format!("-{}-", std::process::id());
@@ -388,9 +393,11 @@ pub fn assert_no_test_mounts() {
     let bad: Vec<&str> = info
         .lines()
         .filter(|l| {
-            l.split(' ')
-                .nth(4)
-                .is_some_and(|mp| Path::new(mp).starts_with(&tmp) && mp.contains(&tag))
+            l.split(' ').nth(4).is_some_and(|mp| {
+                Path::new(mp).starts_with(&tmp)
+                    && mp.contains(&tag)
+                    && !mp.contains("/berth-runc-root-")
+            })
         })
         .collect();
     assert!(
