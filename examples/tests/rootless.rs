@@ -14,7 +14,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::console::{accept_master, read_master};
-use common::{BERTH, TempDir, busybox_rootfs, edit_json, run_to_files, text, unique};
+use common::{
+    BERTH, TempDir, busybox_rootfs, copy_executable, edit_json, run_to_files, text, unique,
+};
 use serde_json::{Value, json};
 
 const APPLETS: &[&str] = &[
@@ -119,7 +121,7 @@ impl World {
         }
         // The target directory may be out of the user's reach: run a copy.
         let berth = dir.join("bin/berth");
-        std::fs::copy(BERTH, &berth).expect("copy berth");
+        copy_executable(Path::new(BERTH), &berth);
         let w = World {
             dir,
             berth,

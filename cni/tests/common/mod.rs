@@ -46,9 +46,17 @@ impl Scratch {
         p
     }
     /// Writes an executable `bin/<name>` running `body` under /bin/sh.
+    ///
+    /// The text goes to a side file that cp(1) copies into place: while this multi-threaded
+    /// process held the plugin open for writing, a child another test forks would share that
+    /// fd until its exec, and running the plugin then fails with ETXTBSY.
     pub fn fake_plugin(&self, name: &str, body: &str) {
         let p = self.bin().join(name);
-        fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        let text = self.root.join(format!("{name}.text"));
+        fs::write(&text, format!("#!/bin/sh\n{body}\n")).unwrap();
+        let st = Command::new("cp").arg(&text).arg(&p).status().unwrap();
+        assert!(st.success(), "cp {} {}: {st}", text.display(), p.display());
+        fs::remove_file(&text).unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
     }
     /// Files left under the cache dir (recursively).

@@ -623,7 +623,7 @@ pub fn build_busybox_image() -> BusyboxImage {
     for d in ["bin", "dev", "etc", "proc", "root", "sys", "tmp"] {
         std::fs::create_dir_all(rootfs.join(d)).unwrap();
     }
-    std::fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
+    super::copy_executable(Path::new(BUSYBOX), &rootfs.join("bin/busybox"));
     run(
         Command::new("chroot")
             .arg(&rootfs)

@@ -130,13 +130,29 @@ pub fn edit_json(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {
         .unwrap_or_else(|e| panic!("write {path:?}: {e}"));
 }
 
+/// Copies the executable `src` to `dst` with cp(1), in a child process.
+///
+/// A test process is multi-threaded: while one test holds a file open for writing, every
+/// child another test forks holds that fd too until it execs, and executing the file in that
+/// moment fails with ETXTBSY (seen: rootless tests running their copy of berth). The fd of a
+/// cp(1) child is never inherited by anyone.
+pub fn copy_executable(src: &Path, dst: &Path) {
+    let st = Command::new("cp")
+        .arg(src)
+        .arg(dst)
+        .stdin(Stdio::null())
+        .status()
+        .expect("spawn cp");
+    assert!(st.success(), "cp {} {}: {st}", src.display(), dst.display());
+}
+
 /// A rootfs at `rootfs`: the usual directories, [`BUSYBOX`] as /bin/busybox and a symlink to
 /// it for each of `applets`.
 pub fn busybox_rootfs(rootfs: &Path, applets: &[&str]) {
     for d in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
         std::fs::create_dir_all(rootfs.join(d)).expect("mkdir rootfs");
     }
-    std::fs::copy(BUSYBOX, rootfs.join("bin/busybox")).expect("copy busybox");
+    copy_executable(Path::new(BUSYBOX), &rootfs.join("bin/busybox"));
     for a in applets {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).expect("symlink");
     }

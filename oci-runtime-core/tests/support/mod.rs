@@ -587,9 +587,15 @@ pub fn assert_err_contains(err: &Error, needles: &[&str]) {
 }
 
 /// Writes an executable host shell script.
+///
+/// The text is written to a side file and copied into place by cp(1): a script this process
+/// wrote itself could fail to execute with ETXTBSY (see [`crate::common::copy_executable`]).
 pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     let p = dir.join(name);
-    fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    let text = dir.join(format!(".{name}.text"));
+    fs::write(&text, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    crate::common::copy_executable(&text, &p);
+    fs::remove_file(&text).expect("rm script text");
     fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod script");
     p
 }
