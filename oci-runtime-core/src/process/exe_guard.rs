@@ -198,14 +198,21 @@ mod tests {
     }
 
     /// Lets the child of `cmd` inherit `fd` as fd 9 (not close-on-exec), as the init leaves
-    /// its report fd open to the stub.
+    /// its report fd open to the stub. The memfd the child runs must not be fd 9 (the tests
+    /// make their guard at 10 and up): dup2 would replace it.
     fn inherit_as_9(cmd: &mut Command, fd: RawFd) {
         use std::os::unix::process::CommandExt;
-        // SAFETY: the closure runs between fork and exec and only makes one dup2 syscall,
-        // which is async-signal-safe.
+        // SAFETY: the closure runs between fork and exec and only makes one dup2 or fcntl
+        // syscall, both async-signal-safe.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::dup2(fd, 9) < 0 {
+                // dup2 onto itself would leave close-on-exec set.
+                let r = if fd == 9 {
+                    libc::fcntl(9, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(fd, 9)
+                };
+                if r < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -213,12 +220,17 @@ mod tests {
         };
     }
 
+    /// A guard whose memfd is above fd 9, the stub's report fd in these tests.
+    fn guard_above_9() -> ExeGuard {
+        ExeGuard::new(10).expect("exe guard")
+    }
+
     /// The stub's contract, run directly from the memfd on this host.
     #[test]
     fn stub_execs_path_with_the_rest_of_argv_or_refuses() {
         use std::io::Read;
         use std::os::unix::process::CommandExt;
-        let g = ExeGuard::new(3).expect("exe guard");
+        let g = guard_above_9();
         if STUB.is_none() {
             return;
         }
@@ -312,7 +324,7 @@ mod tests {
     #[test]
     fn stub_survives_a_vanished_reader() {
         use std::os::unix::process::CommandExt;
-        let g = ExeGuard::new(3).expect("exe guard");
+        let g = guard_above_9();
         if STUB.is_none() {
             return;
         }
