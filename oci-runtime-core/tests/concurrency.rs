@@ -3,9 +3,12 @@
 //! have held at the moment of the clone, and containers created concurrently must not get in
 //! each other's way.
 //!
-//! A deadlock shows up as a hang. A watchdog first SIGKILLs every container init of the test
-//! (which turns the hang into a failure and leaves no orphan behind), and aborts the whole
-//! process if even that does not end it within 120 s. Hence a test binary of its own, whose
+//! A deadlock shows up as a hang: no container gets done for a while. The watchdog measures
+//! the time since the last container got done, not since the test began (on a slow or busy
+//! machine the 40 containers may take longer than the limit without any of them being
+//! stuck). It first SIGKILLs every container init of the test (which turns the hang into a
+//! failure and leaves no orphan behind), and aborts the whole process if even that does not
+//! end it within 120 s. Hence a test binary of its own, whose
 //! tests run one at a time (so that a failure of one can't be caused by the other).
 
 mod common;
@@ -15,7 +18,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use berth_runtime_core::oci_spec::runtime::{Hook, Hooks};
@@ -24,28 +27,36 @@ use support::*;
 
 const THREADS: usize = 8;
 const PER_THREAD: usize = 5;
-/// When the watchdog kills the containers (the test then fails).
+/// How long without progress before the watchdog kills the containers (the test then fails).
 const GIVE_UP: Duration = Duration::from_secs(30);
-/// When the watchdog aborts the process.
+/// How long without progress before the watchdog aborts the process.
 const ABORT: Duration = Duration::from_secs(120);
 
-/// Runs `f` with a watchdog over `h`: see the module doc. True if the watchdog had to kill.
-fn watched<R>(h: &Harness, f: impl FnOnce() -> R) -> (R, bool) {
+/// Runs `f` with a watchdog over `h`: see the module doc. `f` adds one to `progress` each
+/// time a container got done; the watchdog's limits count from the last such step. True if
+/// the watchdog had to kill.
+fn watched<R>(h: &Harness, progress: &AtomicUsize, f: impl FnOnce() -> R) -> (R, bool) {
     let finished = AtomicBool::new(false);
     let killed = AtomicBool::new(false);
     let r = std::thread::scope(|s| {
         s.spawn(|| {
-            let start = Instant::now();
+            let mut seen = progress.load(Ordering::SeqCst);
+            let mut since = Instant::now();
             while !finished.load(Ordering::SeqCst) {
-                let t = start.elapsed();
+                let now = progress.load(Ordering::SeqCst);
+                if now != seen {
+                    seen = now;
+                    since = Instant::now();
+                }
+                let t = since.elapsed();
                 if t > ABORT {
-                    eprintln!("concurrency test: still stuck after {ABORT:?}: aborting");
+                    eprintln!("concurrency test: no progress for {ABORT:?}: aborting");
                     h.kill_all();
                     std::process::abort();
                 }
                 if t > GIVE_UP && !killed.swap(true, Ordering::SeqCst) {
                     eprintln!(
-                        "concurrency test: no progress after {GIVE_UP:?}: killing the containers"
+                        "concurrency test: no progress for {GIVE_UP:?} ({seen} done): killing the containers"
                     );
                     h.kill_all();
                 }
@@ -65,8 +76,9 @@ fn parallel_creates_under_allocator_pressure() {
     let bundles: Vec<Bundle> = (0..THREADS).map(|_| Bundle::new()).collect();
     let h = Harness::exclusive();
     let stop = AtomicBool::new(false);
+    let done = AtomicUsize::new(0);
 
-    let (results, killed) = watched(&h, || {
+    let (results, killed) = watched(&h, &done, || {
         std::thread::scope(|s| {
             // Allocator hammer: many sizes, so several arenas and size classes are busy.
             for t in 0..2usize {
@@ -100,7 +112,7 @@ fn parallel_creates_under_allocator_pressure() {
                 .into_iter()
                 .enumerate()
                 .map(|(t, mut bundle)| {
-                    let h = &h;
+                    let (h, done) = (&h, &done);
                     s.spawn(move || {
                         let mut codes = Vec::new();
                         for k in 0..PER_THREAD {
@@ -116,6 +128,7 @@ fn parallel_creates_under_allocator_pressure() {
                             h.rt.delete(&id, false)
                                 .unwrap_or_else(|e| panic!("delete {id}: {e}"));
                             codes.push((n, code));
+                            done.fetch_add(1, Ordering::SeqCst);
                         }
                         codes
                     })
@@ -129,7 +142,7 @@ fn parallel_creates_under_allocator_pressure() {
     });
     assert!(
         !killed,
-        "deadlock: the containers had to be killed after {GIVE_UP:?}"
+        "deadlock: no container got done for {GIVE_UP:?}, the rest had to be killed"
     );
     let mut all = Vec::new();
     for (t, r) in results.into_iter().enumerate() {
@@ -184,7 +197,9 @@ fn a_waiting_init_holds_nothing_of_another_container() {
     let a_dir = h.state_dir(&id_a);
 
     let started = AtomicBool::new(false);
-    let ((leaked, start_a_blocked, start_a), killed) = watched(&h, || {
+    // Two containers, no steps in between: the limits count from the start.
+    let no_steps = AtomicUsize::new(0);
+    let ((leaked, start_a_blocked, start_a), killed) = watched(&h, &no_steps, || {
         std::thread::scope(|s| {
             let creating_a = s.spawn(|| h.create(&id_a, &a));
             assert!(

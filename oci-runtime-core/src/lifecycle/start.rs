@@ -53,7 +53,14 @@ impl Runtime {
                     record.hooks.as_ref().unwrap_or(&Hooks::default()),
                 )
                 .to_string(),
-                _ => "the container init failed before exec".to_string(),
+                _ if report == INIT_DIED => format!(
+                    "the container init (pid {}) died before it reached exec",
+                    record.pid
+                ),
+                _ => format!(
+                    "the container init failed before exec (failure record {:?})",
+                    String::from_utf8_lossy(&report)
+                ),
             };
             return Err(Error::Start {
                 id: id.to_owned(),
@@ -75,6 +82,9 @@ impl Runtime {
         }
     }
 }
+
+/// What [`read_barrier`] reports when the init is gone before it ever opened the barrier.
+const INIT_DIED: &[u8] = b"init died";
 
 /// Reads the start barrier until EOF: empty means the init exec'd; anything else is its
 /// failure record. Waits for the init to open the fifo (it may not have yet) and gives up if
@@ -106,7 +116,7 @@ fn read_barrier(fifo: &fs::File, pid: i32, start_time: u64) -> std::io::Result<V
                     if seen_writer {
                         return Ok(out);
                     }
-                    return Ok(b"init died".to_vec());
+                    return Ok(INIT_DIED.to_vec());
                 }
             }
         }
