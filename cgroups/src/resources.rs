@@ -25,9 +25,9 @@
 //! | `memory.useHierarchy` | `memory.use_hierarchy` | warning when false: v2 is always hierarchical |
 //! | `memory.checkBeforeUpdate` | on update, refuse a limit below `memory.usage_in_bytes` | the same with `memory.current` |
 //! | `pids.limit` | `pids.max` (< 0 is `max`, 0 means "not set") | `pids.max` |
-//! | `blockIO.weight` | `blkio.weight`, else `blkio.bfq.weight` | `io.bfq.weight` (same 1..1000 scale) where present, else `io.weight` = `1 + ((weight - 10) * 9999) / 990`, as runc and crun |
+//! | `blockIO.weight` | `blkio.weight`, else `blkio.bfq.weight`; an error where the kernel has neither (no CFQ or BFQ) | `io.bfq.weight` (same 1..1000 scale) where present, else `io.weight` = `1 + ((weight - 10) * 9999) / 990`, as runc and crun |
 //! | `blockIO.leafWeight` (+ per device) | `blkio.leaf_weight[_device]`; warning where the kernel dropped it (no CFQ) | warning: no leaf weights on v2 |
-//! | `blockIO.weightDevice` | `blkio.weight_device` / `blkio.bfq.weight_device`: `"maj:min weight"` | `io.bfq.weight` `"maj:min weight"` where the device's scheduler is BFQ (or unknown), else `io.weight` (converted as above); a device with neither is an error naming it |
+//! | `blockIO.weightDevice` | `blkio.weight_device` / `blkio.bfq.weight_device`: `"maj:min weight"` (an error without either, as for `weight`) | `io.bfq.weight` `"maj:min weight"` where the device's scheduler is BFQ (or unknown), else `io.weight` (converted as above); a device with neither is an error naming it |
 //! | `blockIO.throttle*Device` | `blkio.throttle.{read,write}_{bps,iops}_device`: `"maj:min rate"` | `io.max`: `"maj:min rbps=rate"` (`wbps`, `riops`, `wiops`), rate 0 is `max` |
 //! | `hugepageLimits` | `hugetlb.<size>.limit_in_bytes` (+ `.rsvd.limit_in_bytes` where present) | `hugetlb.<size>.max` (+ `hugetlb.<size>.rsvd.max` where present) |
 //! | `network.classID` | `net_cls.classid` | unavailable (no net_cls on v2) |
@@ -575,14 +575,28 @@ impl Planner<'_> {
             Ok(format!("{maj}:{min}"))
         };
         if let Location::V1(_) = at {
-            let (wfile, wdfile) = if fsutil::exists(&dir, "blkio.weight") {
-                ("blkio.weight", "blkio.weight_device")
+            // CFQ (gone since Linux 5.0) gave blkio.weight, BFQ gives blkio.bfq.weight; a
+            // kernel with neither scheduler has no proportional weights at all, and a weight
+            // is refused (runc fails on the missing file too) rather than dropped.
+            let weight_files = if fsutil::exists(&dir, "blkio.weight") {
+                Some(("blkio.weight", "blkio.weight_device"))
             } else if fsutil::exists(&dir, "blkio.bfq.weight") {
-                ("blkio.bfq.weight", "blkio.bfq.weight_device")
+                Some(("blkio.bfq.weight", "blkio.bfq.weight_device"))
             } else {
-                ("blkio.weight", "blkio.weight_device")
+                None
+            };
+            let weight_files = |field: &str, w: u16| {
+                weight_files.ok_or_else(|| {
+                    invalid(
+                        field,
+                        w,
+                        "this kernel has neither blkio.weight nor blkio.bfq.weight \
+                         (no CFQ or BFQ I/O scheduler)",
+                    )
+                })
             };
             if let Some(w) = b.weight() {
+                let (wfile, _) = weight_files("blockIO.weight", w)?;
                 self.write(at, wfile, w);
             }
             let leaf = fsutil::exists(&dir, "blkio.leaf_weight");
@@ -603,6 +617,7 @@ impl Planner<'_> {
                     &format!("blockIO.weightDevice[{i}]"),
                 )?;
                 if let Some(w) = wd.weight().filter(|w| *w != 0) {
+                    let (_, wdfile) = weight_files(&format!("blockIO.weightDevice[{i}]"), w)?;
                     self.write(at, wdfile, format!("{d} {w}"));
                 }
                 if let Some(w) = wd.leaf_weight().filter(|w| *w != 0) {
