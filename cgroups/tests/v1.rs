@@ -67,16 +67,16 @@ fn detect_finds_this_hosts_hierarchies() {
     assert!(!v1.iter().any(|c| c.starts_with("name=")));
 }
 
-/// Whether the kernel has proportional block I/O weights on v1: a cgroup below the root has
-/// `blkio.weight` (CFQ, before Linux 5.0) or `blkio.bfq.weight` (BFQ built in or loaded).
-/// A probe cgroup is made to look: BFQ shows its files on every cgroup but the root.
-fn has_blkio_weight(layout: &Layout) -> bool {
-    let (cg, _) = CgroupManager::create(layout, &test_path("v1probe"), None).unwrap();
-    let g = Guard::new(cg);
-    let blkio = g.dir("blkio");
+/// The v1 file of proportional block I/O weights, if the kernel has one: `blkio.weight`
+/// (CFQ, before Linux 5.0) or `blkio.bfq.weight` (BFQ built in or loaded). A probe cgroup
+/// is made to look: BFQ shows its files on every cgroup but the root.
+fn blkio_weight_file() -> Option<&'static str> {
+    // The guard is held while the files are looked at: dropped, it removes the probe.
+    let probe = create("v1probe", None);
+    let blkio = probe.dir("blkio");
     ["blkio.weight", "blkio.bfq.weight"]
-        .iter()
-        .any(|f| blkio.join(f).exists())
+        .into_iter()
+        .find(|f| blkio.join(f).exists())
 }
 
 /// Without CFQ or BFQ, `blockIO.weight` and a per-device weight fail naming the field and
@@ -84,7 +84,7 @@ fn has_blkio_weight(layout: &Layout) -> bool {
 #[test]
 fn blkio_weight_without_a_proportional_scheduler_is_an_error() {
     let layout = v1_host();
-    if has_blkio_weight(&layout) {
+    if blkio_weight_file().is_some() {
         eprintln!("SKIP: this kernel has blkio weights (tested in every_v1_field_round_trips)");
         return;
     }
@@ -132,8 +132,12 @@ fn every_v1_field_round_trips() {
     let has_unified = layout.unified().is_some();
     let has_net = layout.v1_controllers().contains(&"net_cls");
     // Block I/O weights need CFQ or BFQ (blkio_weight_without_a_proportional_scheduler_is_an_error).
-    let has_weight = has_blkio_weight(&layout);
-    let weight = if has_weight { r#""weight": 300,"# } else { "" };
+    let weight_file = blkio_weight_file();
+    let weight = if weight_file.is_some() {
+        r#""weight": 300,"#
+    } else {
+        ""
+    };
     let rt = if has_rt {
         r#""realtimePeriod": 500000, "realtimeRuntime": 10000,"#
     } else {
@@ -208,13 +212,8 @@ fn every_v1_field_round_trips() {
     assert_eq!(read(&mem, "memory.use_hierarchy"), "1");
     assert_eq!(read(&g.dir("pids"), "pids.max"), "42");
     let blkio = g.dir("blkio");
-    if has_weight {
-        let weight_file = if blkio.join("blkio.weight").exists() {
-            "blkio.weight"
-        } else {
-            "blkio.bfq.weight"
-        };
-        assert!(read(&blkio, weight_file).ends_with("300"));
+    if let Some(f) = weight_file {
+        assert!(read(&blkio, f).ends_with("300"));
     }
     for (f, v) in [
         ("read_bps", 1048576),
@@ -302,7 +301,7 @@ fn dropped_kernel_features_warn_instead_of_failing() {
 #[test]
 fn blkio_weight_device_on_a_bfq_loop_device() {
     let layout = v1_host();
-    if !has_blkio_weight(&layout) {
+    if blkio_weight_file().is_none() {
         eprintln!(
             "SKIP: this kernel has no BFQ (tested in \
              blkio_weight_without_a_proportional_scheduler_is_an_error)"
