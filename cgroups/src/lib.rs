@@ -52,7 +52,7 @@ mod stats;
 pub use error::{CgroupError, Result};
 pub use events::OomWatcher;
 pub use layout::{CgroupMode, Hierarchy, Layout};
-pub use manager::{CgroupManager, FREEZE_TIMEOUT, FreezerState};
+pub use manager::{CgroupManager, FREEZE_TIMEOUT, FreezerState, remove_unused};
 pub use path::{CgroupPath, DEFAULT_PARENT};
 pub use resources::Warning;
 pub use stats::{

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use oci_spec::runtime::LinuxResources;
 use crate::error::{CgroupError, Result};
 use crate::fsutil;
 use crate::layout::{CgroupMode, Hierarchy, Layout, Location};
-use crate::path::CgroupPath;
+use crate::path::{CgroupPath, DEFAULT_PARENT};
 use crate::resources::Warning;
 use crate::stats::{self, Stats};
 
@@ -96,47 +96,106 @@ fn mkdir_in(
     new_dirs: &mut Vec<PathBuf>,
 ) -> Result<(Dir, usize)> {
     let (dir, cgroup, own) = path.dir_in(h, label, base)?;
-    // mkdir first, deepest first, and up only where a parent is missing: the usual case
-    // (the parent exists) is one system call per hierarchy.
-    let mut missing: Vec<&Path> = Vec::new();
-    let mut p = dir.as_path();
-    loop {
-        match fs::create_dir(p) {
-            Ok(()) => {
-                new_dirs.push(p.to_path_buf());
-                break;
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => break,
-            Err(e) if e.kind() == io::ErrorKind::NotFound && missing.len() + 1 < own => {
-                missing.push(p);
-                match p.parent() {
-                    Some(q) => p = q,
-                    None => break,
+    // A parent made on demand ([`DEFAULT_PARENT`], a manager's own) is removed by the
+    // delete of the last container in it ([`remove_unused`]): when that happens between
+    // two of the mkdirs below, the walk starts again.
+    let mut retries = 0;
+    'walk: loop {
+        // mkdir first, deepest first, and up only where a parent is missing: the usual case
+        // (the parent exists) is one system call per hierarchy.
+        let mut missing: Vec<&Path> = Vec::new();
+        let mut p = dir.as_path();
+        loop {
+            match fs::create_dir(p) {
+                Ok(()) => {
+                    new_dirs.push(p.to_path_buf());
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => break,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && missing.len() + 1 < own => {
+                    missing.push(p);
+                    match p.parent() {
+                        Some(q) => p = q,
+                        None => break,
+                    }
+                }
+                Err(source) => {
+                    return Err(CgroupError::Dir {
+                        op: "mkdir",
+                        path: p.to_path_buf(),
+                        source,
+                    });
                 }
             }
-            Err(source) => {
-                return Err(CgroupError::Dir {
-                    op: "mkdir",
-                    path: p.to_path_buf(),
-                    source,
-                });
+        }
+        for d in missing.into_iter().rev() {
+            match fs::create_dir(d) {
+                Ok(()) => new_dirs.push(d.to_path_buf()),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound && retries < MKDIR_RETRIES => {
+                    retries += 1;
+                    continue 'walk;
+                }
+                Err(source) => {
+                    return Err(CgroupError::Dir {
+                        op: "mkdir",
+                        path: d.to_path_buf(),
+                        source,
+                    });
+                }
             }
         }
+        return Ok((Dir { path: dir, cgroup }, own));
     }
-    for d in missing.into_iter().rev() {
-        match fs::create_dir(d) {
-            Ok(()) => new_dirs.push(d.to_path_buf()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(source) => {
-                return Err(CgroupError::Dir {
-                    op: "mkdir",
-                    path: d.to_path_buf(),
-                    source,
-                });
-            }
+}
+
+/// How many times [`mkdir_in`] starts again when a parent it made was removed under it.
+const MKDIR_RETRIES: usize = 100;
+
+/// Removes the cgroup `cgroup` (a path from the root of each hierarchy) from every hierarchy
+/// of `layout` where nothing uses it: no process and no sub-cgroup. Where it is busy or
+/// missing it is left as it is. For a parent made on demand, once its last container is
+/// gone: a manager's own parent (the same is done for [`DEFAULT_PARENT`] by
+/// [`CgroupManager::remove`] and [`CgroupManager::remove_if_empty`]). A concurrent
+/// [`CgroupManager::create`] below it makes it again. The root of a hierarchy is never
+/// removed.
+///
+/// ```no_run
+/// let layout = berth_cgroups::Layout::detect()?;
+/// berth_cgroups::remove_unused(&layout, "/berthd".as_ref())?;
+/// # Ok::<(), berth_cgroups::CgroupError>(())
+/// ```
+pub fn remove_unused(layout: &Layout, cgroup: &Path) -> Result<()> {
+    if !cgroup
+        .components()
+        .any(|c| matches!(c, Component::Normal(_)))
+    {
+        return Ok(());
+    }
+    for h in layout.hierarchies() {
+        rmdir_unused(&h.dir_of(cgroup))?;
+    }
+    Ok(())
+}
+
+/// rmdir `d` unless it is in use (EBUSY: processes or sub-cgroups) or already gone.
+fn rmdir_unused(d: &Path) -> Result<()> {
+    match fs::remove_dir(d) {
+        Ok(()) => Ok(()),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EBUSY | libc::ENOTEMPTY | libc::ENOENT)
+            ) =>
+        {
+            Ok(())
         }
+        Err(source) => Err(CgroupError::Dir {
+            op: "rmdir",
+            path: d.to_path_buf(),
+            source,
+        }),
     }
-    Ok((Dir { path: dir, cgroup }, own))
 }
 
 /// On a pure cgroup v2 host, makes every controller the kernel offers available to the
@@ -444,12 +503,30 @@ impl CgroupManager {
     }
 
     /// Every v1 directory, named hierarchies included, then the cgroup2 one.
-    fn all_dirs(&self) -> impl Iterator<Item = &Path> {
+    fn dirs(&self) -> impl Iterator<Item = &Dir> {
         self.v1
             .iter()
             .chain(self.named.iter().map(|(_, d)| d))
             .chain(self.v2.iter().map(|(d, _)| d))
-            .map(|d| d.path.as_path())
+    }
+
+    fn all_dirs(&self) -> impl Iterator<Item = &Path> {
+        self.dirs().map(|d| d.path.as_path())
+    }
+
+    /// Once the cgroup is removed: its parent, where that is [`DEFAULT_PARENT`] and nothing
+    /// else uses it, so that the parent made on demand is not left behind. Best effort: the
+    /// cgroup itself is gone, and a parent that can't be removed (EACCES in a delegated
+    /// subtree) stays.
+    fn remove_default_parent(&self) {
+        let default = Path::new("/").join(DEFAULT_PARENT);
+        for d in self.dirs() {
+            if d.cgroup.parent() == Some(default.as_path()) {
+                if let Some(p) = d.path.parent() {
+                    let _ = rmdir_unused(p);
+                }
+            }
+        }
     }
 
     /// The directory for `loc`.
@@ -719,9 +796,9 @@ impl CgroupManager {
     }
 
     /// Waits (up to `timeout`) until no process is left, then removes the cgroup's
-    /// directory in every hierarchy, named v1 hierarchies included (parents such as
-    /// `/berth` are kept). A missing directory is not an error, so `remove` can be
-    /// repeated.
+    /// directory in every hierarchy, named v1 hierarchies included. Parents are kept, but
+    /// for [`DEFAULT_PARENT`] once nothing else is in it. A missing directory is not an
+    /// error, so `remove` can be repeated.
     ///
     /// It does not kill anything: call [`Self::kill_all`] first.
     pub fn remove(&self, timeout: Duration) -> Result<()> {
@@ -729,11 +806,13 @@ impl CgroupManager {
         for d in self.all_dirs() {
             remove_tree(d, start, timeout)?;
         }
+        self.remove_default_parent();
         Ok(())
     }
 
     /// Removes the cgroup's directory in every hierarchy if nothing is left in it: no
-    /// process and no sub-cgroup (the kernel refuses the rmdir then). Returns `false` at the
+    /// process and no sub-cgroup (the kernel refuses the rmdir then), and then
+    /// [`DEFAULT_PARENT`] where nothing else is in it. Returns `false` at the
     /// first directory that is busy, leaving it and the ones after it; then kill what is
     /// left ([`Self::kill_all`]) and [`Self::remove`]. What a container's `delete` usually
     /// does, its init and the rest of its pid namespace being gone: one rmdir per
@@ -762,16 +841,18 @@ impl CgroupManager {
                 }
             }
         }
+        self.remove_default_parent();
         Ok(true)
     }
 
     /// Removes the directories this manager created, parents included, deepest first
-    /// (after a failed create). A parent another container started using meanwhile is not
-    /// empty, and stays.
+    /// (after a failed create), and [`DEFAULT_PARENT`] if nothing else is in it. A parent
+    /// another container started using meanwhile is not empty, and stays.
     fn remove_created(&self) {
         for d in self.new_dirs.iter().rev() {
             let _ = fs::remove_dir(d);
         }
+        self.remove_default_parent();
     }
 }
 

@@ -7,9 +7,11 @@ use crate::error::{CgroupError, Result};
 use crate::layout::Hierarchy;
 
 /// The parent cgroup of containers whose `linux.cgroupsPath` is empty. It is made by the
-/// first such container and kept (as Docker keeps `/docker`): making and removing it with
-/// every container would double the directories each create and delete makes and removes,
-/// and a create could race another container's delete of it.
+/// first such container and removed with the last one
+/// ([`crate::CgroupManager::remove`]), so that running a container leaves nothing behind,
+/// as with runc. A create that races the removal makes it again. Limits meant for a group
+/// of containers belong on a parent of one's own, named in their `linux.cgroupsPath`: that
+/// parent is kept.
 pub const DEFAULT_PARENT: &str = "berth";
 
 /// Where a container's cgroup is, as `linux.cgroupsPath` says.

@@ -903,3 +903,52 @@ fn a_process_joins_itself_through_the_v1_task_files() {
         assert!(line.ends_with(name), "{label}: {line}");
     }
 }
+
+/// The default parent `/berth` (a config without `linux.cgroupsPath`) is made by the first
+/// cgroup in it and removed with the last one, also while other threads create and remove
+/// theirs: a create that loses the race to the removal makes it again.
+#[test]
+fn the_default_parent_goes_with_its_last_cgroup() {
+    let layout = v1_host();
+    let parents: Vec<PathBuf> = layout
+        .hierarchies()
+        .map(|h| h.dir_of(std::path::Path::new("/berth")))
+        .collect();
+    if parents.iter().any(|p| p.exists()) {
+        eprintln!("SKIP: /berth is in use on this host: {parents:?}");
+        return;
+    }
+    let default = |id: &str| berth_cgroups::CgroupPath::from_spec(None, id).unwrap();
+    let a = unique("dpa");
+    let b = unique("dpb");
+    let (ca, _) = CgroupManager::create(&layout, &default(&a), None).unwrap();
+    let ga = Guard::new(ca);
+    let (cb, _) = CgroupManager::create(&layout, &default(&b), None).unwrap();
+    let gb = Guard::new(cb);
+    assert!(parents.iter().all(|p| p.is_dir()), "{parents:?}");
+    assert!(ga.cg.remove_if_empty().unwrap());
+    assert!(
+        parents.iter().all(|p| p.is_dir()),
+        "went while {b} is in it"
+    );
+    gb.cg.remove(Duration::from_secs(5)).unwrap();
+    let left: Vec<_> = parents.iter().filter(|p| p.exists()).collect();
+    assert!(left.is_empty(), "left: {left:?}");
+
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let layout = &layout;
+            s.spawn(move || {
+                for i in 0..25 {
+                    let id = unique(&format!("dp{t}-{i}"));
+                    let (cg, _) = CgroupManager::create(layout, &default(&id), None)
+                        .unwrap_or_else(|e| panic!("create {id}: {e}"));
+                    let g = Guard::new(cg);
+                    assert!(g.cg.remove_if_empty().unwrap(), "{id} busy");
+                }
+            });
+        }
+    });
+    let left: Vec<_> = parents.iter().filter(|p| p.exists()).collect();
+    assert!(left.is_empty(), "left: {left:?}");
+}

@@ -57,7 +57,8 @@ pub struct Config {
     pub cni_bin_dirs: Vec<PathBuf>,
     /// The shim namespace (containerd's namespace argument).
     pub namespace: String,
-    /// The pods' cgroup parent when the pod config names none (cgroupfs path).
+    /// The pods' cgroup parent when the pod config names none (cgroupfs path). Made with the
+    /// first container in it, removed when the last pod in it is.
     pub cgroup_parent: String,
 }
 

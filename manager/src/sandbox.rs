@@ -277,7 +277,19 @@ impl Manager {
             }
             self.discard_pod_dir(&sb.id);
             self.db.remove_sandbox(&sb.id).map(drop)
-        })
+        })?;
+        if sb.cgroup_parent == self.cfg.cgroup_parent {
+            // berthd's own parent (made by the runtime with the first container in it) goes
+            // with the last one; a parent the pod config named is its owner's. Best effort:
+            // the pod is gone, and a busy parent (other pods' containers) is left anyway.
+            if let Ok(layout) = berth_runtime_core::berth_cgroups::Layout::detect() {
+                let _ = berth_runtime_core::berth_cgroups::remove_unused(
+                    &layout,
+                    Path::new(&sb.cgroup_parent),
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Removes a pod's network, namespaces and directory (what a failed or interrupted
